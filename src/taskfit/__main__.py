@@ -1,0 +1,3 @@
+from taskfit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""Experiment configs: typed, validated, and strict. An unknown key is an error naming the closest valid one.
+
+A config file holds only what differs from the defaults (see ``examples/``). ``--set a.b=value`` edits
+a loaded config before validation, with the same checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taskfit.errors import TaskfitError, did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ColumnsConfig(Strict):
+    text: str = "text"
+    label: str = "label"
+    text_pair: str | None = None
+
+
+class DataConfig(Strict):
+    """Where examples come from and how many of them a run sees."""
+
+    dataset: str | None = Field(None, description="built-in dataset name (taskfit datasets lists them)")
+    train: str | None = Field(None, description="CSV/TSV/JSONL file, saved HF dataset folder, or hub name[:split]")
+    dev: str | None = None
+    test: str | None = None
+    format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = "auto"
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    labels: list[str] | None = Field(None, description="label order; default: sorted labels of train")
+    shots: int | None = Field(16, ge=1, description="K examples per class drawn from train; null = all")
+    dev_shots: int | None = Field(None, ge=1, description="K per class for the dev set; default = shots")
+    test_limit: int | None = Field(None, ge=1, description="evaluate on a fixed subset of this many test examples")
+    split_seed: int = Field(0, description="seed for carving dev/test out of train when they are not given")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.dataset is None) == (self.train is None):
+            raise ValueError("set exactly one of data.dataset (built-in) or data.train (your file)")
+        return self
+
+
+class PromptConfig(Strict):
+    template: str = Field(..., description='e.g. "Review: {text}\\nSentiment:{answer}"')
+    verbalizer: dict[str, list[str]] = Field(
+        default_factory=dict, description="label -> words scored at {answer}; inserted verbatim (mind the leading space)"
+    )
+    label_descriptions: dict[str, str] = Field(
+        default_factory=dict, description="label -> description, for encoder zero-shot by embedding similarity"
+    )
+
+    @field_validator("verbalizer", mode="before")
+    @classmethod
+    def _words_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): ([v] if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+
+class StrategyBase(Strict):
+    id: str | None = Field(None, description="row name in results; default: the strategy name")
+    backbone: str = Field("smollm2", description="minilm, smollm2, a Hugging Face model id, or a local folder")
+
+    @property
+    def run_id(self) -> str:
+        return self.id or self.name  # type: ignore[attr-defined]
+
+
+class ZeroShotConfig(StrategyBase):
+    """Causal LM: score each label's words at the answer slot. Encoder: text vs label-description similarity."""
+
+    name: Literal["zero-shot"]
+    scoring: Literal["sum", "mean"] = Field("sum", description="sum or per-token mean log-probability of a word")
+    batch_size: int = Field(16, ge=1)
+
+
+class InContextConfig(StrategyBase):
+    name: Literal["in-context"]
+    demos_per_class: int = Field(2, ge=0, description="demonstrations per class placed before each query")
+    selection: Literal["random", "balanced", "similar"] = "balanced"
+    embedder: str = Field("minilm", description="sentence encoder for selection: similar")
+    separator: str = "\n\n"
+    reuse_prefix_cache: bool = Field(True, description="encode a shared demonstration prefix once (KV cache)")
+    scoring: Literal["sum", "mean"] = "sum"
+    batch_size: int = Field(16, ge=1)
+
+
+class HeadFinetuneConfig(StrategyBase):
+    """Encoder + linear head on mean-pooled states, full fine-tuning with AdamW."""
+
+    name: Literal["head-finetune"]
+    backbone: str = "minilm"
+    lr: float = Field(5e-5, gt=0, description="learning rate of the encoder")
+    head_lr: float = Field(2e-3, gt=0, description="learning rate of the new head (it starts from scratch)")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(8, ge=1, description="epochs without dev improvement before stopping")
+    freeze_embeddings: bool = False
+    freeze_layers: int = Field(0, ge=0, description="freeze the bottom N encoder layers")
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(256, ge=8)
+
+
+StrategyConfig = Annotated[
+    Union[ZeroShotConfig, InContextConfig, HeadFinetuneConfig],
+    Field(discriminator="name"),
+]
+STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
+    get_args(cls.model_fields["name"].annotation)[0]: cls  # type: ignore[misc]
+    for cls in get_args(get_args(StrategyConfig)[0])
+}
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    task: Literal["classification"] = "classification"
+    data: DataConfig
+    prompt: PromptConfig | None = Field(None, description="default: the built-in dataset's template")
+    strategies: list[StrategyConfig] = Field(..., min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    output_dir: str | None = Field(None, description="default: runs/<name>")
+    trust_remote_code: bool = Field(False, description="allow model code from the hub; off unless you trust it")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ExperimentConfig:
+        ids = [s.run_id for s in self.strategies]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"strategies share the row name(s) {sorted(dup)}; give each an 'id'")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Unknown-key checking with "did you mean": pydantic reports extra keys but not the closest valid one.
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        out.extend(_model_types(arg))
+    return out
+
+
+def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            raise TaskfitError(
+                f"unknown config key '{where}'." + did_you_mean(str(key), fields)
+                + f" Valid keys here: {', '.join(fields)}."
+            )
+        annotation = fields[key].annotation
+        is_list = get_origin(annotation) is list
+        inner = get_args(annotation)[0] if is_list else annotation
+        candidates = _model_types(inner)
+        items = value if is_list and isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            item_path = f"{where}.{index}" if is_list else where
+            if len(candidates) == 1:
+                _check_keys(candidates[0], item, item_path)
+            elif candidates and isinstance(item, dict) and "name" in item:
+                _check_strategy_name(item["name"], item_path)
+                _check_keys(STRATEGY_CONFIGS[item["name"]], item, item_path)
+
+
+def _check_strategy_name(name: Any, path: str) -> None:
+    if name not in STRATEGY_CONFIGS:
+        raise TaskfitError(
+            f"{path}.name: unknown strategy '{name}'; available: {', '.join(STRATEGY_CONFIGS)}."
+            + did_you_mean(str(name), STRATEGY_CONFIGS)
+        )
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in STRATEGY_CONFIGS)
+        got = f" (got {e['input']!r})" if e.get("type") not in ("missing",) and "input" in e and not isinstance(e["input"], dict) else ""
+        lines.append(f"  {loc or '(top level)'}: {e['msg']}{got}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
+    if not isinstance(raw, dict):
+        raise TaskfitError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
+    _check_keys(ExperimentConfig, raw, "")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise TaskfitError(_format_validation_error(err)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key.sub=value`` (list items by index: ``strategies.0.lr=1e-4``); values parsed as YAML."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise TaskfitError(f"--set expects key=value, got '{item}'")
+        value = yaml.safe_load(text) if text else ""
+        parts = key.split(".")
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise TaskfitError(f"--set {key}: '{'.'.join(parts[:i])}' has {len(node)} items; '{part}' is not a valid index")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise TaskfitError(f"--set {key}: '{last}' is not a valid index (list of {len(node)})")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    path = Path(path)
+    if not path.exists():
+        raise TaskfitError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise TaskfitError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise TaskfitError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return validate_config(raw)
+    except TaskfitError as exc:
+        raise TaskfitError(f"{path}: {exc}") from None

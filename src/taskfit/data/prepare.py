@@ -1,0 +1,144 @@
+"""From a data config to the exact train/dev/test lists one run sees.
+
+The same (config, seed) always yields the same lists, so every strategy in an experiment is compared on
+identical examples. The test set never depends on the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from taskfit.config import DataConfig
+from taskfit.data.catalog import card, load_builtin
+from taskfit.data.readers import Columns, Example, read_examples
+from taskfit.errors import TaskfitError, did_you_mean
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    labels: list[str]
+    notes: list[str]  # what was done to the data, shown to the user
+
+
+@dataclass
+class Pools:
+    """All labelled data before k-shot sampling (loaded once per experiment)."""
+
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    labels: list[str]
+    notes: list[str]
+
+
+def k_shot(examples: list[Example], k: int, labels: list[str], seed: int, what: str = "train") -> list[Example]:
+    """K examples per class, chosen with ``seed``; shuffled so classes are not in blocks."""
+    by_label: dict[str, list[Example]] = {lab: [] for lab in labels}
+    for e in examples:
+        by_label[e.label].append(e)  # type: ignore[index]
+    smallest = min(by_label, key=lambda lab: len(by_label[lab]))
+    if k > len(by_label[smallest]):
+        raise TaskfitError(
+            f"K={k} examples per class is more than the {what} split has for label '{smallest}' "
+            f"({len(by_label[smallest])}). Nearest valid K: {len(by_label[smallest])}; "
+            f"or set shots: null to use all examples."
+        )
+    rng = random.Random(seed)
+    chosen = []
+    for lab in labels:
+        chosen.extend(rng.sample(by_label[lab], k))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def _carve(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Stratified split of ``examples`` into (rest, carved)."""
+    rng = random.Random(seed)
+    by_label: dict[str | None, list[Example]] = {}
+    for e in examples:
+        by_label.setdefault(e.label, []).append(e)
+    rest, carved = [], []
+    for group in by_label.values():
+        group = group[:]
+        rng.shuffle(group)
+        n = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
+        carved.extend(group[:n])
+        rest.extend(group[n:])
+    return rest, carved
+
+
+def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
+    for e in split:
+        if e.label not in labels:
+            raise TaskfitError(
+                f"{e.source}: label '{e.label}' in {name} does not occur in train (labels: {', '.join(labels)})."
+                + did_you_mean(e.label or "", labels)
+            )
+
+
+def load_pools(cfg: DataConfig) -> Pools:
+    notes: list[str] = []
+    if cfg.dataset:
+        ds = load_builtin(cfg.dataset)
+        train, dev, test = ds.train, ds.dev, ds.test
+        labels = list(cfg.labels or ds.card.labels)
+        notes.append(
+            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test after dropping "
+            f"{ds.duplicates_dropped} duplicates and {ds.conflicts_dropped} conflicting texts"
+        )
+    else:
+        cols = Columns(text=cfg.columns.text, label=cfg.columns.label, text_pair=cfg.columns.text_pair)
+        train = read_examples(cfg.train, cols, cfg.format)  # type: ignore[arg-type]
+        dev = read_examples(cfg.dev, cols, cfg.format) if cfg.dev else []
+        test = read_examples(cfg.test, cols, cfg.format) if cfg.test else []
+        found = sorted({e.label for e in train})  # type: ignore[type-var]
+        if cfg.labels:
+            missing = [lab for lab in cfg.labels if lab not in found]
+            if missing:
+                raise TaskfitError(f"data.labels names {missing} but train has only {', '.join(found)}")
+            labels = list(cfg.labels)
+        else:
+            labels = found
+        if len(labels) < 2:
+            raise TaskfitError(f"{cfg.train}: classification needs at least 2 labels; train has only {labels}")
+        if not test:
+            train, test = _carve(train, 0.2, cfg.split_seed)
+            notes.append(f"no test file: held out 20% of train ({len(test)} examples, split_seed={cfg.split_seed})")
+        if not dev:
+            train, dev = _carve(train, 0.1, cfg.split_seed + 1)
+            notes.append(f"no dev file: held out 10% of train ({len(dev)} examples)")
+    _check_labels(train, labels, "train")
+    _check_labels(dev, labels, "dev")
+    _check_labels(test, labels, "test")
+    if cfg.test_limit and cfg.test_limit < len(test):
+        rng = random.Random(12345)  # fixed: the test subset never depends on the run seed
+        test = sorted(rng.sample(test, cfg.test_limit), key=lambda e: e.source)
+        notes.append(f"evaluating on a fixed subset of {len(test)} test examples (data.test_limit)")
+    return Pools(train, dev, test, labels, notes)
+
+
+def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
+    train, dev = pools.train, pools.dev
+    if cfg.shots is not None:
+        train = k_shot(pools.train, cfg.shots, pools.labels, seed, "train")
+    dev_k = cfg.dev_shots or cfg.shots
+    if dev_k is not None:
+        dev = k_shot(pools.dev, dev_k, pools.labels, seed + 10_000, "dev")
+    return Splits(train, dev, pools.test, pools.labels, pools.notes)
+
+
+def label_counts(examples: list[Example]) -> Counter:
+    return Counter(e.label for e in examples)
+
+
+def default_prompt_fields(cfg: DataConfig) -> dict | None:
+    """A built-in dataset's template and verbalizer, used when the config has no prompt block."""
+    if not cfg.dataset:
+        return None
+    c = card(cfg.dataset)
+    return {"template": c.template, "verbalizer": c.verbalizer, "label_descriptions": c.label_descriptions}

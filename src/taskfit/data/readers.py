@@ -1,0 +1,178 @@
+"""Readers for user data: CSV, TSV, JSONL and Hugging Face ``datasets`` (disk folders or hub names).
+
+Every problem is reported with the file and line, and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskfit.errors import TaskfitError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str | None = None
+    text_pair: str | None = None
+    source: str = ""  # "file:line", for error messages
+
+
+@dataclass(frozen=True)
+class Columns:
+    text: str = "text"
+    label: str | None = "label"
+    text_pair: str | None = None
+
+
+FORMATS = ("csv", "tsv", "jsonl", "hf")
+
+
+def infer_format(path: str) -> str:
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if p.is_dir():
+        return "hf"
+    if not p.exists() and ("/" not in path or path.count("/") == 1) and not suffix:
+        return "hf"  # looks like a hub dataset name such as "rotten_tomatoes" or "org/name"
+    raise TaskfitError(
+        f"{path}: cannot tell the format from the file name; set data.format to one of {', '.join(FORMATS)}"
+    )
+
+
+def _decode_lines(path: Path) -> list[str]:
+    """Decode as UTF-8 line by line so that a bad byte is reported with its line number."""
+    if not path.exists():
+        hint = ""
+        if path.parent.exists():
+            hint = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
+        raise TaskfitError(f"data file not found: {path}.{hint}")
+    if path.is_dir():
+        raise TaskfitError(f"{path} is a folder; expected a file (or set format: hf for a saved dataset)")
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise TaskfitError(
+                f"{path}:{number}: bytes that are not UTF-8 at column {exc.start + 1} "
+                f"({line[max(0, exc.start - 10):exc.start + 10]!r}). Re-save the file as UTF-8 "
+                f"(e.g. iconv -f latin1 -t utf-8)."
+            ) from None
+    return out
+
+
+def _field(row: dict, key: str, path: Path, line: int, columns_found: list[str]) -> object:
+    if key not in row:
+        raise TaskfitError(
+            f"{path}:{line}: column '{key}' not found; columns found: {', '.join(map(str, columns_found))}."
+            + did_you_mean(key, columns_found)
+            + " Map yours with data.columns (e.g. columns: {text: review, label: sentiment})."
+        )
+    return row[key]
+
+
+def _to_example(row: dict, cols: Columns, path: Path, line: int, found: list[str], need_label: bool) -> Example:
+    text = _field(row, cols.text, path, line, found)
+    if text is None or not str(text).strip():
+        raise TaskfitError(f"{path}:{line}: empty text in column '{cols.text}'. Remove the row or fill it in.")
+    pair = None
+    if cols.text_pair:
+        pair = _field(row, cols.text_pair, path, line, found)
+        pair = None if pair is None else str(pair)
+    label = None
+    if cols.label and (need_label or cols.label in row):
+        value = _field(row, cols.label, path, line, found)
+        if value is None or str(value).strip() == "":
+            raise TaskfitError(f"{path}:{line}: empty label in column '{cols.label}'.")
+        label = str(value).strip()
+    return Example(text=str(text), label=label, text_pair=pair, source=f"{path}:{line}")
+
+
+def read_delimited(path: Path, cols: Columns, delimiter: str, need_label: bool = True) -> list[Example]:
+    text = "\n".join(_decode_lines(path))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    found = list(reader.fieldnames or [])
+    if not found:
+        raise TaskfitError(f"{path}: the file is empty; expected a header row with columns such as '{cols.text}'")
+    examples = []
+    for row in reader:
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue  # blank line
+        examples.append(_to_example(row, cols, path, reader.line_num, found, need_label))
+    return examples
+
+
+def read_jsonl(path: Path, cols: Columns, need_label: bool = True) -> list[Example]:
+    examples = []
+    for number, line in enumerate(_decode_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskfitError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise TaskfitError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+        examples.append(_to_example(row, cols, path, number, list(row), need_label))
+    return examples
+
+
+def read_hf(spec: str, cols: Columns, need_label: bool = True) -> list[Example]:
+    """``spec`` is a saved folder or a hub name, optionally with ``:split`` (e.g. ``rotten_tomatoes:train``)."""
+    import datasets
+
+    name, _, split = spec.partition(":")
+    try:
+        if Path(name).is_dir():
+            ds = datasets.load_from_disk(name)
+        else:
+            ds = datasets.load_dataset(name)
+    except Exception as exc:  # datasets raises many types; all mean "could not load it"
+        raise TaskfitError(f"could not load the Hugging Face dataset '{name}': {exc}") from exc
+    if isinstance(ds, datasets.DatasetDict):
+        if not split:
+            raise TaskfitError(f"'{name}' holds several splits ({', '.join(ds)}); name one, e.g. '{name}:{next(iter(ds))}'")
+        if split not in ds:
+            raise TaskfitError(f"'{name}' has no split '{split}'; splits: {', '.join(ds)}." + did_you_mean(split, ds))
+        ds = ds[split]
+    found = list(ds.column_names)
+    label_names = None
+    feature = ds.features.get(cols.label) if cols.label else None
+    if feature is not None and hasattr(feature, "names"):
+        label_names = feature.names  # ClassLabel: store the readable name, not the integer
+    examples = []
+    for i, row in enumerate(ds):
+        if label_names is not None and row.get(cols.label) is not None:
+            row = dict(row, **{cols.label: label_names[row[cols.label]]})
+        examples.append(_to_example(row, cols, Path(spec), i + 1, found, need_label))
+    return examples
+
+
+def read_examples(path: str, cols: Columns, fmt: str = "auto", need_label: bool = True) -> list[Example]:
+    fmt = infer_format(path) if fmt == "auto" else fmt
+    if fmt == "hf":
+        examples = read_hf(path, cols, need_label)
+    elif fmt == "jsonl":
+        examples = read_jsonl(Path(path), cols, need_label)
+    elif fmt in ("csv", "tsv"):
+        examples = read_delimited(Path(path), cols, "," if fmt == "csv" else "\t", need_label)
+    else:
+        raise TaskfitError(f"unknown data format '{fmt}'; expected one of {', '.join(FORMATS)}." + did_you_mean(fmt, FORMATS))
+    if not examples:
+        raise TaskfitError(f"{path}: no examples found")
+    return examples

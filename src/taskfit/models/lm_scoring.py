@@ -1,0 +1,149 @@
+"""Causal-LM scoring of label words at a prompt's answer slot.
+
+Written by hand because no library scores verbalizers this way with a shared KV-cached prefix:
+OpenPrompt recomputes the prefix per example, and ``transformers`` pipelines have no such scorer.
+
+For each prompt p and word w (tokens w1..wn):  log P(w | p) = sum_i log P(w_i | p, w_<i).
+Single-token words cost nothing beyond one forward pass over p; a multi-token word adds one row
+``p + w1..w(n-1)`` to the batch. A shared prefix (e.g. in-context demonstrations) is encoded once and
+its KV cache is reused for every batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class WordScores:
+    logprob_sum: torch.Tensor  # (N, W): summed log-probability of each word's tokens
+    n_tokens: torch.Tensor  # (W,): tokens per word, for length normalisation
+
+
+def _cache_kwarg(module: torch.nn.Module) -> str:
+    # transformers renamed `past_key_values` to `cache` during 5.x; accept both.
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder stack (hidden states after its final norm) and the LM head.
+
+    Running the head only on the positions we score avoids a (batch, length, vocab) logits tensor.
+    """
+    base = getattr(model, model.base_model_prefix)
+    return base, model.get_output_embeddings()
+
+
+def encode_prefix(model: torch.nn.Module, input_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of a shared prefix, batch size 1."""
+    base, _ = _base_and_head(model)
+    ids = torch.tensor([input_ids], dtype=torch.long)
+    out = base(input_ids=ids, use_cache=True)
+    cache = _output_cache(out)
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _expanded_cache(model: torch.nn.Module, prefix_kv, batch: int):
+    from transformers import DynamicCache
+
+    # expand() makes views; the cache concatenates new keys onto them, so the prefix is never mutated.
+    data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix_kv]
+    return DynamicCache(data, config=model.config)
+
+
+@torch.no_grad()
+def score_words(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list[str],
+    words: list[str],
+    shared_prefix: str | None = None,
+    reuse_prefix_cache: bool = True,
+    batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
+) -> WordScores:
+    """Log-probability of every word after every ``shared_prefix + prompt``."""
+    model.eval()
+    word_ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
+    for w, ids in zip(words, word_ids):
+        if not ids:
+            raise ValueError(f"verbalizer word {w!r} tokenizes to nothing")
+    prefix_kv = None
+    prefix_len = 0
+    if shared_prefix and reuse_prefix_cache:
+        prefix_ids = tokenizer(shared_prefix)["input_ids"]  # special tokens (e.g. BOS) go on the first segment
+        prefix_kv = encode_prefix(model, prefix_ids)
+        prefix_len = len(prefix_ids)
+        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    else:
+        texts = [(shared_prefix or "") + p for p in prompts]
+        prompt_ids = [tokenizer(t)["input_ids"] for t in texts]
+
+    # One row per prompt (gives every word's first token), plus one per (prompt, multi-token word).
+    rows: list[tuple[int, int, list[int]]] = []  # (prompt index, word index or -1, token ids)
+    for i, ids in enumerate(prompt_ids):
+        rows.append((i, -1, ids))
+        for j, wids in enumerate(word_ids):
+            if len(wids) > 1:
+                rows.append((i, j, ids + wids[:-1]))
+    order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))  # similar lengths batch together
+
+    base, head = _base_and_head(model)
+    cache_key = _cache_kwarg(base)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    first_ids = torch.tensor([w[0] for w in word_ids])
+    scores = torch.zeros(len(prompts), len(words))
+    for start in range(0, len(order), batch_size):
+        batch_rows = [rows[r] for r in order[start : start + batch_size]]
+        width = max(len(r[2]) for r in batch_rows)
+        ids = torch.full((len(batch_rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch_rows), prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for b, (_, _, toks) in enumerate(batch_rows):  # right padding: real tokens never see the pads
+            ids[b, : len(toks)] = torch.tensor(toks)
+            mask[b, prefix_len : prefix_len + len(toks)] = 1
+        kwargs = {"input_ids": ids, "attention_mask": mask}
+        if prefix_kv is not None:
+            kwargs[cache_key] = _expanded_cache(model, prefix_kv, len(batch_rows))
+        hidden = base(**kwargs).last_hidden_state  # (B, T, H)
+        for b, (i, j, toks) in enumerate(batch_rows):
+            plen = len(prompt_ids[i])
+            if j < 0:
+                logp = torch.log_softmax(head(hidden[b, plen - 1]).float(), dim=-1)  # (V,)
+                scores[i] += logp[first_ids]
+            else:
+                wids = word_ids[j]
+                positions = torch.arange(plen, plen + len(wids) - 1)  # predict tokens 2..n
+                logp = torch.log_softmax(head(hidden[b, positions]).float(), dim=-1)  # (n-1, V)
+                scores[i, j] += logp[torch.arange(len(wids) - 1), torch.tensor(wids[1:])].sum()
+        if on_batch:
+            on_batch(len(batch_rows))
+    return WordScores(scores, torch.tensor([len(w) for w in word_ids], dtype=torch.float))
+
+
+def label_scores(
+    word_scores: WordScores, word_labels: list[int], n_labels: int, normalise: bool = False
+) -> torch.Tensor:
+    """Combine word scores into label scores: log sum_w P(w) over each label's words.
+
+    ``normalise`` divides each word's log-probability by its token count first (so long words are not
+    penalised for their length).
+    """
+    s = word_scores.logprob_sum
+    if normalise:
+        s = s / word_scores.n_tokens
+    out = torch.full((s.shape[0], n_labels), float("-inf"))
+    for label in range(n_labels):
+        cols = [w for w, lab in enumerate(word_labels) if lab == label]
+        out[:, label] = torch.logsumexp(s[:, cols], dim=1)
+    return out

@@ -1,0 +1,38 @@
+"""Strategies: one module each behind the ``Strategy`` interface. A new one is a module plus one line here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taskfit.config import STRATEGY_CONFIGS
+from taskfit.strategies.base import BackboneCache, Context, Predictions, Strategy, read_strategy_file
+from taskfit.strategies.head_finetune import HeadFinetune
+from taskfit.strategies.in_context import InContext
+from taskfit.strategies.zero_shot import ZeroShot
+
+STRATEGIES = {
+    "zero-shot": ZeroShot,
+    "in-context": InContext,
+    "head-finetune": HeadFinetune,
+}
+# causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains
+NEEDS_KIND = {"in-context": "causal-lm", "head-finetune": "encoder"}
+
+
+def build_strategy(config, ctx: Context) -> Strategy:
+    return STRATEGIES[config.name](config, ctx)
+
+
+def load_strategy(directory: str | Path, backbones: BackboneCache | None = None) -> Strategy:
+    """Rebuild a saved strategy from its folder (a run cell's ``model/``)."""
+    from taskfit.config import PromptConfig
+
+    directory = Path(directory)
+    saved = read_strategy_file(directory)
+    config = STRATEGY_CONFIGS[saved["strategy"]["name"]].model_validate(saved["strategy"])
+    prompt = PromptConfig.model_validate(saved["prompt"]) if saved.get("prompt") else None
+    ctx = Context(labels=saved["labels"], prompt=prompt, backbones=backbones or BackboneCache())
+    return STRATEGIES[config.name].load(directory, config, ctx, saved)
+
+
+__all__ = ["STRATEGIES", "BackboneCache", "Context", "Predictions", "Strategy", "build_strategy", "load_strategy"]

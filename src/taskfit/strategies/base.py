@@ -1,0 +1,115 @@
+"""The one small interface every strategy implements, and what they share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from taskfit.config import PromptConfig, StrategyBase
+from taskfit.data.readers import Example
+from taskfit.errors import TaskfitError
+from taskfit.models.backbones import Backbone, BackboneKind, load_backbone
+from taskfit.prompts import Template, Verbalizer
+
+STRATEGY_FILE = "strategy.json"
+
+
+@dataclass
+class Predictions:
+    labels: list[str]
+    probs: torch.Tensor  # (N, C) probabilities over ``label_names``
+    label_names: list[str]
+
+
+class BackboneCache:
+    """Loaded backbones shared by strategies that never change their weights (zero-shot, in-context).
+
+    Owned by whoever runs an experiment; strategies that train load their own fresh copy.
+    """
+
+    def __init__(self, trust_remote_code: bool = False) -> None:
+        self.trust_remote_code = trust_remote_code
+        self._loaded: dict[tuple[str, str | None], Backbone] = {}
+
+    def get(self, name: str, kind: BackboneKind | None = None) -> Backbone:
+        key = (name, kind)
+        if key not in self._loaded:
+            self._loaded[key] = load_backbone(name, kind, self.trust_remote_code)
+        return self._loaded[key]
+
+
+@dataclass
+class Context:
+    """What a strategy needs besides its own config."""
+
+    labels: list[str]
+    prompt: PromptConfig | None = None
+    seed: int = 0
+    backbones: BackboneCache = field(default_factory=BackboneCache)
+    progress: Callable[[str, int], Callable[[int], None]] | None = None  # (desc, total) -> advance(n)
+
+    def template(self) -> Template:
+        if self.prompt is None:
+            raise TaskfitError("this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer")
+        return Template.parse(self.prompt.template)
+
+    def verbalizer(self) -> Verbalizer:
+        if self.prompt is None:
+            raise TaskfitError("this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer")
+        return Verbalizer.build(self.prompt.verbalizer, self.labels)
+
+    def advance(self, desc: str, total: int) -> Callable[[int], None]:
+        return self.progress(desc, total) if self.progress else (lambda n: None)
+
+
+class Strategy(Protocol):
+    """fit on (train, dev), predict labels, count what it trains, save/load what it trained."""
+
+    config: StrategyBase
+    log: list[dict]  # one record per epoch/evaluation, written to the run's train_log.jsonl
+
+    def fit(self, train: list[Example], dev: list[Example]) -> None: ...
+
+    def predict(self, examples: list[Example]) -> Predictions: ...
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trained parameters, all parameters)."""
+        ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+def write_strategy_file(directory: Path, config: StrategyBase, ctx: Context, extra: dict | None = None) -> None:
+    """Everything needed to rebuild a strategy besides its weights."""
+    from taskfit.io import write_json_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "strategy": config.model_dump(mode="json"),
+        "labels": ctx.labels,
+        "prompt": ctx.prompt.model_dump(mode="json") if ctx.prompt else None,
+        **(extra or {}),
+    }
+    write_json_atomic(directory / STRATEGY_FILE, payload)
+
+
+def read_strategy_file(directory: Path) -> dict:
+    path = directory / STRATEGY_FILE
+    if not path.exists():
+        raise TaskfitError(f"{directory} is not a saved strategy: {STRATEGY_FILE} is missing")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def probs_to_predictions(scores: torch.Tensor, labels: list[str]) -> Predictions:
+    probs = torch.softmax(scores.float(), dim=-1)
+    return Predictions([labels[i] for i in probs.argmax(-1).tolist()], probs, list(labels))
+
+
+def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    params = list(module.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

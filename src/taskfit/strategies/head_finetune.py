@@ -1,0 +1,192 @@
+"""head-finetune: encoder + linear head on mean-pooled states; full fine-tuning with AdamW, linear warm-up
+and decay, weight decay, dropout, gradient clipping and early stopping on the dev set (best epoch restored).
+
+The run folder holds the whole fine-tuned model as safetensors plus the encoder config and tokenizer, so it
+reloads without the original backbone.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from taskfit.config import HeadFinetuneConfig
+from taskfit.data.readers import Example
+from taskfit.errors import TaskfitError
+from taskfit.io import save_safetensors_atomic
+from taskfit.models.backbones import load_backbone
+from taskfit.models.embeddings import mean_pool
+from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+class EncoderClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float, pooling: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (B, T, H)
+        pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]  # (B, H)
+        return self.head(self.dropout(pooled))  # (B, C)
+
+
+def freeze(model: EncoderClassifier, embeddings: bool, bottom_layers: int) -> None:
+    encoder = model.encoder
+    if embeddings:
+        for p in encoder.get_input_embeddings().parameters():
+            p.requires_grad_(False)
+        emb_module = getattr(encoder, "embeddings", None)
+        if emb_module is not None:  # BERT-style: positions, token types and their LayerNorm too
+            for p in emb_module.parameters():
+                p.requires_grad_(False)
+    if bottom_layers:
+        layers = _encoder_layers(encoder)
+        if bottom_layers > len(layers):
+            raise TaskfitError(f"freeze_layers={bottom_layers}, but the encoder has only {len(layers)} layers")
+        for layer in layers[:bottom_layers]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "layers", "transformer.layer", "h"):
+        obj = encoder
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise TaskfitError(f"cannot find the layer list of {type(encoder).__name__} to freeze")
+
+
+class HeadFinetune:
+    uses_training_data = True
+
+    def __init__(self, config: HeadFinetuneConfig, ctx: Context, saved_dir: Path | None = None) -> None:
+        self.config, self.ctx, self.log = config, ctx, []
+        if saved_dir is None:
+            backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code)
+            encoder, self.tokenizer = backbone.model, backbone.tokenizer
+        else:  # reloading a run: architecture from its config, weights from its safetensors
+            from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(saved_dir))
+            self.tokenizer = AutoTokenizer.from_pretrained(saved_dir)
+        torch.manual_seed(ctx.seed)  # the head's initialisation depends on the seed only
+        self.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
+        freeze(self.model, config.freeze_embeddings, config.freeze_layers)
+
+    def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
+        pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
+        enc = self.tokenizer(
+            [e.text for e in examples], pair, padding=True, truncation=True,
+            max_length=self.config.max_length, return_tensors="pt",
+        )
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay, head = [], [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith("head."):
+                head.append(p)
+            elif p.ndim < 2:  # biases and LayerNorm weights: no weight decay
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        c = self.config
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "lr": c.lr, "weight_decay": c.weight_decay},
+                {"params": no_decay, "lr": c.lr, "weight_decay": 0.0},
+                {"params": head, "lr": c.head_lr, "weight_decay": c.weight_decay},
+            ]
+        )
+
+    def fit(self, train: list[Example], dev: list[Example]) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        c = self.config
+        label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
+        generator = torch.Generator().manual_seed(self.ctx.seed)
+        torch.manual_seed(self.ctx.seed)  # dropout masks
+        steps_per_epoch = -(-len(train) // c.batch_size)
+        total = steps_per_epoch * c.epochs
+        optimizer = self._optimizer()
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total), total)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
+        advance = self.ctx.advance(f"{c.run_id} train", total)
+        for epoch in range(1, c.epochs + 1):
+            self.model.train()
+            started, losses = time.perf_counter(), []
+            for idx in torch.randperm(len(train), generator=generator).split(c.batch_size):
+                batch = [train[i] for i in idx.tolist()]
+                targets = torch.tensor([label_index[e.label] for e in batch])
+                loss = loss_fn(self.model(**self._batch(batch)), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                advance(1)
+            record = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "seconds": time.perf_counter() - started}
+            if dev:
+                preds = self.predict(dev)
+                record["dev_accuracy"] = sum(p == e.label for p, e in zip(preds.labels, dev)) / len(dev)
+                if record["dev_accuracy"] > best_score:
+                    best_score, best_epoch, stale = record["dev_accuracy"], epoch, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    stale += 1
+            self.log.append(record)
+            if dev and stale >= c.patience:
+                advance((c.epochs - epoch) * steps_per_epoch)
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+            self.log.append({"event": "restored_best", "epoch": best_epoch, "dev_accuracy": best_score})
+
+    @torch.no_grad()
+    def predict(self, examples: list[Example], batch_size: int = 64) -> Predictions:
+        self.model.eval()
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].text))
+        logits = torch.empty(len(examples), len(self.ctx.labels))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            logits[idx] = self.model(**self._batch([examples[i] for i in idx]))
+        return probs_to_predictions(logits, self.ctx.labels)
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.encoder.config.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        save_safetensors_atomic(self.model, directory / WEIGHTS_FILE)
+        write_strategy_file(directory, self.config, self.ctx)
+
+    @classmethod
+    def load(cls, directory: Path, config: HeadFinetuneConfig, ctx: Context, saved: dict) -> HeadFinetune:
+        from safetensors.torch import load_model
+
+        strategy = cls(config, ctx, saved_dir=directory)
+        load_model(strategy.model, str(directory / WEIGHTS_FILE))
+        return strategy
+

@@ -1,0 +1,87 @@
+"""in-context: K demonstrations per class in the prompt, then label-word scoring like zero-shot.
+
+With selection ``random``/``balanced`` every query shares one demonstration prefix; its KV cache is computed
+once and reused (``reuse_prefix_cache``). With ``similar`` each query gets its own nearest demonstrations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from taskfit.config import InContextConfig
+from taskfit.data.readers import Example
+from taskfit.errors import TaskfitError
+from taskfit.io import write_jsonl_atomic
+from taskfit.models.embeddings import embed_texts
+from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.prompts.demonstrations import select_fixed, select_similar
+from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+
+DEMOS_FILE = "demonstrations.jsonl"
+
+
+class InContext:
+    uses_training_data = True
+
+    def __init__(self, config: InContextConfig, ctx: Context) -> None:
+        self.config, self.ctx, self.log = config, ctx, []
+        self.backbone = ctx.backbones.get(config.backbone)
+        if self.backbone.kind != "causal-lm":
+            raise TaskfitError(f"in-context needs a causal LM backbone; '{config.backbone}' is an encoder")
+        self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
+        self.pool: list[Example] = []  # the demonstrations (fixed selection) or the candidates (similar)
+
+    def _render(self, demos: list[Example]) -> str:
+        sep = self.config.separator
+        return "".join(self.template.with_answer(d, self.verbalizer.first_word(d.label)) + sep for d in demos)
+
+    def fit(self, train: list[Example], dev: list[Example]) -> None:
+        """Choose demonstrations; nothing is trained."""
+        if self.config.selection == "similar":
+            self.pool = list(train)
+        else:
+            self.pool = select_fixed(
+                train, self.config.demos_per_class, self.ctx.labels, self.config.selection, self.ctx.seed
+            )
+        self.log.append({"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection})
+
+    def shared_prefix(self) -> str:
+        return self._render(self.pool)
+
+    def predict(self, examples: list[Example]) -> Predictions:
+        model, tok = self.backbone.model, self.backbone.tokenizer
+        prompts = [self.template.prompt(e) for e in examples]
+        advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
+        if self.config.selection == "similar":
+            embedder = self.ctx.backbones.get(self.config.embedder, "encoder")
+            pool_emb = embed_texts(embedder.model, embedder.tokenizer, [e.text for e in self.pool])
+            query_emb = embed_texts(embedder.model, embedder.tokenizer, [e.text for e in examples])
+            n = self.config.demos_per_class * len(self.ctx.labels)
+            neighbours = select_similar(pool_emb, query_emb, n)
+            prompts = [self._render([self.pool[i] for i in idx]) + p for idx, p in zip(neighbours, prompts)]
+            prefix = None
+        else:
+            prefix = self.shared_prefix()
+        ws = score_words(
+            model, tok, prompts, list(self.verbalizer.words), shared_prefix=prefix,
+            reuse_prefix_cache=self.config.reuse_prefix_cache, batch_size=self.config.batch_size,
+            on_batch=advance,
+        )
+        scores = label_scores(ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean")
+        return probs_to_predictions(scores, self.ctx.labels)
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        return 0, count_parameters(self.backbone.model)[1]
+
+    def save(self, directory: Path) -> None:
+        write_strategy_file(directory, self.config, self.ctx)
+        write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.pool])
+
+    @classmethod
+    def load(cls, directory: Path, config: InContextConfig, ctx: Context, saved: dict) -> InContext:
+        strategy = cls(config, ctx)
+        lines = (directory / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
+        strategy.pool = [Example(**json.loads(line)) for line in lines if line.strip()]
+        return strategy

@@ -1,0 +1,68 @@
+"""zero-shot: no training. Causal LM: score each label's words at the answer slot.
+Encoder: cosine similarity between the text's and each label description's mean-pooled embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+from taskfit.config import ZeroShotConfig
+from taskfit.data.readers import Example
+from taskfit.models.embeddings import embed_texts
+from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+
+# Cosine similarities of sentence embeddings differ by a few hundredths; a temperature turns them into
+# usable probabilities (the argmax, and so accuracy, does not depend on it).
+SIMILARITY_TEMPERATURE = 0.05
+
+
+class ZeroShot:
+    uses_training_data = False
+
+    def __init__(self, config: ZeroShotConfig, ctx: Context) -> None:
+        self.config, self.ctx, self.log = config, ctx, []
+        self.backbone = ctx.backbones.get(config.backbone)
+        if self.backbone.kind == "causal-lm":
+            self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
+
+    def fit(self, train: list[Example], dev: list[Example]) -> None:
+        """Nothing to train."""
+
+    def label_descriptions(self) -> list[str]:
+        prompt = self.ctx.prompt
+        out = []
+        for label in self.ctx.labels:
+            if prompt and label in prompt.label_descriptions:
+                out.append(prompt.label_descriptions[label])
+            elif prompt and prompt.verbalizer.get(label):
+                out.append(prompt.verbalizer[label][0].strip())
+            else:
+                out.append(label)
+        return out
+
+    def predict(self, examples: list[Example]) -> Predictions:
+        model, tok = self.backbone.model, self.backbone.tokenizer
+        if self.backbone.kind == "encoder":
+            texts = embed_texts(model, tok, [e.text for e in examples])
+            labels = embed_texts(model, tok, self.label_descriptions())
+            return probs_to_predictions(texts @ labels.T / SIMILARITY_TEMPERATURE, self.ctx.labels)
+        advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
+        ws = score_words(
+            model, tok, [self.template.prompt(e) for e in examples], list(self.verbalizer.words),
+            batch_size=self.config.batch_size, on_batch=advance,
+        )
+        scores = label_scores(ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean")
+        return probs_to_predictions(scores, self.ctx.labels)
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        return 0, count_parameters(self.backbone.model)[1]
+
+    def save(self, directory: Path) -> None:
+        write_strategy_file(directory, self.config, self.ctx)
+
+    @classmethod
+    def load(cls, directory: Path, config: ZeroShotConfig, ctx: Context, saved: dict) -> ZeroShot:
+        return cls(config, ctx)
+
+
