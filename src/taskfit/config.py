@@ -132,6 +132,7 @@ class ExperimentConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = Field(None, description="default: runs/<name>")
     trust_remote_code: bool = Field(False, description="allow model code from the hub; off unless you trust it")
+    device: str = Field("auto", description="auto (first GPU if any, else CPU), cpu, cuda or cuda:N")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ExperimentConfig:

@@ -25,7 +25,7 @@ from taskfit.data.prepare import default_prompt_fields, load_pools, sample_split
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from taskfit.models.backbones import detect_kind
+from taskfit.models.backbones import detect_kind, resolve_device
 from taskfit.progress import make_progress
 from taskfit.prompts import Template, Verbalizer
 from taskfit.strategies import NEEDS_KIND, STRATEGIES, BackboneCache, Context, build_strategy
@@ -56,6 +56,7 @@ def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
 
 def validate_plan(config: ExperimentConfig, labels: list[str]) -> None:
     """Reject what cannot work before anything trains: wrong backbone kind, bad template or verbalizer."""
+    resolve_device(config.device)
     kinds: dict[str, str] = {}
     needs_prompt = False
     for s in config.strategies:
@@ -178,7 +179,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
     for note in pools.notes:
         print(f"data: {note}", file=stream)
 
-    backbones = BackboneCache(config.trust_remote_code)
+    backbones = BackboneCache(config.trust_remote_code, config.device)
     progress = make_progress()
     cells: list[CellResult] = []
     for seed_index, seed in enumerate(config.seeds):

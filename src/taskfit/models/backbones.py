@@ -121,12 +121,27 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_backbone(name: str, kind: BackboneKind | None = None, trust_remote_code: bool = False) -> Backbone:
-    """Load model + tokenizer in fp32, eval mode. ``kind`` defaults to what the config says."""
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: the first GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise TaskfitError(f"device '{device}' is not valid; use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise TaskfitError(f"device '{device}' asked for, but torch sees no CUDA GPU; use device: auto or cpu")
+    return resolved
+
+
+def load_backbone(
+    name: str, kind: BackboneKind | None = None, trust_remote_code: bool = False, device: str = "auto"
+) -> Backbone:
+    """Load model + tokenizer in fp32, eval mode, on ``device``. ``kind`` defaults to what the config says."""
     from transformers import AutoModel, AutoModelForCausalLM
 
     kind = kind or detect_kind(name, trust_remote_code)
     cls = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
     model = _load(cls.from_pretrained, name, trust_remote_code, dtype=torch.float32)
-    model.eval()
+    model.to(resolve_device(device)).eval()
     return Backbone(name=name, kind=kind, model=model, tokenizer=load_tokenizer(name, trust_remote_code))

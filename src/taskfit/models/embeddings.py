@@ -25,9 +25,9 @@ def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_le
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+                        return_tensors="pt").to(model.device)
         hidden = model(**enc).last_hidden_state
-        pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)
+        pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).cpu()
         for k, i in enumerate(idx):
             parts[i] = pooled[k]
     if parts:

@@ -47,7 +47,7 @@ def _base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mo
 def encode_prefix(model: torch.nn.Module, input_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-layer (keys, values) of a shared prefix, batch size 1."""
     base, _ = _base_and_head(model)
-    ids = torch.tensor([input_ids], dtype=torch.long)
+    ids = torch.tensor([input_ids], dtype=torch.long, device=model.device)
     out = base(input_ids=ids, use_cache=True)
     cache = _output_cache(out)
     return [(layer.keys, layer.values) for layer in cache.layers]
@@ -112,19 +112,21 @@ def score_words(
         for b, (_, _, toks) in enumerate(batch_rows):  # right padding: real tokens never see the pads
             ids[b, : len(toks)] = torch.tensor(toks)
             mask[b, prefix_len : prefix_len + len(toks)] = 1
-        kwargs = {"input_ids": ids, "attention_mask": mask}
+        kwargs = {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
         if prefix_kv is not None:
             kwargs[cache_key] = _expanded_cache(model, prefix_kv, len(batch_rows))
         hidden = base(**kwargs).last_hidden_state  # (B, T, H)
-        for b, (i, j, toks) in enumerate(batch_rows):
-            plen = len(prompt_ids[i])
-            if j < 0:
-                logp = torch.log_softmax(head(hidden[b, plen - 1]).float(), dim=-1)  # (V,)
-                scores[i] += logp[first_ids]
-            else:
-                wids = word_ids[j]
+        firsts = [(b, i) for b, (i, j, _) in enumerate(batch_rows) if j < 0]
+        if firsts:  # every word's first token, read at each prompt's last position, in one head call
+            rows_b = torch.tensor([b for b, _ in firsts])
+            last = torch.tensor([len(prompt_ids[i]) - 1 for _, i in firsts])
+            logp = torch.log_softmax(head(hidden[rows_b, last]).float(), dim=-1).cpu()  # (R, V)
+            scores[[i for _, i in firsts]] += logp[:, first_ids]
+        for b, (i, j, _) in enumerate(batch_rows):
+            if j >= 0:
+                plen, wids = len(prompt_ids[i]), word_ids[j]
                 positions = torch.arange(plen, plen + len(wids) - 1)  # predict tokens 2..n
-                logp = torch.log_softmax(head(hidden[b, positions]).float(), dim=-1)  # (n-1, V)
+                logp = torch.log_softmax(head(hidden[b, positions]).float(), dim=-1).cpu()  # (n-1, V)
                 scores[i, j] += logp[torch.arange(len(wids) - 1), torch.tensor(wids[1:])].sum()
         if on_batch:
             on_batch(len(batch_rows))

@@ -32,14 +32,15 @@ class BackboneCache:
     Owned by whoever runs an experiment; strategies that train load their own fresh copy.
     """
 
-    def __init__(self, trust_remote_code: bool = False) -> None:
+    def __init__(self, trust_remote_code: bool = False, device: str = "auto") -> None:
         self.trust_remote_code = trust_remote_code
+        self.device = device
         self._loaded: dict[tuple[str, str | None], Backbone] = {}
 
     def get(self, name: str, kind: BackboneKind | None = None) -> Backbone:
         key = (name, kind)
         if key not in self._loaded:
-            self._loaded[key] = load_backbone(name, kind, self.trust_remote_code)
+            self._loaded[key] = load_backbone(name, kind, self.trust_remote_code, self.device)
         return self._loaded[key]
 
 

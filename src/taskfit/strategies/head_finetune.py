@@ -18,7 +18,7 @@ from taskfit.config import HeadFinetuneConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic
-from taskfit.models.backbones import load_backbone
+from taskfit.models.backbones import load_backbone, resolve_device
 from taskfit.models.embeddings import mean_pool
 from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
 
@@ -77,7 +77,7 @@ class HeadFinetune:
     def __init__(self, config: HeadFinetuneConfig, ctx: Context, saved_dir: Path | None = None) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         if saved_dir is None:
-            backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code)
+            backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
             encoder, self.tokenizer = backbone.model, backbone.tokenizer
         else:  # reloading a run: architecture from its config, weights from its safetensors
             from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -87,6 +87,8 @@ class HeadFinetune:
         torch.manual_seed(ctx.seed)  # the head's initialisation depends on the seed only
         self.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
         freeze(self.model, config.freeze_embeddings, config.freeze_layers)
+        self.device = resolve_device(ctx.backbones.device)
+        self.model.to(self.device)
 
     def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
@@ -95,7 +97,7 @@ class HeadFinetune:
             [e.text for e in examples], pair, padding=True, truncation=True,
             max_length=self.config.max_length, return_tensors="pt",
         )
-        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay, head = [], [], []
@@ -136,7 +138,7 @@ class HeadFinetune:
             started, losses = time.perf_counter(), []
             for idx in torch.randperm(len(train), generator=generator).split(c.batch_size):
                 batch = [train[i] for i in idx.tolist()]
-                targets = torch.tensor([label_index[e.label] for e in batch])
+                targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
                 loss = loss_fn(self.model(**self._batch(batch)), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -169,7 +171,7 @@ class HeadFinetune:
         logits = torch.empty(len(examples), len(self.ctx.labels))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            logits[idx] = self.model(**self._batch([examples[i] for i in idx]))
+            logits[idx] = self.model(**self._batch([examples[i] for i in idx])).float().cpu()
         return probs_to_predictions(logits, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
@@ -187,6 +189,6 @@ class HeadFinetune:
         from safetensors.torch import load_model
 
         strategy = cls(config, ctx, saved_dir=directory)
-        load_model(strategy.model, str(directory / WEIGHTS_FILE))
+        load_model(strategy.model, str(directory / WEIGHTS_FILE), device=str(strategy.device))
         return strategy
 
