@@ -130,3 +130,13 @@ def test_mr_card_counts():
     total = len(ds.train) + len(ds.dev) + len(ds.test)
     assert total == 10605 - 37 - 2  # rows - neutral (score 0) - duplicates
     assert "Rotten Tomatoes" in ds.summary()
+
+
+def test_dev_with_a_rare_class_uses_all_of_it(tmp_path):
+    rows = [{"text": f"a{i}", "label": "a"} for i in range(20)] + [{"text": f"b{i}", "label": "b"} for i in range(20)]
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "dev.csv", [{"text": f"da{i}", "label": "a"} for i in range(6)] + [{"text": "db", "label": "b"}])
+    cfg = DataConfig(train=str(tmp_path / "train.csv"), dev=str(tmp_path / "dev.csv"), test=str(tmp_path / "train.csv"), shots=4)
+    splits = sample_splits(load_pools(cfg), cfg, seed=0)
+    assert Counter(e.label for e in splits.dev) == {"a": 4, "b": 1}
+    assert any("fewer than 4" in n for n in splits.notes)

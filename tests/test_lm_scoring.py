@@ -14,9 +14,9 @@ def brute_force(model, tok, text: str, word: str) -> float:
     """log P(word | text) from one full forward pass over text + word."""
     ctx = tok(text)["input_ids"]
     wids = tok(word, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([ctx + wids])
+    ids = torch.tensor([ctx + wids], device=model.device)
     with torch.no_grad():
-        logp = torch.log_softmax(model(ids).logits[0], -1)
+        logp = torch.log_softmax(model(ids).logits[0], -1).cpu()
     return sum(logp[len(ctx) - 1 + i, w].item() for i, w in enumerate(wids))
 
 

@@ -176,14 +176,17 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
     validate_plan(config, pools.labels)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
-    for note in pools.notes:
-        print(f"data: {note}", file=stream)
+    data_notes: list[str] = []
 
     backbones = BackboneCache(config.trust_remote_code, config.device)
     progress = make_progress()
     cells: list[CellResult] = []
     for seed_index, seed in enumerate(config.seeds):
         splits = sample_splits(pools, config.data, seed)
+        for note in splits.notes:
+            if note not in data_notes:
+                data_notes.append(note)
+                print(f"data: {note}", file=stream)
         for s in config.strategies:
             if seed_index > 0 and not STRATEGIES[s.name].uses_training_data:
                 continue  # e.g. zero-shot: the same answer for every seed
@@ -210,14 +213,14 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
     summary = {
         "name": config.name,
         "output_dir": str(out),
-        "data_notes": pools.notes,
+        "data_notes": data_notes,
         "majority_baseline": majority,
         "strategies": rows,
         "cells": [c.__dict__ for c in cells],
     }
     write_json_atomic(out / "results.json", summary)
     table = results_table(rows)
-    notes = [f"- {n}" for n in pools.notes]
+    notes = [f"- {n}" for n in data_notes]
     if majority:
         notes.append(f"- majority-class baseline (always '{majority['label']}'): accuracy {majority['accuracy']:.3f}")
     notes.append("- accuracy: mean ± sample std over seeds; strategies that do not train run once")

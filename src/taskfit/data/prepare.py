@@ -36,13 +36,18 @@ class Pools:
     notes: list[str]
 
 
-def k_shot(examples: list[Example], k: int, labels: list[str], seed: int, what: str = "train") -> list[Example]:
-    """K examples per class, chosen with ``seed``; shuffled so classes are not in blocks."""
+def k_shot(
+    examples: list[Example], k: int, labels: list[str], seed: int, what: str = "train", allow_fewer: bool = False
+) -> list[Example]:
+    """K examples per class, chosen with ``seed``; shuffled so classes are not in blocks.
+
+    ``allow_fewer`` takes all of a class that has fewer than K (used for dev sets) instead of failing.
+    """
     by_label: dict[str, list[Example]] = {lab: [] for lab in labels}
     for e in examples:
         by_label[e.label].append(e)  # type: ignore[index]
     smallest = min(by_label, key=lambda lab: len(by_label[lab]))
-    if k > len(by_label[smallest]):
+    if k > len(by_label[smallest]) and not allow_fewer:
         raise TaskfitError(
             f"K={k} examples per class is more than the {what} split has for label '{smallest}' "
             f"({len(by_label[smallest])}). Nearest valid K: {len(by_label[smallest])}; "
@@ -51,7 +56,7 @@ def k_shot(examples: list[Example], k: int, labels: list[str], seed: int, what: 
     rng = random.Random(seed)
     chosen = []
     for lab in labels:
-        chosen.extend(rng.sample(by_label[lab], k))
+        chosen.extend(rng.sample(by_label[lab], min(k, len(by_label[lab]))))
     rng.shuffle(chosen)
     return chosen
 
@@ -123,13 +128,16 @@ def load_pools(cfg: DataConfig) -> Pools:
 
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
-    train, dev = pools.train, pools.dev
+    train, dev, notes = pools.train, pools.dev, list(pools.notes)
     if cfg.shots is not None:
         train = k_shot(pools.train, cfg.shots, pools.labels, seed, "train")
     dev_k = cfg.dev_shots or cfg.shots
     if dev_k is not None:
-        dev = k_shot(pools.dev, dev_k, pools.labels, seed + 10_000, "dev")
-    return Splits(train, dev, pools.test, pools.labels, pools.notes)
+        dev = k_shot(pools.dev, dev_k, pools.labels, seed + 10_000, "dev", allow_fewer=True)
+        short = {lab: n for lab, n in label_counts(pools.dev).items() if n < dev_k}
+        if short:
+            notes.append(f"dev has fewer than {dev_k} examples for {short}: all of them are used")
+    return Splits(train, dev, pools.test, pools.labels, notes)
 
 
 def label_counts(examples: list[Example]) -> Counter:
