@@ -23,7 +23,10 @@ def test_minimal_config_gets_defaults():
     ("raw", "expected"),
     [
         ({**BASE, "sedes": [0]}, "unknown config key 'sedes'. Did you mean 'seeds'?"),
-        ({**BASE, "data": {"dataset": "mr", "shot": 8}}, "unknown config key 'data.shot'. Did you mean 'shots'?"),
+        (
+            {**BASE, "data": {"dataset": "mr", "shot": 8}},
+            "unknown config key 'data.shot'. Did you mean 'shots'?",
+        ),
         (
             {**BASE, "strategies": [{"name": "head-finetune", "lr_rate": 1e-4}]},
             "unknown config key 'strategies.0.lr_rate'. Did you mean 'lr'?",
@@ -53,7 +56,12 @@ def test_exactly_one_data_source():
 def test_duplicate_strategy_rows_need_ids():
     with pytest.raises(TaskfitError, match="give each an 'id'"):
         validate_config({**BASE, "strategies": [{"name": "zero-shot"}, {"name": "zero-shot"}]})
-    cfg = validate_config({**BASE, "strategies": [{"name": "zero-shot"}, {"name": "zero-shot", "id": "zs-mean", "scoring": "mean"}]})
+    cfg = validate_config(
+        {
+            **BASE,
+            "strategies": [{"name": "zero-shot"}, {"name": "zero-shot", "id": "zs-mean", "scoring": "mean"}],
+        }
+    )
     assert [s.run_id for s in cfg.strategies] == ["zero-shot", "zs-mean"]
 
 

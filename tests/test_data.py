@@ -15,7 +15,9 @@ from .conftest import write_csv
 def test_read_csv_tsv_jsonl(tmp_path):
     write_csv(tmp_path / "a.csv", [{"review": "nice, really", "y": "pos"}, {"review": "bad", "y": "neg"}])
     (tmp_path / "a.tsv").write_text("review\ty\nnice\tpos\nbad\tneg\n")
-    (tmp_path / "a.jsonl").write_text(json.dumps({"review": "nice", "y": 1}) + "\n\n" + json.dumps({"review": "bad", "y": 0}) + "\n")
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"review": "nice", "y": 1}) + "\n\n" + json.dumps({"review": "bad", "y": 0}) + "\n"
+    )
     cols = Columns(text="review", label="y")
     csv_rows = read_examples(str(tmp_path / "a.csv"), cols)
     assert [(e.text, e.label) for e in csv_rows] == [("nice, really", "pos"), ("bad", "neg")]
@@ -59,9 +61,15 @@ def test_bad_jsonl_line(tmp_path):
 def test_hf_load_from_disk(tmp_path):
     import datasets
 
-    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     ds = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]}, features=features)}
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": ["good", "bad"], "label": [1, 0]}, features=features
+            )
+        }
     )
     ds.save_to_disk(str(tmp_path / "ds"))
     rows = read_examples(f"{tmp_path / 'ds'}:train", Columns(text="sentence"), "hf")
@@ -91,7 +99,9 @@ def test_label_in_dev_not_in_train(tmp_path):
     write_csv(tmp_path / "train.csv", [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(10)])
     write_csv(tmp_path / "dev.csv", [{"text": "d", "label": "a"}, {"text": "e", "label": "c"}])
     cfg = DataConfig(train=str(tmp_path / "train.csv"), dev=str(tmp_path / "dev.csv"), shots=None)
-    with pytest.raises(TaskfitError, match=r"dev.csv:3: label 'c' in dev does not occur in train \(labels: a, b\)"):
+    with pytest.raises(
+        TaskfitError, match=r"dev.csv:3: label 'c' in dev does not occur in train \(labels: a, b\)"
+    ):
         load_pools(cfg)
 
 
@@ -106,7 +116,12 @@ def test_user_data_without_dev_and_test_is_carved_and_stratified(sentiment_csv):
 
 
 def test_dedup_split_drops_conflicts_and_never_leaks():
-    recs = [("Great film", "pos", "1"), ("great   FILM", "pos", "2"), ("meh", "pos", "3"), ("Meh", "neg", "4")]
+    recs = [
+        ("Great film", "pos", "1"),
+        ("great   FILM", "pos", "2"),
+        ("meh", "pos", "3"),
+        ("Meh", "neg", "4"),
+    ]
     recs += [(f"text {i}", "pos", str(i)) for i in range(200)]
     splits, dups, conflicts = split_records(recs)
     assert dups == 1 and conflicts == 2
@@ -133,10 +148,20 @@ def test_mr_card_counts():
 
 
 def test_dev_with_a_rare_class_uses_all_of_it(tmp_path):
-    rows = [{"text": f"a{i}", "label": "a"} for i in range(20)] + [{"text": f"b{i}", "label": "b"} for i in range(20)]
+    rows = [{"text": f"a{i}", "label": "a"} for i in range(20)] + [
+        {"text": f"b{i}", "label": "b"} for i in range(20)
+    ]
     write_csv(tmp_path / "train.csv", rows)
-    write_csv(tmp_path / "dev.csv", [{"text": f"da{i}", "label": "a"} for i in range(6)] + [{"text": "db", "label": "b"}])
-    cfg = DataConfig(train=str(tmp_path / "train.csv"), dev=str(tmp_path / "dev.csv"), test=str(tmp_path / "train.csv"), shots=4)
+    write_csv(
+        tmp_path / "dev.csv",
+        [{"text": f"da{i}", "label": "a"} for i in range(6)] + [{"text": "db", "label": "b"}],
+    )
+    cfg = DataConfig(
+        train=str(tmp_path / "train.csv"),
+        dev=str(tmp_path / "dev.csv"),
+        test=str(tmp_path / "train.csv"),
+        shots=4,
+    )
     splits = sample_splits(load_pools(cfg), cfg, seed=0)
     assert Counter(e.label for e in splits.dev) == {"a": 4, "b": 1}
     assert any("fewer than 4" in n for n in splits.notes)

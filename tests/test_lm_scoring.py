@@ -41,7 +41,9 @@ def test_shared_prefix_cache_gives_the_same_scores(tiny_lm):
     # identical up to float noise; token boundaries agree because the prefix ends in a newline
     assert torch.allclose(cached.logprob_sum, plain.logprob_sum, atol=1e-4)
     for i, p in enumerate(prompts):
-        assert plain.logprob_sum[i, 2].item() == pytest.approx(brute_force(model, tok, prefix + p, words[2]), abs=1e-4)
+        assert plain.logprob_sum[i, 2].item() == pytest.approx(
+            brute_force(model, tok, prefix + p, words[2]), abs=1e-4
+        )
 
 
 def test_label_scores_logsumexp_and_length_normalisation():

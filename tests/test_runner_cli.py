@@ -14,8 +14,10 @@ def experiment(train_csv, llama, bert, **extra):
         "name": "toy",
         "data": {"train": str(train_csv), "shots": 4, "dev_shots": 2},
         "seeds": [0, 1],
-        "prompt": {"template": "Review: {text}\nSentiment:{answer}",
-                   "verbalizer": {"positive": [" positive"], "negative": [" negative"]}},
+        "prompt": {
+            "template": "Review: {text}\nSentiment:{answer}",
+            "verbalizer": {"positive": [" positive"], "negative": [" negative"]},
+        },
         "strategies": [
             {"name": "zero-shot", "backbone": str(llama)},
             {"name": "in-context", "backbone": str(llama), "demos_per_class": 1},
@@ -49,7 +51,9 @@ def test_run_writes_every_cell_and_a_table(sentiment_csv, tiny_llama_dir, tiny_b
     assert "| strategy | backbone | accuracy |" in capsys.readouterr().out
 
 
-def test_a_failing_cell_is_reported_and_the_rest_finish(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_path, monkeypatch):
+def test_a_failing_cell_is_reported_and_the_rest_finish(
+    sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_path, monkeypatch
+):
     from taskfit.strategies import in_context
 
     def boom(self, examples):
@@ -82,8 +86,19 @@ def test_cli_run_then_predict(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["run", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "out")]) == 0
     (tmp_path / "in.jsonl").write_text('{"text": "good great fun"}\n{"text": "awful boring"}\n')
-    assert main(["predict", str(tmp_path / "out" / "head-finetune" / "seed-0"), "--input", str(tmp_path / "in.jsonl"),
-                 "--output", str(tmp_path / "p.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "out" / "head-finetune" / "seed-0"),
+                "--input",
+                str(tmp_path / "in.jsonl"),
+                "--output",
+                str(tmp_path / "p.jsonl"),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["good great fun", "awful boring"]
     assert all(set(r["scores"]) == {"negative", "positive"} for r in rows)
@@ -94,7 +109,10 @@ def test_cli_run_then_predict(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_
     [
         ({"sedes": [1]}, "unknown config key 'sedes'. Did you mean 'seeds'?"),
         ({"data": {"train": "nope.csv"}}, "data file not found: nope.csv"),
-        ({"data": {"train": "TRAIN", "columns": {"text": "review"}}}, "column 'review' not found; columns found: text, label"),
+        (
+            {"data": {"train": "TRAIN", "columns": {"text": "review"}}},
+            "column 'review' not found; columns found: text, label",
+        ),
         ({"data": {"train": "TRAIN", "shots": 100}}, "K=100 examples per class"),
     ],
 )

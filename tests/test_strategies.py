@@ -6,13 +6,19 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies import BackboneCache, Context, build_strategy, load_strategy
 
-PROMPT = PromptConfig(template="Review: {text}\nSentiment:{answer}", verbalizer={"positive": [" positive"], "negative": [" negative", " very bad"]})
+PROMPT = PromptConfig(
+    template="Review: {text}\nSentiment:{answer}",
+    verbalizer={"positive": [" positive"], "negative": [" negative", " very bad"]},
+)
 LABELS = ["negative", "positive"]
 
 
 def toy(n, offset=0):
     pos, neg = ["good great fun", "loved wonderful superb"], ["bad awful boring", "hated terrible dull"]
-    return [Example(f"{(pos if i % 2 else neg)[(i // 2) % 2]} movie {i + offset}", LABELS[i % 2]) for i in range(n)]
+    return [
+        Example(f"{(pos if i % 2 else neg)[(i // 2) % 2]} movie {i + offset}", LABELS[i % 2])
+        for i in range(n)
+    ]
 
 
 def test_zero_shot_causal_lm_save_load_identical(tiny_llama_dir, tmp_path):
@@ -28,7 +34,9 @@ def test_zero_shot_causal_lm_save_load_identical(tiny_llama_dir, tmp_path):
 
 
 def test_zero_shot_encoder_uses_label_descriptions(tiny_bert_dir):
-    prompt = PromptConfig(template="{text}{answer}", label_descriptions={"positive": "good great", "negative": "bad awful"})
+    prompt = PromptConfig(
+        template="{text}{answer}", label_descriptions={"positive": "good great", "negative": "bad awful"}
+    )
     ctx = Context(LABELS, prompt, backbones=BackboneCache())
     s = build_strategy(ZeroShotConfig(name="zero-shot", backbone=str(tiny_bert_dir)), ctx)
     # the description text itself must be nearest to its own label
@@ -54,7 +62,9 @@ def test_in_context_balanced_prefix_and_reload(tiny_llama_dir, tmp_path):
 
 def test_in_context_similar_selection(tiny_llama_dir, tiny_bert_dir):
     ctx = Context(LABELS, PROMPT, seed=0, backbones=BackboneCache())
-    cfg = InContextConfig(name="in-context", backbone=str(tiny_llama_dir), selection="similar", embedder=str(tiny_bert_dir))
+    cfg = InContextConfig(
+        name="in-context", backbone=str(tiny_llama_dir), selection="similar", embedder=str(tiny_bert_dir)
+    )
     s = build_strategy(cfg, ctx)
     s.fit(toy(10), [])
     assert len(s.predict(toy(3, offset=50)).labels) == 3
@@ -62,12 +72,22 @@ def test_in_context_similar_selection(tiny_llama_dir, tiny_bert_dir):
 
 def test_in_context_rejects_encoder(tiny_bert_dir):
     with pytest.raises(TaskfitError, match="needs a causal LM"):
-        build_strategy(InContextConfig(name="in-context", backbone=str(tiny_bert_dir)), Context(LABELS, PROMPT))
+        build_strategy(
+            InContextConfig(name="in-context", backbone=str(tiny_bert_dir)), Context(LABELS, PROMPT)
+        )
 
 
 def _hf(tiny_bert_dir, **kw):
-    return HeadFinetuneConfig(**{"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 4,
-                                 "batch_size": 4, "lr": 1e-3, **kw})
+    return HeadFinetuneConfig(
+        **{
+            "name": "head-finetune",
+            "backbone": str(tiny_bert_dir),
+            "epochs": 4,
+            "batch_size": 4,
+            "lr": 1e-3,
+            **kw,
+        }
+    )
 
 
 def test_head_finetune_learns_and_reloads_identically(tiny_bert_dir, tmp_path):
@@ -86,13 +106,22 @@ def test_head_finetune_learns_and_reloads_identically(tiny_bert_dir, tmp_path):
 
 
 def test_head_finetune_freezing_keeps_weights_bit_identical(tiny_bert_dir):
-    s = build_strategy(_hf(tiny_bert_dir, freeze_embeddings=True, freeze_layers=1, epochs=1), Context(LABELS, None))
+    s = build_strategy(
+        _hf(tiny_bert_dir, freeze_embeddings=True, freeze_layers=1, epochs=1), Context(LABELS, None)
+    )
     enc = s.model.encoder
-    frozen = {n: p.detach().clone() for n, p in enc.named_parameters() if n.startswith(("embeddings.", "encoder.layer.0."))}
+    frozen = {
+        n: p.detach().clone()
+        for n, p in enc.named_parameters()
+        if n.startswith(("embeddings.", "encoder.layer.0."))
+    }
     moving = {n: p.detach().clone() for n, p in enc.named_parameters() if n.startswith("encoder.layer.1.")}
     trainable, total = s.trainable_parameters()
-    assert trainable == sum(p.numel() for n, p in s.model.named_parameters()
-                            if not n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")))
+    assert trainable == sum(
+        p.numel()
+        for n, p in s.model.named_parameters()
+        if not n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0."))
+    )
     assert 0 < trainable < total
     s.fit(toy(8), [])
     params = dict(enc.named_parameters())

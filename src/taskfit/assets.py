@@ -111,7 +111,8 @@ def download(names: list[str]) -> list[Path]:
             from taskfit.errors import did_you_mean
 
             raise TaskfitError(
-                f"unknown asset '{name}'; known: {', '.join(ALL_PACKAGES)}." + did_you_mean(name, ALL_PACKAGES)
+                f"unknown asset '{name}'; known: {', '.join(ALL_PACKAGES)}."
+                + did_you_mean(name, ALL_PACKAGES)
             )
         paths.append(package_dir(ALL_PACKAGES[name], fetch=True))
     return paths

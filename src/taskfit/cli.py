@@ -42,8 +42,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from taskfit.strategies import load_strategy
 
     strategy = load_strategy(_model_dir(Path(args.run_dir)))
-    examples = read_examples(args.input, Columns(text=args.text_column, label=None, text_pair=args.text_pair_column),
-                             args.format, need_label=False)
+    examples = read_examples(
+        args.input,
+        Columns(text=args.text_column, label=None, text_pair=args.text_pair_column),
+        args.format,
+        need_label=False,
+    )
     preds = strategy.predict(examples)
     rows = [
         {"text": e.text, "label": p, "scores": dict(zip(preds.label_names, map(float, pr)))}
@@ -83,8 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one experiment from a YAML config")
     p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set seeds=[0] --set strategies.0.epochs=5")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set seeds=[0] --set strategies.0.epochs=5",
+    )
     p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
     p.set_defaults(func=cmd_run)
 

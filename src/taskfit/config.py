@@ -7,7 +7,7 @@ a loaded config before validation, with the same checks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,7 +29,9 @@ class DataConfig(Strict):
     """Where examples come from and how many of them a run sees."""
 
     dataset: str | None = Field(None, description="built-in dataset name (taskfit datasets lists them)")
-    train: str | None = Field(None, description="CSV/TSV/JSONL file, saved HF dataset folder, or hub name[:split]")
+    train: str | None = Field(
+        None, description="CSV/TSV/JSONL file, saved HF dataset folder, or hub name[:split]"
+    )
     dev: str | None = None
     test: str | None = None
     format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = "auto"
@@ -37,7 +39,9 @@ class DataConfig(Strict):
     labels: list[str] | None = Field(None, description="label order; default: sorted labels of train")
     shots: int | None = Field(16, ge=1, description="K examples per class drawn from train; null = all")
     dev_shots: int | None = Field(None, ge=1, description="K per class for the dev set; default = shots")
-    test_limit: int | None = Field(None, ge=1, description="evaluate on a fixed subset of this many test examples")
+    test_limit: int | None = Field(
+        None, ge=1, description="evaluate on a fixed subset of this many test examples"
+    )
     split_seed: int = Field(0, description="seed for carving dev/test out of train when they are not given")
 
     @model_validator(mode="after")
@@ -50,10 +54,12 @@ class DataConfig(Strict):
 class PromptConfig(Strict):
     template: str = Field(..., description='e.g. "Review: {text}\\nSentiment:{answer}"')
     verbalizer: dict[str, list[str]] = Field(
-        default_factory=dict, description="label -> words scored at {answer}; inserted verbatim (mind the leading space)"
+        default_factory=dict,
+        description="label -> words scored at {answer}; inserted verbatim (mind the leading space)",
     )
     label_descriptions: dict[str, str] = Field(
-        default_factory=dict, description="label -> description, for encoder zero-shot by embedding similarity"
+        default_factory=dict,
+        description="label -> description, for encoder zero-shot by embedding similarity",
     )
 
     @field_validator("verbalizer", mode="before")
@@ -66,7 +72,9 @@ class PromptConfig(Strict):
 
 class StrategyBase(Strict):
     id: str | None = Field(None, description="row name in results; default: the strategy name")
-    backbone: str = Field("smollm2", description="minilm, smollm2, a Hugging Face model id, or a local folder")
+    backbone: str = Field(
+        "smollm2", description="minilm, smollm2, a Hugging Face model id, or a local folder"
+    )
 
     @property
     def run_id(self) -> str:
@@ -77,7 +85,9 @@ class ZeroShotConfig(StrategyBase):
     """Causal LM: score each label's words at the answer slot. Encoder: text vs label-description similarity."""
 
     name: Literal["zero-shot"]
-    scoring: Literal["sum", "mean"] = Field("sum", description="sum or per-token mean log-probability of a word")
+    scoring: Literal["sum", "mean"] = Field(
+        "sum", description="sum or per-token mean log-probability of a word"
+    )
     batch_size: int = Field(16, ge=1)
 
 
@@ -114,7 +124,7 @@ class HeadFinetuneConfig(StrategyBase):
 
 
 StrategyConfig = Annotated[
-    Union[ZeroShotConfig, InContextConfig, HeadFinetuneConfig],
+    ZeroShotConfig | InContextConfig | HeadFinetuneConfig,
     Field(discriminator="name"),
 ]
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
@@ -131,7 +141,9 @@ class ExperimentConfig(Strict):
     strategies: list[StrategyConfig] = Field(..., min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = Field(None, description="default: runs/<name>")
-    trust_remote_code: bool = Field(False, description="allow model code from the hub; off unless you trust it")
+    trust_remote_code: bool = Field(
+        False, description="allow model code from the hub; off unless you trust it"
+    )
     device: str = Field("auto", description="auto (first GPU if any, else CPU), cpu, cuda or cuda:N")
 
     @model_validator(mode="after")
@@ -164,7 +176,8 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
             raise TaskfitError(
-                f"unknown config key '{where}'." + did_you_mean(str(key), fields)
+                f"unknown config key '{where}'."
+                + did_you_mean(str(key), fields)
                 + f" Valid keys here: {', '.join(fields)}."
             )
         annotation = fields[key].annotation
@@ -193,7 +206,11 @@ def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p not in STRATEGY_CONFIGS)
-        got = f" (got {e['input']!r})" if e.get("type") not in ("missing",) and "input" in e and not isinstance(e["input"], dict) else ""
+        got = (
+            f" (got {e['input']!r})"
+            if e.get("type") not in ("missing",) and "input" in e and not isinstance(e["input"], dict)
+            else ""
+        )
         lines.append(f"  {loc or '(top level)'}: {e['msg']}{got}")
     return "invalid config:\n" + "\n".join(lines)
 
@@ -220,7 +237,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise TaskfitError(f"--set {key}: '{'.'.join(parts[:i])}' has {len(node)} items; '{part}' is not a valid index")
+                    raise TaskfitError(
+                        f"--set {key}: '{'.'.join(parts[:i])}' has {len(node)} items; '{part}' is not a valid index"
+                    )
                 node = node[int(part)]
             else:
                 node = node.setdefault(part, {})

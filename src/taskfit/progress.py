@@ -31,8 +31,11 @@ def make_progress(stream=None, min_interval: float = 10.0) -> Callable[[str, int
             if now - state["last"] >= min_interval or state["done"] >= total:
                 state["last"] = now
                 rate = state["done"] / max(now - state["t0"], 1e-9)
-                print(f"  {desc}: {state['done']}/{total} ({100 * state['done'] / max(total, 1):.0f}%, {rate:.1f}/s)",
-                      file=stream, flush=True)
+                print(
+                    f"  {desc}: {state['done']}/{total} ({100 * state['done'] / max(total, 1):.0f}%, {rate:.1f}/s)",
+                    file=stream,
+                    flush=True,
+                )
 
         return advance_lines
 

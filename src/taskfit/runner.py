@@ -159,7 +159,12 @@ def run_cell(strategy_config, ctx: Context, splits, cell_dir: Path) -> CellResul
     write_jsonl_atomic(
         cell_dir / "predictions.jsonl",
         (
-            {"text": e.text, "gold": e.label, "predicted": p, "probs": dict(zip(preds.label_names, map(float, pr)))}
+            {
+                "text": e.text,
+                "gold": e.label,
+                "predicted": p,
+                "probs": dict(zip(preds.label_names, map(float, pr))),
+            }
             for e, p, pr in zip(splits.test, preds.labels, preds.probs.tolist())
         ),
     )
@@ -175,7 +180,10 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
     pools = load_pools(config.data)
     validate_plan(config, pools.labels)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    write_text_atomic(
+        out / "config.yaml",
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+    )
     data_notes: list[str] = []
 
     backbones = BackboneCache(config.trust_remote_code, config.device)
@@ -191,21 +199,33 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
             if seed_index > 0 and not STRATEGIES[s.name].uses_training_data:
                 continue  # e.g. zero-shot: the same answer for every seed
             cell_dir = out / s.run_id / f"seed-{seed}"
-            print(f"[{s.run_id} | {s.backbone} | seed {seed}] train {len(splits.train)}, dev {len(splits.dev)}, "
-                  f"test {len(splits.test)}", file=stream, flush=True)
-            ctx = Context(labels=splits.labels, prompt=config.prompt, seed=seed, backbones=backbones, progress=progress)
+            print(
+                f"[{s.run_id} | {s.backbone} | seed {seed}] train {len(splits.train)}, dev {len(splits.dev)}, "
+                f"test {len(splits.test)}",
+                file=stream,
+                flush=True,
+            )
+            ctx = Context(
+                labels=splits.labels, prompt=config.prompt, seed=seed, backbones=backbones, progress=progress
+            )
             try:
                 cell = run_cell(s, ctx, splits, cell_dir)
                 (cell_dir / "error.txt").unlink(missing_ok=True)
-                print(f"    accuracy {cell.metrics['accuracy']:.3f}  macro-F1 {cell.metrics['macro_f1']:.3f}  "
-                      f"(fit {cell.fit_seconds:.1f} s, predict {cell.predict_seconds:.1f} s)", file=stream, flush=True)
+                print(
+                    f"    accuracy {cell.metrics['accuracy']:.3f}  macro-F1 {cell.metrics['macro_f1']:.3f}  "
+                    f"(fit {cell.fit_seconds:.1f} s, predict {cell.predict_seconds:.1f} s)",
+                    file=stream,
+                    flush=True,
+                )
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # one failing cell is reported; the others still run
                 detail = str(exc) if isinstance(exc, TaskfitError) else traceback.format_exc()
                 cell = CellResult(s.run_id, s.backbone, seed, "failed", error=f"{type(exc).__name__}: {exc}")
                 write_text_atomic(cell_dir / "error.txt", detail)
-                print(f"    FAILED: {cell.error} (details in {cell_dir / 'error.txt'})", file=stream, flush=True)
+                print(
+                    f"    FAILED: {cell.error} (details in {cell_dir / 'error.txt'})", file=stream, flush=True
+                )
             cells.append(cell)
 
     rows = summarise(cells)
@@ -222,7 +242,9 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
     table = results_table(rows)
     notes = [f"- {n}" for n in data_notes]
     if majority:
-        notes.append(f"- majority-class baseline (always '{majority['label']}'): accuracy {majority['accuracy']:.3f}")
+        notes.append(
+            f"- majority-class baseline (always '{majority['label']}'): accuracy {majority['accuracy']:.3f}"
+        )
     notes.append("- accuracy: mean ± sample std over seeds; strategies that do not train run once")
     write_text_atomic(out / "results.md", f"# {config.name}\n\n{table}\n\n" + "\n".join(notes) + "\n")
     print("\n" + table + "\n" + "\n".join(notes), file=stream)

@@ -5,6 +5,14 @@ from taskfit.data.prepare import Pools, Splits, k_shot, load_pools, sample_split
 from taskfit.data.readers import Columns, Example, read_examples
 
 __all__ = [
-    "Columns", "Example", "Pools", "Splits", "builtin_names", "k_shot", "load_builtin", "load_pools",
-    "read_examples", "sample_splits",
+    "Columns",
+    "Example",
+    "Pools",
+    "Splits",
+    "builtin_names",
+    "k_shot",
+    "load_builtin",
+    "load_pools",
+    "read_examples",
+    "sample_splits",
 ]

@@ -37,7 +37,12 @@ class Pools:
 
 
 def k_shot(
-    examples: list[Example], k: int, labels: list[str], seed: int, what: str = "train", allow_fewer: bool = False
+    examples: list[Example],
+    k: int,
+    labels: list[str],
+    seed: int,
+    what: str = "train",
+    allow_fewer: bool = False,
 ) -> list[Example]:
     """K examples per class, chosen with ``seed``; shuffled so classes are not in blocks.
 
@@ -110,10 +115,14 @@ def load_pools(cfg: DataConfig) -> Pools:
         else:
             labels = found
         if len(labels) < 2:
-            raise TaskfitError(f"{cfg.train}: classification needs at least 2 labels; train has only {labels}")
+            raise TaskfitError(
+                f"{cfg.train}: classification needs at least 2 labels; train has only {labels}"
+            )
         if not test:
             train, test = _carve(train, 0.2, cfg.split_seed)
-            notes.append(f"no test file: held out 20% of train ({len(test)} examples, split_seed={cfg.split_seed})")
+            notes.append(
+                f"no test file: held out 20% of train ({len(test)} examples, split_seed={cfg.split_seed})"
+            )
         if not dev:
             train, dev = _carve(train, 0.1, cfg.split_seed + 1)
             notes.append(f"no dev file: held out 10% of train ({len(dev)} examples)")

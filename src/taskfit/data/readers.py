@@ -70,7 +70,7 @@ def _decode_lines(path: Path) -> list[str]:
         except UnicodeDecodeError as exc:
             raise TaskfitError(
                 f"{path}:{number}: bytes that are not UTF-8 at column {exc.start + 1} "
-                f"({line[max(0, exc.start - 10):exc.start + 10]!r}). Re-save the file as UTF-8 "
+                f"({line[max(0, exc.start - 10) : exc.start + 10]!r}). Re-save the file as UTF-8 "
                 f"(e.g. iconv -f latin1 -t utf-8)."
             ) from None
     return out
@@ -86,10 +86,14 @@ def _field(row: dict, key: str, path: Path, line: int, columns_found: list[str])
     return row[key]
 
 
-def _to_example(row: dict, cols: Columns, path: Path, line: int, found: list[str], need_label: bool) -> Example:
+def _to_example(
+    row: dict, cols: Columns, path: Path, line: int, found: list[str], need_label: bool
+) -> Example:
     text = _field(row, cols.text, path, line, found)
     if text is None or not str(text).strip():
-        raise TaskfitError(f"{path}:{line}: empty text in column '{cols.text}'. Remove the row or fill it in.")
+        raise TaskfitError(
+            f"{path}:{line}: empty text in column '{cols.text}'. Remove the row or fill it in."
+        )
     pair = None
     if cols.text_pair:
         pair = _field(row, cols.text_pair, path, line, found)
@@ -108,7 +112,9 @@ def read_delimited(path: Path, cols: Columns, delimiter: str, need_label: bool =
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     found = list(reader.fieldnames or [])
     if not found:
-        raise TaskfitError(f"{path}: the file is empty; expected a header row with columns such as '{cols.text}'")
+        raise TaskfitError(
+            f"{path}: the file is empty; expected a header row with columns such as '{cols.text}'"
+        )
     examples = []
     for row in reader:
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
@@ -146,9 +152,13 @@ def read_hf(spec: str, cols: Columns, need_label: bool = True) -> list[Example]:
         raise TaskfitError(f"could not load the Hugging Face dataset '{name}': {exc}") from exc
     if isinstance(ds, datasets.DatasetDict):
         if not split:
-            raise TaskfitError(f"'{name}' holds several splits ({', '.join(ds)}); name one, e.g. '{name}:{next(iter(ds))}'")
+            raise TaskfitError(
+                f"'{name}' holds several splits ({', '.join(ds)}); name one, e.g. '{name}:{next(iter(ds))}'"
+            )
         if split not in ds:
-            raise TaskfitError(f"'{name}' has no split '{split}'; splits: {', '.join(ds)}." + did_you_mean(split, ds))
+            raise TaskfitError(
+                f"'{name}' has no split '{split}'; splits: {', '.join(ds)}." + did_you_mean(split, ds)
+            )
         ds = ds[split]
     found = list(ds.column_names)
     label_names = None
@@ -172,7 +182,9 @@ def read_examples(path: str, cols: Columns, fmt: str = "auto", need_label: bool 
     elif fmt in ("csv", "tsv"):
         examples = read_delimited(Path(path), cols, "," if fmt == "csv" else "\t", need_label)
     else:
-        raise TaskfitError(f"unknown data format '{fmt}'; expected one of {', '.join(FORMATS)}." + did_you_mean(fmt, FORMATS))
+        raise TaskfitError(
+            f"unknown data format '{fmt}'; expected one of {', '.join(FORMATS)}." + did_you_mean(fmt, FORMATS)
+        )
     if not examples:
         raise TaskfitError(f"{path}: no examples found")
     return examples

@@ -19,7 +19,10 @@ def classification_metrics(gold: list[str], predicted: list[str], labels: list[s
             lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, lab in enumerate(labels)
         },
-        "confusion_matrix": {"labels": labels, "matrix": confusion_matrix(gold, predicted, labels=labels).tolist()},
+        "confusion_matrix": {
+            "labels": labels,
+            "matrix": confusion_matrix(gold, predicted, labels=labels).tolist(),
+        },
         "predicted_distribution": dict(Counter(predicted)),
         "majority_baseline": {"label": majority_label, "accuracy": majority_count / len(gold)},
         "n": len(gold),

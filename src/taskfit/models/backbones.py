@@ -130,7 +130,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     except RuntimeError as exc:
         raise TaskfitError(f"device '{device}' is not valid; use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TaskfitError(f"device '{device}' asked for, but torch sees no CUDA GPU; use device: auto or cpu")
+        raise TaskfitError(
+            f"device '{device}' asked for, but torch sees no CUDA GPU; use device: auto or cpu"
+        )
     return resolved
 
 

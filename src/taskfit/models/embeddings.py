@@ -16,7 +16,9 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 256) -> torch.Tensor:
+def embed_texts(
+    model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 256
+) -> torch.Tensor:
     """(N, H) L2-normalised embeddings, in the order of ``texts``."""
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -24,8 +26,9 @@ def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_le
     parts: dict[int, torch.Tensor] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(model.device)
+        enc = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(model.device)
         hidden = model(**enc).last_hidden_state
         pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).cpu()
         for k, i in enumerate(idx):

@@ -81,7 +81,9 @@ def score_words(
     prefix_kv = None
     prefix_len = 0
     if shared_prefix and reuse_prefix_cache:
-        prefix_ids = tokenizer(shared_prefix)["input_ids"]  # special tokens (e.g. BOS) go on the first segment
+        prefix_ids = tokenizer(shared_prefix)[
+            "input_ids"
+        ]  # special tokens (e.g. BOS) go on the first segment
         prefix_kv = encode_prefix(model, prefix_ids)
         prefix_len = len(prefix_ids)
         prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]

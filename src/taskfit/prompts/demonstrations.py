@@ -9,7 +9,9 @@ import torch
 from taskfit.data.readers import Example
 
 
-def select_fixed(pool: list[Example], per_class: int, labels: list[str], selection: str, seed: int) -> list[Example]:
+def select_fixed(
+    pool: list[Example], per_class: int, labels: list[str], selection: str, seed: int
+) -> list[Example]:
     """One demonstration set shared by every query (selection random or balanced)."""
     rng = random.Random(seed)
     n = per_class * len(labels)
@@ -23,9 +25,7 @@ def select_fixed(pool: list[Example], per_class: int, labels: list[str], selecti
     return chosen
 
 
-def select_similar(
-    pool_embeddings: torch.Tensor, query_embeddings: torch.Tensor, n: int
-) -> list[list[int]]:
+def select_similar(pool_embeddings: torch.Tensor, query_embeddings: torch.Tensor, n: int) -> list[list[int]]:
     """Indices of the ``n`` most similar pool items per query, most similar LAST (nearest the query)."""
     sims = query_embeddings @ pool_embeddings.T  # (Q, P), embeddings are L2-normalised
     top = sims.topk(min(n, pool_embeddings.shape[0]), dim=1).indices  # (Q, n), most similar first

@@ -31,10 +31,14 @@ class Template:
             if field not in FIELDS:
                 raise TaskfitError(
                     f"template {source!r}: unknown field '{{{field}}}'; fields: "
-                    + ", ".join("{" + f + "}" for f in FIELDS) + "." + did_you_mean(field, FIELDS)
+                    + ", ".join("{" + f + "}" for f in FIELDS)
+                    + "."
+                    + did_you_mean(field, FIELDS)
                 )
             if spec or conv:
-                raise TaskfitError(f"template {source!r}: field '{{{field}}}' takes no format spec or conversion")
+                raise TaskfitError(
+                    f"template {source!r}: field '{{{field}}}' takes no format spec or conversion"
+                )
             answers += field == "answer"
         if answers != 1:
             raise TaskfitError(
@@ -42,7 +46,9 @@ class Template:
                 'e.g. "Review: {text}\\nSentiment:{answer}"'
             )
         if "{text}" not in source:
-            raise TaskfitError(f"template {source!r} has no {{text}} field, so the input would never be shown")
+            raise TaskfitError(
+                f"template {source!r} has no {{text}} field, so the input would never be shown"
+            )
         before, _, after = source.partition("{answer}")
         return cls(source, before, after)
 

@@ -28,7 +28,7 @@ class Verbalizer:
             if not ws:
                 raise TaskfitError(
                     f"label '{label}' has no verbalizer word. Add one under prompt.verbalizer, e.g.\n"
-                    f"  verbalizer:\n    {label}: [\" {label.lower()}\"]"
+                    f'  verbalizer:\n    {label}: [" {label.lower()}"]'
                 )
             words.extend(ws)
             word_labels.extend([i] * len(ws))

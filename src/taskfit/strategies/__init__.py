@@ -35,4 +35,12 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
     return STRATEGIES[config.name].load(directory, config, ctx, saved)
 
 
-__all__ = ["STRATEGIES", "BackboneCache", "Context", "Predictions", "Strategy", "build_strategy", "load_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "BackboneCache",
+    "Context",
+    "Predictions",
+    "Strategy",
+    "build_strategy",
+    "load_strategy",
+]

@@ -56,12 +56,16 @@ class Context:
 
     def template(self) -> Template:
         if self.prompt is None:
-            raise TaskfitError("this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer")
+            raise TaskfitError(
+                "this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer"
+            )
         return Template.parse(self.prompt.template)
 
     def verbalizer(self) -> Verbalizer:
         if self.prompt is None:
-            raise TaskfitError("this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer")
+            raise TaskfitError(
+                "this strategy needs a prompt: add a 'prompt:' block with a template and verbalizer"
+            )
         return Verbalizer.build(self.prompt.verbalizer, self.labels)
 
     def advance(self, desc: str, total: int) -> Callable[[int], None]:
@@ -85,7 +89,9 @@ class Strategy(Protocol):
     def save(self, directory: Path) -> None: ...
 
 
-def write_strategy_file(directory: Path, config: StrategyBase, ctx: Context, extra: dict | None = None) -> None:
+def write_strategy_file(
+    directory: Path, config: StrategyBase, ctx: Context, extra: dict | None = None
+) -> None:
     """Everything needed to rebuild a strategy besides its weights."""
     from taskfit.io import write_json_atomic
 

@@ -20,7 +20,13 @@ from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic
 from taskfit.models.backbones import load_backbone, resolve_device
 from taskfit.models.embeddings import mean_pool
-from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+from taskfit.strategies.base import (
+    Context,
+    Predictions,
+    count_parameters,
+    probs_to_predictions,
+    write_strategy_file,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -53,7 +59,9 @@ def freeze(model: EncoderClassifier, embeddings: bool, bottom_layers: int) -> No
     if bottom_layers:
         layers = _encoder_layers(encoder)
         if bottom_layers > len(layers):
-            raise TaskfitError(f"freeze_layers={bottom_layers}, but the encoder has only {len(layers)} layers")
+            raise TaskfitError(
+                f"freeze_layers={bottom_layers}, but the encoder has only {len(layers)} layers"
+            )
         for layer in layers[:bottom_layers]:
             for p in layer.parameters():
                 p.requires_grad_(False)
@@ -94,10 +102,18 @@ class HeadFinetune:
         """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
         pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
         enc = self.tokenizer(
-            [e.text for e in examples], pair, padding=True, truncation=True,
-            max_length=self.config.max_length, return_tensors="pt",
+            [e.text for e in examples],
+            pair,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
         )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return {
+            k: v.to(self.device)
+            for k, v in enc.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay, head = [], [], []
@@ -147,7 +163,11 @@ class HeadFinetune:
                 scheduler.step()
                 losses.append(loss.item())
                 advance(1)
-            record = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "seconds": time.perf_counter() - started}
+            record = {
+                "epoch": epoch,
+                "train_loss": sum(losses) / len(losses),
+                "seconds": time.perf_counter() - started,
+            }
             if dev:
                 preds = self.predict(dev)
                 record["dev_accuracy"] = sum(p == e.label for p, e in zip(preds.labels, dev)) / len(dev)
@@ -191,4 +211,3 @@ class HeadFinetune:
         strategy = cls(config, ctx, saved_dir=directory)
         load_model(strategy.model, str(directory / WEIGHTS_FILE), device=str(strategy.device))
         return strategy
-

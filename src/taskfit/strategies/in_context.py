@@ -17,7 +17,13 @@ from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
 from taskfit.prompts.demonstrations import select_fixed, select_similar
-from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+from taskfit.strategies.base import (
+    Context,
+    Predictions,
+    count_parameters,
+    probs_to_predictions,
+    write_strategy_file,
+)
 
 DEMOS_FILE = "demonstrations.jsonl"
 
@@ -45,7 +51,9 @@ class InContext:
             self.pool = select_fixed(
                 train, self.config.demos_per_class, self.ctx.labels, self.config.selection, self.ctx.seed
             )
-        self.log.append({"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection})
+        self.log.append(
+            {"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection}
+        )
 
     def shared_prefix(self) -> str:
         return self._render(self.pool)
@@ -65,11 +73,18 @@ class InContext:
         else:
             prefix = self.shared_prefix()
         ws = score_words(
-            model, tok, prompts, list(self.verbalizer.words), shared_prefix=prefix,
-            reuse_prefix_cache=self.config.reuse_prefix_cache, batch_size=self.config.batch_size,
+            model,
+            tok,
+            prompts,
+            list(self.verbalizer.words),
+            shared_prefix=prefix,
+            reuse_prefix_cache=self.config.reuse_prefix_cache,
+            batch_size=self.config.batch_size,
             on_batch=advance,
         )
-        scores = label_scores(ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean")
+        scores = label_scores(
+            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
+        )
         return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
-from taskfit.strategies.base import Context, Predictions, count_parameters, probs_to_predictions, write_strategy_file
+from taskfit.strategies.base import (
+    Context,
+    Predictions,
+    count_parameters,
+    probs_to_predictions,
+    write_strategy_file,
+)
 
 # Cosine similarities of sentence embeddings differ by a few hundredths; a temperature turns them into
 # usable probabilities (the argmax, and so accuracy, does not depend on it).
@@ -49,10 +54,16 @@ class ZeroShot:
             return probs_to_predictions(texts @ labels.T / SIMILARITY_TEMPERATURE, self.ctx.labels)
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
         ws = score_words(
-            model, tok, [self.template.prompt(e) for e in examples], list(self.verbalizer.words),
-            batch_size=self.config.batch_size, on_batch=advance,
+            model,
+            tok,
+            [self.template.prompt(e) for e in examples],
+            list(self.verbalizer.words),
+            batch_size=self.config.batch_size,
+            on_batch=advance,
         )
-        scores = label_scores(ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean")
+        scores = label_scores(
+            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
+        )
         return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
@@ -64,5 +75,3 @@ class ZeroShot:
     @classmethod
     def load(cls, directory: Path, config: ZeroShotConfig, ctx: Context, saved: dict) -> ZeroShot:
         return cls(config, ctx)
-
-
