@@ -53,3 +53,15 @@ def test_label_scores_logsumexp_and_length_normalisation():
     normed = label_scores(ws, [0, 1, 1], 2, normalise=True)
     expected = torch.log(torch.tensor(0.2).sqrt() + 0.3)
     assert normed[0, 1].item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_prefix_split_matches_joint_tokenization(tiny_lm):
+    tok = tiny_lm.tokenizer
+    from taskfit.models.lm_scoring import split_at_prefix
+
+    prefix = "good movie\n\n"
+    prompts = ["Review: the plot", "\n\nodd start", "awful"]
+    prefix_ids, prompt_ids = split_at_prefix(tok, prefix, prompts)
+    for p, ids in zip(prompts, prompt_ids):
+        assert prefix_ids + ids == tok(prefix + p)["input_ids"]
+    assert len(prefix_ids) >= 2

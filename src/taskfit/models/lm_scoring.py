@@ -61,6 +61,25 @@ def _expanded_cache(model: torch.nn.Module, prefix_kv, batch: int):
     return DynamicCache(data, config=model.config)
 
 
+def split_at_prefix(tokenizer, prefix: str, prompts: list[str]) -> tuple[list[int], list[list[int]]]:
+    """Token ids of ``prefix`` and of each prompt, such that prefix_ids + prompt_ids[i] equals the
+    tokenization of ``prefix + prompts[i]``.
+
+    Tokenizing the two parts separately is not the same: byte-level BPE splits "\n\nReview" as
+    "\n" "\nReview"-style pieces differently from a lone "\n\n". Cached and uncached scoring must agree,
+    so the prefix is cut out of the joint tokenization, at the last token boundary inside the prefix
+    that every prompt's joint tokenization shares.
+    """
+    joint = [tokenizer(prefix + p)["input_ids"] for p in prompts]
+    if not getattr(tokenizer, "is_fast", False):  # no offsets: tokenize the parts separately
+        return tokenizer(prefix)["input_ids"], [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    offsets = tokenizer(prefix + prompts[0], return_offsets_mapping=True)["offset_mapping"]
+    n = sum(1 for start, end in offsets if end <= len(prefix) and not (start == end == len(prefix)))
+    while n > 0 and any(ids[:n] != joint[0][:n] for ids in joint):
+        n -= 1  # a prompt whose joint tokenization merges across an earlier boundary (rare)
+    return joint[0][:n], [ids[n:] for ids in joint]
+
+
 @torch.no_grad()
 def score_words(
     model: torch.nn.Module,
@@ -81,12 +100,9 @@ def score_words(
     prefix_kv = None
     prefix_len = 0
     if shared_prefix and reuse_prefix_cache:
-        prefix_ids = tokenizer(shared_prefix)[
-            "input_ids"
-        ]  # special tokens (e.g. BOS) go on the first segment
+        prefix_ids, prompt_ids = split_at_prefix(tokenizer, shared_prefix, prompts)
         prefix_kv = encode_prefix(model, prefix_ids)
         prefix_len = len(prefix_ids)
-        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     else:
         texts = [(shared_prefix or "") + p for p in prompts]
         prompt_ids = [tokenizer(t)["input_ids"] for t in texts]
