@@ -8,15 +8,27 @@ from taskfit.config import STRATEGY_CONFIGS
 from taskfit.strategies.base import BackboneCache, Context, Predictions, Strategy, read_strategy_file
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
+from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora
 from taskfit.strategies.zero_shot import ZeroShot
 
 STRATEGIES = {
     "zero-shot": ZeroShot,
     "in-context": InContext,
     "head-finetune": HeadFinetune,
+    "lora": Lora,
+    "ia3": IA3,
+    "bitfit": BitFit,
+    "adapter": Adapter,
 }
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains
-NEEDS_KIND = {"in-context": "causal-lm", "head-finetune": "encoder"}
+NEEDS_KIND = {
+    "in-context": "causal-lm",
+    "head-finetune": "encoder",
+    "lora": "encoder",
+    "ia3": "encoder",
+    "bitfit": "encoder",
+    "adapter": "encoder",
+}
 
 
 def build_strategy(config, ctx: Context) -> Strategy:

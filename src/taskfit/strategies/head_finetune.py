@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from taskfit.config import HeadFinetuneConfig
+from taskfit.config import EncoderTrainingConfig, HeadFinetuneConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic
@@ -82,7 +82,7 @@ def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
 class HeadFinetune:
     uses_training_data = True
 
-    def __init__(self, config: HeadFinetuneConfig, ctx: Context, saved_dir: Path | None = None) -> None:
+    def __init__(self, config: EncoderTrainingConfig, ctx: Context, saved_dir: Path | None = None) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         if saved_dir is None:
             backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
@@ -94,9 +94,16 @@ class HeadFinetune:
             self.tokenizer = AutoTokenizer.from_pretrained(saved_dir)
         torch.manual_seed(ctx.seed)  # the head's initialisation depends on the seed only
         self.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
-        freeze(self.model, config.freeze_embeddings, config.freeze_layers)
+        self.adapt()
         self.device = resolve_device(ctx.backbones.device)
         self.model.to(self.device)
+
+    def adapt(self) -> None:
+        """Decide what trains. Here: everything, less what the freeze options name."""
+        c = self.config
+        if c.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
+        freeze(self.model, c.freeze_embeddings, c.freeze_layers)
 
     def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""

@@ -1,0 +1,226 @@
+"""Parameter-efficient fine-tuning of an encoder classifier: lora, ia3 (through peft), bitfit, adapter.
+
+Each trains the task head plus a small part of the encoder, with the same loop as head-finetune, and saves
+only what it trained: lora/ia3 in peft's own format (``adapter/adapter_config.json`` +
+``adapter/adapter_model.safetensors``, loadable with plain ``peft.PeftModel.from_pretrained``) beside
+``head.safetensors``; bitfit/adapter as ``trained.safetensors``. Reloading needs the same base backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from taskfit.errors import TaskfitError
+from taskfit.models.backbones import load_backbone
+from taskfit.strategies.base import Context, write_strategy_file
+from taskfit.strategies.head_finetune import EncoderClassifier, HeadFinetune
+
+ADAPTER_DIR = "adapter"
+HEAD_FILE = "head.safetensors"
+TRAINED_FILE = "trained.safetensors"
+
+# Friendly target presets per architecture (model_type); "all-linear" is peft's own keyword.
+ATTENTION_TARGETS = {
+    "bert": ["query", "key", "value"],
+    "roberta": ["query", "key", "value"],
+    "distilbert": ["q_lin", "k_lin", "v_lin"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+# Houlsby adapters go on the projection that ends each sub-layer, before its residual add + LayerNorm.
+ADAPTER_MODULES = {
+    "bert": ["attention.output.dense", "output.dense"],
+    "roberta": ["attention.output.dense", "output.dense"],
+}
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def check_targets(model: nn.Module, targets: list[str], what: str = "target_modules") -> None:
+    """peft silently accepts names that match nothing in some versions; fail loudly, listing candidates."""
+    names = linear_module_names(model)
+    suffixes = sorted({".".join(n.split(".")[-k:]) for n in names for k in (1, 2) if n})
+    for target in targets:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            from taskfit.errors import did_you_mean
+
+            raise TaskfitError(
+                f"{what}: '{target}' matches no linear module of {type(model).__name__}."
+                + did_you_mean(target, suffixes)
+                + f" Candidates: {', '.join(suffixes)}"
+            )
+
+
+def resolve_targets(model: nn.Module, targets, preset_table: dict[str, list[str]]) -> list[str] | str | None:
+    model_type = getattr(model.config, "model_type", "")
+    if targets == "all-linear":
+        return "all-linear"
+    if targets == "default":
+        return None  # peft's own per-architecture default
+    if targets == "attention":
+        if model_type not in preset_table:
+            raise TaskfitError(
+                f"no 'attention' preset for model type '{model_type}'; name the modules in target_modules "
+                f"(linear modules: {', '.join(sorted({n.split('.')[-1] for n in linear_module_names(model)}))})"
+            )
+        targets = preset_table[model_type]
+    check_targets(model, list(targets))
+    return list(targets)
+
+
+def freeze_all_but_head(model: EncoderClassifier) -> None:
+    model.encoder.requires_grad_(False)
+    model.head.requires_grad_(True)
+
+
+class PeftStrategy(HeadFinetune):
+    """lora and ia3: the encoder becomes a peft model; only the adapter and the head train."""
+
+    def peft_config(self, encoder: nn.Module):
+        raise NotImplementedError
+
+    def adapt(self) -> None:
+        from peft import get_peft_model
+
+        self.model.encoder = get_peft_model(self.model.encoder, self.peft_config(self.model.encoder))
+        self.model.head.requires_grad_(True)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.encoder.save_pretrained(directory / ADAPTER_DIR)  # peft's format: config + safetensors
+        save_file({k: v.contiguous() for k, v in self.model.head.state_dict().items()}, str(directory / HEAD_FILE))
+        write_strategy_file(directory, self.config, self.ctx)
+
+    @classmethod
+    def load(cls, directory: Path, config, ctx: Context, saved: dict):
+        from peft import PeftModel
+
+        strategy = cls.__new__(cls)
+        strategy.config, strategy.ctx, strategy.log = config, ctx, []
+        backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
+        strategy.tokenizer = backbone.tokenizer
+        encoder = PeftModel.from_pretrained(backbone.model, str(directory / ADAPTER_DIR))
+        strategy.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
+        strategy.model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        from taskfit.models.backbones import resolve_device
+
+        strategy.device = resolve_device(ctx.backbones.device)
+        strategy.model.to(strategy.device)
+        return strategy
+
+
+class Lora(PeftStrategy):
+    def peft_config(self, encoder: nn.Module):
+        from peft import LoraConfig
+
+        c = self.config
+        return LoraConfig(
+            r=c.r,
+            lora_alpha=c.alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=resolve_targets(encoder, c.target_modules, ATTENTION_TARGETS),
+            bias="none",
+        )
+
+
+class IA3(PeftStrategy):
+    def peft_config(self, encoder: nn.Module):
+        from peft import IA3Config
+
+        c = self.config
+        targets = resolve_targets(encoder, c.target_modules, ATTENTION_TARGETS)
+        if c.feedforward_modules:
+            check_targets(encoder, c.feedforward_modules, "feedforward_modules")
+        return IA3Config(target_modules=targets, feedforward_modules=c.feedforward_modules)
+
+
+class TrainedSubset(HeadFinetune):
+    """bitfit and adapter: save and reload only the parameters that train."""
+
+    def trained_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        params = dict(self.model.named_parameters())
+        save_file({n: params[n].detach().contiguous().cpu() for n in self.trained_names()}, str(directory / TRAINED_FILE))
+        write_strategy_file(directory, self.config, self.ctx)
+
+    @classmethod
+    def load(cls, directory: Path, config, ctx: Context, saved: dict):
+        strategy = cls(config, ctx)  # base backbone + fresh trainable parts, then the trained values
+        state = load_file(str(directory / TRAINED_FILE))
+        missing = set(strategy.trained_names()) - set(state)
+        if missing:
+            raise TaskfitError(f"{directory / TRAINED_FILE} lacks {len(missing)} trained tensors, e.g. {sorted(missing)[0]}")
+        strategy.model.load_state_dict(state, strict=False)
+        return strategy
+
+
+class BitFit(TrainedSubset):
+    def adapt(self) -> None:
+        freeze_all_but_head(self.model)
+        biases = [p for n, p in self.model.encoder.named_parameters() if n.endswith(".bias")]
+        if not biases:
+            raise TaskfitError(f"bitfit: {type(self.model.encoder).__name__} has no bias terms to train")
+        for p in biases:
+            p.requires_grad_(True)
+
+
+class Bottleneck(nn.Module):
+    """Houlsby adapter: x + up(act(down(x))); ``up`` starts at zero, so training starts from the base model."""
+
+    def __init__(self, hidden: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(hidden, bottleneck)
+        self.act = nn.GELU()
+        self.up = nn.Linear(bottleneck, hidden)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+class WithAdapter(nn.Module):
+    """Wraps a projection so that its output passes through an adapter."""
+
+    def __init__(self, inner: nn.Linear, bottleneck: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.adapter = Bottleneck(inner.out_features, bottleneck)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.inner(x))
+
+
+class Adapter(TrainedSubset):
+    def adapt(self) -> None:
+        c, encoder = self.config, self.model.encoder
+        freeze_all_but_head(self.model)
+        model_type = getattr(encoder.config, "model_type", "")
+        suffixes = c.adapter_modules or ADAPTER_MODULES.get(model_type)
+        if not suffixes:
+            raise TaskfitError(
+                f"adapter: no default placement for model type '{model_type}'; set adapter_modules to the "
+                f"projections that end each sub-layer (linear modules: "
+                f"{', '.join(sorted({n.split('.')[-1] for n in linear_module_names(encoder)}))})"
+            )
+        check_targets(encoder, suffixes, "adapter_modules")
+        bottleneck = max(1, encoder.config.hidden_size // c.reduction_factor)
+        wrapped = 0
+        for name, module in list(encoder.named_modules()):
+            if isinstance(module, nn.Linear) and any(name.endswith(s) for s in suffixes):
+                parent = encoder.get_submodule(name.rsplit(".", 1)[0]) if "." in name else encoder
+                setattr(parent, name.rsplit(".", 1)[-1], WithAdapter(module, bottleneck))
+                wrapped += 1
+        if c.train_layer_norm:
+            for module in encoder.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.requires_grad_(True)
+        self.log.append({"event": "adapters", "count": wrapped, "bottleneck": bottleneck})

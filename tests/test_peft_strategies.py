@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from taskfit.config import STRATEGY_CONFIGS
+from taskfit.errors import TaskfitError
+from taskfit.strategies import Context, build_strategy, load_strategy
+
+from .test_strategies import LABELS, toy
+
+
+def make(tiny_bert_dir, name, **kw):
+    cfg = STRATEGY_CONFIGS[name].model_validate(
+        {"name": name, "backbone": str(tiny_bert_dir), "epochs": 2, "batch_size": 4, **kw}
+    )
+    return build_strategy(cfg, Context(LABELS, None, seed=0))
+
+
+def expected_trainable(name: str, param_name: str) -> bool:
+    if param_name.startswith("head."):
+        return True
+    return {
+        "lora": "lora_" in param_name,
+        "ia3": "ia3_" in param_name,
+        "bitfit": param_name.endswith(".bias"),
+        "adapter": ".adapter." in param_name or "LayerNorm" in param_name,
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["lora", "ia3", "bitfit", "adapter"])
+def test_trains_only_what_it_should_and_reloads_identically(name, tiny_bert_dir, tmp_path):
+    s = make(tiny_bert_dir, name)
+    named = dict(s.model.named_parameters())
+    wrong = [n for n, p in named.items() if p.requires_grad != expected_trainable(name, n)]
+    assert not wrong, wrong[:5]
+    trainable, total = s.trainable_parameters()
+    assert trainable == sum(p.numel() for n, p in named.items() if expected_trainable(name, n))
+    assert 0 < trainable < total / 2
+    before = {n: p.detach().clone() for n, p in named.items()}
+    s.fit(toy(8), toy(4, offset=50))
+    after = dict(s.model.named_parameters())
+    for n, p in after.items():
+        if not expected_trainable(name, n):
+            assert torch.equal(p, before[n]), f"frozen {n} changed"
+    assert any(not torch.equal(after[n], before[n]) for n in after if expected_trainable(name, n) and "head" not in n)
+    test = toy(6, offset=100)
+    preds = s.predict(test)
+    s.save(tmp_path / "m")
+    saved_bytes = sum(f.stat().st_size for f in (tmp_path / "m").rglob("*.safetensors"))
+    assert saved_bytes < 4 * total / 2  # only what trained (fp32), far less than the whole model
+    again = load_strategy(tmp_path / "m")
+    assert torch.allclose(again.predict(test).probs, preds.probs, atol=1e-6)
+
+
+def test_lora_adapter_interoperates_with_plain_peft(tiny_bert_dir, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    s = make(tiny_bert_dir, "lora", epochs=3)
+    s.fit(toy(8), [])
+    s.save(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    enc = tok(["good movie", "awful plot"], padding=True, return_tensors="pt")
+
+    # taskfit -> plain peft: same hidden states as taskfit's own encoder
+    plain = PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert_dir), str(tmp_path / "m" / "adapter")).eval()
+    s.model.eval()
+    with torch.no_grad():
+        ours = s.model.encoder(**enc).last_hidden_state
+        theirs = plain(**enc).last_hidden_state
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+    # plain peft -> taskfit: an adapter made by peft replaces ours and taskfit loads it
+    torch.manual_seed(3)
+    made = get_peft_model(AutoModel.from_pretrained(tiny_bert_dir), LoraConfig(r=4, target_modules=["query", "value"]))
+    for n, p in made.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero; make the adapter do something
+    made.save_pretrained(str(tmp_path / "m" / "adapter"))
+    loaded = load_strategy(tmp_path / "m")
+    made.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded.model.encoder(**enc).last_hidden_state, made(**enc).last_hidden_state, atol=1e-6)
+        assert not torch.allclose(made(**enc).last_hidden_state, ours, atol=1e-3)
+
+
+def test_unmatched_target_module_is_an_error_listing_candidates(tiny_bert_dir):
+    with pytest.raises(TaskfitError) as err:
+        make(tiny_bert_dir, "lora", target_modules=["q_proj"])
+    msg = str(err.value)
+    assert "'q_proj' matches no linear module" in msg and "query" in msg and "Candidates:" in msg
+
+
+def test_lora_all_linear_and_adapter_size(tiny_bert_dir):
+    s = make(tiny_bert_dir, "lora", target_modules="all-linear")
+    assert any("intermediate.dense.lora_A" in n for n, _ in s.model.named_parameters())
+    a = make(tiny_bert_dir, "adapter", reduction_factor=8)
+    downs = [m for n, m in a.model.named_modules() if n.endswith("adapter.down")]
+    assert len(downs) == 4 and downs[0].out_features == 4  # 2 layers x (attention, ffn); 32 / 8
+
+
+def test_linear_probe_trains_only_the_head(tiny_bert_dir):
+    s = make(tiny_bert_dir, "head-finetune", freeze_encoder=True)
+    assert s.trainable_parameters()[0] == 32 * 2 + 2
