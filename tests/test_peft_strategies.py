@@ -41,7 +41,9 @@ def test_trains_only_what_it_should_and_reloads_identically(name, tiny_bert_dir,
     for n, p in after.items():
         if not expected_trainable(name, n):
             assert torch.equal(p, before[n]), f"frozen {n} changed"
-    assert any(not torch.equal(after[n], before[n]) for n in after if expected_trainable(name, n) and "head" not in n)
+    assert any(
+        not torch.equal(after[n], before[n]) for n in after if expected_trainable(name, n) and "head" not in n
+    )
     test = toy(6, offset=100)
     preds = s.predict(test)
     s.save(tmp_path / "m")
@@ -62,7 +64,9 @@ def test_lora_adapter_interoperates_with_plain_peft(tiny_bert_dir, tmp_path):
     enc = tok(["good movie", "awful plot"], padding=True, return_tensors="pt")
 
     # taskfit -> plain peft: same hidden states as taskfit's own encoder
-    plain = PeftModel.from_pretrained(AutoModel.from_pretrained(tiny_bert_dir), str(tmp_path / "m" / "adapter")).eval()
+    plain = PeftModel.from_pretrained(
+        AutoModel.from_pretrained(tiny_bert_dir), str(tmp_path / "m" / "adapter")
+    ).eval()
     s.model.eval()
     with torch.no_grad():
         ours = s.model.encoder(**enc).last_hidden_state
@@ -71,7 +75,9 @@ def test_lora_adapter_interoperates_with_plain_peft(tiny_bert_dir, tmp_path):
 
     # plain peft -> taskfit: an adapter made by peft replaces ours and taskfit loads it
     torch.manual_seed(3)
-    made = get_peft_model(AutoModel.from_pretrained(tiny_bert_dir), LoraConfig(r=4, target_modules=["query", "value"]))
+    made = get_peft_model(
+        AutoModel.from_pretrained(tiny_bert_dir), LoraConfig(r=4, target_modules=["query", "value"])
+    )
     for n, p in made.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.5)  # B starts at zero; make the adapter do something
@@ -79,7 +85,9 @@ def test_lora_adapter_interoperates_with_plain_peft(tiny_bert_dir, tmp_path):
     loaded = load_strategy(tmp_path / "m")
     made.eval()
     with torch.no_grad():
-        assert torch.allclose(loaded.model.encoder(**enc).last_hidden_state, made(**enc).last_hidden_state, atol=1e-6)
+        assert torch.allclose(
+            loaded.model.encoder(**enc).last_hidden_state, made(**enc).last_hidden_state, atol=1e-6
+        )
         assert not torch.allclose(made(**enc).last_hidden_state, ours, atol=1e-3)
 
 
@@ -101,3 +109,23 @@ def test_lora_all_linear_and_adapter_size(tiny_bert_dir):
 def test_linear_probe_trains_only_the_head(tiny_bert_dir):
     s = make(tiny_bert_dir, "head-finetune", freeze_encoder=True)
     assert s.trainable_parameters()[0] == 32 * 2 + 2
+
+
+def test_contrastive_pairs_and_training(tiny_bert_dir, tmp_path):
+    from taskfit.strategies.contrastive import make_pairs
+
+    train = toy(8)
+    pairs = make_pairs(train, iterations=3, seed=0)
+    assert len(pairs) == 2 * 8 * 3
+    for i, j, target in pairs:
+        assert (train[i].label == train[j].label) == (target == 1.0)
+
+    s = make(tiny_bert_dir, "contrastive", epochs=3, lr=1e-3, num_iterations=4)
+    s.fit(toy(16), [])
+    test = toy(12, offset=300)
+    preds = s.predict(test)
+    assert sum(p == e.label for p, e in zip(preds.labels, test)) / len(test) >= 0.9
+    losses = [r["train_loss"] for r in s.log if "train_loss" in r]
+    assert losses[-1] < losses[0]
+    s.save(tmp_path / "m")
+    assert torch.allclose(load_strategy(tmp_path / "m").predict(test).probs, preds.probs, atol=1e-6)

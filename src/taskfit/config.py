@@ -129,6 +129,21 @@ class HeadFinetuneConfig(EncoderTrainingConfig):
     freeze_encoder: bool = Field(False, description="train the head only (a linear probe)")
 
 
+class ContrastiveConfig(StrategyBase):
+    """SetFit-style: contrastive tuning of the sentence encoder on pairs from the K shots, then logistic regression."""
+
+    name: Literal["contrastive"]
+    backbone: str = "minilm"
+    lr: float = Field(2e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+    num_iterations: int = Field(20, ge=1, description="positive + negative pair per example, this many times")
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    head_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+    max_length: int = Field(256, ge=8)
+
+
 TargetModules = Literal["attention", "all-linear", "default"] | list[str]
 
 
@@ -148,7 +163,9 @@ class IA3StrategyConfig(EncoderTrainingConfig):
 
     name: Literal["ia3"]
     lr: float = Field(1e-2, gt=0)
-    target_modules: TargetModules = Field("default", description="default (peft's per-architecture choice) or names")
+    target_modules: TargetModules = Field(
+        "default", description="default (peft's per-architecture choice) or names"
+    )
     feedforward_modules: list[str] | None = None
 
 
@@ -166,7 +183,9 @@ class AdapterStrategyConfig(EncoderTrainingConfig):
     lr: float = Field(1e-3, gt=0)
     reduction_factor: int = Field(16, ge=1, description="hidden size / bottleneck size")
     train_layer_norm: bool = Field(True, description="also train LayerNorms, as Houlsby et al. do")
-    adapter_modules: list[str] | None = Field(None, description="modules whose output gets an adapter; default per architecture")
+    adapter_modules: list[str] | None = Field(
+        None, description="modules whose output gets an adapter; default per architecture"
+    )
 
 
 StrategyConfig = Annotated[
@@ -176,7 +195,8 @@ StrategyConfig = Annotated[
     | LoraStrategyConfig
     | IA3StrategyConfig
     | BitFitConfig
-    | AdapterStrategyConfig,
+    | AdapterStrategyConfig
+    | ContrastiveConfig,
     Field(discriminator="name"),
 ]
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {

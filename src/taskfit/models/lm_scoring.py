@@ -72,7 +72,9 @@ def split_at_prefix(tokenizer, prefix: str, prompts: list[str]) -> tuple[list[in
     """
     joint = [tokenizer(prefix + p)["input_ids"] for p in prompts]
     if not getattr(tokenizer, "is_fast", False):  # no offsets: tokenize the parts separately
-        return tokenizer(prefix)["input_ids"], [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return tokenizer(prefix)["input_ids"], [
+            tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts
+        ]
     offsets = tokenizer(prefix + prompts[0], return_offsets_mapping=True)["offset_mapping"]
     n = sum(1 for start, end in offsets if end <= len(prefix) and not (start == end == len(prefix)))
     while n > 0 and any(ids[:n] != joint[0][:n] for ids in joint):

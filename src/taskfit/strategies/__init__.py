@@ -6,6 +6,7 @@ from pathlib import Path
 
 from taskfit.config import STRATEGY_CONFIGS
 from taskfit.strategies.base import BackboneCache, Context, Predictions, Strategy, read_strategy_file
+from taskfit.strategies.contrastive import Contrastive
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
 from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora
@@ -19,6 +20,7 @@ STRATEGIES = {
     "ia3": IA3,
     "bitfit": BitFit,
     "adapter": Adapter,
+    "contrastive": Contrastive,
 }
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains
 NEEDS_KIND = {
@@ -28,6 +30,7 @@ NEEDS_KIND = {
     "ia3": "encoder",
     "bitfit": "encoder",
     "adapter": "encoder",
+    "contrastive": "encoder",
 }
 
 

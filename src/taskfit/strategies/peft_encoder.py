@@ -93,7 +93,9 @@ class PeftStrategy(HeadFinetune):
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.model.encoder.save_pretrained(directory / ADAPTER_DIR)  # peft's format: config + safetensors
-        save_file({k: v.contiguous() for k, v in self.model.head.state_dict().items()}, str(directory / HEAD_FILE))
+        save_file(
+            {k: v.contiguous() for k, v in self.model.head.state_dict().items()}, str(directory / HEAD_FILE)
+        )
         write_strategy_file(directory, self.config, self.ctx)
 
     @classmethod
@@ -148,7 +150,10 @@ class TrainedSubset(HeadFinetune):
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         params = dict(self.model.named_parameters())
-        save_file({n: params[n].detach().contiguous().cpu() for n in self.trained_names()}, str(directory / TRAINED_FILE))
+        save_file(
+            {n: params[n].detach().contiguous().cpu() for n in self.trained_names()},
+            str(directory / TRAINED_FILE),
+        )
         write_strategy_file(directory, self.config, self.ctx)
 
     @classmethod
@@ -157,7 +162,9 @@ class TrainedSubset(HeadFinetune):
         state = load_file(str(directory / TRAINED_FILE))
         missing = set(strategy.trained_names()) - set(state)
         if missing:
-            raise TaskfitError(f"{directory / TRAINED_FILE} lacks {len(missing)} trained tensors, e.g. {sorted(missing)[0]}")
+            raise TaskfitError(
+                f"{directory / TRAINED_FILE} lacks {len(missing)} trained tensors, e.g. {sorted(missing)[0]}"
+            )
         strategy.model.load_state_dict(state, strict=False)
         return strategy
 
