@@ -144,6 +144,27 @@ class ContrastiveConfig(StrategyBase):
     max_length: int = Field(256, ge=8)
 
 
+class PromptFinetuneConfig(StrategyBase):
+    """PET / LM-BFF: fine-tune a causal LM through its template and verbalizer (loss over label-word scores)."""
+
+    name: Literal["prompt-finetune"]
+    tuning: Literal["lora", "full"] = "lora"
+    lr: float = Field(1e-3, gt=0, description="1e-3 suits lora; use ~1e-5 for full")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(4, ge=1)
+    demos_per_class: int = Field(0, ge=0, description="demonstrations in the context (LM-BFF); 0 = none")
+    scoring: Literal["sum", "mean"] = "sum"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["attention", "all-linear"] | list[str] = "attention"
+
+
 TargetModules = Literal["attention", "all-linear", "default"] | list[str]
 
 
@@ -196,7 +217,8 @@ StrategyConfig = Annotated[
     | IA3StrategyConfig
     | BitFitConfig
     | AdapterStrategyConfig
-    | ContrastiveConfig,
+    | ContrastiveConfig
+    | PromptFinetuneConfig,
     Field(discriminator="name"),
 ]
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {

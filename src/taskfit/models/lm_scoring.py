@@ -82,7 +82,6 @@ def split_at_prefix(tokenizer, prefix: str, prompts: list[str]) -> tuple[list[in
     return joint[0][:n], [ids[n:] for ids in joint]
 
 
-@torch.no_grad()
 def score_words(
     model: torch.nn.Module,
     tokenizer,
@@ -92,9 +91,22 @@ def score_words(
     reuse_prefix_cache: bool = True,
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
+    grad: bool = False,
 ) -> WordScores:
-    """Log-probability of every word after every ``shared_prefix + prompt``."""
-    model.eval()
+    """Log-probability of every word after every ``shared_prefix + prompt``.
+
+    ``grad=True`` keeps the graph (prompt-based fine-tuning trains through these scores); the caller then
+    sets the model's train/eval mode. Otherwise the model is put in eval mode and no graph is built.
+    """
+    if not grad:
+        model.eval()
+    with torch.set_grad_enabled(grad):
+        return _score_words(
+            model, tokenizer, prompts, words, shared_prefix, reuse_prefix_cache, batch_size, on_batch
+        )
+
+
+def _score_words(model, tokenizer, prompts, words, shared_prefix, reuse_prefix_cache, batch_size, on_batch):
     word_ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
     for w, ids in zip(words, word_ids):
         if not ids:

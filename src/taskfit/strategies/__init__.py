@@ -10,6 +10,7 @@ from taskfit.strategies.contrastive import Contrastive
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
 from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora
+from taskfit.strategies.prompt_finetune import PromptFinetune
 from taskfit.strategies.zero_shot import ZeroShot
 
 STRATEGIES = {
@@ -21,6 +22,7 @@ STRATEGIES = {
     "bitfit": BitFit,
     "adapter": Adapter,
     "contrastive": Contrastive,
+    "prompt-finetune": PromptFinetune,
 }
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains
 NEEDS_KIND = {
@@ -31,6 +33,7 @@ NEEDS_KIND = {
     "bitfit": "encoder",
     "adapter": "encoder",
     "contrastive": "encoder",
+    "prompt-finetune": "causal-lm",
 }
 
 
