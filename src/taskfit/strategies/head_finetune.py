@@ -7,8 +7,6 @@ reloads without the original backbone.
 
 from __future__ import annotations
 
-import copy
-import time
 from pathlib import Path
 
 import torch
@@ -27,6 +25,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -143,53 +142,30 @@ class HeadFinetune:
         )
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
         c = self.config
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
-        generator = torch.Generator().manual_seed(self.ctx.seed)
-        torch.manual_seed(self.ctx.seed)  # dropout masks
-        steps_per_epoch = -(-len(train) // c.batch_size)
-        total = steps_per_epoch * c.epochs
-        optimizer = self._optimizer()
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total), total)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
-        best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
-        advance = self.ctx.advance(f"{c.run_id} train", total)
-        for epoch in range(1, c.epochs + 1):
-            self.model.train()
-            started, losses = time.perf_counter(), []
-            for idx in torch.randperm(len(train), generator=generator).split(c.batch_size):
-                batch = [train[i] for i in idx.tolist()]
-                targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
-                loss = loss_fn(self.model(**self._batch(batch)), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                advance(1)
-            record = {
-                "epoch": epoch,
-                "train_loss": sum(losses) / len(losses),
-                "seconds": time.perf_counter() - started,
-            }
-            if dev:
-                preds = self.predict(dev)
-                record["dev_accuracy"] = sum(p == e.label for p, e in zip(preds.labels, dev)) / len(dev)
-                if record["dev_accuracy"] > best_score:
-                    best_score, best_epoch, stale = record["dev_accuracy"], epoch, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
-                else:
-                    stale += 1
-            self.log.append(record)
-            if dev and stale >= c.patience:
-                advance((c.epochs - epoch) * steps_per_epoch)
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-            self.log.append({"event": "restored_best", "epoch": best_epoch, "dev_accuracy": best_score})
+
+        def batch_loss(batch: list[Example]) -> torch.Tensor:
+            targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
+            return loss_fn(self.model(**self._batch(batch)), targets)
+
+        fit_epochs(
+            self._optimizer(),
+            [p for p in self.model.parameters() if p.requires_grad],
+            batch_loss,
+            train,
+            dev,
+            dev_accuracy=lambda examples: accuracy(self.predict(examples).labels, examples),
+            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            restore=self.model.load_state_dict,
+            set_train_mode=self.model.train,
+            settings=LoopSettings(
+                c.epochs, c.batch_size, c.warmup_ratio, c.max_grad_norm, c.patience, self.ctx.seed
+            ),
+            log=self.log,
+            advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
+        )
 
     @torch.no_grad()
     def predict(self, examples: list[Example], batch_size: int = 64) -> Predictions:

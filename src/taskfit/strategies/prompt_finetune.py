@@ -9,7 +9,6 @@ projections; ``tuning: full`` trains every weight. Demonstrations can be placed 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from taskfit.strategies.base import (
     write_strategy_file,
 )
 from taskfit.strategies.peft_encoder import ADAPTER_DIR, ATTENTION_TARGETS, resolve_targets
+from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
 
 WEIGHTS_FILE = "model.safetensors"
 DEMOS_FILE = "demonstrations.jsonl"
@@ -84,7 +84,8 @@ class PromptFinetune:
             self.template.with_answer(d, self.verbalizer.first_word(d.label)) + sep for d in self.demos
         )
 
-    def _label_scores(self, examples: list[Example], grad: bool) -> torch.Tensor:
+    def _label_scores(self, examples: list[Example], grad: bool, on_batch=None) -> torch.Tensor:
+        """(N, C) label log-scores; with ``grad`` one batch that keeps the graph, else cached-prefix inference."""
         ws = score_words(
             self.lm,
             self.tokenizer,
@@ -92,7 +93,8 @@ class PromptFinetune:
             list(self.verbalizer.words),
             shared_prefix=self._prefix(),
             reuse_prefix_cache=not grad,
-            batch_size=max(len(examples), 1),
+            batch_size=max(len(examples), 1) if grad else 16,
+            on_batch=on_batch,
             grad=grad,
         )
         return label_scores(
@@ -100,87 +102,43 @@ class PromptFinetune:
         )
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
         c = self.config
         if c.demos_per_class:
             self.demos = select_fixed(train, c.demos_per_class, self.ctx.labels, "balanced", self.ctx.seed)
-        torch.manual_seed(self.ctx.seed)
-        generator = torch.Generator().manual_seed(self.ctx.seed)
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
         params = [p for p in self.lm.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-        steps_per_epoch = -(-len(train) // c.batch_size)
-        total = steps_per_epoch * c.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total), total)
-        advance = self.ctx.advance(f"{c.run_id} train", total)
-        best, best_state, best_epoch, stale = -1.0, None, 0, 0
-        if dev:  # epoch 0 = the untouched model: fine-tuning must beat zero-/few-shot on dev to be kept
-            best = self._accuracy(dev)
-            best_state = self._trained_state()
-            self.log.append({"epoch": 0, "dev_accuracy": best})
-        for epoch in range(1, c.epochs + 1):
-            self.lm.train()
-            started, losses = time.perf_counter(), []
-            for idx in torch.randperm(len(train), generator=generator).split(c.batch_size):
-                batch = [train[i] for i in idx.tolist()]
-                scores = self._label_scores(batch, grad=True)  # (B, C) log-probabilities of the labels
-                targets = torch.tensor([label_index[e.label] for e in batch])
-                loss = torch.nn.functional.cross_entropy(scores, targets, label_smoothing=c.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                advance(1)
-            record = {
-                "epoch": epoch,
-                "train_loss": sum(losses) / len(losses),
-                "seconds": time.perf_counter() - started,
-            }
-            if dev:
-                record["dev_accuracy"] = self._accuracy(dev)
-                if record["dev_accuracy"] > best:
-                    best, best_epoch, stale, best_state = (
-                        record["dev_accuracy"],
-                        epoch,
-                        0,
-                        self._trained_state(),
-                    )
-                else:
-                    stale += 1
-            self.log.append(record)
-            if dev and stale >= c.patience:
-                advance((c.epochs - epoch) * steps_per_epoch)
-                break
-        if best_state is not None:
-            self.lm.load_state_dict(best_state, strict=False)
-            self.log.append({"event": "restored_best", "epoch": best_epoch, "dev_accuracy": best})
+
+        def batch_loss(batch: list[Example]) -> torch.Tensor:
+            scores = self._label_scores(batch, grad=True)  # (B, C) log-probabilities of the labels
+            targets = torch.tensor([label_index[e.label] for e in batch])
+            return torch.nn.functional.cross_entropy(scores, targets, label_smoothing=c.label_smoothing)
+
+        fit_epochs(
+            torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+            params,
+            batch_loss,
+            train,
+            dev,
+            dev_accuracy=lambda examples: accuracy(self.predict(examples).labels, examples),
+            snapshot=lambda: {
+                n: p.detach().clone() for n, p in self.lm.named_parameters() if p.requires_grad
+            },
+            restore=lambda state: self.lm.load_state_dict(state, strict=False),
+            set_train_mode=self.lm.train,
+            settings=LoopSettings(
+                c.epochs, c.batch_size, c.warmup_ratio, c.max_grad_norm, c.patience, self.ctx.seed
+            ),
+            log=self.log,
+            advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
+            evaluate_untrained=True,  # fine-tuning must beat the untouched zero-/few-shot model on dev
+        )
         self.lm.eval()
-
-    def _trained_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.lm.named_parameters() if p.requires_grad}
-
-    def _accuracy(self, examples: list[Example]) -> float:
-        preds = self.predict(examples)
-        return sum(p == e.label for p, e in zip(preds.labels, examples)) / len(examples)
 
     def predict(self, examples: list[Example]) -> Predictions:
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
-        ws = score_words(
-            self.lm,
-            self.tokenizer,
-            [self.template.prompt(e) for e in examples],
-            list(self.verbalizer.words),
-            shared_prefix=self._prefix(),
-            batch_size=16,
-            on_batch=advance,
+        return probs_to_predictions(
+            self._label_scores(examples, grad=False, on_batch=advance), self.ctx.labels
         )
-        scores = label_scores(
-            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
-        )
-        return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
         return count_parameters(self.lm)
