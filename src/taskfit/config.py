@@ -51,6 +51,13 @@ class DataConfig(Strict):
         return self
 
 
+def _as_word_lists(value: Any) -> Any:
+    """A verbalizer may give one word as a string: {pos: " good"} means {pos: [" good"]}."""
+    if isinstance(value, dict):
+        return {str(k): ([v] if isinstance(v, str) else v) for k, v in value.items()}
+    return value
+
+
 class PromptConfig(Strict):
     template: str = Field(..., description='e.g. "Review: {text}\\nSentiment:{answer}"')
     verbalizer: dict[str, list[str]] = Field(
@@ -65,9 +72,7 @@ class PromptConfig(Strict):
     @field_validator("verbalizer", mode="before")
     @classmethod
     def _words_as_lists(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): ([v] if isinstance(v, str) else v) for k, v in value.items()}
-        return value
+        return _as_word_lists(value)
 
 
 class StrategyBase(Strict):
@@ -81,10 +86,32 @@ class StrategyBase(Strict):
         return self.id or self.name  # type: ignore[attr-defined]
 
 
+class PromptSearchConfig(Strict):
+    """Candidate prompts scored on the few-shot dev set; the best is kept and all are reported."""
+
+    templates: list[str] = Field(default_factory=list, description="alternatives to prompt.template")
+    verbalizers: list[dict[str, list[str]]] = Field(
+        default_factory=list, description="alternatives to prompt.verbalizer"
+    )
+    auto_label_words: int = Field(
+        0,
+        ge=0,
+        description="add this many verbalizers found by LM-BFF label-word search on the training shots",
+    )
+
+    @field_validator("verbalizers", mode="before")
+    @classmethod
+    def _words_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_as_word_lists(v) for v in value]
+        return value
+
+
 class ZeroShotConfig(StrategyBase):
     """Causal LM: score each label's words at the answer slot. Encoder: text vs label-description similarity."""
 
     name: Literal["zero-shot"]
+    prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
     scoring: Literal["sum", "mean"] = Field(
         "sum", description="sum or per-token mean log-probability of a word"
     )
@@ -93,6 +120,7 @@ class ZeroShotConfig(StrategyBase):
 
 class InContextConfig(StrategyBase):
     name: Literal["in-context"]
+    prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
     demos_per_class: int = Field(2, ge=0, description="demonstrations per class placed before each query")
     selection: Literal["random", "balanced", "similar"] = "balanced"
     embedder: str = Field("minilm", description="sentence encoder for selection: similar")
@@ -148,6 +176,7 @@ class PromptFinetuneConfig(StrategyBase):
     """PET / LM-BFF: fine-tune a causal LM through its template and verbalizer (loss over label-word scores)."""
 
     name: Literal["prompt-finetune"]
+    prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
     tuning: Literal["lora", "full"] = "lora"
     lr: float = Field(1e-3, gt=0, description="1e-3 suits lora; use ~1e-5 for full")
     epochs: int = Field(10, ge=1)

@@ -132,6 +132,14 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def depends_on_seed(strategy_config) -> bool:
+    """Whether a strategy's result can change with the seed's k-shot sample (zero-shot without search can't)."""
+    return (
+        STRATEGIES[strategy_config.name].uses_training_data
+        or getattr(strategy_config, "prompt_search", None) is not None
+    )
+
+
 def run_cell(strategy_config, ctx: Context, splits, cell_dir: Path) -> CellResult:
     result = CellResult(strategy_config.run_id, strategy_config.backbone, ctx.seed, "ok")
     strategy = build_strategy(strategy_config, ctx)
@@ -196,7 +204,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path | None = Non
                 data_notes.append(note)
                 print(f"data: {note}", file=stream)
         for s in config.strategies:
-            if seed_index > 0 and not STRATEGIES[s.name].uses_training_data:
+            if seed_index > 0 and not depends_on_seed(s):
                 continue  # e.g. zero-shot: the same answer for every seed
             cell_dir = out / s.run_id / f"seed-{seed}"
             print(

@@ -165,6 +165,31 @@ def _score_words(model, tokenizer, prompts, words, shared_prefix, reuse_prefix_c
     return WordScores(scores, torch.tensor([len(w) for w in word_ids], dtype=torch.float))
 
 
+@torch.no_grad()
+def next_token_logprobs(
+    model: torch.nn.Module, tokenizer, prompts: list[str], batch_size: int = 16
+) -> torch.Tensor:
+    """(N, V) log-probabilities of the token that follows each prompt (for label-word search)."""
+    model.eval()
+    base, head = _base_and_head(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        ids = [tokenizer(p)["input_ids"] for p in prompts[start : start + batch_size]]
+        width = max(len(x) for x in ids)
+        batch = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for b, x in enumerate(ids):  # right padding; read each row at its own last token
+            batch[b, : len(x)] = torch.tensor(x)
+            mask[b, : len(x)] = 1
+        hidden = base(
+            input_ids=batch.to(model.device), attention_mask=mask.to(model.device)
+        ).last_hidden_state
+        last = hidden[torch.arange(len(ids)), torch.tensor([len(x) - 1 for x in ids])]  # (B, H)
+        out.append(torch.log_softmax(head(last).float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
 def label_scores(
     word_scores: WordScores, word_labels: list[int], n_labels: int, normalise: bool = False
 ) -> torch.Tensor:

@@ -24,6 +24,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.strategies.prompt_search import run_prompt_search
 
 DEMOS_FILE = "demonstrations.jsonl"
 
@@ -54,6 +55,7 @@ class InContext:
         self.log.append(
             {"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection}
         )
+        run_prompt_search(self, self.backbone.model, self.backbone.tokenizer, train, dev)
 
     def shared_prefix(self) -> str:
         return self._render(self.pool)

@@ -29,6 +29,7 @@ from taskfit.strategies.base import (
     write_strategy_file,
 )
 from taskfit.strategies.peft_encoder import ADAPTER_DIR, ATTENTION_TARGETS, resolve_targets
+from taskfit.strategies.prompt_search import run_prompt_search
 from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
 
 WEIGHTS_FILE = "model.safetensors"
@@ -105,6 +106,7 @@ class PromptFinetune:
         c = self.config
         if c.demos_per_class:
             self.demos = select_fixed(train, c.demos_per_class, self.ctx.labels, "balanced", self.ctx.seed)
+        run_prompt_search(self, self.lm, self.tokenizer, train, dev)  # judged on the untrained model
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
         params = [p for p in self.lm.parameters() if p.requires_grad]
 

@@ -16,6 +16,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.strategies.prompt_search import run_prompt_search
 
 # Cosine similarities of sentence embeddings differ by a few hundredths; a temperature turns them into
 # usable probabilities (the argmax, and so accuracy, does not depend on it).
@@ -32,7 +33,9 @@ class ZeroShot:
             self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
-        """Nothing to train."""
+        """Nothing to train; with prompt_search, the prompt is chosen on dev."""
+        if self.backbone.kind == "causal-lm":
+            run_prompt_search(self, self.backbone.model, self.backbone.tokenizer, train, dev)
 
     def label_descriptions(self) -> list[str]:
         prompt = self.ctx.prompt

@@ -1,0 +1,124 @@
+"""Prompt search: score candidate templates x verbalizers on the few-shot dev set and keep the best.
+
+Label-word search follows LM-BFF (Gao et al. 2021): for each class, rank vocabulary words by the LM's
+log-probability at the answer slot averaged over that class's training examples, minus the average over
+the other classes (so words every class likes, such as " the", do not win), and offer the top words as
+candidate verbalizers, judged on dev like any other candidate. Written by hand: no library does this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+
+import torch
+
+from taskfit.config import PromptConfig, PromptSearchConfig
+from taskfit.data.readers import Example
+from taskfit.models.lm_scoring import next_token_logprobs
+from taskfit.prompts import Template
+
+WORD = re.compile(r"^ [A-Za-z]{3,}$")  # a whole word with its leading space, as verbalizers need
+
+
+def search_label_words(
+    model, tokenizer, template: Template, train: list[Example], labels: list[str], n_candidates: int
+) -> list[dict[str, list[str]]]:
+    """``n_candidates`` verbalizers: the i-th takes each label's i-th best word."""
+    logp = next_token_logprobs(model, tokenizer, [template.prompt(e) for e in train])  # (N, V)
+    per_label = torch.stack(
+        [logp[[i for i, e in enumerate(train) if e.label == lab]].mean(0) for lab in labels]
+    )  # (C, V)
+    others = (per_label.sum(0, keepdim=True) - per_label) / max(len(labels) - 1, 1)
+    contrast = per_label - others  # (C, V)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(logp.shape[1])))
+    words = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
+    allowed = torch.tensor([bool(WORD.match(w)) for w in words])
+    contrast[:, ~allowed] = float("-inf")
+    ranked: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for c, label in enumerate(labels):
+        ranked[label] = []
+        for idx in contrast[c].argsort(descending=True).tolist():
+            if words[idx] not in taken:
+                ranked[label].append(words[idx])
+                taken.add(words[idx])
+            if len(ranked[label]) == n_candidates:
+                break
+    return [{lab: [ranked[lab][i]] for lab in labels if i < len(ranked[lab])} for i in range(n_candidates)]
+
+
+def candidates(
+    base: PromptConfig, search: PromptSearchConfig, found: list[dict[str, list[str]]]
+) -> list[PromptConfig]:
+    templates = [base.template, *search.templates]
+    verbalizers = [base.verbalizer, *search.verbalizers, *found]
+    out = []
+    for template, verbalizer in itertools.product(dict.fromkeys(templates), verbalizers):
+        prompt = base.model_copy(update={"template": template, "verbalizer": verbalizer})
+        if prompt not in out:
+            out.append(prompt)
+    return out
+
+
+def choose_prompt(
+    prompts: list[PromptConfig], dev_accuracy: Callable[[PromptConfig], float], log: list[dict]
+) -> PromptConfig:
+    """The candidate with the best dev accuracy (the first one on ties: the user's own prompt comes first)."""
+    scored = []
+    for prompt in prompts:
+        scored.append((dev_accuracy(prompt), prompt))
+        log.append(
+            {
+                "event": "prompt_candidate",
+                "dev_accuracy": scored[-1][0],
+                "template": prompt.template,
+                "verbalizer": prompt.verbalizer,
+            }
+        )
+    best_score, best = max(scored, key=lambda pair: pair[0])
+    log.append(
+        {
+            "event": "prompt_chosen",
+            "dev_accuracy": best_score,
+            "template": best.template,
+            "verbalizer": best.verbalizer,
+            "candidates": len(prompts),
+        }
+    )
+    return best
+
+
+def apply_prompt(strategy, prompt: PromptConfig) -> None:
+    """Point a prompting strategy at ``prompt`` (its context, template and verbalizer)."""
+    from dataclasses import replace
+
+    strategy.ctx = replace(strategy.ctx, prompt=prompt)
+    strategy.template, strategy.verbalizer = strategy.ctx.template(), strategy.ctx.verbalizer()
+
+
+def run_prompt_search(strategy, model, tokenizer, train: list[Example], dev: list[Example]) -> None:
+    """If the strategy's config asks for it, pick its prompt on ``dev`` (never on test)."""
+    search = strategy.config.prompt_search
+    if search is None:
+        return
+    if not dev:
+        strategy.log.append({"event": "prompt_search_skipped", "reason": "no dev examples"})
+        return
+    labels = strategy.ctx.labels
+    found = (
+        search_label_words(model, tokenizer, strategy.template, train, labels, search.auto_label_words)
+        if search.auto_label_words
+        else []
+    )
+    found = [v for v in found if len(v) == len(labels)]
+
+    def dev_accuracy(prompt: PromptConfig) -> float:
+        apply_prompt(strategy, prompt)
+        predicted = strategy.predict(dev).labels
+        return sum(p == e.label for p, e in zip(predicted, dev)) / len(dev)
+
+    apply_prompt(
+        strategy, choose_prompt(candidates(strategy.ctx.prompt, search, found), dev_accuracy, strategy.log)
+    )
