@@ -169,3 +169,13 @@ def test_prompt_finetune_learns_through_the_verbalizer(tuning, tiny_llama_dir, t
         assert len(s.demos) == 2
     again = load_strategy(tmp_path / "m")
     assert torch.allclose(again.predict(test).probs, preds.probs, atol=1e-5)
+
+
+def test_prompt_finetune_rejects_an_encoder(tiny_bert_dir):
+    from .test_strategies import PROMPT
+
+    cfg = STRATEGY_CONFIGS["prompt-finetune"].model_validate(
+        {"name": "prompt-finetune", "backbone": str(tiny_bert_dir)}
+    )
+    with pytest.raises(TaskfitError, match="needs a causal LM backbone"):
+        build_strategy(cfg, Context(LABELS, PROMPT))

@@ -18,7 +18,7 @@ from taskfit.config import PromptFinetuneConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic, write_jsonl_atomic
-from taskfit.models.backbones import load_backbone
+from taskfit.models.backbones import detect_kind, load_backbone
 from taskfit.models.lm_scoring import label_scores, score_words
 from taskfit.prompts.demonstrations import select_fixed
 from taskfit.strategies.base import (
@@ -41,13 +41,13 @@ class PromptFinetune:
 
     def __init__(self, config: PromptFinetuneConfig, ctx: Context, saved_dir: Path | None = None) -> None:
         self.config, self.ctx, self.log = config, ctx, []
-        backbone = load_backbone(
-            config.backbone, "causal-lm", ctx.backbones.trust_remote_code, ctx.backbones.device
-        )
-        if backbone.kind != "causal-lm":
+        if detect_kind(config.backbone, ctx.backbones.trust_remote_code) != "causal-lm":
             raise TaskfitError(
                 f"prompt-finetune needs a causal LM backbone; '{config.backbone}' is an encoder"
             )
+        backbone = load_backbone(
+            config.backbone, "causal-lm", ctx.backbones.trust_remote_code, ctx.backbones.device
+        )
         # self.lm is always the plain causal LM: peft injects LoRA layers into it in place, and scoring
         # calls its decoder stack directly.
         self.lm, self.tokenizer = backbone.model, backbone.tokenizer
