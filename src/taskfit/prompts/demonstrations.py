@@ -9,6 +9,11 @@ import torch
 from taskfit.data.readers import Example
 
 
+def render_demonstrations(template, verbalizer, demos: list[Example], separator: str = "\n\n") -> str:
+    """Each demonstration filled in with its label's first verbalizer word, each followed by ``separator``."""
+    return "".join(template.with_answer(d, verbalizer.first_word(d.label)) + separator for d in demos)
+
+
 def select_fixed(
     pool: list[Example], per_class: int, labels: list[str], selection: str, seed: int
 ) -> list[Example]:

@@ -16,7 +16,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
-from taskfit.prompts.demonstrations import select_fixed, select_similar
+from taskfit.prompts.demonstrations import render_demonstrations, select_fixed, select_similar
 from taskfit.strategies.base import (
     Context,
     Predictions,
@@ -41,8 +41,7 @@ class InContext:
         self.pool: list[Example] = []  # the demonstrations (fixed selection) or the candidates (similar)
 
     def _render(self, demos: list[Example]) -> str:
-        sep = self.config.separator
-        return "".join(self.template.with_answer(d, self.verbalizer.first_word(d.label)) + sep for d in demos)
+        return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         """Choose demonstrations; nothing is trained."""

@@ -20,7 +20,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic, write_jsonl_atomic
 from taskfit.models.backbones import detect_kind, load_backbone
 from taskfit.models.lm_scoring import label_scores, score_words
-from taskfit.prompts.demonstrations import select_fixed
+from taskfit.prompts.demonstrations import render_demonstrations, select_fixed
 from taskfit.strategies.base import (
     Context,
     Predictions,
@@ -78,12 +78,7 @@ class PromptFinetune:
             self.demos = [Example(**json.loads(line)) for line in lines if line.strip()]
 
     def _prefix(self) -> str | None:
-        if not self.demos:
-            return None
-        sep = "\n\n"
-        return "".join(
-            self.template.with_answer(d, self.verbalizer.first_word(d.label)) + sep for d in self.demos
-        )
+        return render_demonstrations(self.template, self.verbalizer, self.demos) if self.demos else None
 
     def _label_scores(self, examples: list[Example], grad: bool, on_batch=None) -> torch.Tensor:
         """(N, C) label log-scores; with ``grad`` one batch that keeps the graph, else cached-prefix inference."""
