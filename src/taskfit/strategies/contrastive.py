@@ -42,14 +42,15 @@ def make_pairs(examples: list[Example], iterations: int, seed: int) -> list[tupl
     by_label: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
         by_label.setdefault(e.label, []).append(i)  # type: ignore[arg-type]
+    # each label's complement, computed once rather than per anchor and iteration
+    others = {lab: [j for other, idx in by_label.items() if other != lab for j in idx] for lab in by_label}
     pairs = []
     for _ in range(iterations):
         for i, e in enumerate(examples):
             same = [j for j in by_label[e.label] if j != i] or [i]  # type: ignore[index]
-            other = [j for lab, idx in by_label.items() if lab != e.label for j in idx]
             pairs.append((i, rng.choice(same), 1.0))
-            if other:
-                pairs.append((i, rng.choice(other), 0.0))
+            if others[e.label]:  # type: ignore[index]
+                pairs.append((i, rng.choice(others[e.label]), 0.0))  # type: ignore[index]
     rng.shuffle(pairs)
     return pairs
 
