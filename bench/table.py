@@ -5,7 +5,7 @@ Usage:  .venv/bin/python bench/table.py bench/results/encoder_mr
 
 import sys
 
-from taskfit.runner import load_results
+from taskfit.compare import load_results
 
 
 def main(folder: str) -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from taskfit.config import validate_config
-from taskfit.runner import run_experiment
+from taskfit.compare import run_experiment
 
 pytestmark = pytest.mark.integration
 

@@ -64,7 +64,7 @@ def test_zero_shot_with_search_keeps_the_best_prompt_and_saves_it(tiny_llama_dir
 
 
 def test_search_makes_zero_shot_seed_dependent():
-    from taskfit.runner import depends_on_seed
+    from taskfit.compare import uses_shots
 
     cfg = validate_config(
         {
@@ -75,7 +75,7 @@ def test_search_makes_zero_shot_seed_dependent():
             ],
         }
     )
-    assert [depends_on_seed(s) for s in cfg.strategies] == [False, True]
+    assert [uses_shots(s) for s in cfg.strategies] == [False, True]
     with pytest.raises(Exception, match="Did you mean 'auto_label_words'"):
         validate_config(
             {

@@ -6,7 +6,7 @@ import yaml
 from taskfit.cli import main
 from taskfit.config import validate_config
 from taskfit.errors import TaskfitError
-from taskfit.runner import run_experiment
+from taskfit.compare import run_experiment
 
 
 def experiment(train_csv, llama, bert, **extra):
@@ -35,20 +35,21 @@ def test_run_writes_every_cell_and_a_table(sentiment_csv, tiny_llama_dir, tiny_b
     rows = {r["strategy"]: r for r in summary["strategies"]}
     assert rows["zero-shot"]["runs"] == 1  # does not depend on the seed
     assert rows["in-context"]["runs"] == 2 and rows["head-finetune"]["runs"] == 2
-    for sid, seeds in (("zero-shot", [0]), ("in-context", [0, 1]), ("head-finetune", [0, 1])):
-        for seed in seeds:
-            cell = out / sid / f"seed-{seed}"
-            metrics = json.loads((cell / "metrics.json").read_text())
-            assert metrics["n"] == 12 and 0 <= metrics["accuracy"] <= 1
-            assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 12
-            assert len((cell / "predictions.jsonl").read_text().splitlines()) == 12
-            assert (cell / "model" / "strategy.json").exists()
+    cells = ["zero-shot/tiny-llama0/k0"]  # no training data: one cell, no seed
+    cells += [f"{s}/k4/seed-{seed}" for s in ("in-context/tiny-llama0", "head-finetune/tiny-bert0") for seed in (0, 1)]
+    for path in cells:
+        cell = out / path
+        metrics = json.loads((cell / "metrics.json").read_text())
+        assert metrics["n"] == 12 and 0 <= metrics["accuracy"] <= 1
+        assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 12
+        assert len((cell / "predictions.jsonl").read_text().splitlines()) == 12
+        assert (cell / "model" / "strategy.json").exists()
     assert (out / "model.safetensors").exists() is False
-    assert (out / "head-finetune" / "seed-0" / "model" / "model.safetensors").exists()
+    assert (out / "head-finetune" / "tiny-bert0" / "k4" / "seed-0" / "model" / "model.safetensors").exists()
     assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == [0, 1]
     table = (out / "results.md").read_text()
-    assert "| head-finetune |" in table and "majority-class baseline" in table
-    assert "| strategy | backbone | accuracy |" in capsys.readouterr().out
+    assert "| head-finetune |" in table and "Majority-class baseline" in table
+    assert "| strategy | backbone | K | accuracy |" in capsys.readouterr().out
 
 
 def test_a_failing_cell_is_reported_and_the_rest_finish(
@@ -61,11 +62,11 @@ def test_a_failing_cell_is_reported_and_the_rest_finish(
 
     monkeypatch.setattr(in_context.InContext, "predict", boom)
     cfg = validate_config(experiment(sentiment_csv, tiny_llama_dir, tiny_bert_dir, seeds=[0]))
-    summary = run_experiment(cfg, tmp_path / "out")
+    summary = run_experiment(cfg, tmp_path / "out", isolate=False)  # the patch lives in this process
     rows = {r["strategy"]: r for r in summary["strategies"]}
     assert rows["in-context"]["failed"] == 1 and rows["in-context"]["accuracy_mean"] is None
     assert rows["head-finetune"]["runs"] == 1 and rows["zero-shot"]["runs"] == 1
-    assert "simulated crash" in (tmp_path / "out" / "in-context" / "seed-0" / "error.txt").read_text()
+    assert "simulated crash" in (tmp_path / "out" / "in-context" / "tiny-llama0" / "k4" / "seed-0" / "error.txt").read_text()
 
 
 def test_plan_is_validated_before_training(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_path):
@@ -90,7 +91,7 @@ def test_cli_run_then_predict(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_
         main(
             [
                 "predict",
-                str(tmp_path / "out" / "head-finetune" / "seed-0"),
+                str(tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0"),
                 "--input",
                 str(tmp_path / "in.jsonl"),
                 "--output",

@@ -9,22 +9,89 @@ import sys
 import warnings
 from pathlib import Path
 
+DEFAULT_GRID = Path(__file__).parent / "compare" / "default.yaml"
 
-def cmd_run(args: argparse.Namespace) -> int:
+
+def _load(args: argparse.Namespace):
     from taskfit.config import load_config
-    from taskfit.runner import run_experiment
 
-    config = load_config(args.config, args.set)
-    summary = run_experiment(config, args.output)
+    config = load_config(args.config or DEFAULT_GRID, args.set)
+    if getattr(args, "workers", None):
+        config = config.model_copy(update={"workers": args.workers})
+    return config
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from taskfit.compare import run_experiment
+
+    if args.config is None:
+        print(f"no config given: running the default grid ({DEFAULT_GRID})", file=sys.stderr)
+    summary = run_experiment(_load(args), args.output, isolate=not args.in_process)
     failed = sum(r["failed"] for r in summary["strategies"])
     return 1 if failed else 0
+
+
+def _cell_row(r: dict) -> str:
+    acc = "—" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+    f1 = "—" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
+    fit = "—" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
+    peak = "—" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+    extra = r["error"] or (json.dumps(r["chosen"]) if r["chosen"] else "")
+    return f"{r['cell']:<44} {r['status']:<11} {acc:>8} {f1:>8} {fit:>7} {peak:>7}  {extra[:70]}"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from taskfit.compare import store
+    from taskfit.errors import TaskfitError, did_you_mean
+
+    db = store.open_existing(args.output_dir)
+    if args.runs_command == "list":
+        rows = store.rows(db, status=args.status, strategy=args.strategy)
+        print(f"{'cell':<44} {'status':<11} {'accuracy':>8} {'macro-F1':>8} {'fit s':>7} {'peak MB':>7}  chosen / error")
+        for r in rows:
+            print(_cell_row(r))
+        print(f"{len(rows)} cells", file=sys.stderr)
+        return 0
+    if args.runs_command == "export":
+        text = store.to_csv(store.rows(db, status=args.status, strategy=args.strategy))
+        if args.output:
+            from taskfit.io import write_text_atomic
+
+            write_text_atomic(Path(args.output), text)
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    rows = store.rows(db)
+    matches = [r for r in rows if r["cell"] == args.cell or r["key"] == args.cell]
+    matches = matches or [r for r in rows if args.cell in r["cell"] or r["key"].startswith(args.cell)]
+    if len(matches) != 1:
+        names = [r["cell"] for r in rows]
+        raise TaskfitError(
+            f"'{args.cell}' matches {len(matches)} cells"
+            + (f" ({', '.join(r['cell'] for r in matches[:5])}…)" if matches else "")
+            + "; give a full cell path from `taskfit runs list`."
+            + did_you_mean(args.cell, names)
+        )
+    r = matches[0]
+    print(_cell_row(r))
+    print(json.dumps({k: v for k, v in r.items() if k != "metrics"}, indent=2, ensure_ascii=False))
+    if r["metrics"]:
+        m = {k: v for k, v in r["metrics"].items() if k not in ("confusion_matrix", "per_class")}
+        print("metrics:", json.dumps(m, indent=2, ensure_ascii=False))
+    error = Path(args.output_dir) / r["cell"] / "error.txt"
+    if r["status"] == "failed" and error.exists():
+        print(error.read_text(encoding="utf-8"))
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from taskfit.config import load_config
 
     config = load_config(args.config, args.set)
-    print(f"{args.config}: ok ({len(config.strategies)} strategies, seeds {config.seeds})")
+    print(
+        f"{args.config}: ok ({len(config.strategies)} strategies, K {config.data.shot_grid()}, seeds {config.seeds})"
+    )
     return 0
 
 
@@ -86,17 +153,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfit", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run one experiment from a YAML config")
-    p.add_argument("config")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set seeds=[0] --set strategies.0.epochs=5",
-    )
-    p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
-    p.set_defaults(func=cmd_run)
+    for name, help_text in (
+        ("compare", "run a grid of strategies x backbones x shots x seeds and report which to use"),
+        ("run", "the same as compare (a config with one K is a one-shot-size grid)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "config", nargs="?" if name == "compare" else None, help="YAML config (compare: default grid on mr)"
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set seeds=[0] --set strategies.0.epochs=5",
+        )
+        p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
+        p.add_argument("--workers", type=int, help="cells at once, each in its own process (default: auto)")
+        p.add_argument(
+            "--in-process", action="store_true", help="run cells one by one in this process (debugging)"
+        )
+        p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("runs", help="query a compare output folder's cells (SQLite taskfit.db)")
+    runs = p.add_subparsers(dest="runs_command", required=True)
+    for name, help_text in (("list", "one line per cell"), ("export", "all cells as CSV")):
+        q = runs.add_parser(name, help=help_text)
+        q.add_argument("output_dir")
+        q.add_argument("--status", choices=["ok", "failed", "running", "interrupted"])
+        q.add_argument("--strategy", help="a strategy row name or method")
+        if name == "export":
+            q.add_argument("--output", help="CSV file (default: stdout)")
+    q = runs.add_parser("show", help="one cell: config, metrics, chosen hyperparameters, error")
+    q.add_argument("output_dir")
+    q.add_argument("cell", help="cell path from `runs list` (e.g. lora/minilm/k16/seed-0) or its key")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("validate", help="check a config without running it")
     p.add_argument("config")
@@ -122,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """taskfit reports its own progress; the libraries' per-load bars and notices only add noise."""
     from transformers.utils import logging as hf_logging
 
@@ -134,7 +225,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     from taskfit.errors import TaskfitError
 
     try:

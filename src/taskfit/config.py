@@ -25,6 +25,9 @@ class ColumnsConfig(Strict):
     text_pair: str | None = None
 
 
+Shots = Annotated[int, Field(ge=1)] | Literal["all"] | None
+
+
 class DataConfig(Strict):
     """Where examples come from and how many of them a run sees."""
 
@@ -37,7 +40,10 @@ class DataConfig(Strict):
     format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = "auto"
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     labels: list[str] | None = Field(None, description="label order; default: sorted labels of train")
-    shots: int | None = Field(16, ge=1, description="K examples per class drawn from train; null = all")
+    shots: Shots | list[Shots] = Field(
+        16,
+        description="K examples per class drawn from train (all or null = every example); a list is a grid",
+    )
     dev_shots: int | None = Field(None, ge=1, description="K per class for the dev set; default = shots")
     test_limit: int | None = Field(
         None, ge=1, description="evaluate on a fixed subset of this many test examples"
@@ -48,7 +54,29 @@ class DataConfig(Strict):
     def _one_source(self) -> DataConfig:
         if (self.dataset is None) == (self.train is None):
             raise ValueError("set exactly one of data.dataset (built-in) or data.train (your file)")
+        if isinstance(self.shots, list):
+            if not self.shots:
+                raise ValueError("data.shots: an empty list; give at least one K (or all)")
+            if len(set(map(str, self.shots))) != len(self.shots):
+                raise ValueError(f"data.shots lists a K twice: {self.shots}")
         return self
+
+    def shot_grid(self) -> list[int | None]:
+        """The K values of the grid, smallest first; None means all of train."""
+        values = self.shots if isinstance(self.shots, list) else [self.shots]
+        ks = [None if v in (None, "all") else int(v) for v in values]
+        return sorted(ks, key=lambda k: float("inf") if k is None else k)
+
+    def for_shots(self, k: int | None) -> DataConfig:
+        """This data config with one K (what a grid cell sees)."""
+        return self.model_copy(update={"shots": k})
+
+    @property
+    def k(self) -> int | None:
+        """The single K of a one-cell data config (None = all of train)."""
+        if isinstance(self.shots, list):
+            raise ValueError("data.shots is a grid; take one value with for_shots()")
+        return None if self.shots in (None, "all") else int(self.shots)  # type: ignore[arg-type]
 
 
 def _as_word_lists(value: Any) -> Any:
@@ -75,15 +103,89 @@ class PromptConfig(Strict):
         return _as_word_lists(value)
 
 
+class RangeSpace(Strict):
+    """A numeric search range: integers if low and high are both integers, floats otherwise."""
+
+    low: int | float
+    high: int | float
+    log: bool = Field(False, description="sample on a log scale (learning rates)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpace:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0 (got {self.low})")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+SearchSpace = RangeSpace | Annotated[list[Any], Field(min_length=1)]
+NOT_SEARCHABLE = ("id", "name", "backbone", "search", "trials")
+
+
 class StrategyBase(Strict):
     id: str | None = Field(None, description="row name in results; default: the strategy name")
     backbone: str = Field(
         "smollm2", description="minilm, smollm2, a Hugging Face model id, or a local folder"
     )
+    search: dict[str, SearchSpace] | None = Field(
+        None,
+        description="hyperparameters to tune on the few-shot dev set with Optuna: "
+        "{lr: {low: 1e-4, high: 1e-2, log: true}, r: [4, 8, 16]}",
+    )
+    trials: int = Field(8, ge=1, description="search budget: trials per grid cell")
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _parse_spaces(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        parsed = {}
+        for key, space in value.items():
+            if isinstance(space, dict):
+                try:
+                    space = RangeSpace.model_validate(space)
+                except ValidationError as err:
+                    raise ValueError(f"search.{key}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+            elif not isinstance(space, list) or not space:
+                raise ValueError(
+                    f"search.{key}: expected a list of values to try or a range {{low: .., high: ..}}, "
+                    f"got {space!r}"
+                )
+            parsed[key] = space
+        return parsed
 
     @property
     def run_id(self) -> str:
         return self.id or self.name  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _searchable(self) -> StrategyBase:
+        """Every searched name must be a setting of this strategy and every bound a valid value for it."""
+        if not self.search:
+            return self
+        fields = [f for f in type(self).model_fields if f not in NOT_SEARCHABLE]
+        base = self.model_dump(exclude={"search"})
+        for key, space in self.search.items():
+            if key not in fields:
+                raise ValueError(
+                    f"search: '{key}' is not a setting of {self.name}."  # type: ignore[attr-defined]
+                    + did_you_mean(key, fields)
+                    + f" Searchable: {', '.join(fields)}"
+                )
+            values = [space.low, space.high] if isinstance(space, RangeSpace) else space
+            for value in values:
+                try:
+                    type(self).model_validate({**base, key: value})
+                except ValidationError as err:
+                    raise ValueError(
+                        f"search.{key}: {value!r} is not a valid value ({err.errors()[0]['msg']})"
+                    ) from None
+        return self
 
 
 class PromptSearchConfig(Strict):
@@ -256,7 +358,19 @@ STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
 }
 
 
+class BudgetConfig(Strict):
+    """Limits for the report's 'best under a cost budget' recommendation; unset ones do not constrain."""
+
+    fit_seconds: float | None = Field(None, gt=0, description="mean training time per run, search included")
+    trainable_params: int | None = Field(None, ge=0)
+    peak_memory_mb: float | None = Field(None, gt=0, description="peak resident memory of a run's process")
+    saved_mb: float | None = Field(None, gt=0, description="size of what a run saves")
+    predict_examples_per_s: float | None = Field(None, gt=0, description="minimum inference throughput")
+
+
 class ExperimentConfig(Strict):
+    """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
+
     name: str = "experiment"
     task: Literal["classification"] = "classification"
     data: DataConfig
@@ -268,13 +382,39 @@ class ExperimentConfig(Strict):
         False, description="allow model code from the hub; off unless you trust it"
     )
     device: str = Field("auto", description="auto (first GPU if any, else CPU), cpu, cuda or cuda:N")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="grid cells run at once, each in its own process; auto: by cores (1 on a GPU)"
+    )
+    threads_per_worker: int | None = Field(None, ge=1, description="torch threads per cell; default cores/workers")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be at least 1 (or auto)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_backbone_lists(cls, raw: Any) -> Any:
+        """``backbone: [minilm, smollm2]`` on a strategy means one grid row per backbone."""
+        if isinstance(raw, dict) and isinstance(raw.get("strategies"), list):
+            expanded = []
+            for item in raw["strategies"]:
+                if isinstance(item, dict) and isinstance(item.get("backbone"), list):
+                    expanded.extend({**item, "backbone": b} for b in item["backbone"])
+                else:
+                    expanded.append(item)
+            raw = {**raw, "strategies": expanded}
+        return raw
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ExperimentConfig:
-        ids = [s.run_id for s in self.strategies]
-        dup = {i for i in ids if ids.count(i) > 1}
+        rows = [(s.run_id, s.backbone) for s in self.strategies]
+        dup = sorted({f"{i} on {b}" for i, b in rows if rows.count((i, b)) > 1})
         if dup:
-            raise ValueError(f"strategies share the row name(s) {sorted(dup)}; give each an 'id'")
+            raise ValueError(f"strategies repeat {dup}; give each an 'id'")
         return self
 
 
@@ -291,6 +431,15 @@ def _model_types(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
+def _container(annotation: Any, value: Any) -> Any:
+    """The list[...] or dict[...] member of an (optional) annotation that matches the value's shape."""
+    wanted = list if isinstance(value, list) else dict if isinstance(value, dict) else None
+    for member in (annotation, *get_args(annotation)):
+        if wanted is not None and get_origin(member) is wanted:
+            return member
+    return annotation
+
+
 def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
     if not isinstance(data, dict):
         return
@@ -303,13 +452,17 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
                 + did_you_mean(str(key), fields)
                 + f" Valid keys here: {', '.join(fields)}."
             )
-        annotation = fields[key].annotation
-        is_list = get_origin(annotation) is list
-        inner = get_args(annotation)[0] if is_list else annotation
-        candidates = _model_types(inner)
-        items = value if is_list and isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            item_path = f"{where}.{index}" if is_list else where
+        annotation = _container(fields[key].annotation, value)
+        if get_origin(annotation) is list and isinstance(value, list):
+            candidates = _model_types(get_args(annotation)[0])
+            items = [(f"{where}.{i}", item) for i, item in enumerate(value)]
+        elif get_origin(annotation) is dict and isinstance(value, dict):
+            candidates = _model_types(get_args(annotation)[1])
+            items = [(f"{where}.{k}", item) for k, item in value.items()]
+        else:
+            candidates = _model_types(annotation)
+            items = [(where, value)]
+        for item_path, item in items:
             if len(candidates) == 1:
                 _check_keys(candidates[0], item, item_path)
             elif candidates and isinstance(item, dict) and "name" in item:
@@ -328,13 +481,14 @@ def _check_strategy_name(name: Any, path: str) -> None:
 def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in STRATEGY_CONFIGS)
+        loc = ".".join(str(p) for p in e["loc"] if p not in STRATEGY_CONFIGS and "[" not in str(p))
         got = (
             f" (got {e['input']!r})"
             if e.get("type") not in ("missing",) and "input" in e and not isinstance(e["input"], dict)
             else ""
         )
-        lines.append(f"  {loc or '(top level)'}: {e['msg']}{got}")
+        message = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '(top level)'}: {message}{got}")
     return "invalid config:\n" + "\n".join(lines)
 
 

@@ -46,6 +46,8 @@ def k_shot(
 ) -> list[Example]:
     """K examples per class, chosen with ``seed``; shuffled so classes are not in blocks.
 
+    Nested across K: with one seed, the 8 shots of a class are among its 16 shots (each class is put in a
+    seeded order and its first K taken), so a metric-vs-K curve measures more data, not another sample.
     ``allow_fewer`` takes all of a class that has fewer than K (used for dev sets) instead of failing.
     """
     by_label: dict[str, list[Example]] = {lab: [] for lab in labels}
@@ -58,11 +60,12 @@ def k_shot(
             f"({len(by_label[smallest])}). Nearest valid K: {len(by_label[smallest])}; "
             f"or set shots: null to use all examples."
         )
-    rng = random.Random(seed)
     chosen = []
     for lab in labels:
-        chosen.extend(rng.sample(by_label[lab], min(k, len(by_label[lab]))))
-    rng.shuffle(chosen)
+        order = by_label[lab][:]
+        random.Random(f"{seed}/{lab}").shuffle(order)
+        chosen.extend(order[:k])
+    random.Random(seed).shuffle(chosen)
     return chosen
 
 
@@ -138,9 +141,9 @@ def load_pools(cfg: DataConfig) -> Pools:
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
     train, dev, notes = pools.train, pools.dev, list(pools.notes)
-    if cfg.shots is not None:
-        train = k_shot(pools.train, cfg.shots, pools.labels, seed, "train")
-    dev_k = cfg.dev_shots or cfg.shots
+    if cfg.k is not None:
+        train = k_shot(pools.train, cfg.k, pools.labels, seed, "train")
+    dev_k = cfg.dev_shots or cfg.k
     if dev_k is not None:
         dev = k_shot(pools.dev, dev_k, pools.labels, seed + 10_000, "dev", allow_fewer=True)
         short = {lab: n for lab, n in label_counts(pools.dev).items() if n < dev_k}

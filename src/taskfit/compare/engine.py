@@ -1,0 +1,285 @@
+"""Run a grid: plan the cells, skip the finished ones, run the rest in worker processes, write the report.
+
+Each cell runs in its own process (forked from a server that has torch imported already): one cell that
+crashes, runs out of memory or is killed is reported as failed and the others go on, and a cell's peak
+memory is its own. Killing the grid loses only the cells that were running; rerunning the same command
+finishes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from taskfit.compare import store
+from taskfit.compare.plan import Cell, data_fingerprint, plan_cells, resolve_prompt, shots_label, validate_plan
+from taskfit.compare.report import write_report
+from taskfit.compare.summary import group_records, leaderboard, recommend
+from taskfit.compare.worker import (
+    CELL_FILE,
+    ERROR_FILE,
+    cell_process_main,
+    cell_spec,
+    read_finished,
+    run_cell,
+    write_failure,
+)
+from taskfit.config import ExperimentConfig
+from taskfit.data.prepare import load_pools
+from taskfit.errors import TaskfitError
+from taskfit.io import write_json_atomic, write_text_atomic
+from taskfit.models.backbones import resolve_device
+
+MEMORY_PER_WORKER_GB = 3  # a 135M causal LM fine-tuned in fp32 with AdamW peaks near this
+
+
+def plan_workers(config: ExperimentConfig, pending: int) -> tuple[int, int]:
+    """(cells at once, torch threads per cell). auto: one cell per core on CPU, bounded by memory; one on GPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if config.workers == "auto":
+        if resolve_device(config.device).type == "cuda":
+            workers = 1
+        else:
+            memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+            workers = max(1, min(cores, int(memory_gb // MEMORY_PER_WORKER_GB)))
+    else:
+        workers = int(config.workers)
+    workers = max(1, min(workers, pending))
+    threads = config.threads_per_worker or max(1, cores // workers)
+    return workers, threads
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _record(cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: dict | None = None) -> dict:
+    m = metrics or {}
+    return {
+        "cell": cell.path,
+        "key": cell.key,
+        "strategy": cell.strategy.run_id,
+        "method": cell.strategy.name,  # type: ignore[attr-defined]
+        "backbone": cell.strategy.backbone,
+        "shots": shots_label(cell.shots),
+        "seed": cell.seed,
+        "status": status,
+        "accuracy": m.get("accuracy"),
+        "macro_f1": m.get("macro_f1"),
+        "trainable_params": m.get("trainable_params"),
+        "total_params": m.get("total_params"),
+        "fit_seconds": m.get("fit_seconds"),
+        "predict_examples_per_s": m.get("predict_examples_per_s"),
+        "peak_rss_mb": m.get("peak_rss_mb"),
+        "saved_mb": m.get("saved_mb"),
+        "search_trials": m.get("search_trials"),
+        "chosen": m.get("chosen") or None,
+        "error": error or None,
+        "config": spec,
+        "metrics": m or None,
+        "updated_at": _now(),
+    }
+
+
+def _failure_text(directory: Path, exitcode: int | None) -> str:
+    path = directory / ERROR_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").split("\n", 1)[0]
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory? the kernel kills with SIGKILL)" if name == "SIGKILL" else ""
+        text = f"the cell's process was killed by {name}{hint}; its log: {directory / 'log.txt'}"
+    else:
+        text = f"the cell's process exited with code {exitcode} without a result; its log: {directory / 'log.txt'}"
+    write_text_atomic(path, text + "\n")
+    return text
+
+
+class _Grid:
+    """Book-keeping of one run: the database, the console lines, what finished."""
+
+    def __init__(self, out: Path, config: ExperimentConfig, stream) -> None:
+        self.out, self.config, self.stream = out, config, stream
+        self.db = store.connect(out)
+        self.total = 0
+        self.finished = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def started(self, cell: Cell, spec: dict) -> None:
+        directory = self.out / cell.path
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in ("metrics.json", ERROR_FILE, "log.txt"):
+            (directory / stale).unlink(missing_ok=True)
+        write_json_atomic(directory / CELL_FILE, spec)
+        store.upsert(self.db, _record(cell, "running", spec=spec))
+        self.say(f"  start  {cell.label}")
+
+    def ended(self, cell: Cell, spec: dict, exitcode: int | None, seconds: float) -> None:
+        directory = self.out / cell.path
+        self.finished += 1
+        metrics = read_finished(directory, cell.key)
+        where = f"[{self.finished}/{self.total}]"
+        if metrics is not None:
+            store.upsert(self.db, _record(cell, "ok", metrics, spec=spec))
+            self.say(
+                f"{where} done   {cell.label}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                f"(fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
+            )
+        else:
+            error = _failure_text(directory, exitcode)
+            store.upsert(self.db, _record(cell, "failed", error=error, spec=spec))
+            self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE})")
+
+
+def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> None:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["taskfit.compare.worker"])  # torch & transformers imported once
+    queue = deque(todo)
+    running: dict[int, tuple[Cell, dict, multiprocessing.process.BaseProcess, float]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                cell, spec = queue.popleft()
+                grid.started(cell, spec)
+                process = context.Process(
+                    target=cell_process_main,
+                    args=(spec, str(grid.out / cell.path), os.getpid(), dict(os.environ)),
+                    name=f"taskfit-cell:{cell.path}",
+                )
+                process.start()
+                running[process.sentinel] = (cell, spec, process, time.perf_counter())
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                cell, spec, process, started = running.pop(sentinel)  # type: ignore[call-overload]
+                process.join()
+                grid.ended(cell, spec, process.exitcode, time.perf_counter() - started)
+    except BaseException:
+        for cell, _spec, process, _ in running.values():
+            process.terminate()
+            process.join(10)
+            store.upsert(grid.db, {**_record(cell, "interrupted", spec=_spec)})
+        raise
+
+
+def _run_in_process(grid: _Grid, todo: list[tuple[Cell, dict]]) -> None:
+    """The same cells in this process, one after another (debugging, tests that patch code)."""
+    from taskfit.strategies import BackboneCache
+
+    backbones = BackboneCache(grid.config.trust_remote_code, grid.config.device)
+    for cell, spec in todo:
+        grid.started(cell, spec)
+        started = time.perf_counter()
+        try:
+            run_cell(spec, grid.out / cell.path, backbones)
+            code = 0
+        except Exception as exc:  # reported like a crashed process; the other cells go on
+            write_failure(grid.out / cell.path, exc)
+            code = 1
+        grid.ended(cell, spec, code, time.perf_counter() - started)
+
+
+def run_experiment(
+    config: ExperimentConfig, output_dir: str | Path | None = None, stream=None, isolate: bool = True
+) -> dict:
+    """Run (or finish) the grid of ``config`` in ``output_dir``; returns the summary also in results.json."""
+    stream = stream or sys.stdout
+    config = resolve_prompt(config)
+    out = Path(output_dir or config.output_dir or f"runs/{config.name}")
+    pools = load_pools(config.data)
+    validate_plan(config, pools)
+    cells = plan_cells(config, data_fingerprint(pools))
+    out.mkdir(parents=True, exist_ok=True)
+    config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    write_text_atomic(out / "config.yaml", config_yaml)
+    for note in pools.notes:
+        print(f"data: {note}", file=stream)
+
+    grid = _Grid(out, config, stream)
+    stale = store.mark_interrupted(grid.db)
+    todo = []
+    for cell in cells:
+        metrics = read_finished(out / cell.path, cell.key)
+        spec_path = out / cell.path / CELL_FILE
+        if metrics is not None:
+            spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else None
+            store.upsert(grid.db, _record(cell, "ok", metrics, spec=spec))
+        else:
+            todo.append(cell)
+    workers, threads = plan_workers(config, max(len(todo), 1))
+    grid.total = len(todo)
+    print(
+        f"{config.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished"
+        + (f" ({stale} interrupted earlier)" if stale else "")
+        + (f", {len(todo)} to run, {workers} at a time with {threads} thread(s) each" if todo else "")
+        + f" -> {out}",
+        file=stream,
+        flush=True,
+    )
+    specs = [(c, cell_spec(c, config, threads)) for c in todo]
+    if isolate:
+        _run_isolated(grid, specs, workers)
+    else:
+        _run_in_process(grid, specs)
+    return summarise_grid(grid, cells, pools, config_yaml, workers, threads)
+
+
+def summarise_grid(grid: _Grid, cells: list[Cell], pools, config_yaml: str, workers: int, threads: int) -> dict:
+    out, config, stream = grid.out, grid.config, grid.stream
+    records = store.rows(grid.db, cells=[c.path for c in cells])
+    groups = group_records(records)
+    ok = [r for r in records if r["status"] == "ok"]
+    majority = next((r["metrics"]["majority_baseline"] for r in ok), None)
+    notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
+    notes.append(
+        "accuracy: mean ± sample std over seeds on the same k-shot samples; strategies that use no training "
+        "data run once (K=0)"
+    )
+    if workers > 1:
+        notes.append(
+            f"timings measured with {workers} cells running at once, {threads} thread(s) each; "
+            "peak MB is the peak resident memory of the cell's own process"
+        )
+    recommendation = recommend(groups, config.budget, majority, len(pools.test))
+    logs = {}
+    for r in ok:
+        path = out / r["cell"] / "train_log.jsonl"
+        if path.exists():
+            logs[r["cell"]] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    table = leaderboard(groups)
+    summary = {
+        "name": config.name,
+        "output_dir": str(out),
+        "notes": notes,
+        "majority_baseline": majority,
+        "recommendation": recommendation,
+        "strategies": [g.as_dict() for g in groups],
+        "cells": [{k: v for k, v in r.items() if k not in ("config", "metrics")} for r in records],
+    }
+    write_json_atomic(out / "results.json", summary)
+    write_text_atomic(
+        out / "results.md",
+        f"# {config.name}\n\n{table}\n\n" + "\n".join([*recommendation, *(f"- {n}" for n in notes)]) + "\n",
+    )
+    write_text_atomic(out / "cells.csv", store.to_csv(records))
+    paths = write_report(out, config.name, groups, recommendation, notes, logs, majority, config_yaml)
+    print("\n" + table + "\n\n" + "\n".join(recommendation), file=stream)
+    print(f"\nreport: {paths['html']} (and {paths['markdown'].name}); cells: taskfit runs list {out}", file=stream, flush=True)
+    return summary
+
+
+def load_results(output_dir: str | Path) -> dict:
+    path = Path(output_dir) / "results.json"
+    if not path.exists():
+        raise TaskfitError(f"{output_dir}: no results.json (not a finished experiment folder)")
+    return json.loads(path.read_text(encoding="utf-8"))

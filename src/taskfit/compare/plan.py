@@ -1,0 +1,128 @@
+"""A grid experiment as a list of cells, each keyed by a hash of everything that decides its result.
+
+A cell is one (strategy, backbone, K, seed). Strategies that use no training data (zero-shot without a prompt
+search) give one cell with K=0 and no seed: their answer cannot change across the grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from taskfit.config import ExperimentConfig, PromptConfig, StrategyBase
+from taskfit.data.prepare import Pools, default_prompt_fields, sample_splits
+from taskfit.errors import TaskfitError
+from taskfit.models.backbones import detect_kind, resolve_device
+from taskfit.prompts import Template, Verbalizer
+from taskfit.strategies import NEEDS_KIND, STRATEGIES
+
+CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
+
+
+@dataclass(frozen=True)
+class Cell:
+    strategy: StrategyBase
+    shots: int | None  # K per class; None = all of train; 0 = the strategy uses no training data
+    seed: int | None  # None: the result does not depend on the seed
+    key: str  # hash of the resolved cell config: a finished cell with the same key is not run again
+    path: str  # folder under the output dir, e.g. "lora/minilm/k16/seed-0"
+
+    @property
+    def label(self) -> str:
+        seed = "" if self.seed is None else f" | seed {self.seed}"
+        return f"{self.strategy.run_id} | {self.strategy.backbone} | K={shots_label(self.shots)}{seed}"
+
+
+def shots_label(k: int | None) -> str:
+    return "all" if k is None else str(k)
+
+
+def uses_shots(strategy: StrategyBase) -> bool:
+    """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
+    return STRATEGIES[strategy.name].uses_training_data or getattr(strategy, "prompt_search", None) is not None  # type: ignore[attr-defined]
+
+
+def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
+    """Fill in the built-in dataset's prompt when the config has none."""
+    if config.prompt is None:
+        fields = default_prompt_fields(config.data)
+        if fields:
+            return config.model_copy(update={"prompt": PromptConfig(**fields)})
+    return config
+
+
+def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
+    """Reject what cannot work before anything trains: a strategy on the wrong kind of backbone, a bad
+    template or verbalizer, a K larger than the data allows."""
+    resolve_device(config.device)
+    kinds: dict[str, str] = {}
+    needs_prompt = False
+    for s in config.strategies:
+        if s.backbone not in kinds:
+            kinds[s.backbone] = detect_kind(s.backbone, config.trust_remote_code)
+        kind = kinds[s.backbone]
+        wanted = NEEDS_KIND.get(s.name)  # type: ignore[attr-defined]
+        if wanted and wanted != kind:
+            raise TaskfitError(
+                f"strategy '{s.run_id}' needs a {wanted} backbone, but '{s.backbone}' is a {kind}"
+                + (" (try backbone: smollm2)" if wanted == "causal-lm" else " (try backbone: minilm)")
+            )
+        needs_prompt |= kind == "causal-lm"
+    if needs_prompt:
+        if config.prompt is None:
+            raise TaskfitError("causal-LM strategies need a 'prompt:' block with a template and a verbalizer")
+        Template.parse(config.prompt.template)
+        Verbalizer.build(config.prompt.verbalizer, pools.labels)
+    if any(uses_shots(s) for s in config.strategies):
+        for k in config.data.shot_grid():
+            for seed in config.seeds:
+                sample_splits(pools, config.data.for_shots(k), seed)  # raises on a K the data cannot give
+
+
+def data_fingerprint(pools: Pools) -> str:
+    """Hash of the examples themselves: an edited data file makes its cells stale."""
+    h = hashlib.sha256()
+    for name, split in (("train", pools.train), ("dev", pools.dev), ("test", pools.test)):
+        h.update(name.encode())
+        for e in split:
+            h.update(json.dumps([e.text, e.text_pair, e.label], ensure_ascii=False).encode())
+    h.update(json.dumps(pools.labels).encode())
+    return h.hexdigest()
+
+
+def _slug(backbone: str) -> str:
+    """A readable folder name for a backbone: a name, a hub id (org--name) or a local folder's basename."""
+    tail = backbone.rstrip("/").split("/")[-1] if "/" in backbone and backbone.count("/") > 1 else backbone
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", tail).strip("-") or "backbone"
+
+
+def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
+    slugs: dict[str, str] = {}
+    for b in dict.fromkeys(s.backbone for s in config.strategies):
+        slug = _slug(b)
+        if slug in slugs.values():
+            slug += "-" + hashlib.sha256(b.encode()).hexdigest()[:6]
+        slugs[b] = slug
+    cells = []
+    for s in config.strategies:
+        if uses_shots(s):
+            grid = [(k, seed) for k in config.data.shot_grid() for seed in config.seeds]
+        else:
+            grid = [(0, None)]
+        for k, seed in grid:
+            resolved = {
+                "format": CELL_FORMAT,
+                "strategy": s.model_dump(mode="json", exclude={"id"}),
+                "data": config.data.for_shots(k).model_dump(mode="json") if k != 0 else None,
+                "data_fingerprint": fingerprint,
+                "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,
+                "seed": seed,
+                "device": config.device,
+                "trust_remote_code": config.trust_remote_code,
+            }
+            key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+            path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + ("" if seed is None else f"/seed-{seed}")
+            cells.append(Cell(s, k, seed, key, path))
+    return cells

@@ -1,0 +1,186 @@
+"""One grid cell, run in its own process: sample the splits, (search and) fit, evaluate on test, save.
+
+Everything a cell produces goes into its folder; ``metrics.json`` is written last, so its presence (with the
+cell's key in ``cell.json``) marks a finished cell. A failure writes ``error.txt`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from taskfit.config import STRATEGY_CONFIGS, DataConfig, PromptConfig
+from taskfit.errors import TaskfitError
+from taskfit.evaluation.metrics import classification_metrics
+from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy
+
+CELL_FILE = "cell.json"
+METRICS_FILE = "metrics.json"
+ERROR_FILE = "error.txt"
+
+
+def cell_spec(cell, config, threads: int) -> dict:
+    """What a worker process needs to run one cell (also written to the cell folder as cell.json)."""
+    return {
+        "key": cell.key,
+        "path": cell.path,
+        "strategy": cell.strategy.model_dump(mode="json"),
+        "shots": cell.shots,
+        "seed": cell.seed,
+        "data": config.data.for_shots(cell.shots if cell.shots != 0 else None).model_dump(mode="json"),
+        "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,
+        "device": config.device,
+        "trust_remote_code": config.trust_remote_code,
+        "threads": threads,
+    }
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the process that runs the grid is gone (killed): an orphaned cell only wastes cores."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def cell_process_main(spec: dict, cell_dir: str, parent_pid: int, environ: dict[str, str]) -> None:
+    """Entry point of a cell's process: output to log.txt, exit code 0 (ok) or 1 (failed, error.txt).
+
+    ``environ`` is the grid process's environment now (the fork server kept the one it started with)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    directory = Path(cell_dir)
+    _watch_parent(parent_pid)
+    log = open(directory / "log.txt", "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    from taskfit.cli import quiet_libraries
+
+    quiet_libraries()
+    import torch
+
+    torch.set_num_threads(max(1, int(spec["threads"])))
+    try:
+        run_cell(spec, directory)
+    except Exception as exc:  # the parent reports it; the other cells go on
+        write_failure(directory, exc)
+        sys.stdout.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def write_failure(directory: Path, exc: BaseException) -> None:
+    detail = str(exc) if isinstance(exc, TaskfitError) else traceback.format_exc()
+    write_text_atomic(directory / ERROR_FILE, f"{type(exc).__name__}: {exc}\n\n{detail}")
+
+
+def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None) -> dict:
+    """Run one cell in this process and write its folder; returns the metrics (also in metrics.json)."""
+    from taskfit.data.prepare import load_pools, sample_splits
+
+    (directory / ERROR_FILE).unlink(missing_ok=True)
+    strategy_config = STRATEGY_CONFIGS[spec["strategy"]["name"]].model_validate(spec["strategy"])
+    data = DataConfig.model_validate(spec["data"])
+    prompt = PromptConfig.model_validate(spec["prompt"]) if spec["prompt"] else None
+    seed = spec["seed"] if spec["seed"] is not None else 0
+    splits = sample_splits(load_pools(data), data, seed)
+    if spec["shots"] == 0:  # no training data: nothing to sample, nothing to tune on
+        splits.train, splits.dev = [], []
+    ctx = Context(
+        labels=splits.labels,
+        prompt=prompt,
+        seed=seed,
+        backbones=backbones or BackboneCache(spec["trust_remote_code"], spec["device"]),
+    )
+    from taskfit.progress import make_progress
+
+    ctx.progress = make_progress(sys.stderr)
+    started = time.perf_counter()
+    if strategy_config.search:
+        from taskfit.compare.search import search_and_fit
+
+        strategy, trials = search_and_fit(strategy_config, ctx, splits.train, splits.dev)
+        write_jsonl_atomic(directory / "search.jsonl", trials)
+        chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
+    else:
+        strategy, trials, chosen = build_strategy(strategy_config, ctx), [], {}
+        strategy.fit(splits.train, splits.dev)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    preds = strategy.predict(splits.test)
+    predict_seconds = time.perf_counter() - started
+    metrics = classification_metrics([e.label for e in splits.test], preds.labels, splits.labels)
+    trainable, total = strategy.trainable_parameters()
+    strategy.save(directory / "model")
+    write_jsonl_atomic(
+        directory / "predictions.jsonl",
+        (
+            {"text": e.text, "gold": e.label, "predicted": p, "probs": dict(zip(preds.label_names, map(float, pr)))}
+            for e, p, pr in zip(splits.test, preds.labels, preds.probs.tolist())
+        ),
+    )
+    write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
+    metrics.update(
+        {
+            "key": spec["key"],
+            "fit_seconds": fit_seconds,
+            "predict_seconds": predict_seconds,
+            "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9),
+            "trainable_params": trainable,
+            "total_params": total,
+            "train_examples": len(splits.train),
+            "dev_examples": len(splits.dev),
+            "search_trials": len(trials),
+            "chosen": chosen,
+            "peak_rss_mb": peak_rss_mb(),
+            "saved_mb": folder_mb(directory / "model"),
+            "threads": spec["threads"],
+            "notes": splits.notes,
+        }
+    )
+    _gpu_peak(metrics)
+    write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
+    return metrics
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (a cell's own process, so this is the cell's peak)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _gpu_peak(metrics: dict) -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        metrics["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def read_finished(directory: Path, key: str) -> dict | None:
+    """A finished cell's metrics if the folder holds results for exactly this key, else None."""
+    try:
+        metrics = json.loads((directory / METRICS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return metrics if metrics.get("key") == key else None
+
+
+__all__ = ["Strategy", "cell_process_main", "cell_spec", "read_finished", "run_cell"]
