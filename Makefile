@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/taskfit run examples/quickstart.yaml
+	$(BIN)/taskfit compare
 
 test: install
 	$(BIN)/python -m pytest -q

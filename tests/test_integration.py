@@ -2,8 +2,8 @@
 
 import pytest
 
-from taskfit.config import validate_config
 from taskfit.compare import run_experiment
+from taskfit.config import validate_config
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,11 @@ def test_smollm2_zero_shot_on_mr(tmp_path):
 def test_minilm_head_finetune_beats_chance_on_mr(tmp_path):
     cfg = validate_config(
         {
-            "data": {"dataset": "mr", "shots": 8, "test_limit": 100},
-            "strategies": [{"name": "head-finetune", "backbone": "minilm", "epochs": 8}],
+            "data": {"dataset": "mr", "shots": 16, "test_limit": 200},
+            "strategies": [{"name": "head-finetune", "backbone": "minilm", "epochs": 10}],
         }
     )
     summary = run_experiment(cfg, tmp_path / "out")
+    # 3 seeds at K=16 on 500 test examples measured 0.667 ± 0.038 (BENCHMARKS.md); chance is 0.5
     assert summary["strategies"][0]["accuracy_mean"] >= 0.6
     assert summary["strategies"][0]["trainable_params"] > 22_000_000

@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from taskfit.cli import main
+from taskfit.compare import run_experiment
 from taskfit.config import validate_config
 from taskfit.errors import TaskfitError
-from taskfit.compare import run_experiment
 
 
 def experiment(train_csv, llama, bert, **extra):
@@ -36,7 +36,11 @@ def test_run_writes_every_cell_and_a_table(sentiment_csv, tiny_llama_dir, tiny_b
     assert rows["zero-shot"]["runs"] == 1  # does not depend on the seed
     assert rows["in-context"]["runs"] == 2 and rows["head-finetune"]["runs"] == 2
     cells = ["zero-shot/tiny-llama0/k0"]  # no training data: one cell, no seed
-    cells += [f"{s}/k4/seed-{seed}" for s in ("in-context/tiny-llama0", "head-finetune/tiny-bert0") for seed in (0, 1)]
+    cells += [
+        f"{s}/k4/seed-{seed}"
+        for s in ("in-context/tiny-llama0", "head-finetune/tiny-bert0")
+        for seed in (0, 1)
+    ]
     for path in cells:
         cell = out / path
         metrics = json.loads((cell / "metrics.json").read_text())
@@ -66,7 +70,10 @@ def test_a_failing_cell_is_reported_and_the_rest_finish(
     rows = {r["strategy"]: r for r in summary["strategies"]}
     assert rows["in-context"]["failed"] == 1 and rows["in-context"]["accuracy_mean"] is None
     assert rows["head-finetune"]["runs"] == 1 and rows["zero-shot"]["runs"] == 1
-    assert "simulated crash" in (tmp_path / "out" / "in-context" / "tiny-llama0" / "k4" / "seed-0" / "error.txt").read_text()
+    assert (
+        "simulated crash"
+        in (tmp_path / "out" / "in-context" / "tiny-llama0" / "k4" / "seed-0" / "error.txt").read_text()
+    )
 
 
 def test_plan_is_validated_before_training(sentiment_csv, tiny_llama_dir, tiny_bert_dir, tmp_path):

@@ -47,7 +47,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     db = store.open_existing(args.output_dir)
     if args.runs_command == "list":
         rows = store.rows(db, status=args.status, strategy=args.strategy)
-        print(f"{'cell':<44} {'status':<11} {'accuracy':>8} {'macro-F1':>8} {'fit s':>7} {'peak MB':>7}  chosen / error")
+        print(
+            f"{'cell':<44} {'status':<11} {'accuracy':>8} {'macro-F1':>8} {'fit s':>7} {'peak MB':>7}  chosen / error"
+        )
         for r in rows:
             print(_cell_row(r))
         print(f"{len(rows)} cells", file=sys.stderr)
@@ -159,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
-            "config", nargs="?" if name == "compare" else None, help="YAML config (compare: default grid on mr)"
+            "config",
+            nargs="?" if name == "compare" else None,
+            help="YAML config (compare: default grid on mr)",
         )
         p.add_argument(
             "--set",

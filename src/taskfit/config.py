@@ -150,7 +150,9 @@ class StrategyBase(Strict):
                 try:
                     space = RangeSpace.model_validate(space)
                 except ValidationError as err:
-                    raise ValueError(f"search.{key}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+                    raise ValueError(
+                        f"search.{key}: {err.errors()[0]['msg'].removeprefix('Value error, ')}"
+                    ) from None
             elif not isinstance(space, list) or not space:
                 raise ValueError(
                     f"search.{key}: expected a list of values to try or a range {{low: .., high: ..}}, "
@@ -385,7 +387,9 @@ class ExperimentConfig(Strict):
     workers: int | Literal["auto"] = Field(
         "auto", description="grid cells run at once, each in its own process; auto: by cores (1 on a GPU)"
     )
-    threads_per_worker: int | None = Field(None, ge=1, description="torch threads per cell; default cores/workers")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="torch threads per cell; default cores/workers"
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @field_validator("workers")

@@ -22,7 +22,14 @@ from pathlib import Path
 import yaml
 
 from taskfit.compare import store
-from taskfit.compare.plan import Cell, data_fingerprint, plan_cells, resolve_prompt, shots_label, validate_plan
+from taskfit.compare.plan import (
+    Cell,
+    data_fingerprint,
+    plan_cells,
+    resolve_prompt,
+    shots_label,
+    validate_plan,
+)
 from taskfit.compare.report import write_report
 from taskfit.compare.summary import group_records, leaderboard, recommend
 from taskfit.compare.worker import (
@@ -63,7 +70,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _record(cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: dict | None = None) -> dict:
+def _record(
+    cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: dict | None = None
+) -> dict:
     m = metrics or {}
     return {
         "cell": cell.path,
@@ -234,7 +243,9 @@ def run_experiment(
     return summarise_grid(grid, cells, pools, config_yaml, workers, threads)
 
 
-def summarise_grid(grid: _Grid, cells: list[Cell], pools, config_yaml: str, workers: int, threads: int) -> dict:
+def summarise_grid(
+    grid: _Grid, cells: list[Cell], pools, config_yaml: str, workers: int, threads: int
+) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
     groups = group_records(records)
@@ -255,7 +266,9 @@ def summarise_grid(grid: _Grid, cells: list[Cell], pools, config_yaml: str, work
     for r in ok:
         path = out / r["cell"] / "train_log.jsonl"
         if path.exists():
-            logs[r["cell"]] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+            logs[r["cell"]] = [
+                json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line
+            ]
     table = leaderboard(groups)
     summary = {
         "name": config.name,
@@ -274,7 +287,11 @@ def summarise_grid(grid: _Grid, cells: list[Cell], pools, config_yaml: str, work
     write_text_atomic(out / "cells.csv", store.to_csv(records))
     paths = write_report(out, config.name, groups, recommendation, notes, logs, majority, config_yaml)
     print("\n" + table + "\n\n" + "\n".join(recommendation), file=stream)
-    print(f"\nreport: {paths['html']} (and {paths['markdown'].name}); cells: taskfit runs list {out}", file=stream, flush=True)
+    print(
+        f"\nreport: {paths['html']} (and {paths['markdown'].name}); cells: taskfit runs list {out}",
+        file=stream,
+        flush=True,
+    )
     return summary
 
 

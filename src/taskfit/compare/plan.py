@@ -41,7 +41,9 @@ def shots_label(k: int | None) -> str:
 
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
-    return STRATEGIES[strategy.name].uses_training_data or getattr(strategy, "prompt_search", None) is not None  # type: ignore[attr-defined]
+    return (
+        STRATEGIES[strategy.name].uses_training_data or getattr(strategy, "prompt_search", None) is not None
+    )  # type: ignore[attr-defined]
 
 
 def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
@@ -123,6 +125,8 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "trust_remote_code": config.trust_remote_code,
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-            path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + ("" if seed is None else f"/seed-{seed}")
+            path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (
+                "" if seed is None else f"/seed-{seed}"
+            )
             cells.append(Cell(s, k, seed, key, path))
     return cells

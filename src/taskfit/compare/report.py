@@ -51,7 +51,9 @@ def shots_plot(groups: list[Group], majority: float | None) -> str | None:
         curve = [g for g in ok if (g.strategy, g.backbone) == name]
         label = f"{name[0]} ({name[1]})"
         if curve[0].shots == "0":
-            ax.axhline(curve[0].mean("accuracy"), color=colors[name], linestyle="--", label=f"{label}, no training")
+            ax.axhline(
+                curve[0].mean("accuracy"), color=colors[name], linestyle="--", label=f"{label}, no training"
+            )
             continue
         x = [ks.index(g.shots) for g in curve]
         y = [g.mean("accuracy") for g in curve]
@@ -81,13 +83,17 @@ def cost_plot(groups: list[Group]) -> str | None:
     for g in shown:
         d = g.as_dict()
         y, err = d["accuracy_mean"], d["accuracy_std"] or 0.0
-        for ax, x in ((axes[0], max(d["trainable_params"] or 0, 1)), (axes[1], max(d["fit_seconds_mean"] or 0, 0.01))):
+        for ax, x in (
+            (axes[0], max(d["trainable_params"] or 0, 1)),
+            (axes[1], max(d["fit_seconds_mean"] or 0, 0.01)),
+        ):
             ax.errorbar([x], [y], yerr=[err], marker="o", capsize=3, color=colors[(g.strategy, g.backbone)])
-            ax.annotate(f"{g.strategy}\n({g.backbone})", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                f"{g.strategy}\n({g.backbone})", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points"
+            )
     axes[0].set_xscale("log")
     axes[0].set_xlabel("trainable parameters (log; frozen = 1)")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("training time per run, s (log; search included)")
+    axes[1].set_xlabel("training time per run, s (search included)")
     axes[0].set_ylabel(f"test accuracy at K={ref}")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -144,7 +150,11 @@ def _md_inline(text: str) -> str:
 def _md_table_html(markdown: str) -> str:
     rows = [line.strip("|").split(" | ") for line in markdown.splitlines() if not line.startswith("|---")]
     head, body = rows[0], rows[1:]
-    out = ["<table><thead><tr>", *(f"<th>{html.escape(c.strip())}</th>" for c in head), "</tr></thead><tbody>"]
+    out = [
+        "<table><thead><tr>",
+        *(f"<th>{html.escape(c.strip())}</th>" for c in head),
+        "</tr></thead><tbody>",
+    ]
     for r in body:
         out.append("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>")
     return "".join(out) + "</tbody></table>"
@@ -212,16 +222,22 @@ def write_report(
         "</ul>",
     ]
     for key, svg in plots.items():
-        body.append(f'<figure id="plot-{key}">{svg}<figcaption>{html.escape(CAPTIONS[key])}</figcaption></figure>')
+        body.append(
+            f'<figure id="plot-{key}">{svg}<figcaption>{html.escape(CAPTIONS[key])}</figcaption></figure>'
+        )
     if chosen:
         body.append("<h2>Hyperparameters chosen on dev</h2><ul>")
-        body += [f"<li>{html.escape(f'{g.strategy} ({g.backbone}) K={g.shots}: {c}')}</li>" for g, c in chosen]
+        body += [
+            f"<li>{html.escape(f'{g.strategy} ({g.backbone}) K={g.shots}: {c}')}</li>" for g, c in chosen
+        ]
         body.append("</ul>")
     if failures:
         body.append('<h2 class="failed">Failed cells</h2><ul>')
         body += [f'<li class="failed">{html.escape(f)}</li>' for f in failures]
         body.append("</ul>")
-    body.append(f"<h2>Config</h2><pre>{html.escape(config_yaml)}</pre>")
+    body.append(
+        f"<h2>Config</h2><details><summary>the resolved config</summary><pre>{html.escape(config_yaml)}</pre></details>"
+    )
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(name)} · taskfit report</title><style>{CSS}</style></head><body>"

@@ -53,12 +53,23 @@ def search_and_fit(
         score = accuracy(strategy.predict(dev).labels, dev)
         study.tell(trial, score)
         records.append(
-            {"trial": number, "params": params, "dev_accuracy": score, "seconds": time.perf_counter() - started}
+            {
+                "trial": number,
+                "params": params,
+                "dev_accuracy": score,
+                "seconds": time.perf_counter() - started,
+            }
         )
         print(f"search trial {number}: {params} -> dev accuracy {score:.3f}", flush=True)
         if score > best_score:  # ties keep the earlier trial
             best, best_score = strategy, score
-    records.append({"event": "chosen", "params": records[[r.get("dev_accuracy") for r in records].index(best_score)]["params"], "dev_accuracy": best_score})
+    records.append(
+        {
+            "event": "chosen",
+            "params": records[[r.get("dev_accuracy") for r in records].index(best_score)]["params"],
+            "dev_accuracy": best_score,
+        }
+    )
     assert best is not None
     best.log.append({"event": "search", "trials": config.trials, "dev_accuracy": best_score})
     return best, records

@@ -84,7 +84,10 @@ def mark_interrupted(db: sqlite3.Connection) -> int:
 
 
 def rows(
-    db: sqlite3.Connection, status: str | None = None, strategy: str | None = None, cells: Iterable[str] | None = None
+    db: sqlite3.Connection,
+    status: str | None = None,
+    strategy: str | None = None,
+    cells: Iterable[str] | None = None,
 ) -> list[dict]:
     query, args = "SELECT * FROM cells WHERE 1=1", []
     if status:
@@ -109,6 +112,9 @@ def to_csv(records: list[dict]) -> str:
     writer.writeheader()
     for r in records:
         writer.writerow(
-            {n: json.dumps(r[n], ensure_ascii=False) if isinstance(r.get(n), dict) else r.get(n) for n in NAMES}
+            {
+                n: json.dumps(r[n], ensure_ascii=False) if isinstance(r.get(n), dict) else r.get(n)
+                for n in NAMES
+            }
         )
     return buffer.getvalue()

@@ -185,10 +185,11 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
         (close if p >= NOISE_P else beaten).append((g, p, how))
     if close:
         how = close[0][2]
+        how = close[0][2]
         lines.append(
-            f"- **Within noise of it** ({how}, p ≥ {NOISE_P}): "
+            f"- **Not distinguishable from it** ({how}, p ≥ {NOISE_P}): "
             + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
-            + ". Differences this small are not evidence that one method is better; more seeds would tell."
+            + ". These gaps may be seed noise; more seeds would tell."
         )
     else:
         lines.append(f"- Every other strategy is clearly behind it (p < {NOISE_P}).")
@@ -222,7 +223,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
             per_k.append(f"K={k}: {cands[0].name} {cands[0].mean('accuracy'):.3f}")
         lines.append("- **Best at each K:** " + "; ".join(per_k) + ".")
         gains = []
-        for (s, b) in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
+        for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
             curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
             if len(curve) > 1:
                 lo, hi = curve[0], curve[-1]
@@ -237,5 +238,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     if majority:
         below = [g.name for g in at_ref if (g.mean("accuracy") or 0) <= majority["accuracy"] + 1e-9]
         text = f"- Majority-class baseline (always '{majority['label']}'): {majority['accuracy']:.3f}"
-        lines.append(text + (f"; at or below it: {', '.join(below)}." if below else "; every strategy beats it."))
+        lines.append(
+            text + (f"; at or below it: {', '.join(below)}." if below else "; every strategy beats it.")
+        )
     return lines

@@ -130,7 +130,12 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     write_jsonl_atomic(
         directory / "predictions.jsonl",
         (
-            {"text": e.text, "gold": e.label, "predicted": p, "probs": dict(zip(preds.label_names, map(float, pr)))}
+            {
+                "text": e.text,
+                "gold": e.label,
+                "predicted": p,
+                "probs": dict(zip(preds.label_names, map(float, pr))),
+            }
             for e, p, pr in zip(splits.test, preds.labels, preds.probs.tolist())
         ),
     )

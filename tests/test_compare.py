@@ -1,0 +1,242 @@
+"""`taskfit compare`: up-front validation, isolated failing cells, resume after SIGKILL, search, the report."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from taskfit.cli import main
+from taskfit.compare import run_experiment, store
+from taskfit.compare.summary import Group, recommend
+from taskfit.config import BudgetConfig, validate_config
+from taskfit.errors import TaskfitError
+
+
+def grid(train_csv, bert, llama=None, **extra):
+    raw = {
+        "name": "grid",
+        "data": {"train": str(train_csv), "shots": [2, 4], "dev_shots": 2},
+        "seeds": [0, 1],
+        "workers": 1,
+        "threads_per_worker": 1,
+        "strategies": [
+            {"name": "zero-shot", "backbone": str(bert)},
+            {"name": "head-finetune", "backbone": str(bert), "epochs": 2},
+        ],
+    }
+    if llama:
+        raw["prompt"] = {
+            "template": "Review: {text}\nSentiment:{answer}",
+            "verbalizer": {"positive": " positive", "negative": " negative"},
+        }
+    raw.update(extra)
+    return raw
+
+
+def leaderboard_values(summary):
+    return sorted(
+        (
+            r["strategy"],
+            r["backbone"],
+            r["shots"],
+            r["runs"],
+            r["failed"],
+            r["accuracy_mean"],
+            r["macro_f1_mean"],
+        )
+        for r in summary["strategies"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"name": "prompt-finetune", "backbone": "BERT"}, "'prompt-finetune' needs a causal-lm backbone"),
+        ({"name": "lora", "backbone": "LLAMA"}, "'lora' needs a encoder backbone"),
+        ({"name": "prompt-tune"}, "unknown strategy 'prompt-tune'"),
+    ],
+)
+def test_grid_is_validated_before_any_cell_runs(
+    edit, message, sentiment_csv, tiny_bert_dir, tiny_llama_dir, tmp_path
+):
+    raw = grid(sentiment_csv, tiny_bert_dir, tiny_llama_dir)
+    edit = {k: {"BERT": str(tiny_bert_dir), "LLAMA": str(tiny_llama_dir)}.get(v, v) for k, v in edit.items()}
+    raw["strategies"].append(edit)
+    with pytest.raises(TaskfitError, match=message):
+        run_experiment(validate_config(raw), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_a_shots_value_the_data_cannot_give_is_rejected_up_front(sentiment_csv, tiny_bert_dir, tmp_path):
+    raw = grid(sentiment_csv, tiny_bert_dir)
+    raw["data"]["shots"] = [4, 500]
+    with pytest.raises(TaskfitError, match="K=500 examples per class"):
+        run_experiment(validate_config(raw), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_crashing_cell_fails_alone_and_the_report_shows_it(sentiment_csv, tiny_bert_dir, tmp_path, capsys):
+    broken = tmp_path / "broken-bert"
+    shutil.copytree(tiny_bert_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")  # loads fine until the weights
+    raw = grid(sentiment_csv, tiny_bert_dir, seeds=[0], workers=2)
+    raw["data"]["shots"] = 4
+    raw["strategies"].append({"name": "lora", "backbone": str(broken), "epochs": 1})
+    summary = run_experiment(validate_config(raw), tmp_path / "out")  # each cell in its own process
+    rows = {r["strategy"]: r for r in summary["strategies"]}
+    assert rows["lora"]["failed"] == 1 and rows["lora"]["runs"] == 0
+    assert rows["head-finetune"]["runs"] == 1 and rows["zero-shot"]["runs"] == 1
+    cell = tmp_path / "out" / "lora" / "broken-bert" / "k4" / "seed-0"
+    assert (cell / "error.txt").exists() and not (cell / "metrics.json").exists()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Failed cells" in html and "lora/broken-bert/k4/seed-0" in html
+    db = store.open_existing(tmp_path / "out")
+    assert [r["cell"] for r in store.rows(db, status="failed")] == ["lora/broken-bert/k4/seed-0"]
+    capsys.readouterr()
+    assert main(["runs", "list", str(tmp_path / "out"), "--status", "failed"]) == 0
+    listed = capsys.readouterr().out
+    assert "lora/broken-bert/k4/seed-0" in listed and "head-finetune" not in listed
+    assert main(["runs", "show", str(tmp_path / "out"), "lora/broken"]) == 0
+    assert "failed" in capsys.readouterr().out
+    assert main(["runs", "export", str(tmp_path / "out"), "--output", str(tmp_path / "cells.csv")]) == 0
+    lines = (tmp_path / "cells.csv").read_text().splitlines()
+    assert lines[0].startswith("cell,key,strategy") and len(lines) == 4
+
+
+def test_grid_cells_are_nested_in_k_and_skipped_when_finished(sentiment_csv, tiny_bert_dir, tmp_path, capsys):
+    cfg = validate_config(grid(sentiment_csv, tiny_bert_dir))
+    first = run_experiment(cfg, tmp_path / "out", isolate=False)
+    out = tmp_path / "out"
+    cells = sorted(str(p.parent.relative_to(out)) for p in out.rglob("metrics.json"))
+    assert cells == [f"head-finetune/tiny-bert0/k{k}/seed-{s}" for k in (2, 4) for s in (0, 1)] + [
+        "zero-shot/tiny-bert0/k0"
+    ]
+    k2 = json.loads((out / "head-finetune/tiny-bert0/k2/seed-0/cell.json").read_text())
+    assert k2["shots"] == 2 and k2["data"]["shots"] == 2
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")}
+    capsys.readouterr()
+    again = run_experiment(cfg, out, isolate=False)
+    assert "5 cells, 5 already finished" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")} == stamps
+    assert leaderboard_values(again) == leaderboard_values(first)
+    # a changed setting makes exactly that strategy's cells stale
+    changed = grid(sentiment_csv, tiny_bert_dir)
+    changed["strategies"][1]["lr"] = 1e-4
+    run_experiment(validate_config(changed), out, isolate=False)
+    assert "5 cells, 1 already finished, 4 to run" in capsys.readouterr().out
+
+
+def test_sigkill_midway_then_rerun_finishes_without_redoing_cells(sentiment_csv, tiny_bert_dir, tmp_path):
+    raw = grid(sentiment_csv, tiny_bert_dir)
+    raw["strategies"][1]["epochs"] = 3
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "taskfit", "compare", str(tmp_path / "grid.yaml"), "--output"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*command, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while (
+        len(list(killed.rglob("metrics.json"))) < 2 and process.poll() is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    finished = {p: p.stat().st_mtime_ns for p in killed.rglob("metrics.json")}
+    assert 2 <= len(finished) < 5, "the kill should land mid-grid"
+    time.sleep(2)  # the orphaned cell notices its parent is gone and exits
+    rerun = subprocess.run([*command, str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"5 cells, {len(finished)} already finished" in rerun.stdout
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not redone
+    straight = subprocess.run(
+        [*command, str(tmp_path / "straight")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert straight.returncode == 0, straight.stderr
+    resumed = json.loads((killed / "results.json").read_text())
+    uninterrupted = json.loads((tmp_path / "straight" / "results.json").read_text())
+    assert leaderboard_values(resumed) == leaderboard_values(uninterrupted)
+    assert all(r["status"] == "ok" for r in resumed["cells"]) and len(resumed["cells"]) == 5
+
+
+def test_search_tunes_on_dev_only_and_records_the_choice(sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch):
+    import taskfit.compare.search as search_module
+
+    raw = grid(sentiment_csv, tiny_bert_dir, seeds=[0])
+    raw["data"]["shots"] = 4
+    raw["strategies"] = [
+        {
+            "name": "head-finetune",
+            "backbone": str(tiny_bert_dir),
+            "search": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "epochs": [1, 2]},
+            "trials": 3,
+        }
+    ]
+    scored: list[str] = []
+    real_accuracy = search_module.accuracy
+    monkeypatch.setattr(
+        search_module, "accuracy", lambda p, ex: scored.extend(e.source for e in ex) or real_accuracy(p, ex)
+    )
+    summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    cell = tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0"
+    trials = [json.loads(line) for line in (cell / "search.jsonl").read_text().splitlines()]
+    assert [t["trial"] for t in trials[:3]] == [0, 1, 2] and trials[3]["event"] == "chosen"
+    assert trials[3]["dev_accuracy"] == max(t["dev_accuracy"] for t in trials[:3])
+    chosen = json.loads((cell / "metrics.json").read_text())["chosen"]
+    assert 1e-4 <= chosen["lr"] <= 1e-2 and chosen["epochs"] in (1, 2)
+    saved = json.loads((cell / "model" / "strategy.json").read_text())["strategy"]
+    assert saved["lr"] == chosen["lr"] and saved["search"] is None
+    test_sources = {r["text"] for r in map(json.loads, (cell / "predictions.jsonl").read_text().splitlines())}
+    assert len(scored) == 3 * 4 and test_sources  # three trials, each scored on the 4 dev examples only
+    assert summary["strategies"][0]["chosen"] == [chosen]
+    assert "Hyperparameters chosen on dev" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_report_embeds_the_plots(sentiment_csv, tiny_bert_dir, tmp_path):
+    run_experiment(validate_config(grid(sentiment_csv, tiny_bert_dir)), tmp_path / "out", isolate=False)
+    html = (tmp_path / "out" / "report.html").read_text()
+    for plot in ("shots", "cost", "learning"):
+        assert f'<figure id="plot-{plot}"><svg' in html
+        assert (tmp_path / "out" / "plots" / f"{plot}.svg").exists()
+        assert f"](plots/{plot}.svg)" in (tmp_path / "out" / "report.md").read_text()
+    assert "<script" not in html and "http" not in html.split("<svg", 1)[0]  # self-contained
+
+
+def _group(name, shots, accs, trainable=0, fit=1.0):
+    g = Group(name, "bb", name, shots)
+    for seed, acc in accs.items():
+        g.ok.append(
+            {
+                "seed": seed,
+                "accuracy": acc,
+                "macro_f1": acc,
+                "trainable_params": trainable,
+                "fit_seconds": fit,
+                "predict_examples_per_s": 100.0,
+                "peak_rss_mb": 500.0,
+                "saved_mb": 1.0,
+                "cell": f"{name}/{seed}",
+            }
+        )
+    return g
+
+
+def test_recommendation_separates_real_differences_from_seed_noise():
+    best = _group("big", "16", {0: 0.80, 1: 0.82, 2: 0.81}, trainable=1_000_000, fit=60)
+    close = _group("small", "16", {0: 0.79, 1: 0.83, 2: 0.80}, trainable=10_000, fit=5)
+    behind = _group("weak", "16", {0: 0.60, 1: 0.61, 2: 0.62}, trainable=0, fit=1)
+    text = "\n".join(recommend([best, close, behind], BudgetConfig(), {"label": "pos", "accuracy": 0.5}, 500))
+    assert "Best by accuracy at K=16" in text and "**big (bb)** 0.810 ± 0.010" in text
+    noise_line = next(line for line in text.splitlines() if "Not distinguishable" in line)
+    assert "small (bb)" in noise_line and "weak" not in noise_line
+    assert re.search(r"Cheapest within noise of the best\*\* \(.*?\): \*\*small \(bb\)\*\*", text)
+    budgeted = "\n".join(recommend([best, close, behind], BudgetConfig(trainable_params=100), None, 500))
+    assert "**Best within your budget** (trainable params ≤ 100): **weak (bb)**" in budgeted
