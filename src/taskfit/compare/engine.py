@@ -235,7 +235,7 @@ def run_experiment(
         file=stream,
         flush=True,
     )
-    specs = [(c, cell_spec(c, config, threads)) for c in todo]
+    specs = [(c, cell_spec(c, config, threads, workers if isolate else 1)) for c in todo]
     if isolate:
         _run_isolated(grid, specs, workers)
     else:
@@ -256,11 +256,12 @@ def summarise_grid(
         "accuracy: mean ± sample std over seeds on the same k-shot samples; strategies that use no training "
         "data run once (K=0)"
     )
-    if workers > 1:
-        notes.append(
-            f"timings measured with {workers} cells running at once, {threads} thread(s) each; "
-            "peak MB is the peak resident memory of the cell's own process"
-        )
+    loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
+    notes.append(
+        "timings measured with "
+        + " or ".join(f"{w} cell(s) running at once, {t} thread(s) each" for w, t in loads)
+        + "; fit s includes loading the backbone; peak MB is the peak resident memory of the cell's own process"
+    )
     recommendation = recommend(groups, config.budget, majority, len(pools.test))
     logs = {}
     for r in ok:

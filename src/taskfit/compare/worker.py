@@ -26,7 +26,7 @@ METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
 
 
-def cell_spec(cell, config, threads: int) -> dict:
+def cell_spec(cell, config, threads: int, workers: int = 1) -> dict:
     """What a worker process needs to run one cell (also written to the cell folder as cell.json)."""
     return {
         "key": cell.key,
@@ -39,6 +39,7 @@ def cell_spec(cell, config, threads: int) -> dict:
         "device": config.device,
         "trust_remote_code": config.trust_remote_code,
         "threads": threads,
+        "workers": workers,  # cells running at once: timings are measured under that load
     }
 
 
@@ -155,6 +156,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             "peak_rss_mb": peak_rss_mb(),
             "saved_mb": folder_mb(directory / "model"),
             "threads": spec["threads"],
+            "workers": spec.get("workers", 1),
             "notes": splits.notes,
         }
     )
