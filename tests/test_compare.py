@@ -240,3 +240,21 @@ def test_recommendation_separates_real_differences_from_seed_noise():
     assert re.search(r"Cheapest within noise of the best\*\* \(.*?\): \*\*small \(bb\)\*\*", text)
     budgeted = "\n".join(recommend([best, close, behind], BudgetConfig(trainable_params=100), None, 500))
     assert "**Best within your budget** (trainable params ≤ 100): **weak (bb)**" in budgeted
+
+
+def test_plan_covers_the_grid_and_keys_change_only_with_what_decides_a_result(sentiment_csv, tiny_bert_dir):
+    from taskfit.compare.plan import data_fingerprint, plan_cells
+    from taskfit.data.prepare import load_pools
+
+    raw = grid(sentiment_csv, tiny_bert_dir)
+    raw["data"]["shots"] = [4, "all", 2]
+    cfg = validate_config(raw)
+    fingerprint = data_fingerprint(load_pools(cfg.data))
+    cells = plan_cells(cfg, fingerprint)
+    assert [c.path for c in cells] == ["zero-shot/tiny-bert0/k0"] + [
+        f"head-finetune/tiny-bert0/k{k}/seed-{s}" for k in ("2", "4", "all") for s in (0, 1)
+    ]
+    assert len({c.key for c in cells}) == len(cells)
+    renamed = validate_config({**raw, "name": "other", "workers": 2})  # bookkeeping, not results
+    assert [c.key for c in plan_cells(renamed, fingerprint)] == [c.key for c in cells]
+    assert [c.key for c in plan_cells(cfg, "edited data")] != [c.key for c in cells]

@@ -87,6 +87,7 @@ def _record(
         "macro_f1": m.get("macro_f1"),
         "trainable_params": m.get("trainable_params"),
         "total_params": m.get("total_params"),
+        "load_seconds": m.get("load_seconds"),
         "fit_seconds": m.get("fit_seconds"),
         "predict_examples_per_s": m.get("predict_examples_per_s"),
         "peak_rss_mb": m.get("peak_rss_mb"),
@@ -260,7 +261,7 @@ def summarise_grid(
     notes.append(
         "timings measured with "
         + " or ".join(f"{w} cell(s) running at once, {t} thread(s) each" for w, t in loads)
-        + "; fit s includes loading the backbone; peak MB is the peak resident memory of the cell's own process"
+        + "; fit s excludes loading the backbone (load_seconds in `taskfit runs show`); peak MB is the peak resident memory of the cell's own process"
     )
     recommendation = recommend(groups, config.budget, majority, len(pools.test))
     logs = {}

@@ -30,6 +30,7 @@ COLUMNS = [
     ("macro_f1", "REAL"),
     ("trainable_params", "INTEGER"),
     ("total_params", "INTEGER"),
+    ("load_seconds", "REAL"),  # loading the backbone (not part of fit_seconds, except under a search)
     ("fit_seconds", "REAL"),
     ("predict_examples_per_s", "REAL"),
     ("peak_rss_mb", "REAL"),
@@ -49,6 +50,10 @@ def connect(output_dir: Path) -> sqlite3.Connection:
     db = sqlite3.connect(output_dir / DB_FILE, timeout=30)
     db.row_factory = sqlite3.Row
     db.execute(f"CREATE TABLE IF NOT EXISTS cells ({', '.join(f'{n} {t}' for n, t in COLUMNS)})")
+    present = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
+    for name, kind in COLUMNS:  # a database written by an older taskfit gains the new columns
+        if name not in present:
+            db.execute(f"ALTER TABLE cells ADD COLUMN {name} {kind}")
     db.commit()
     return db
 

@@ -80,9 +80,8 @@ def cell_process_main(spec: dict, cell_dir: str, parent_pid: int, environ: dict[
     except Exception as exc:  # the parent reports it; the other cells go on
         write_failure(directory, exc)
         sys.stdout.flush()
-        os._exit(1)
+        sys.exit(1)  # not os._exit: multiprocessing's exit handlers release what the libraries allocated
     sys.stdout.flush()
-    os._exit(0)
 
 
 def write_failure(directory: Path, exc: BaseException) -> None:
@@ -112,7 +111,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
 
     ctx.progress = make_progress(sys.stderr)
     started = time.perf_counter()
-    if strategy_config.search:
+    load_seconds = 0.0
+    if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
         from taskfit.compare.search import search_and_fit
 
         strategy, trials = search_and_fit(strategy_config, ctx, splits.train, splits.dev)
@@ -120,6 +120,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
     else:
         strategy, trials, chosen = build_strategy(strategy_config, ctx), [], {}
+        load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
+        started = time.perf_counter()
         strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -144,6 +146,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     metrics.update(
         {
             "key": spec["key"],
+            "load_seconds": load_seconds,
             "fit_seconds": fit_seconds,
             "predict_seconds": predict_seconds,
             "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9),
