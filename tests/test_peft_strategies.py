@@ -21,12 +21,14 @@ def expected_trainable(name: str, param_name: str) -> bool:
     return {
         "lora": "lora_" in param_name,
         "ia3": "ia3_" in param_name,
+        "prompt-tuning": "prompt_encoder" in param_name,
+        "prefix-tuning": "prompt_encoder" in param_name,
         "bitfit": param_name.endswith(".bias"),
         "adapter": ".adapter." in param_name or "LayerNorm" in param_name,
     }[name]
 
 
-@pytest.mark.parametrize("name", ["lora", "ia3", "bitfit", "adapter"])
+@pytest.mark.parametrize("name", ["lora", "ia3", "prompt-tuning", "prefix-tuning", "bitfit", "adapter"])
 def test_trains_only_what_it_should_and_reloads_identically(name, tiny_bert_dir, tmp_path):
     s = make(tiny_bert_dir, name)
     named = dict(s.model.named_parameters())
@@ -89,6 +91,32 @@ def test_lora_adapter_interoperates_with_plain_peft(tiny_bert_dir, tmp_path):
             loaded.model.encoder(**enc).last_hidden_state, made(**enc).last_hidden_state, atol=1e-6
         )
         assert not torch.allclose(made(**enc).last_hidden_state, ours, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["prompt-tuning", "prefix-tuning"])
+def test_soft_prompts_load_with_plain_peft(name, tiny_bert_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModel, AutoTokenizer
+
+    s = make(tiny_bert_dir, name, num_virtual_tokens=4)
+    s.fit(toy(8), [])
+    s.save(tmp_path / "m")
+    enc = AutoTokenizer.from_pretrained(tiny_bert_dir)(
+        ["good movie", "awful plot"], padding=True, return_tensors="pt"
+    )
+    enc.pop("token_type_ids")
+    plain = PeftModel.from_pretrained(
+        AutoModel.from_pretrained(tiny_bert_dir), str(tmp_path / "m" / "adapter")
+    ).eval()
+    s.model.eval()
+    base = AutoModel.from_pretrained(tiny_bert_dir).eval()
+    with torch.no_grad():
+        ours, theirs = s.model.encoder(**enc).last_hidden_state, plain(**enc).last_hidden_state
+        assert torch.allclose(ours, theirs, atol=1e-6)
+        width = enc["input_ids"].shape[1]
+        assert not torch.allclose(
+            ours[:, -width:], base(**enc).last_hidden_state, atol=1e-4
+        )  # prompts matter
 
 
 def test_unmatched_target_module_is_an_error_listing_candidates(tiny_bert_dir):

@@ -323,6 +323,27 @@ class IA3StrategyConfig(EncoderTrainingConfig):
     feedforward_modules: list[str] | None = None
 
 
+class PromptTuningStrategyConfig(EncoderTrainingConfig):
+    """Soft prompt through peft: trainable virtual-token embeddings before the input; the encoder is frozen."""
+
+    name: Literal["prompt-tuning"]
+    lr: float = Field(3e-2, gt=0, description="soft prompts need a large learning rate")
+    num_virtual_tokens: int = Field(20, ge=1)
+    init: Literal["sample-vocab", "random"] = Field(
+        "sample-vocab", description="start from embeddings of random vocabulary tokens, or from noise"
+    )
+
+
+class PrefixTuningStrategyConfig(EncoderTrainingConfig):
+    """Prefix tuning through peft: trainable keys/values prepended in every attention layer."""
+
+    name: Literal["prefix-tuning"]
+    lr: float = Field(1e-2, gt=0)
+    num_virtual_tokens: int = Field(20, ge=1)
+    prefix_projection: bool = Field(False, description="reparametrise the prefix through a 2-layer MLP")
+    projection_size: int = Field(512, ge=1, description="hidden size of that MLP")
+
+
 class BitFitConfig(EncoderTrainingConfig):
     """Train only the bias terms (and the head)."""
 
@@ -348,6 +369,8 @@ StrategyConfig = Annotated[
     | HeadFinetuneConfig
     | LoraStrategyConfig
     | IA3StrategyConfig
+    | PromptTuningStrategyConfig
+    | PrefixTuningStrategyConfig
     | BitFitConfig
     | AdapterStrategyConfig
     | ContrastiveConfig

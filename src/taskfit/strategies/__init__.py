@@ -9,7 +9,7 @@ from taskfit.strategies.base import BackboneCache, Context, Predictions, Strateg
 from taskfit.strategies.contrastive import Contrastive
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
-from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora
+from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora, PrefixTuning, PromptTuning
 from taskfit.strategies.prompt_finetune import PromptFinetune
 from taskfit.strategies.zero_shot import ZeroShot
 
@@ -19,6 +19,8 @@ STRATEGIES = {
     "head-finetune": HeadFinetune,
     "lora": Lora,
     "ia3": IA3,
+    "prompt-tuning": PromptTuning,
+    "prefix-tuning": PrefixTuning,
     "bitfit": BitFit,
     "adapter": Adapter,
     "contrastive": Contrastive,
@@ -30,6 +32,8 @@ NEEDS_KIND = {
     "head-finetune": "encoder",
     "lora": "encoder",
     "ia3": "encoder",
+    "prompt-tuning": "encoder",
+    "prefix-tuning": "encoder",
     "bitfit": "encoder",
     "adapter": "encoder",
     "contrastive": "encoder",

@@ -41,7 +41,8 @@ class EncoderClassifier(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (B, T, H)
+        ).last_hidden_state  # (B, T, H); with prompt tuning (B, V + T, H), V virtual tokens first
+        hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1] :]  # pool the real tokens only
         pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]  # (B, H)
         return self.head(self.dropout(pooled))  # (B, C)
 

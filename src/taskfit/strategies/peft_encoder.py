@@ -1,9 +1,10 @@
-"""Parameter-efficient fine-tuning of an encoder classifier: lora, ia3 (through peft), bitfit, adapter.
+"""Parameter-efficient fine-tuning of an encoder classifier: lora, ia3, prompt-tuning, prefix-tuning (through
+peft), bitfit, adapter.
 
 Each trains the task head plus a small part of the encoder, with the same loop as head-finetune, and saves
 only what it trained: lora/ia3 in peft's own format (``adapter/adapter_config.json`` +
 ``adapter/adapter_model.safetensors``, loadable with plain ``peft.PeftModel.from_pretrained``) beside
-``head.safetensors``; bitfit/adapter as ``trained.safetensors``. Reloading needs the same base backbone.
+``head.safetensors`` (prompt-tuning/prefix-tuning too); bitfit/adapter as ``trained.safetensors``. Reloading needs the same base backbone.
 """
 
 from __future__ import annotations
@@ -139,6 +140,45 @@ class IA3(PeftStrategy):
         if c.feedforward_modules:
             check_targets(encoder, c.feedforward_modules, "feedforward_modules")
         return IA3Config(target_modules=targets, feedforward_modules=c.feedforward_modules)
+
+
+class PromptLearning(PeftStrategy):
+    """prompt-tuning and prefix-tuning: trainable virtual tokens; the whole encoder stays frozen."""
+
+    def _batch(self, examples):
+        batch = super()._batch(examples)
+        batch.pop("token_type_ids", None)  # peft ignores them with virtual tokens (and warns each call)
+        return batch
+
+
+class PromptTuning(PromptLearning):
+    """Soft prompt (Lester et al. 2021): virtual-token embeddings prepended to the input embeddings."""
+
+    def peft_config(self, encoder: nn.Module):
+        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+
+        c = self.config
+        init = PromptTuningInit.SAMPLE_VOCAB if c.init == "sample-vocab" else PromptTuningInit.RANDOM
+        return PromptTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=c.num_virtual_tokens,
+            prompt_tuning_init=init,
+        )
+
+
+class PrefixTuning(PromptLearning):
+    """Prefix tuning (Li & Liang 2021): trainable keys and values prepended in every attention layer."""
+
+    def peft_config(self, encoder: nn.Module):
+        from peft import PrefixTuningConfig, TaskType
+
+        c = self.config
+        return PrefixTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=c.num_virtual_tokens,
+            prefix_projection=c.prefix_projection,
+            encoder_hidden_size=c.projection_size,
+        )
 
 
 class TrainedSubset(HeadFinetune):
