@@ -258,3 +258,23 @@ def test_plan_covers_the_grid_and_keys_change_only_with_what_decides_a_result(se
     renamed = validate_config({**raw, "name": "other", "workers": 2})  # bookkeeping, not results
     assert [c.key for c in plan_cells(renamed, fingerprint)] == [c.key for c in cells]
     assert [c.key for c in plan_cells(cfg, "edited data")] != [c.key for c in cells]
+
+
+def test_compare_runs_the_data_checks_first_and_shows_the_majority_row(
+    sentiment_csv, tiny_bert_dir, tmp_path, capsys
+):
+    rows = sentiment_csv.read_text().splitlines()
+    fresh = [
+        f"{w} unseen {i},{lab}"
+        for i, (w, lab) in enumerate([("good", "positive"), ("awful", "negative")] * 4)
+    ]
+    (tmp_path / "test.csv").write_text("\n".join([rows[0], *rows[1:4], *fresh]) + "\n")  # 3 leaked rows
+    raw = grid(sentiment_csv, tiny_bert_dir, seeds=[0])
+    raw["data"].update({"shots": 4, "test": str(tmp_path / "test.csv")})
+    raw["strategies"] = raw["strategies"][:1]
+    run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    printed = capsys.readouterr().out
+    assert "data check: duplicates.cross-split: 3 text(s) of test also in train" in printed
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "data check: duplicates.cross-split" in report
+    assert "| majority class (always '" in report

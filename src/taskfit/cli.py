@@ -132,6 +132,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from taskfit.config import ColumnsConfig, DataConfig, load_config
+    from taskfit.data.catalog import builtin_names
+    from taskfit.data.inspect import inspect_data
+    from taskfit.io import write_json_atomic
+
+    backbones, max_length = list(args.backbone or []), args.max_length
+    if args.data.endswith((".yaml", ".yml")):
+        config = load_config(args.data)
+        data = config.data
+        backbones = backbones or list(dict.fromkeys(s.backbone for s in config.strategies))
+        lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
+        max_length = max_length or min(lengths, default=256)
+    elif args.data in builtin_names():
+        data = DataConfig(dataset=args.data, shots=args.shots)
+    else:
+        columns = ColumnsConfig(text=args.text_column, label=args.label_column)
+        data = DataConfig(
+            train=args.data,
+            dev=args.dev,
+            test=args.test,
+            format=args.format,
+            columns=columns,
+            shots=args.shots,
+        )
+    report = inspect_data(data, backbones, max_length or 256)
+    if args.json == "-":
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.render())
+        if args.json:
+            write_json_atomic(Path(args.json), report.as_json())
+    return 1 if args.strict and report.problems else 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from taskfit.data.catalog import builtin_names, card, load_builtin
 
@@ -206,6 +241,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair-column", default=None)
     p.add_argument("--format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "hf"])
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "inspect", help="check data before training: parsing, duplicates and leakage, balance, tokenization"
+    )
+    p.add_argument(
+        "data", help="a CSV/TSV/JSONL file (the train split), a built-in dataset name, or a config YAML"
+    )
+    p.add_argument("--dev", help="dev split file")
+    p.add_argument("--test", help="test split file")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "hf"])
+    p.add_argument("--backbone", action="append", help="check tokenization for this backbone (repeatable)")
+    p.add_argument("--shots", type=int, help="K per class you plan to use (flags rarer labels)")
+    p.add_argument("--max-length", type=int, help="token limit to check truncation against (default 256)")
+    p.add_argument(
+        "--json", metavar="PATH", help="also write the findings as JSON ('-': JSON on stdout only)"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 when any warning or error is found")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("datasets", help="list built-in datasets, or show one's card")
     p.add_argument("name", nargs="?")

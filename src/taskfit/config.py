@@ -49,6 +49,10 @@ class DataConfig(Strict):
         None, ge=1, description="evaluate on a fixed subset of this many test examples"
     )
     split_seed: int = Field(0, description="seed for carving dev/test out of train when they are not given")
+    dedupe: bool = Field(
+        False,
+        description="drop from train (and dev) texts that also occur in a later split (never from test)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -208,6 +208,7 @@ def run_experiment(
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data)
     validate_plan(config, pools)
+    data_warnings = check_data(config, pools, stream)
     cells = plan_cells(config, data_fingerprint(pools))
     out.mkdir(parents=True, exist_ok=True)
     config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -241,11 +242,39 @@ def run_experiment(
         _run_isolated(grid, specs, workers)
     else:
         _run_in_process(grid, specs)
-    return summarise_grid(grid, cells, pools, config_yaml, workers, threads)
+    return summarise_grid(grid, cells, pools, config_yaml, data_warnings)
+
+
+def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
+    """``taskfit inspect``'s checks on the examples this grid will see; warnings are shown, never fatal."""
+    from taskfit.data.inspect import InspectReport, check_examples, scan_file
+
+    report = InspectReport()
+    if config.data.train and config.data.format != "hf":
+        for path in (config.data.train, config.data.dev, config.data.test):
+            if path:
+                scan_file(path, report, config.data.format)
+    splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
+    lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
+    ks = [k for k in config.data.shot_grid() if k]
+    check_examples(
+        {k: v for k, v in splits.items() if v},
+        pools.labels,
+        max(ks, default=None),
+        list(dict.fromkeys(s.backbone for s in config.strategies)),
+        min(lengths, default=256),
+        report,
+    )
+    warnings = [f"{f.check}: {f.message}" for f in report.problems]
+    for w in warnings:
+        print(f"data check: {w}", file=stream)
+    if warnings:
+        print("data check: details with `taskfit inspect` (the grid runs anyway)", file=stream)
+    return warnings
 
 
 def summarise_grid(
-    grid: _Grid, cells: list[Cell], pools, config_yaml: str, workers: int, threads: int
+    grid: _Grid, cells: list[Cell], pools, config_yaml: str, data_warnings: list[str] | None = None
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
@@ -253,6 +282,7 @@ def summarise_grid(
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"]["majority_baseline"] for r in ok), None)
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
+    notes += [f"data check: {w}" for w in data_warnings or []]
     notes.append(
         "accuracy: mean ± sample std over seeds on the same k-shot samples; strategies that use no training "
         "data run once (K=0)"
@@ -271,7 +301,7 @@ def summarise_grid(
             logs[r["cell"]] = [
                 json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line
             ]
-    table = leaderboard(groups)
+    table = leaderboard(groups, majority)
     summary = {
         "name": config.name,
         "output_dir": str(out),

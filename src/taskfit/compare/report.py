@@ -195,7 +195,7 @@ def write_report(
     plots = {k: v for k, v in plots.items() if v}
     for key, svg in plots.items():
         write_text_atomic(output_dir / "plots" / f"{key}.svg", svg)
-    table = leaderboard(groups)
+    table = leaderboard(groups, majority)
     failures = [e for g in groups for e in g.as_dict()["errors"]]
     chosen = [(g, c) for g in groups for c in g.as_dict()["chosen"]]
 

@@ -91,7 +91,8 @@ def _num(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-def leaderboard(groups: list[Group]) -> str:
+def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
+    """One row per (strategy, backbone, K); the majority-class baseline last, as the floor to beat."""
     lines = [
         "| strategy | backbone | K | accuracy | macro-F1 | runs | trainable params | fit s | predict ex/s "
         "| peak MB | saved MB |",
@@ -105,6 +106,10 @@ def leaderboard(groups: list[Group]) -> str:
             f"{fmt_mean_std(d['macro_f1_mean'], d['macro_f1_std'])} | {runs} | {_num(d['trainable_params'], ',')} | "
             f"{_num(d['fit_seconds_mean'], '.1f')} | {_num(d['predict_examples_per_s'], '.1f')} | "
             f"{_num(d['peak_rss_mb'], ',.0f')} | {_num(d['saved_mb'], '.2f')} |"
+        )
+    if majority:
+        lines.append(
+            f"| majority class (always '{majority['label']}') | — | 0 | {majority['accuracy']:.3f} | — | — | 0 | — | — | — | — |"
         )
     return "\n".join(lines)
 

@@ -129,6 +129,12 @@ def load_pools(cfg: DataConfig) -> Pools:
         if not dev:
             train, dev = _carve(train, 0.1, cfg.split_seed + 1)
             notes.append(f"no dev file: held out 10% of train ({len(dev)} examples)")
+    if cfg.dedupe:
+        train, dev, dropped = drop_cross_split_duplicates(train, dev, test)
+        notes.append(
+            f"dedupe: dropped {dropped['train']} train and {dropped['dev']} dev examples whose text also occurs "
+            "in a later split (test is never changed)"
+        )
     _check_labels(train, labels, "train")
     _check_labels(dev, labels, "dev")
     _check_labels(test, labels, "test")
@@ -137,6 +143,19 @@ def load_pools(cfg: DataConfig) -> Pools:
         test = sorted(rng.sample(test, cfg.test_limit), key=lambda e: e.source)
         notes.append(f"evaluating on a fixed subset of {len(test)} test examples (data.test_limit)")
     return Pools(train, dev, test, labels, notes)
+
+
+def drop_cross_split_duplicates(
+    train: list[Example], dev: list[Example], test: list[Example]
+) -> tuple[list[Example], list[Example], dict[str, int]]:
+    """Train loses texts (normalised case and whitespace) found in dev or test; dev loses those in test."""
+    from taskfit.data.catalog import normalise
+
+    in_test = {normalise(e.text) for e in test}
+    kept_dev = [e for e in dev if normalise(e.text) not in in_test]
+    later = in_test | {normalise(e.text) for e in kept_dev}
+    kept_train = [e for e in train if normalise(e.text) not in later]
+    return kept_train, kept_dev, {"train": len(train) - len(kept_train), "dev": len(dev) - len(kept_dev)}
 
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:

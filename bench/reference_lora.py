@@ -1,0 +1,142 @@
+"""taskfit `lora` vs the field's reference stack (transformers.Trainer + peft LoRA), side by side.
+
+Same backbone (all-MiniLM-L6-v2), same k-shot splits (taskfit's sampler), same hyperparameters: LoRA r=8,
+alpha=16, dropout 0.1 on query/key/value; AdamW lr 5e-3 (head too), weight decay 0.01, linear schedule with
+10% warm-up, batch 8, 10 epochs, no model selection (last epoch), max length 256. The reference is set up as
+its documentation recommends: AutoModelForSequenceClassification, peft task_type SEQ_CLS (so the classifier
+trains), a tokenized `datasets.Dataset`, DataCollatorWithPadding (dynamic padding), report_to none.
+
+Usage:  .venv/bin/python bench/reference_lora.py [--dataset mr] [--shots 16] [--seeds 0,1,2,3,4]
+Prints one line per seed and a summary: accuracy mean ± std of each, and the training-throughput ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from taskfit.config import DataConfig, LoraStrategyConfig
+from taskfit.data.prepare import load_pools, sample_splits
+from taskfit.models.backbones import resolve
+from taskfit.strategies import Context, build_strategy
+
+EPOCHS, BATCH, LR = 10, 8, 5e-3
+
+
+def run_taskfit(splits, seed):
+    cfg = LoraStrategyConfig(
+        name="lora", backbone="minilm", lr=LR, head_lr=LR, epochs=EPOCHS, batch_size=BATCH, patience=EPOCHS
+    )
+    strategy = build_strategy(cfg, Context(splits.labels, seed=seed))
+    started = time.perf_counter()
+    strategy.fit(splits.train, [])  # no dev: no per-epoch evaluation, no selection, like the reference
+    seconds = time.perf_counter() - started
+    preds = strategy.predict(splits.test).labels
+    return np.mean([p == e.label for p, e in zip(preds, splits.test)]), seconds
+
+
+def run_reference(splits, seed):
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    set_seed(seed)
+    path = resolve("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    index = {lab: i for i, lab in enumerate(splits.labels)}
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(index))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            target_modules=["query", "key", "value"],
+        ),
+    )
+
+    def encode(examples):
+        data = Dataset.from_dict(
+            {"text": [e.text for e in examples], "label": [index[e.label] for e in examples]}
+        )
+        return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=256), batched=True)
+
+    args = TrainingArguments(
+        output_dir="/tmp/taskfit-bench-trainer",
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=64,
+        learning_rate=LR,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        lr_scheduler_type="linear",
+        num_train_epochs=EPOCHS,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        seed=seed,
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode(splits.train),
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    logits = trainer.predict(encode(splits.test)).predictions
+    gold = np.array([index[e.label] for e in splits.test])
+    return float((logits.argmax(-1) == gold).mean()), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="mr")
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    data = DataConfig(dataset=args.dataset, shots=args.shots)
+    pools = load_pools(data)
+    ours, theirs = [], []
+    for seed in map(int, args.seeds.split(",")):
+        splits = sample_splits(pools, data, seed)
+        ours.append(run_taskfit(splits, seed))
+        theirs.append(run_reference(splits, seed))
+        print(
+            f"seed {seed}: taskfit lora {ours[-1][0]:.3f} ({ours[-1][1]:.1f} s), "
+            f"Trainer+peft {theirs[-1][0]:.3f} ({theirs[-1][1]:.1f} s)",
+            flush=True,
+        )
+    n_train = len(splits.train) * EPOCHS
+
+    def line(name, rows):
+        accs, secs = [r[0] for r in rows], [r[1] for r in rows]
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        return f"{name}: accuracy {statistics.mean(accs):.3f} ± {std:.3f}, {n_train / statistics.mean(secs):.1f} train examples/s"
+
+    print(line("taskfit lora", ours))
+    print(line("Trainer + peft LoRA", theirs))
+    ratio = statistics.mean(r[1] for r in theirs) / statistics.mean(r[1] for r in ours)
+    print(
+        f"throughput taskfit / reference: {ratio:.2f}x (test {len(splits.test)} examples, {torch.get_num_threads()} threads)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Know your data before you train on it: parsing anomalies, duplicates and leakage, class balance, and how
+a backbone's tokenizer sees the texts.
+
+Every finding carries figures and, where it has one, the file and line. ``taskfit inspect`` prints them;
+``taskfit compare`` runs the same checks first and shows the warnings. Written by hand: no library we use
+checks raw CSV structure, cross-split leakage and tokenizer coverage together.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from taskfit.data.catalog import normalise
+from taskfit.data.readers import Example, infer_format
+
+LONG_FIELD_FACTOR = 10  # a field this many times the column's median length...
+LONG_FIELD_MIN_CHARS = 500  # ...and at least this long, is suspicious
+MANY_LINES = 3  # a field holding this many line breaks likely swallowed records
+UNK_WARN = 0.01  # warn when more than 1% of tokens are the unknown token
+TRUNC_WARN = 0.01  # warn when more than 1% of texts would be truncated
+EXAMPLES_SHOWN = 3
+
+
+@dataclass
+class Finding:
+    check: str  # e.g. "parse.long-field", "duplicates.cross-split"
+    severity: str  # "error" (data unusable as is), "warning" (likely corrupts results) or "info"
+    message: str  # one line, with figures
+    count: int = 0
+    where: list[str] = field(default_factory=list)  # "file:line" or short examples
+
+
+@dataclass
+class InspectReport:
+    findings: list[Finding] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def add(
+        self, check: str, severity: str, message: str, count: int = 0, where: list[str] | None = None
+    ) -> None:
+        self.findings.append(Finding(check, severity, message, count, list(where or [])))
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity in ("warning", "error")]
+
+    def as_json(self) -> dict:
+        return {"findings": [asdict(f) for f in self.findings], "stats": self.stats}
+
+    def render(self) -> str:
+        lines = []
+        for f in self.findings:
+            lines.append(f"{f.severity.upper():<7} {f.check}: {f.message}")
+            lines.extend(f"          {w}" for w in f.where[:EXAMPLES_SHOWN])
+            if len(f.where) > EXAMPLES_SHOWN:
+                lines.append(f"          … and {len(f.where) - EXAMPLES_SHOWN} more")
+        n = len(self.problems)
+        lines.append(f"{n} problem{'s' if n != 1 else ''} found" if n else "no problems found")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Raw files: what the parser would silently accept or choke on.
+
+
+def scan_file(path: str | Path, report: InspectReport, fmt: str = "auto") -> None:
+    """BOM, line endings, undecodable bytes; for CSV/TSV also field counts and swallowed records."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    fmt = infer_format(str(path)) if fmt == "auto" else fmt
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        report.add("parse.bom", "info", f"{path} starts with a UTF-8 byte-order mark (removed when read)", 1)
+        raw = raw[3:]
+    crlf, lf, cr = (
+        raw.count(b"\r\n"),
+        raw.count(b"\n") - raw.count(b"\r\n"),
+        raw.count(b"\r") - raw.count(b"\r\n"),
+    )
+    kinds = {name: n for name, n in (("CRLF", crlf), ("LF", lf), ("CR", cr)) if n}
+    if len(kinds) > 1:
+        report.add(
+            "parse.line-endings",
+            "warning",
+            f"{path} mixes line endings ({', '.join(f'{n} {k}' for k, n in kinds.items())}): "
+            "a sign of files pasted together",
+            sum(kinds.values()),
+        )
+    bad = []
+    lines = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad.append(
+                f"{path}:{number}: column {exc.start + 1}: {line[max(0, exc.start - 10) : exc.start + 10]!r}"
+            )
+            lines.append(line.decode("utf-8", errors="replace"))
+    if bad:
+        report.add(
+            "parse.encoding",
+            "error",
+            f"{path}: {len(bad)} line(s) with bytes that are not UTF-8 (re-save as UTF-8, e.g. iconv -f latin1 -t utf-8)",
+            len(bad),
+            bad,
+        )
+    if fmt in ("csv", "tsv"):
+        _scan_delimited(path, "\n".join(lines), "," if fmt == "csv" else "\t", report)
+
+
+def _scan_delimited(path: Path, text: str, delimiter: str, report: InspectReport) -> None:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    records: list[tuple[int, list[str]]] = []
+    start = reader.line_num + 1
+    try:
+        for row in reader:
+            records.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        report.add("parse.csv", "error", f"{path}:{reader.line_num}: {exc}", 1)
+    wrong = [
+        f"{path}:{line}: {len(row)} fields, header has {len(header)}"
+        for line, row in records
+        if row and len(row) != len(header)
+    ]
+    if wrong:
+        report.add(
+            "parse.field-count",
+            "warning",
+            f"{path}: {len(wrong)} row(s) with a different number of fields than the header ({len(header)})",
+            len(wrong),
+            wrong,
+        )
+    for col, name in enumerate(header):
+        lengths = [len(row[col]) for _, row in records if len(row) > col]
+        if not lengths:
+            continue
+        median = statistics.median(lengths)
+        suspicious = []
+        for line, row in records:
+            if len(row) <= col:
+                continue
+            value = row[col]
+            breaks = value.count("\n")
+            record_like = (
+                sum(len(part.split(delimiter)) == len(header) for part in value.split("\n")) if breaks else 0
+            )
+            long = len(value) >= LONG_FIELD_MIN_CHARS and len(value) > LONG_FIELD_FACTOR * max(median, 1)
+            if breaks >= MANY_LINES or record_like or long:
+                suspicious.append(
+                    f"{path}:{line}: field '{name}' spans {breaks + 1} lines, {len(value):,} characters "
+                    f"(median {median:,.0f})"
+                    + (f", {record_like} of its lines look like records" if record_like else "")
+                    + f": {value[:60]!r}…"
+                )
+        if suspicious:
+            report.add(
+                "parse.swallowed-records",
+                "warning",
+                f"{path}: {len(suspicious)} '{name}' field(s) span many lines or are over {LONG_FIELD_FACTOR}x the "
+                "median length: likely records swallowed by an unmatched quote",
+                len(suspicious),
+                suspicious,
+            )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Examples: duplicates, leakage, conflicting labels, balance.
+
+
+def check_duplicates(splits: dict[str, list[Example]], report: InspectReport) -> None:
+    for name, examples in splits.items():
+        exact = Counter(e.text for e in examples)
+        near: dict[str, list[Example]] = defaultdict(list)
+        for e in examples:
+            near[normalise(e.text)].append(e)
+        n_exact = sum(c - 1 for c in exact.values() if c > 1)
+        n_near = sum(len(g) - 1 for g in near.values() if len(g) > 1) - n_exact
+        if n_exact or n_near:
+            groups = [g for g in near.values() if len(g) > 1]
+            report.add(
+                "duplicates.within-split",
+                "warning",
+                f"{name}: {n_exact} exact duplicate(s) and {n_near} more after normalising case and whitespace "
+                f"({len(groups)} texts repeated)",
+                n_exact + n_near,
+                [" = ".join(e.source for e in g[:3]) + f": {g[0].text[:50]!r}" for g in groups],
+            )
+    names = list(splits)
+    index = {name: {normalise(e.text): e for e in splits[name]} for name in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = [t for t in index[a] if t in index[b]]
+            if shared:
+                report.add(
+                    "duplicates.cross-split",
+                    "warning",
+                    f"{len(shared)} text(s) of {b} also in {a} (after normalising case and whitespace): "
+                    f"leakage inflates {b} scores; data.dedupe: true drops them from {a}",
+                    len(shared),
+                    [f"{index[a][t].source} = {index[b][t].source}: {t[:50]!r}" for t in shared],
+                )
+    labels: dict[str, set] = defaultdict(set)
+    where: dict[str, list[str]] = defaultdict(list)
+    for examples in splits.values():
+        for e in examples:
+            key = normalise(e.text)
+            labels[key].add(e.label)
+            where[key].append(f"{e.source} ({e.label})")
+    conflicts = [k for k, v in labels.items() if len(v) > 1]
+    if conflicts:
+        report.add(
+            "duplicates.conflicting-labels",
+            "warning",
+            f"{len(conflicts)} text(s) appear with different labels: mislabelled, or the task is ambiguous",
+            len(conflicts),
+            [", ".join(where[k][:4]) + f": {k[:50]!r}" for k in conflicts],
+        )
+
+
+def check_balance(
+    splits: dict[str, list[Example]], labels: list[str], shots: int | None, report: InspectReport
+) -> None:
+    counts = {name: Counter(e.label for e in examples) for name, examples in splits.items()}
+    report.stats["label_counts"] = {name: {lab: c[lab] for lab in labels} for name, c in counts.items()}
+    scored = "test" if splits.get("test") else next(iter(splits))
+    c = counts[scored]
+    total = sum(c.values())
+    if total:
+        label, n = c.most_common(1)[0]
+        report.stats["majority_baseline"] = {"split": scored, "label": label, "accuracy": n / total}
+        report.add(
+            "balance.majority-baseline",
+            "info",
+            f"majority-class baseline on {scored}: {n / total:.3f} (always '{label}'); a model must beat this",
+            total,
+        )
+    train = counts.get("train", Counter())
+    if train:
+        ratio = max(train.values()) / max(min(train[lab] for lab in labels), 1)
+        if ratio >= 5:
+            report.add(
+                "balance.imbalanced",
+                "warning",
+                f"train is imbalanced: the largest class has {ratio:.0f}x the examples of the smallest; "
+                "report macro-F1 beside accuracy",
+                int(ratio),
+            )
+    if shots:
+        for name in ("train", "dev"):
+            rare = {
+                lab: counts.get(name, Counter())[lab]
+                for lab in labels
+                if counts.get(name, Counter())[lab] < shots
+            }
+            if rare and counts.get(name):
+                report.add(
+                    f"balance.too-rare-for-k.{name}",
+                    "warning" if name == "train" else "info",
+                    f"{name}: label(s) with fewer than K={shots} examples: "
+                    + ", ".join(f"'{lab}' ({n})" for lab, n in rare.items()),
+                    len(rare),
+                )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backbone's view: token lengths, truncation, unknown tokens, scripts.
+
+
+def script_of(char: str) -> str | None:
+    if not char.isalpha():
+        return None
+    name = unicodedata.name(char, "")
+    for script in (
+        "CJK",
+        "HIRAGANA",
+        "KATAKANA",
+        "HANGUL",
+        "LATIN",
+        "CYRILLIC",
+        "ARABIC",
+        "HEBREW",
+        "GREEK",
+        "DEVANAGARI",
+        "THAI",
+    ):
+        if name.startswith(script):
+            return script
+    return "OTHER"
+
+
+def check_scripts(texts: list[str], report: InspectReport) -> None:
+    counts: Counter = Counter()
+    for t in texts:
+        counts.update(s for s in map(script_of, t) if s)
+    total = sum(counts.values())
+    if not total:
+        return
+    shares = {s: n / total for s, n in counts.most_common()}
+    report.stats["scripts"] = shares
+    report.add(
+        "text.scripts",
+        "info",
+        "letters by script: " + ", ".join(f"{s} {v:.1%}" for s, v in list(shares.items())[:4]),
+        total,
+    )
+
+
+def check_tokens(
+    texts: list[str], backbone: str, max_length: int, report: InspectReport, sample: int = 5000
+) -> None:
+    from transformers import AutoTokenizer
+
+    from taskfit.models.backbones import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(backbone))
+    if len(texts) > sample:  # lengths and rates from an even sample: fast on large sets
+        step = len(texts) / sample
+        texts = [texts[int(i * step)] for i in range(sample)]
+    ids = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+    lengths = sorted(len(x) for x in ids)
+    limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+    truncated = sum(n > limit for n in lengths) / len(lengths)
+
+    def pct(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+
+    stats = {
+        "tokens_median": pct(0.5),
+        "tokens_p95": pct(0.95),
+        "tokens_max": lengths[-1],
+        "max_length": limit,
+        "truncated_share": truncated,
+    }
+    report.add(
+        f"tokens.{backbone}.lengths",
+        "warning" if truncated > TRUNC_WARN else "info",
+        f"{backbone}: tokens per text median {stats['tokens_median']}, 95th percentile {stats['tokens_p95']}, "
+        f"max {stats['tokens_max']}; {truncated:.1%} of texts exceed max_length {limit} and would be truncated",
+        len(lengths),
+    )
+    unk = tokenizer.unk_token_id
+    if unk is not None and unk not in (
+        tokenizer.eos_token_id,
+        tokenizer.bos_token_id,
+    ):  # byte-level BPE has no real unk
+        special = set(tokenizer.all_special_ids) - {unk}
+        body = [t for x in ids for t in x if t not in special]
+        rate = sum(t == unk for t in body) / max(len(body), 1)
+        stats["unk_rate"] = rate
+        with_unk = sum(unk in x for x in ids) / len(ids)
+        report.add(
+            f"tokens.{backbone}.unknown",
+            "warning" if rate > UNK_WARN else "info",
+            f"{backbone}: {rate:.2%} of tokens are {tokenizer.unk_token} ({with_unk:.1%} of texts have one)"
+            + (
+                "; the model cannot see those characters: try a backbone whose vocabulary covers them"
+                if rate > UNK_WARN
+                else ""
+            ),
+            sum(t == unk for t in body),
+        )
+    report.stats[f"tokens.{backbone}"] = stats
+
+
+def check_examples(
+    splits: dict[str, list[Example]],
+    labels: list[str],
+    shots: int | None = None,
+    backbones: list[str] | None = None,
+    max_length: int = 256,
+    report: InspectReport | None = None,
+) -> InspectReport:
+    report = report or InspectReport()
+    report.stats["sizes"] = {name: len(examples) for name, examples in splits.items()}
+    check_duplicates(splits, report)
+    check_balance(splits, labels, shots, report)
+    texts = [e.text for examples in splits.values() for e in examples]
+    check_scripts(texts, report)
+    for backbone in backbones or []:
+        check_tokens(texts, backbone, max_length, report)
+    return report
+
+
+def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256) -> InspectReport:
+    """All checks for a data config: its raw files first (these never stop), then the examples a run sees."""
+    from taskfit.data.prepare import load_pools
+    from taskfit.errors import TaskfitError
+
+    report = InspectReport()
+    if data.train:
+        for path in (data.train, data.dev, data.test):
+            if path and data.format != "hf":
+                scan_file(path, report, data.format)
+    try:
+        pools = load_pools(data)
+    except TaskfitError as exc:
+        report.add("load", "error", str(exc), 1)
+        return report
+    for note in pools.notes:
+        report.add("load.note", "info", note)
+    ks = [k for k in data.shot_grid() if k]
+    splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
+    return check_examples(
+        {k: v for k, v in splits.items() if v},
+        pools.labels,
+        max(ks, default=None),
+        backbones,
+        max_length,
+        report,
+    )
