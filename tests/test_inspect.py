@@ -149,3 +149,23 @@ def test_inspect_reports_a_file_it_cannot_load_instead_of_crashing(tmp_path):
     (tmp_path / "train.csv").write_text("review,label\ngood,positive\n")
     report = inspect_data(DataConfig(train=str(tmp_path / "train.csv")))
     assert report.findings[-1].check == "load" and "column 'text' not found" in report.findings[-1].message
+
+
+def test_ner_tag_scheme_unseen_tags_and_empty_sentences(tmp_path, capsys):
+    (tmp_path / "train.conll").write_text(
+        "John B-PER\nlives O\nin O\nNew B-LOC\nYork I-LOC\n\n"  # lines 1-5
+        "Mary I-PER\nSmith I-PER\n\n\n"  # line 7: I- without B-; lines 9-10: an empty sentence
+        "Paris B-LOC\nis\n"  # line 12: no tag
+    )
+    (tmp_path / "test.conll").write_text("Acme B-ORG\nCorp I-ORG\nsold O\n")
+    args = ["inspect", str(tmp_path / "train.conll"), "--task", "ner", "--test", str(tmp_path / "test.conll")]
+    assert main([*args, "--json", "-"]) == 0
+    found = {f["check"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    scheme = found["ner.tag-scheme"]
+    assert scheme["count"] == 1 and scheme["where"][0].startswith(
+        f"{tmp_path / 'train.conll'}:7: I-PER after O"
+    )
+    assert found["ner.empty-sentence"]["where"][0].startswith(f"{tmp_path / 'train.conll'}:10")
+    assert found["ner.malformed-line"]["where"][0].startswith(f"{tmp_path / 'train.conll'}:12")
+    assert "B-ORG (1), I-ORG (1)" in found["ner.unseen-tags.test"]["message"]
+    assert main([*args, "--strict"]) == 1

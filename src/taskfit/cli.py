@@ -139,6 +139,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from taskfit.io import write_json_atomic
 
     backbones, max_length = list(args.backbone or []), args.max_length
+    if args.task == "ner":
+        from taskfit.data.inspect import inspect_ner
+
+        report = inspect_ner(args.data, args.dev, args.test)
+        print(
+            json.dumps(report.as_json(), indent=2, ensure_ascii=False)
+            if args.json == "-"
+            else report.render()
+        )
+        if args.json and args.json != "-":
+            write_json_atomic(Path(args.json), report.as_json())
+        return 1 if args.strict and report.problems else 0
     if args.data.endswith((".yaml", ".yml")):
         config = load_config(args.data)
         data = config.data
@@ -247,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "data", help="a CSV/TSV/JSONL file (the train split), a built-in dataset name, or a config YAML"
+    )
+    p.add_argument(
+        "--task",
+        default="classification",
+        choices=["classification", "ner"],
+        help="ner: CoNLL files (token tag)",
     )
     p.add_argument("--dev", help="dev split file")
     p.add_argument("--test", help="test split file")

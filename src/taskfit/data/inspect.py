@@ -420,3 +420,122 @@ def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256
         max_length,
         report,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# NER: CoNLL-style files (one "token tag" per line, a blank line between sentences).
+
+
+@dataclass
+class TaggedSentence:
+    tokens: list[str]
+    tags: list[str]
+    line: int  # line of the first token
+    lines: list[int] = field(default_factory=list)
+
+
+def read_conll(path: str | Path, report: InspectReport) -> list[TaggedSentence]:
+    """Token in the first column, tag in the last (tab or space separated); reports malformed lines."""
+    path = Path(path)
+    sentences: list[TaggedSentence] = []
+    current: TaggedSentence | None = None
+    blank_run, malformed = 0, []
+    empty_sentences = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        parts = line.split()
+        if not parts or line.startswith("-DOCSTART-"):
+            if current is not None:
+                sentences.append(current)
+                current = None
+            blank_run += 1
+            if blank_run == 2 and number > 2:
+                empty_sentences.append(f"{path}:{number}: an empty sentence (two blank lines in a row)")
+            continue
+        blank_run = 0
+        if len(parts) < 2:
+            malformed.append(f"{path}:{number}: expected 'token tag', got {line!r}")
+            continue
+        if current is None:
+            current = TaggedSentence([], [], number)
+        current.tokens.append(parts[0])
+        current.tags.append(parts[-1])
+        current.lines.append(number)
+    if current is not None:
+        sentences.append(current)
+    if malformed:
+        report.add(
+            "ner.malformed-line",
+            "error",
+            f"{path}: {len(malformed)} line(s) without a tag",
+            len(malformed),
+            malformed,
+        )
+    if empty_sentences:
+        report.add(
+            "ner.empty-sentence",
+            "warning",
+            f"{path}: {len(empty_sentences)} empty sentence(s)",
+            len(empty_sentences),
+            empty_sentences,
+        )
+    return sentences
+
+
+def check_tag_scheme(sentences: list[TaggedSentence], path: str, report: InspectReport) -> None:
+    """BIO/IOB2: an I-X must follow B-X or I-X; anything but O, B-*, I-* (or BIOES' E-, S-) is unknown."""
+    violations, unknown = [], []
+    for s in sentences:
+        previous = "O"
+        for tag, line in zip(s.tags, s.lines):
+            prefix, _, kind = tag.partition("-")
+            if tag != "O" and prefix not in ("B", "I", "E", "S"):
+                unknown.append(f"{path}:{line}: tag {tag!r}")
+            if prefix == "I" and previous not in (f"B-{kind}", f"I-{kind}"):
+                violations.append(
+                    f"{path}:{line}: {tag} after {previous} (expected B-{kind} or I-{kind} before it)"
+                )
+            previous = tag
+    if violations:
+        report.add(
+            "ner.tag-scheme",
+            "warning",
+            f"{path}: {len(violations)} I- tag(s) without a B- of the same type before them",
+            len(violations),
+            violations,
+        )
+    if unknown:
+        report.add(
+            "ner.unknown-tag-format",
+            "warning",
+            f"{path}: {len(unknown)} tag(s) not in BIO form",
+            len(unknown),
+            unknown,
+        )
+
+
+def inspect_ner(train: str, dev: str | None = None, test: str | None = None) -> InspectReport:
+    report = InspectReport()
+    splits: dict[str, list[TaggedSentence]] = {}
+    for name, path in (("train", train), ("dev", dev), ("test", test)):
+        if path:
+            scan_file(path, report, "jsonl")  # encoding, BOM and line endings only
+            splits[name] = read_conll(path, report)
+            check_tag_scheme(splits[name], path, report)
+    seen = {t for s in splits.get("train", []) for t in s.tags}
+    for name in ("dev", "test"):
+        unseen = Counter(t for s in splits.get(name, []) for t in s.tags if t not in seen)
+        if unseen:
+            report.add(
+                f"ner.unseen-tags.{name}",
+                "warning",
+                f"{name}: tag(s) never seen in train: "
+                + ", ".join(f"{t} ({n})" for t, n in unseen.most_common()),
+                sum(unseen.values()),
+            )
+    report.stats["sentences"] = {name: len(v) for name, v in splits.items()}
+    report.stats["tags"] = {name: dict(Counter(t for s in v for t in s.tags)) for name, v in splits.items()}
+    for name, v in splits.items():
+        report.add(
+            f"ner.{name}", "info", f"{name}: {len(v)} sentences, {sum(len(s.tokens) for s in v)} tokens"
+        )
+    return report
