@@ -207,3 +207,37 @@ def test_prompt_finetune_rejects_an_encoder(tiny_bert_dir):
     )
     with pytest.raises(TaskfitError, match="needs a causal LM backbone"):
         build_strategy(cfg, Context(LABELS, PROMPT))
+
+
+@pytest.mark.parametrize("name", ["head-finetune", "lora", "ia3", "prompt-tuning"])
+def test_a_causal_lm_becomes_a_classifier_on_its_last_token(name, tiny_llama_dir, tmp_path):
+    s = make(tiny_llama_dir, name)
+    assert s.model.pooling == "last"
+    test = toy(6, offset=100)
+    s.fit(toy(8), toy(4, offset=50))
+    preds = s.predict(test)
+    s.save(tmp_path / "m")
+    assert torch.allclose(load_strategy(tmp_path / "m").predict(test).probs, preds.probs, atol=1e-6)
+
+
+def test_last_token_pooling_ignores_padding_on_either_side(tiny_llama_dir):
+    s = make(tiny_llama_dir, "head-finetune")
+    s.model.eval()
+    tok = s.tokenizer
+    texts = ["good movie", "awful boring plot that was not fun"]
+    with torch.no_grad():
+        alone = [
+            s.model(**{k: v for k, v in tok([t], return_tensors="pt").items() if k != "token_type_ids"})
+            for t in texts
+        ]
+        for side in ("right", "left"):
+            tok.padding_side = side
+            batch = {
+                k: v
+                for k, v in tok(texts, padding=True, return_tensors="pt").items()
+                if k != "token_type_ids"
+            }
+            together = s.model(**batch)
+            assert torch.allclose(together[1], alone[1][0], atol=1e-5)  # the unpadded text: same either way
+            if side == "right":  # (left padding also shifts the short text's positions, so it differs there)
+                assert torch.allclose(together[0], alone[0][0], atol=1e-5)

@@ -252,7 +252,9 @@ class EncoderTrainingConfig(StrategyBase):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     patience: int = Field(8, ge=1, description="epochs without dev improvement before stopping")
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["auto", "mean", "cls", "last"] = Field(
+        "auto", description="auto: mean over tokens for encoders, the last token for causal LMs"
+    )
     max_length: int = Field(256, ge=8)
 
 

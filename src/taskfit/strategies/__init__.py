@@ -26,14 +26,12 @@ STRATEGIES = {
     "contrastive": Contrastive,
     "prompt-finetune": PromptFinetune,
 }
-# causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains
+# causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains.
+# head-finetune, lora, ia3, prompt-tuning and prefix-tuning take either: a causal LM becomes a classifier on
+# its last token's hidden state. bitfit needs bias terms (Llama-style LMs have none); adapters and the
+# SetFit recipe are defined for sentence encoders.
 NEEDS_KIND = {
     "in-context": "causal-lm",
-    "head-finetune": "encoder",
-    "lora": "encoder",
-    "ia3": "encoder",
-    "prompt-tuning": "encoder",
-    "prefix-tuning": "encoder",
     "bitfit": "encoder",
     "adapter": "encoder",
     "contrastive": "encoder",

@@ -34,17 +34,36 @@ class EncoderClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_labels: int, dropout: float, pooling: str) -> None:
         super().__init__()
         self.encoder = encoder
-        self.pooling = pooling
+        self.pooling = resolve_pooling(pooling, encoder)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            input_ids=input_ids, attention_mask=attention_mask, **extra
         ).last_hidden_state  # (B, T, H); with prompt tuning (B, V + T, H), V virtual tokens first
         hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1] :]  # pool the real tokens only
-        pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]  # (B, H)
+        if self.pooling == "mean":
+            pooled = mean_pool(hidden, attention_mask)  # (B, H)
+        elif (
+            self.pooling == "last"
+        ):  # a causal LM's last real token has seen the whole text (either padding side)
+            last = (attention_mask * torch.arange(attention_mask.shape[1], device=hidden.device)).argmax(1)
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        else:
+            pooled = hidden[:, 0]
         return self.head(self.dropout(pooled))  # (B, C)
+
+
+def resolve_pooling(pooling: str, encoder: nn.Module) -> str:
+    if pooling != "auto":
+        return pooling
+    config = getattr(encoder, "config", None)
+    causal = getattr(config, "is_decoder", False) or any(
+        a.endswith("ForCausalLM") for a in (getattr(config, "architectures", None) or [])
+    )
+    return "last" if causal else "mean"
 
 
 def freeze(model: EncoderClassifier, embeddings: bool, bottom_layers: int) -> None:
