@@ -59,7 +59,7 @@ def leaderboard_values(summary):
     ("edit", "message"),
     [
         ({"name": "prompt-finetune", "backbone": "BERT"}, "'prompt-finetune' needs a causal-lm backbone"),
-        ({"name": "lora", "backbone": "LLAMA"}, "'lora' needs a encoder backbone"),
+        ({"name": "bitfit", "backbone": "LLAMA"}, "'bitfit' needs an encoder backbone, but .* is a causal-lm"),
         ({"name": "prompt-tune"}, "unknown strategy 'prompt-tune'"),
     ],
 )

@@ -247,24 +247,13 @@ def run_experiment(
 
 def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
     """``taskfit inspect``'s checks on the examples this grid will see; warnings are shown, never fatal."""
-    from taskfit.data.inspect import InspectReport, check_examples, scan_file
+    from taskfit.data.inspect import InspectReport, check_pools, scan_files
 
     report = InspectReport()
-    if config.data.train and config.data.format != "hf":
-        for path in (config.data.train, config.data.dev, config.data.test):
-            if path:
-                scan_file(path, report, config.data.format)
-    splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
+    scan_files(config.data, report)
     lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
-    ks = [k for k in config.data.shot_grid() if k]
-    check_examples(
-        {k: v for k, v in splits.items() if v},
-        pools.labels,
-        max(ks, default=None),
-        list(dict.fromkeys(s.backbone for s in config.strategies)),
-        min(lengths, default=256),
-        report,
-    )
+    backbones = list(dict.fromkeys(s.backbone for s in config.strategies))
+    check_pools(config.data, pools, backbones, min(lengths, default=256), report)
     warnings = [f"{f.check}: {f.message}" for f in report.problems]
     for w in warnings:
         print(f"data check: {w}", file=stream)

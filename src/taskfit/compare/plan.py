@@ -68,7 +68,8 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         wanted = NEEDS_KIND.get(s.name)  # type: ignore[attr-defined]
         if wanted and wanted != kind:
             raise TaskfitError(
-                f"strategy '{s.run_id}' needs a {wanted} backbone, but '{s.backbone}' is a {kind}"
+                f"strategy '{s.run_id}' needs {_article(wanted)} {wanted} backbone, but '{s.backbone}' is "
+                f"{_article(kind)} {kind}"
                 + (" (try backbone: smollm2)" if wanted == "causal-lm" else " (try backbone: minilm)")
             )
         needs_prompt |= kind == "causal-lm"
@@ -81,6 +82,10 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         for k in config.data.shot_grid():
             for seed in config.seeds:
                 sample_splits(pools, config.data.for_shots(k), seed)  # raises on a K the data cannot give
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def data_fingerprint(pools: Pools) -> str:

@@ -399,10 +399,7 @@ def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256
     from taskfit.errors import TaskfitError
 
     report = InspectReport()
-    if data.train:
-        for path in (data.train, data.dev, data.test):
-            if path and data.format != "hf":
-                scan_file(path, report, data.format)
+    scan_files(data, report)
     try:
         pools = load_pools(data)
     except TaskfitError as exc:
@@ -410,6 +407,21 @@ def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256
         return report
     for note in pools.notes:
         report.add("load.note", "info", note)
+    return check_pools(data, pools, backbones, max_length, report)
+
+
+def scan_files(data, report: InspectReport) -> None:
+    """The raw-file checks for a data config's own files (built-in datasets and HF datasets have none)."""
+    if data.train and data.format != "hf":
+        for path in (data.train, data.dev, data.test):
+            if path:
+                scan_file(path, report, data.format)
+
+
+def check_pools(
+    data, pools, backbones: list[str] | None, max_length: int, report: InspectReport
+) -> InspectReport:
+    """The example-level checks on loaded pools, flagging labels too rare for the grid's largest K."""
     ks = [k for k in data.shot_grid() if k]
     splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
     return check_examples(
