@@ -92,7 +92,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     print(
-        f"{args.config}: ok ({len(config.strategies)} strategies, K {config.data.shot_grid()}, seeds {config.seeds})"
+        f"{args.config}: ok ({len(config.strategies)} strategies, "
+        f"K {['all' if k is None else k for k in config.data.shot_grid()]}, seeds {config.seeds})"
     )
     return 0
 
