@@ -59,7 +59,10 @@ def leaderboard_values(summary):
     ("edit", "message"),
     [
         ({"name": "prompt-finetune", "backbone": "BERT"}, "'prompt-finetune' needs a causal-lm backbone"),
-        ({"name": "bitfit", "backbone": "LLAMA"}, "'bitfit' needs an encoder backbone, but .* is a causal-lm"),
+        (
+            {"name": "bitfit", "backbone": "LLAMA"},
+            "'bitfit' needs an encoder backbone, but .* is a causal-lm",
+        ),
         ({"name": "prompt-tune"}, "unknown strategy 'prompt-tune'"),
     ],
 )

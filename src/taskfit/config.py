@@ -215,11 +215,16 @@ class PromptSearchConfig(Strict):
         return value
 
 
+Calibration = Literal["none", "contextual", "pmi"]
+CALIBRATION_HELP = "correct the LM's label bias: contextual (content-free inputs) or pmi (domain premise)"
+
+
 class ZeroShotConfig(StrategyBase):
     """Causal LM: score each label's words at the answer slot. Encoder: text vs label-description similarity."""
 
     name: Literal["zero-shot"]
     prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
+    calibration: Calibration = Field("none", description=CALIBRATION_HELP)
     scoring: Literal["sum", "mean"] = Field(
         "sum", description="sum or per-token mean log-probability of a word"
     )
@@ -229,11 +234,22 @@ class ZeroShotConfig(StrategyBase):
 class InContextConfig(StrategyBase):
     name: Literal["in-context"]
     prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
+    calibration: Calibration = Field("none", description=CALIBRATION_HELP)
     demos_per_class: int = Field(2, ge=0, description="demonstrations per class placed before each query")
     selection: Literal["random", "balanced", "similar"] = "balanced"
     embedder: str = Field("minilm", description="sentence encoder for selection: similar")
     separator: str = "\n\n"
     reuse_prefix_cache: bool = Field(True, description="encode a shared demonstration prefix once (KV cache)")
+
+    @model_validator(mode="after")
+    def _calibration_needs_one_prefix(self) -> InContextConfig:
+        if self.calibration != "none" and self.selection == "similar":
+            raise ValueError(
+                "calibration needs one demonstration prefix for all queries; with selection: similar each "
+                "query has its own. Use selection: balanced or random, or calibration: none"
+            )
+        return self
+
     scoring: Literal["sum", "mean"] = "sum"
     batch_size: int = Field(16, ge=1)
 

@@ -128,6 +128,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     preds = strategy.predict(splits.test)
     predict_seconds = time.perf_counter() - started
     metrics = classification_metrics([e.label for e in splits.test], preds.labels, splits.labels)
+    if hasattr(strategy, "diagnostics"):  # e.g. in-context: share of predictions = last demonstration's label
+        metrics["diagnostics"] = strategy.diagnostics(preds.labels)
     trainable, total = strategy.trainable_parameters()
     strategy.save(directory / "model")
     write_jsonl_atomic(

@@ -24,6 +24,7 @@ def classification_metrics(gold: list[str], predicted: list[str], labels: list[s
             "matrix": confusion_matrix(gold, predicted, labels=labels).tolist(),
         },
         "predicted_distribution": dict(Counter(predicted)),
+        "gold_distribution": dict(Counter(gold)),
         "majority_baseline": {"label": majority_label, "accuracy": majority_count / len(gold)},
         "n": len(gold),
     }

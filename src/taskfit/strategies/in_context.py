@@ -10,12 +10,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from taskfit.config import InContextConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.prompts.calibration import calibrate, reference_distribution, reference_prompts
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed, select_similar
 from taskfit.strategies.base import (
     Context,
@@ -73,20 +76,39 @@ class InContext:
             prefix = None
         else:
             prefix = self.shared_prefix()
-        ws = score_words(
-            model,
-            tok,
-            prompts,
-            list(self.verbalizer.words),
-            shared_prefix=prefix,
-            reuse_prefix_cache=self.config.reuse_prefix_cache,
-            batch_size=self.config.batch_size,
-            on_batch=advance,
-        )
-        scores = label_scores(
-            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
-        )
+
+        def score(batch: list[str], on_batch=None) -> torch.Tensor:
+            ws = score_words(
+                model,
+                tok,
+                batch,
+                list(self.verbalizer.words),
+                shared_prefix=prefix,
+                reuse_prefix_cache=self.config.reuse_prefix_cache,
+                batch_size=self.config.batch_size,
+                on_batch=on_batch,
+            )
+            return label_scores(
+                ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
+            )
+
+        scores = score(prompts, advance)
+        if self.config.calibration != "none":  # the reference sees the same demonstrations (one prefix)
+            reference = reference_distribution(
+                score, reference_prompts(self.template, self.config.calibration)
+            )
+            scores = calibrate(scores, reference)
         return probs_to_predictions(scores, self.ctx.labels)
+
+    def diagnostics(self, predicted: list[str]) -> dict:
+        """How much predictions follow the last demonstration's label (a known in-context bias)."""
+        if self.config.selection == "similar" or not self.pool or not predicted:
+            return {}
+        last = self.pool[-1].label
+        return {
+            "last_demonstration_label": last,
+            "share_predicted_as_last_demonstration": sum(p == last for p in predicted) / len(predicted),
+        }
 
     def trainable_parameters(self) -> tuple[int, int]:
         return 0, count_parameters(self.backbone.model)[1]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.prompts.calibration import calibrate, reference_distribution, reference_prompts
 from taskfit.strategies.base import (
     Context,
     Predictions,
@@ -56,17 +59,26 @@ class ZeroShot:
             labels = embed_texts(model, tok, self.label_descriptions())
             return probs_to_predictions(texts @ labels.T / SIMILARITY_TEMPERATURE, self.ctx.labels)
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
-        ws = score_words(
-            model,
-            tok,
-            [self.template.prompt(e) for e in examples],
-            list(self.verbalizer.words),
-            batch_size=self.config.batch_size,
-            on_batch=advance,
-        )
-        scores = label_scores(
-            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
-        )
+
+        def score(prompts: list[str], on_batch=None) -> torch.Tensor:
+            ws = score_words(
+                model,
+                tok,
+                prompts,
+                list(self.verbalizer.words),
+                batch_size=self.config.batch_size,
+                on_batch=on_batch,
+            )
+            return label_scores(
+                ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
+            )
+
+        scores = score([self.template.prompt(e) for e in examples], advance)
+        if self.config.calibration != "none":
+            reference = reference_distribution(
+                score, reference_prompts(self.template, self.config.calibration)
+            )
+            scores = calibrate(scores, reference)
         return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:

@@ -1,0 +1,53 @@
+"""Calibrated label scores for prompting: correct an LM's prior preference for some label words.
+
+- ``contextual`` (Zhao et al. 2021, "Calibrate Before Use"): the label distribution the model gives to
+  content-free inputs ("N/A", "", "[MASK]") in the same template, after the same demonstrations, is its bias;
+  each prediction's probabilities are divided by it (W = diag(p_cf)^-1, b = 0) and renormalised.
+- ``pmi`` (domain-conditional PMI, Holtzman et al. 2021): subtract the label's log-probability given the
+  domain premise alone (the template's text after the input, e.g. "Sentiment:", after the same
+  demonstrations).
+
+Both reduce to "subtract a reference log-distribution over labels"; only the reference prompts differ.
+Written by hand: neither paper's method is in a library we use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+
+from taskfit.data.readers import Example
+from taskfit.prompts.template import Template
+
+CONTENT_FREE = ("N/A", "", "[MASK]")
+ScoreFn = Callable[[list[str]], torch.Tensor]  # prompts -> (N, C) label log-scores
+
+
+def reference_prompts(template: Template, method: str) -> list[str]:
+    """The prompts whose label distribution is the model's bias under ``method``."""
+    if method == "contextual":
+        return [template.prompt(Example(text=cf, text_pair=cf)) for cf in CONTENT_FREE]
+    if method == "pmi":
+        premise = re.split(r"\{text(?:_pair)?\}", template.before_answer)[-1]
+        return [premise.lstrip().replace("{{", "{").replace("}}", "}")]
+    raise ValueError(f"unknown calibration method {method!r}")
+
+
+def reference_distribution(score: ScoreFn, prompts: list[str]) -> torch.Tensor:
+    """Mean label probabilities over the reference prompts, as log-probabilities (C,)."""
+    return torch.log_softmax(score(prompts).float(), dim=-1).exp().mean(0).log()
+
+
+def calibrate(scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Label log-scores (N, C) corrected by a reference log-distribution (C,); softmax gives p / p_ref,
+    renormalised."""
+    return torch.log_softmax(scores.float(), dim=-1) - reference
+
+
+def calibrated(score: ScoreFn, prompts: list[str], template: Template, method: str) -> torch.Tensor:
+    scores = score(prompts)
+    if method == "none":
+        return scores
+    return calibrate(scores, reference_distribution(score, reference_prompts(template, method)))

@@ -1,0 +1,93 @@
+"""Calibrated prompting: the maths on a hand-built biased scorer, and the wiring in the strategies."""
+
+import math
+
+import pytest
+import torch
+
+from taskfit.config import STRATEGY_CONFIGS, PromptConfig, validate_config
+from taskfit.data.readers import Example
+from taskfit.errors import TaskfitError
+from taskfit.prompts import Template
+from taskfit.prompts.calibration import calibrate, calibrated, reference_prompts
+from taskfit.strategies import Context, build_strategy
+
+from .test_strategies import LABELS, toy
+
+TEMPLATE = Template.parse("Review: {text}\nSentiment:{answer}")
+
+
+def test_reference_prompts_for_each_method():
+    assert reference_prompts(TEMPLATE, "contextual") == [
+        "Review: N/A\nSentiment:",
+        "Review: \nSentiment:",
+        "Review: [MASK]\nSentiment:",
+    ]
+    assert reference_prompts(TEMPLATE, "pmi") == ["Sentiment:"]
+
+
+def test_calibration_divides_by_the_content_free_distribution():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4]])
+    out = torch.softmax(calibrate(probs.log(), torch.tensor([0.75, 0.25]).log()), -1)
+    assert torch.allclose(out, torch.tensor([[0.75, 0.25], [1 / 3, 2 / 3]]), atol=1e-6)
+
+
+def test_a_biased_scorer_is_corrected_with_known_probabilities():
+    """The scorer prefers label 0 everywhere: 0.8 on content-free inputs, so every raw prediction is label 0."""
+    table = {"great": [0.7, 0.3], "awful": [0.85, 0.15]}
+
+    def score(prompts):
+        rows = []
+        for p in prompts:
+            word = next((w for w in table if w in p), None)
+            rows.append(table[word] if word else [0.8, 0.2])  # content-free: the bias itself
+        return torch.tensor(rows).log()
+
+    prompts = [TEMPLATE.prompt(Example(text=t)) for t in ("great", "awful")]
+    raw = torch.softmax(calibrated(score, prompts, TEMPLATE, "none"), -1)
+    assert raw.argmax(-1).tolist() == [0, 0]
+    fixed = torch.softmax(calibrated(score, prompts, TEMPLATE, "contextual"), -1)
+    expected = torch.tensor([[0.7 / 0.8, 0.3 / 0.2], [0.85 / 0.8, 0.15 / 0.2]])
+    assert torch.allclose(fixed, expected / expected.sum(-1, keepdim=True), atol=1e-6)
+    assert fixed.argmax(-1).tolist() == [1, 0]  # 'great' now goes to label 1
+    assert math.isclose(fixed[0, 1].item(), 1.5 / 2.375, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["zero-shot", "in-context"])
+def test_strategies_apply_calibration_to_their_own_scores(name, tiny_llama_dir):
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+
+    def build(method):
+        extra = {"demos_per_class": 1} if name == "in-context" else {}
+        cfg = STRATEGY_CONFIGS[name].model_validate(
+            {"name": name, "backbone": str(tiny_llama_dir), "calibration": method, **extra}
+        )
+        strategy = build_strategy(cfg, Context(LABELS, prompt, seed=0))
+        strategy.fit(toy(8), [])
+        return strategy
+
+    test = toy(6, offset=100)
+    raw, cal = build("none"), build("contextual")
+    p_raw, p_cal = raw.predict(test).probs, cal.predict(test).probs
+    # the reference: the uncalibrated model (same demonstrations) on the content-free inputs
+    p_cf = raw.predict([Example(text=t) for t in ("N/A", "", "[MASK]")]).probs.mean(0)
+    expected = p_raw / p_cf
+    assert torch.allclose(p_cal, expected / expected.sum(-1, keepdim=True), atol=1e-5)
+    assert not torch.allclose(p_raw, p_cal)
+    if name == "in-context":
+        diag = cal.diagnostics(cal.predict(test).labels)
+        assert diag["last_demonstration_label"] == cal.pool[-1].label
+        share = sum(p == cal.pool[-1].label for p in cal.predict(test).labels) / len(test)
+        assert diag["share_predicted_as_last_demonstration"] == share
+
+
+def test_calibration_with_per_query_demonstrations_is_rejected():
+    with pytest.raises(TaskfitError, match="calibration needs one demonstration prefix"):
+        validate_config(
+            {
+                "data": {"dataset": "mr"},
+                "strategies": [{"name": "in-context", "selection": "similar", "calibration": "contextual"}],
+            }
+        )
