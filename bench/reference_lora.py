@@ -79,7 +79,7 @@ def run_reference(splits, seed):
         per_device_eval_batch_size=64,
         learning_rate=LR,
         weight_decay=0.01,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # transformers 5: a float in [0, 1) is the warm-up ratio (warmup_ratio is gone)
         lr_scheduler_type="linear",
         num_train_epochs=EPOCHS,
         save_strategy="no",
