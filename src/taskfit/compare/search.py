@@ -41,7 +41,7 @@ def search_and_fit(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
     base = config.model_dump(exclude={"search"})
     best: Strategy | None = None
-    best_score = -1.0
+    best_score, best_params = -1.0, {}
     records: list[dict] = []
     for number in range(config.trials):
         trial = study.ask()
@@ -62,14 +62,8 @@ def search_and_fit(
         )
         print(f"search trial {number}: {params} -> dev accuracy {score:.3f}", flush=True)
         if score > best_score:  # ties keep the earlier trial
-            best, best_score = strategy, score
-    records.append(
-        {
-            "event": "chosen",
-            "params": records[[r.get("dev_accuracy") for r in records].index(best_score)]["params"],
-            "dev_accuracy": best_score,
-        }
-    )
+            best, best_score, best_params = strategy, score, params
+    records.append({"event": "chosen", "params": best_params, "dev_accuracy": best_score})
     assert best is not None
     best.log.append({"event": "search", "trials": config.trials, "dev_accuracy": best_score})
     return best, records
