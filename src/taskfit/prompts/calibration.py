@@ -46,8 +46,12 @@ def calibrate(scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(scores.float(), dim=-1) - reference
 
 
-def calibrated(score: ScoreFn, prompts: list[str], template: Template, method: str) -> torch.Tensor:
-    scores = score(prompts)
+def correct(score: ScoreFn, scores: torch.Tensor, template: Template, method: str) -> torch.Tensor:
+    """``scores`` (already computed with ``score``) calibrated by ``method``; unchanged for ``none``."""
     if method == "none":
         return scores
     return calibrate(scores, reference_distribution(score, reference_prompts(template, method)))
+
+
+def calibrated(score: ScoreFn, prompts: list[str], template: Template, method: str) -> torch.Tensor:
+    return correct(score, score(prompts), template, method)

@@ -18,7 +18,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
-from taskfit.prompts.calibration import calibrate, reference_distribution, reference_prompts
+from taskfit.prompts.calibration import correct
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed, select_similar
 from taskfit.strategies.base import (
     Context,
@@ -93,11 +93,9 @@ class InContext:
             )
 
         scores = score(prompts, advance)
-        if self.config.calibration != "none":  # the reference sees the same demonstrations (one prefix)
-            reference = reference_distribution(
-                score, reference_prompts(self.template, self.config.calibration)
-            )
-            scores = calibrate(scores, reference)
+        scores = correct(
+            score, scores, self.template, self.config.calibration
+        )  # one prefix for the reference too
         return probs_to_predictions(scores, self.ctx.labels)
 
     def diagnostics(self, predicted: list[str]) -> dict:

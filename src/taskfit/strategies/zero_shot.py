@@ -11,7 +11,7 @@ from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scores, score_words
-from taskfit.prompts.calibration import calibrate, reference_distribution, reference_prompts
+from taskfit.prompts.calibration import correct
 from taskfit.strategies.base import (
     Context,
     Predictions,
@@ -74,11 +74,9 @@ class ZeroShot:
             )
 
         scores = score([self.template.prompt(e) for e in examples], advance)
-        if self.config.calibration != "none":
-            reference = reference_distribution(
-                score, reference_prompts(self.template, self.config.calibration)
-            )
-            scores = calibrate(scores, reference)
+        scores = correct(
+            score, scores, self.template, self.config.calibration
+        )  # one prefix for the reference too
         return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
