@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,21 @@ MEASURE = """
   });
 })()
 """
+
+
+def stop(browser: subprocess.Popen) -> None:
+    """Terminate Chromium and every helper process it started (they share its process group)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(browser.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            browser.wait(wait)
+            time.sleep(0.2)  # helpers exit just after the browser process
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def find_chromium() -> str | None:
@@ -82,7 +99,8 @@ def check(report: Path, screenshot: Path | None, min_figures: int) -> list[str]:
     if chromium is None:
         return ["no Chromium found (Debian: apt-get install chromium)"]
     problems: list[str] = []
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile while it is removed: ignore that
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [
                 chromium,
@@ -98,6 +116,7 @@ def check(report: Path, screenshot: Path | None, min_figures: int) -> list[str]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopping it stops its helpers too
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -146,11 +165,7 @@ def check(report: Path, screenshot: Path | None, min_figures: int) -> list[str]:
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
             print(json.dumps(page, indent=1))
         finally:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
+            stop(browser)
     return problems
 
 
