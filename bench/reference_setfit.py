@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -39,7 +40,14 @@ def run_setfit(splits, seed):
         {"text": [e.text for e in splits.train], "label": [e.label for e in splits.train]}
     )
     args = TrainingArguments(
-        batch_size=16, num_epochs=1, num_iterations=20, body_learning_rate=2e-5, seed=seed
+        batch_size=16,
+        num_epochs=1,
+        num_iterations=20,
+        body_learning_rate=2e-5,
+        seed=seed,
+        output_dir=tempfile.mkdtemp(prefix="setfit-bench-"),  # its default, ./checkpoints, lands in the repo
+        save_strategy="no",
+        report_to="none",
     )
     trainer = Trainer(model=model, args=args, train_dataset=train)
     started = time.perf_counter()
