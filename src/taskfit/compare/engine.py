@@ -154,8 +154,11 @@ class _Grid:
 
 
 def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> None:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["taskfit.compare.worker"])  # torch & transformers imported once
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["taskfit.compare.worker"])  # torch & transformers imported once
+    else:  # Windows: each cell imports torch itself
+        context = multiprocessing.get_context("spawn")
     queue = deque(todo)
     running: dict[int, tuple[Cell, dict, multiprocessing.process.BaseProcess, float]] = {}
     try:
