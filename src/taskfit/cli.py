@@ -134,24 +134,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from taskfit.config import ColumnsConfig, DataConfig, load_config
-    from taskfit.data.catalog import builtin_names
-    from taskfit.data.inspect import inspect_data
     from taskfit.io import write_json_atomic
 
-    backbones, max_length = list(args.backbone or []), args.max_length
-    if args.task == "ner":
-        from taskfit.data.inspect import inspect_ner
-
-        report = inspect_ner(args.data, args.dev, args.test)
-        print(
-            json.dumps(report.as_json(), indent=2, ensure_ascii=False)
-            if args.json == "-"
-            else report.render()
-        )
-        if args.json and args.json != "-":
+    report = _inspect_report(args)
+    if args.json == "-":
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.render())
+        if args.json:
             write_json_atomic(Path(args.json), report.as_json())
-        return 1 if args.strict and report.problems else 0
+    return 1 if args.strict and report.problems else 0
+
+
+def _inspect_report(args: argparse.Namespace):
+    """DATA as NER CoNLL files, a config YAML, a built-in dataset name, or a classification file."""
+    from taskfit.config import ColumnsConfig, DataConfig, load_config
+    from taskfit.data.catalog import builtin_names
+    from taskfit.data.inspect import inspect_data, inspect_ner
+
+    if args.task == "ner":
+        return inspect_ner(args.data, args.dev, args.test)
+    backbones, max_length = list(args.backbone or []), args.max_length
     if args.data.endswith((".yaml", ".yml")):
         config = load_config(args.data)
         data = config.data
@@ -170,14 +173,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             columns=columns,
             shots=args.shots,
         )
-    report = inspect_data(data, backbones, max_length or 256)
-    if args.json == "-":
-        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
-    else:
-        print(report.render())
-        if args.json:
-            write_json_atomic(Path(args.json), report.as_json())
-    return 1 if args.strict and report.problems else 0
+    return inspect_data(data, backbones, max_length or 256)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -181,7 +181,7 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> N
         for cell, _spec, process, _ in running.values():
             process.terminate()
             process.join(10)
-            store.upsert(grid.db, {**_record(cell, "interrupted", spec=_spec)})
+            store.upsert(grid.db, _record(cell, "interrupted", spec=_spec))
         raise
 
 

@@ -206,3 +206,12 @@ def label_scores(
         cols = [w for w, lab in enumerate(word_labels) if lab == label]
         out[:, label] = torch.logsumexp(s[:, cols], dim=1)
     return out
+
+
+def verbalizer_scores(
+    model, tokenizer, prompts: list[str], verbalizer, n_labels: int, mean: bool = False, **kwargs
+):
+    """(N, C) label log-scores of a verbalizer at each prompt's answer slot: ``score_words`` over its words
+    (``kwargs``: shared_prefix, batch_size, on_batch, grad, ...) combined per label by ``label_scores``."""
+    ws = score_words(model, tokenizer, prompts, list(verbalizer.words), **kwargs)
+    return label_scores(ws, list(verbalizer.word_labels), n_labels, mean)

@@ -17,7 +17,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
-from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.models.lm_scoring import verbalizer_scores
 from taskfit.prompts.calibration import correct
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed, select_similar
 from taskfit.strategies.base import (
@@ -78,18 +78,17 @@ class InContext:
             prefix = self.shared_prefix()
 
         def score(batch: list[str], on_batch=None) -> torch.Tensor:
-            ws = score_words(
+            return verbalizer_scores(
                 model,
                 tok,
                 batch,
-                list(self.verbalizer.words),
+                self.verbalizer,
+                len(self.ctx.labels),
+                self.config.scoring == "mean",
                 shared_prefix=prefix,
                 reuse_prefix_cache=self.config.reuse_prefix_cache,
                 batch_size=self.config.batch_size,
                 on_batch=on_batch,
-            )
-            return label_scores(
-                ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
             )
 
         scores = score(prompts, advance)

@@ -19,7 +19,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.io import save_safetensors_atomic, write_jsonl_atomic
 from taskfit.models.backbones import detect_kind, load_backbone
-from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.models.lm_scoring import verbalizer_scores
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed
 from taskfit.strategies.base import (
     Context,
@@ -82,19 +82,18 @@ class PromptFinetune:
 
     def _label_scores(self, examples: list[Example], grad: bool, on_batch=None) -> torch.Tensor:
         """(N, C) label log-scores; with ``grad`` one batch that keeps the graph, else cached-prefix inference."""
-        ws = score_words(
+        return verbalizer_scores(
             self.lm,
             self.tokenizer,
             [self.template.prompt(e) for e in examples],
-            list(self.verbalizer.words),
+            self.verbalizer,
+            len(self.ctx.labels),
+            self.config.scoring == "mean",
             shared_prefix=self._prefix(),
             reuse_prefix_cache=not grad,
             batch_size=max(len(examples), 1) if grad else 16,
             on_batch=on_batch,
             grad=grad,
-        )
-        return label_scores(
-            ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
         )
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:

@@ -10,7 +10,7 @@ import torch
 from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
-from taskfit.models.lm_scoring import label_scores, score_words
+from taskfit.models.lm_scoring import verbalizer_scores
 from taskfit.prompts.calibration import correct
 from taskfit.strategies.base import (
     Context,
@@ -61,22 +61,19 @@ class ZeroShot:
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
 
         def score(prompts: list[str], on_batch=None) -> torch.Tensor:
-            ws = score_words(
+            return verbalizer_scores(
                 model,
                 tok,
                 prompts,
-                list(self.verbalizer.words),
+                self.verbalizer,
+                len(self.ctx.labels),
+                self.config.scoring == "mean",
                 batch_size=self.config.batch_size,
                 on_batch=on_batch,
             )
-            return label_scores(
-                ws, list(self.verbalizer.word_labels), len(self.ctx.labels), self.config.scoring == "mean"
-            )
 
         scores = score([self.template.prompt(e) for e in examples], advance)
-        scores = correct(
-            score, scores, self.template, self.config.calibration
-        )  # one prefix for the reference too
+        scores = correct(score, scores, self.template, self.config.calibration)
         return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
