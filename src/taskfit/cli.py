@@ -73,7 +73,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"'{args.cell}' matches {len(matches)} cells"
             + (f" ({', '.join(r['cell'] for r in matches[:5])}…)" if matches else "")
             + "; give a full cell path from `taskfit runs list`."
-            + did_you_mean(args.cell, names)
+            + (did_you_mean(args.cell, names) or f" Cells here include: {', '.join(names[:5])}.")
         )
     r = matches[0]
     print(_cell_row(r))

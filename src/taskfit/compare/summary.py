@@ -194,7 +194,11 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
         lines.append(
             f"- **Not distinguishable from it** ({how}, p ≥ {NOISE_P}): "
             + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
-            + ". These gaps may be seed noise; more seeds would tell."
+            + (
+                ". These gaps may be seed noise; more seeds would tell."
+                if how.startswith("paired")
+                else ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
+            )
         )
     else:
         lines.append(f"- Every other strategy is clearly behind it (p < {NOISE_P}).")
