@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from taskfit.errors import TaskfitError, did_you_mean
 
@@ -23,6 +32,12 @@ class ColumnsConfig(Strict):
     text: str = "text"
     label: str = "label"
     text_pair: str | None = None
+    target: str = Field("target", description="generation: the output text column")
+    messages: str | None = Field(
+        None,
+        description="generation: a column of chat messages [{role, content}, ...]; the last (assistant) "
+        "message is the target",
+    )
 
 
 Shots = Annotated[int, Field(ge=1)] | Literal["all"] | None
@@ -42,7 +57,8 @@ class DataConfig(Strict):
     labels: list[str] | None = Field(None, description="label order; default: sorted labels of train")
     shots: Shots | list[Shots] = Field(
         16,
-        description="K examples per class drawn from train (all or null = every example); a list is a grid",
+        description="K examples per class drawn from train (generation: K pairs in all; all or null = every "
+        "example); a list is a grid",
     )
     dev_shots: int | None = Field(None, ge=1, description="K per class for the dev set; default = shots")
     test_limit: int | None = Field(
@@ -385,6 +401,108 @@ class AdapterStrategyConfig(EncoderTrainingConfig):
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# Generation (task: generation): a causal LM writes the target text. Same names as their classification
+# counterparts where the idea is the same; the task decides which config a name means.
+
+
+class DecodingConfig(Strict):
+    """How text is generated at test time (and by the served model)."""
+
+    method: Literal["greedy", "beam", "sample"] = "greedy"
+    max_new_tokens: int = Field(48, ge=1)
+    num_beams: int = Field(4, ge=2, description="beam: beams kept")
+    temperature: float = Field(0.7, gt=0, description="sample: softmax temperature")
+    top_p: float = Field(0.9, gt=0, le=1, description="sample: nucleus probability mass")
+    stop: list[str] = Field(default_factory=list, description="cut the output at the first of these strings")
+    repetition_penalty: float = Field(1.0, ge=1.0)
+    batch_size: int = Field(8, ge=1, description="prompts generated together (left padding)")
+
+
+class GenerationBase(StrategyBase):
+    backbone: str = "smollm2"
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="render through the tokenizer's chat template (auto: when it has one)"
+    )
+    max_length: int = Field(256, ge=16, description="prompt + target tokens; longer prompts lose their start")
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    eval_batch_size: int = Field(8, ge=1, description="batch size of perplexity evaluation")
+
+
+class GenerationZeroShotConfig(GenerationBase):
+    """The untouched model, prompted with the template alone: the 'before' of every before-vs-after."""
+
+    name: Literal["zero-shot"]
+
+
+class GenerationInContextConfig(GenerationBase):
+    """Few-shot prompting: training pairs shown as earlier turns (chat) or earlier blocks (plain)."""
+
+    name: Literal["in-context"]
+    demos: int = Field(2, ge=1, description="demonstrations before each input")
+    selection: Literal["random", "first"] = Field(
+        "random", description="random: a fresh seeded draw per input; first: the same demos for all"
+    )
+    separator: str = "\n\n"
+
+
+class SupervisedFinetuneBase(GenerationBase):
+    """Supervised fine-tuning: next-token loss on the target tokens only (the prompt is masked with -100)."""
+
+    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accumulation: int = Field(1, ge=1, description="batches per optimiser step")
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(2, ge=1, description="epochs without a lower dev loss before stopping")
+    batching: Literal["length-grouped", "packed", "random"] = Field(
+        "length-grouped",
+        description="length-grouped: similar lengths share a batch (less padding); packed: several examples "
+        "in one row with attention kept inside each example",
+    )
+
+
+class GenerationFullConfig(SupervisedFinetuneBase):
+    """Every weight trained. Small learning rate: the model already writes fluent text."""
+
+    name: Literal["full-finetune"]
+    lr: float = Field(5e-5, gt=0)
+
+
+class GenerationLoraConfig(SupervisedFinetuneBase):
+    """LoRA through peft on the attention (or all linear) projections."""
+
+    name: Literal["lora"]
+    lr: float = Field(1e-3, gt=0)
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["attention", "all-linear"] | list[str] = "all-linear"
+
+
+class GenerationPromptTuningConfig(SupervisedFinetuneBase):
+    """Soft prompt through peft: trained virtual-token embeddings before the input; the LM is frozen."""
+
+    name: Literal["prompt-tuning"]
+    lr: float = Field(3e-2, gt=0)
+    num_virtual_tokens: int = Field(16, ge=1)
+    init_text: str | None = Field(
+        None, description="start the soft prompt from this text's embeddings (default: random vocabulary)"
+    )
+
+
+GenerationStrategyConfig = Annotated[
+    GenerationZeroShotConfig
+    | GenerationInContextConfig
+    | GenerationFullConfig
+    | GenerationLoraConfig
+    | GenerationPromptTuningConfig,
+    Field(discriminator="name"),
+]
+
+
 StrategyConfig = Annotated[
     ZeroShotConfig
     | InContextConfig
@@ -399,10 +517,50 @@ StrategyConfig = Annotated[
     | PromptFinetuneConfig,
     Field(discriminator="name"),
 ]
-STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
-    get_args(cls.model_fields["name"].annotation)[0]: cls  # type: ignore[misc]
-    for cls in get_args(get_args(StrategyConfig)[0])
-}
+
+
+def _by_name(union: Any) -> dict[str, type[StrategyBase]]:
+    return {
+        get_args(cls.model_fields["name"].annotation)[0]: cls  # type: ignore[misc]
+        for cls in get_args(get_args(union)[0])
+    }
+
+
+STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(StrategyConfig)
+GENERATION_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(GenerationStrategyConfig)
+Task = Literal["classification", "generation"]
+
+
+def strategy_configs(task: str = "classification") -> dict[str, type[StrategyBase]]:
+    """Strategy name -> config class for a task (a name such as lora means a different strategy per task)."""
+    return GENERATION_STRATEGY_CONFIGS if task == "generation" else STRATEGY_CONFIGS
+
+
+def parse_strategy(raw: Any, task: str = "classification", where: str = "strategies.0") -> StrategyBase:
+    """One strategy block as its task's config class; errors name the block's path."""
+    if isinstance(raw, StrategyBase):
+        return raw
+    registry = strategy_configs(task)
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ValueError(f"{where}: expected a mapping with a 'name' (one of {', '.join(registry)})")
+    if raw["name"] not in registry:
+        raise ValueError(
+            f"{where}.name: unknown strategy '{raw['name']}' (task: {task}); available: {', '.join(registry)}."
+            + did_you_mean(str(raw["name"]), registry)
+        )
+    try:
+        return registry[raw["name"]].model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            + (f" (got {e['input']!r})" if _shows_input(e) else "")
+            for e in err.errors()
+        ]
+        raise ValueError("\n  ".join(lines)) from None
+
+
+def _shows_input(e: Any) -> bool:
+    return e.get("type") != "missing" and "input" in e and not isinstance(e["input"], dict)
 
 
 class BudgetConfig(Strict):
@@ -419,10 +577,11 @@ class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
     name: str = "experiment"
-    task: Literal["classification"] = "classification"
+    task: Task = Field("classification", description="classification or generation")
     data: DataConfig
     prompt: PromptConfig | None = Field(None, description="default: the built-in dataset's template")
-    strategies: list[StrategyConfig] = Field(..., min_length=1)
+    # The task decides which config class a strategy name means, so the blocks are parsed by _parse_strategies.
+    strategies: list[SerializeAsAny[StrategyBase]] = Field(..., min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str | None = Field(None, description="default: runs/<name>")
     trust_remote_code: bool = Field(
@@ -436,6 +595,14 @@ class ExperimentConfig(Strict):
         None, ge=1, description="torch threads per cell; default cores/workers"
     )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _parse_strategies(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, list):
+            return value
+        task = info.data.get("task", "classification")
+        return [parse_strategy(item, task, f"strategies.{i}") for i, item in enumerate(value)]
 
     @field_validator("workers")
     @classmethod
@@ -489,7 +656,7 @@ def _container(annotation: Any, value: Any) -> Any:
     return annotation
 
 
-def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
+def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "classification") -> None:
     if not isinstance(data, dict):
         return
     fields = model.model_fields
@@ -501,6 +668,13 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
                 + did_you_mean(str(key), fields)
                 + f" Valid keys here: {', '.join(fields)}."
             )
+        if model is ExperimentConfig and key == "strategies" and isinstance(value, list):
+            for i, item in enumerate(value):  # which class a name means depends on the task
+                if isinstance(item, dict) and "name" in item:
+                    registry = strategy_configs(task)
+                    _check_strategy_name(item["name"], f"{where}.{i}", task)
+                    _check_keys(registry[item["name"]], item, f"{where}.{i}", task)
+            continue
         annotation = _container(fields[key].annotation, value)
         if get_origin(annotation) is list and isinstance(value, list):
             candidates = _model_types(get_args(annotation)[0])
@@ -513,30 +687,34 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
             items = [(where, value)]
         for item_path, item in items:
             if len(candidates) == 1:
-                _check_keys(candidates[0], item, item_path)
-            elif candidates and isinstance(item, dict) and "name" in item:
-                _check_strategy_name(item["name"], item_path)
-                _check_keys(STRATEGY_CONFIGS[item["name"]], item, item_path)
+                _check_keys(candidates[0], item, item_path, task)
 
 
-def _check_strategy_name(name: Any, path: str) -> None:
-    if name not in STRATEGY_CONFIGS:
+def _check_strategy_name(name: Any, path: str, task: str = "classification") -> None:
+    registry = strategy_configs(task)
+    if name not in registry:
+        other = "generation" if task != "generation" else "classification"
+        hint = (
+            f" ('{name}' is a {other} strategy: set task: {other}?)"
+            if name in strategy_configs(other)
+            else ""
+        )
         raise TaskfitError(
-            f"{path}.name: unknown strategy '{name}'; available: {', '.join(STRATEGY_CONFIGS)}."
-            + did_you_mean(str(name), STRATEGY_CONFIGS)
+            f"{path}.name: unknown strategy '{name}' (task: {task}); available: {', '.join(registry)}."
+            + did_you_mean(str(name), registry)
+            + hint
         )
 
 
 def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in STRATEGY_CONFIGS and "[" not in str(p))
-        got = (
-            f" (got {e['input']!r})"
-            if e.get("type") not in ("missing",) and "input" in e and not isinstance(e["input"], dict)
-            else ""
-        )
+        loc = ".".join(str(p) for p in e["loc"] if "[" not in str(p))
         message = e["msg"].removeprefix("Value error, ")
+        if loc == "strategies" and message.startswith("strategies."):
+            lines.append(f"  {message}")  # parse_strategy names the block and key itself
+            continue
+        got = f" (got {e['input']!r})" if _shows_input(e) else ""
         lines.append(f"  {loc or '(top level)'}: {message}{got}")
     return "invalid config:\n" + "\n".join(lines)
 
@@ -544,7 +722,8 @@ def _format_validation_error(err: ValidationError) -> str:
 def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise TaskfitError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
-    _check_keys(ExperimentConfig, raw, "")
+    task = raw.get("task", "classification")
+    _check_keys(ExperimentConfig, raw, "", task if task in get_args(Task) else "classification")
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:

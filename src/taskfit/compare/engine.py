@@ -31,7 +31,7 @@ from taskfit.compare.plan import (
     validate_plan,
 )
 from taskfit.compare.report import write_report
-from taskfit.compare.summary import group_records, leaderboard, recommend
+from taskfit.compare.summary import group_records, leaderboard, metric_for, recommend, shots_order
 from taskfit.compare.worker import (
     CELL_FILE,
     ERROR_FILE,
@@ -144,13 +144,22 @@ class _Grid:
         if metrics is not None:
             store.upsert(self.db, _record(cell, "ok", metrics, spec=spec))
             self.say(
-                f"{where} done   {cell.label}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-                f"(fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
+                f"{where} done   {cell.label}: {headline(metrics)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
             )
         else:
             error = _failure_text(directory, exitcode)
             store.upsert(self.db, _record(cell, "failed", error=error, spec=spec))
             self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE})")
+
+
+def headline(metrics: dict) -> str:
+    """A finished cell's main scores in one line."""
+    if "chrf" in metrics:
+        return (
+            f"chrF {metrics['chrf']:.1f}, ROUGE-L {metrics['rougeL']:.1f}, BLEU {metrics['bleu']:.1f}, "
+            f"perplexity {metrics['perplexity']:.2f}"
+        )
+    return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 
 def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> None:
@@ -209,7 +218,7 @@ def run_experiment(
     stream = stream or sys.stdout
     config = resolve_prompt(config)
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
-    pools = load_pools(config.data)
+    pools = load_pools(config.data, config.task)
     validate_plan(config, pools)
     data_warnings = check_data(config, pools, stream)
     cells = plan_cells(config, data_fingerprint(pools))
@@ -270,15 +279,21 @@ def summarise_grid(
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
-    groups = group_records(records)
+    metric = metric_for(config.task)
+    groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
-    majority = next((r["metrics"]["majority_baseline"] for r in ok), None)
+    majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
     notes.append(
-        "accuracy: mean ± sample std over seeds on the same k-shot samples; strategies that use no training "
-        "data run once (K=0)"
+        f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
+        "training data run once (K=0)"
     )
+    if config.task == "generation":
+        notes.append(
+            "chrF, ROUGE-L and BLEU on a 0-100 scale (sacrebleu, rouge-score; Chinese by characters); "
+            "perplexity of the reference targets (lower is better); the zero-shot row is the untouched model"
+        )
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(
         "timings measured with "
@@ -286,6 +301,9 @@ def summarise_grid(
         + "; fit s excludes loading the backbone (load_seconds in `taskfit runs show`); peak MB is the peak resident memory of the cell's own process"
     )
     recommendation = recommend(groups, config.budget, majority, len(pools.test))
+    samples = generation_samples(out, groups) if config.task == "generation" else None
+    if samples is not None:
+        recommendation += before_after(groups)
     logs = {}
     for r in ok:
         path = out / r["cell"] / "train_log.jsonl"
@@ -309,7 +327,9 @@ def summarise_grid(
         f"# {config.name}\n\n{table}\n\n" + "\n".join([*recommendation, *(f"- {n}" for n in notes)]) + "\n",
     )
     write_text_atomic(out / "cells.csv", store.to_csv(records))
-    paths = write_report(out, config.name, groups, recommendation, notes, logs, majority, config_yaml)
+    paths = write_report(
+        out, config.name, groups, recommendation, notes, logs, majority, config_yaml, samples
+    )
     print("\n" + table + "\n\n" + "\n".join(recommendation), file=stream)
     print(
         f"\nreport: {paths['html']} (and {paths['markdown'].name}); cells: taskfit runs list {out}",
@@ -317,6 +337,40 @@ def summarise_grid(
         flush=True,
     )
     return summary
+
+
+def generation_samples(out: Path, groups: list, count: int = 5) -> list[dict]:
+    """The first ``count`` test inputs with every row's output (first seed, largest K): before vs after."""
+    outputs: dict[str, dict[str, str]] = {}
+    targets: dict[str, str] = {}
+    ref = max((g.shots for g in groups if g.ok and g.shots != "0"), key=shots_order, default="0")
+    for g in groups:
+        if not g.ok or g.shots not in (ref, "0"):
+            continue
+        path = out / g.ok[0]["cell"] / "predictions.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines()[:count]:
+            row = json.loads(line)
+            targets[row["input"]] = row["target"]
+            outputs.setdefault(row["input"], {})[g.name] = row["generated"]
+    return [{"input": i, "target": targets[i], "outputs": o} for i, o in outputs.items()]
+
+
+def before_after(groups: list) -> list[str]:
+    """Generation: the untouched model (zero-shot) beside the best tuned row on the same backbone."""
+    lines = []
+    for before in (g for g in groups if g.ok and g.strategy == "zero-shot" and g.shots == "0"):
+        tuned = [g for g in groups if g.ok and g.backbone == before.backbone and g.shots != "0"]
+        if not tuned:
+            continue
+        after = max(tuned, key=lambda g: g.score or 0)
+        lines.append(
+            f"- **Before vs after** ({before.backbone}): untouched chrF {before.score:.1f}, perplexity "
+            f"{before.mean('perplexity'):.2f} -> {after.name} at K={after.shots}: chrF {after.score:.1f}, "
+            f"perplexity {after.mean('perplexity'):.2f}."
+        )
+    return lines
 
 
 def load_results(output_dir: str | Path) -> dict:

@@ -16,7 +16,7 @@ from taskfit.data.prepare import Pools, default_prompt_fields, sample_splits
 from taskfit.errors import TaskfitError
 from taskfit.models.backbones import detect_kind, resolve_device
 from taskfit.prompts import Template, Verbalizer
-from taskfit.strategies import NEEDS_KIND, STRATEGIES
+from taskfit.strategies import needed_kind, strategies_for, task_of
 
 CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
 
@@ -41,9 +41,8 @@ def shots_label(k: int | None) -> str:
 
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
-    return (
-        STRATEGIES[strategy.name].uses_training_data or getattr(strategy, "prompt_search", None) is not None
-    )  # type: ignore[attr-defined]
+    implementation = strategies_for(task_of(strategy))[strategy.name]  # type: ignore[attr-defined]
+    return implementation.uses_training_data or getattr(strategy, "prompt_search", None) is not None
 
 
 def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
@@ -65,7 +64,7 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         if s.backbone not in kinds:
             kinds[s.backbone] = detect_kind(s.backbone, config.trust_remote_code)
         kind = kinds[s.backbone]
-        wanted = NEEDS_KIND.get(s.name)  # type: ignore[attr-defined]
+        wanted = needed_kind(s)
         if wanted and wanted != kind:
             raise TaskfitError(
                 f"strategy '{s.run_id}' needs {_article(wanted)} {wanted} backbone, but '{s.backbone}' is "
@@ -73,7 +72,10 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
                 + (" (try backbone: smollm2)" if wanted == "causal-lm" else " (try backbone: minilm)")
             )
         needs_prompt |= kind == "causal-lm"
-    if needs_prompt:
+    if config.task == "generation":
+        if config.prompt is not None:
+            Template.parse(config.prompt.template)  # the target goes in its {answer} slot
+    elif needs_prompt:
         if config.prompt is None:
             raise TaskfitError("causal-LM strategies need a 'prompt:' block with a template and a verbalizer")
         Template.parse(config.prompt.template)
@@ -94,7 +96,10 @@ def data_fingerprint(pools: Pools) -> str:
     for name, split in (("train", pools.train), ("dev", pools.dev), ("test", pools.test)):
         h.update(name.encode())
         for e in split:
-            h.update(json.dumps([e.text, e.text_pair, e.label], ensure_ascii=False).encode())
+            fields = [e.text, e.text_pair, e.label]
+            if e.target is not None:  # generation (classification hashes stay as they were)
+                fields += [e.target, [list(turn) for turn in e.history]]
+            h.update(json.dumps(fields, ensure_ascii=False).encode())
     h.update(json.dumps(pools.labels).encode())
     return h.hexdigest()
 
@@ -128,6 +133,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "seed": seed,
                 "device": config.device,
                 "trust_remote_code": config.trust_remote_code,
+                **({"task": config.task} if config.task != "classification" else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

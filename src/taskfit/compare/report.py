@@ -51,19 +51,18 @@ def shots_plot(groups: list[Group], majority: float | None) -> str | None:
         curve = [g for g in ok if (g.strategy, g.backbone) == name]
         label = f"{name[0]} ({name[1]})"
         if curve[0].shots == "0":
-            ax.axhline(
-                curve[0].mean("accuracy"), color=colors[name], linestyle="--", label=f"{label}, no training"
-            )
+            ax.axhline(curve[0].score, color=colors[name], linestyle="--", label=f"{label}, no training")
             continue
         x = [ks.index(g.shots) for g in curve]
-        y = [g.mean("accuracy") for g in curve]
-        err = [g.std("accuracy") or 0.0 for g in curve]
+        y = [g.score for g in curve]
+        err = [g.std(g.metric.key) or 0.0 for g in curve]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colors[name], label=label)
     if majority is not None:
         ax.axhline(majority, color="grey", linestyle=":", label="majority class")
+    m = ok[0].metric
     ax.set_xticks(xs, [f"K={k}" for k in ks] or ["K=0"])
-    ax.set_xlabel("labelled examples per class (K)")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_xlabel("labelled examples per class (K)" if m.proportion else "training pairs (K)")
+    ax.set_ylabel(f"test {m.label} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _svg(fig)
@@ -82,7 +81,7 @@ def cost_plot(groups: list[Group]) -> str | None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for g in shown:
         d = g.as_dict()
-        y, err = d["accuracy_mean"], d["accuracy_std"] or 0.0
+        y, err = d[f"{g.metric.key}_mean"], d[f"{g.metric.key}_std"] or 0.0
         for ax, x in (
             (axes[0], max(d["trainable_params"] or 0, 1)),
             (axes[1], max(d["fit_seconds_mean"] or 0, 0.01)),
@@ -94,7 +93,7 @@ def cost_plot(groups: list[Group]) -> str | None:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("trainable parameters (log; frozen = 1)")
     axes[1].set_xlabel("training time per run, s (search included)")
-    axes[0].set_ylabel(f"test accuracy at K={ref}")
+    axes[0].set_ylabel(f"test {ok[0].metric.label} at K={ref}")
     for ax in axes:
         ax.grid(alpha=0.3)
     return _svg(fig)
@@ -109,13 +108,14 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
     plt = _pyplot()
     colors = _colors(groups)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    dev_key = "dev_accuracy" if ok[0].metric.proportion else "dev_loss"
     drawn = 0
     for g in (g for g in ok if g.shots == ref):
         per_epoch: dict[int, dict[str, list[float]]] = {}
         for r in g.ok:
             for rec in logs.get(r["cell"], []):
                 if "epoch" in rec and "event" not in rec:
-                    slot = per_epoch.setdefault(rec["epoch"], {"train_loss": [], "dev_accuracy": []})
+                    slot = per_epoch.setdefault(rec["epoch"], {"train_loss": [], dev_key: []})
                     for key in slot:
                         if rec.get(key) is not None:
                             slot[key].append(rec[key])
@@ -123,7 +123,7 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
             continue
         drawn += 1
         epochs = sorted(per_epoch)
-        for ax, key in zip(axes, ("train_loss", "dev_accuracy")):
+        for ax, key in zip(axes, ("train_loss", dev_key)):
             pts = [(e, sum(v) / len(v)) for e in epochs if (v := per_epoch[e][key])]
             if pts:
                 ax.plot(*zip(*pts), marker=".", color=colors[(g.strategy, g.backbone)], label=g.name)
@@ -131,7 +131,7 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
         plt.close(fig)
         return None
     axes[0].set_ylabel("train loss")
-    axes[1].set_ylabel("dev accuracy")
+    axes[1].set_ylabel(dev_key.replace("_", " ") + (" (target tokens)" if dev_key == "dev_loss" else ""))
     for ax in axes:
         ax.set_xlabel("epoch (mean over seeds; runs stop early)")
         ax.grid(alpha=0.3)
@@ -171,9 +171,10 @@ figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.
 """
 
 CAPTIONS = {
-    "shots": "Test accuracy against labelled examples per class; dashed: strategies that use no training data.",
-    "cost": "Accuracy against cost at the largest K: trainable parameters and training time per run.",
-    "learning": "Learning curves: train loss and dev accuracy per epoch.",
+    "shots": "Test score against labelled examples (per class for classification); dashed: strategies that use "
+    "no training data.",
+    "cost": "Test score against cost at the largest K: trainable parameters and training time per run.",
+    "learning": "Learning curves: train loss and the dev measure that picks the epoch, per epoch.",
 }
 
 
@@ -186,7 +187,9 @@ def write_report(
     logs: dict[str, list[dict]],
     majority: dict | None,
     config_yaml: str,
+    samples: list[dict] | None = None,
 ) -> dict[str, Path]:
+    """``samples``: generation only, [{input, target, outputs: {row name: text}}] (before vs after)."""
     plots = {
         "shots": shots_plot(groups, majority["accuracy"] if majority else None),
         "cost": cost_plot(groups),
@@ -204,6 +207,11 @@ def write_report(
     md += [f"- {n}" for n in notes] + [""]
     for key in plots:
         md += [f"![{CAPTIONS[key]}](plots/{key}.svg)", "", f"*{CAPTIONS[key]}*", ""]
+    if samples:
+        md += ["## Samples: the untouched model beside the tuned ones", ""]
+        for i, smp in enumerate(samples, 1):
+            md += [f"{i}. **input:** {smp['input']}  ", f"   **target:** {smp['target']}  "]
+            md += [f"   **{name}:** {text}  " for name, text in smp["outputs"].items()] + [""]
     if chosen:
         md += ["## Hyperparameters chosen on dev", ""]
         md += [f"- {g.strategy} ({g.backbone}) K={g.shots}: {c}" for g, c in chosen] + [""]
@@ -225,6 +233,15 @@ def write_report(
         body.append(
             f'<figure id="plot-{key}">{svg}<figcaption>{html.escape(CAPTIONS[key])}</figcaption></figure>'
         )
+    if samples:
+        body.append("<h2>Samples: the untouched model beside the tuned ones</h2><table><thead><tr>")
+        names = list(samples[0]["outputs"])
+        body += [f"<th>{html.escape(c)}</th>" for c in ["input", "target", *names]]
+        body.append("</tr></thead><tbody>")
+        for smp in samples:
+            cells = [smp["input"], smp["target"], *(smp["outputs"].get(n, "") for n in names)]
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        body.append("</tbody></table>")
     if chosen:
         body.append("<h2>Hyperparameters chosen on dev</h2><ul>")
         body += [

@@ -11,7 +11,7 @@ import time
 from taskfit.config import RangeSpace, StrategyBase
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.strategies import Context, Strategy, build_strategy
+from taskfit.strategies import Context, Strategy, build_strategy, task_of
 from taskfit.training.loop import accuracy
 
 PRIMITIVE = (str, int, float, bool, type(None))
@@ -28,6 +28,14 @@ def suggest(trial, name: str, space):
     return space[trial.suggest_categorical(f"{name}#index", list(range(len(space))))]
 
 
+def dev_score(strategy: Strategy, dev: list[Example], task: str) -> tuple[str, float]:
+    """(name, value) of what a trial is judged on; higher is better. Generation: minus the dev target loss
+    (one forward pass; decoding every dev input per trial would cost far more)."""
+    if task == "generation":
+        return "dev_neg_loss", -strategy.perplexity(dev)["loss"]  # type: ignore[attr-defined]
+    return "dev_accuracy", accuracy(strategy.predict(dev).labels, dev)  # type: ignore[union-attr]
+
+
 def search_and_fit(
     config: StrategyBase, ctx: Context, train: list[Example], dev: list[Example]
 ) -> tuple[Strategy, list[dict]]:
@@ -41,7 +49,8 @@ def search_and_fit(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
     base = config.model_dump(exclude={"search"})
     best: Strategy | None = None
-    best_score, best_params = -1.0, {}
+    best_score, best_params = -float("inf"), {}
+    task, metric = task_of(config), "dev_accuracy"
     records: list[dict] = []
     for number in range(config.trials):
         trial = study.ask()
@@ -50,20 +59,15 @@ def search_and_fit(
         started = time.perf_counter()
         strategy = build_strategy(candidate, ctx)
         strategy.fit(train, dev)
-        score = accuracy(strategy.predict(dev).labels, dev)
+        metric, score = dev_score(strategy, dev, task)
         study.tell(trial, score)
         records.append(
-            {
-                "trial": number,
-                "params": params,
-                "dev_accuracy": score,
-                "seconds": time.perf_counter() - started,
-            }
+            {"trial": number, "params": params, metric: score, "seconds": time.perf_counter() - started}
         )
-        print(f"search trial {number}: {params} -> dev accuracy {score:.3f}", flush=True)
+        print(f"search trial {number}: {params} -> {metric.replace('_', ' ')} {score:.3f}", flush=True)
         if score > best_score:  # ties keep the earlier trial
             best, best_score, best_params = strategy, score, params
-    records.append({"event": "chosen", "params": best_params, "dev_accuracy": best_score})
+    records.append({"event": "chosen", "params": best_params, metric: best_score})
     assert best is not None
-    best.log.append({"event": "search", "trials": config.trials, "dev_accuracy": best_score})
+    best.log.append({"event": "search", "trials": config.trials, metric: best_score})
     return best, records

@@ -16,6 +16,30 @@ from taskfit.config import BudgetConfig
 NOISE_P = 0.05
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What a task's leaderboard ranks by (higher is better), its second column, and further columns."""
+
+    key: str
+    label: str
+    second: str
+    second_label: str
+    proportion: bool  # a share of test examples (0-1): a binomial sampling error exists for one seed
+    extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
+
+
+METRICS = {
+    "classification": Metric("accuracy", "accuracy", "macro_f1", "macro-F1", True),
+    "generation": Metric(
+        "chrf", "chrF", "rougeL", "ROUGE-L", False, (("bleu", "BLEU"), ("perplexity", "perplexity"))
+    ),
+}
+
+
+def metric_for(task: str) -> Metric:
+    return METRICS.get(task, METRICS["classification"])
+
+
 def shots_order(shots: str) -> float:
     return math.inf if shots == "all" else float(shots)
 
@@ -28,6 +52,7 @@ class Group:
     shots: str  # "0" (no training data), "8", ..., "all"
     ok: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    metric: Metric = METRICS["classification"]
 
     @property
     def name(self) -> str:
@@ -35,10 +60,22 @@ class Group:
 
     @property
     def by_seed(self) -> dict[int | None, float]:
-        return {r["seed"]: r["accuracy"] for r in self.ok}
+        return {r["seed"]: self.value(r, self.metric.key) for r in self.ok}
+
+    @staticmethod
+    def value(record: dict, key: str) -> float | None:
+        """A record's own column, else the cell's metrics (generation metrics have no column)."""
+        if record.get(key) is not None:
+            return record[key]
+        return (record.get("metrics") or {}).get(key)
 
     def values(self, key: str) -> list[float]:
-        return [r[key] for r in self.ok if r.get(key) is not None]
+        return [v for r in self.ok if (v := self.value(r, key)) is not None]
+
+    @property
+    def score(self) -> float | None:
+        """Mean of the task's ranking metric."""
+        return self.mean(self.metric.key)
 
     def mean(self, key: str) -> float | None:
         v = self.values(key)
@@ -57,10 +94,11 @@ class Group:
             "shots": self.shots,
             "runs": len(self.ok),
             "failed": len(self.failed),
-            "accuracy_mean": self.mean("accuracy"),
-            "accuracy_std": self.std("accuracy"),
-            "macro_f1_mean": self.mean("macro_f1"),
-            "macro_f1_std": self.std("macro_f1"),
+            **{
+                f"{key}_{stat}": getattr(self, stat)(key)
+                for key in (self.metric.key, self.metric.second, *(k for k, _ in self.metric.extra))
+                for stat in ("mean", "std")
+            },
             "trainable_params": first.get("trainable_params"),
             "total_params": first.get("total_params"),
             "fit_seconds_mean": self.mean("fit_seconds"),
@@ -72,13 +110,15 @@ class Group:
         }
 
 
-def group_records(records: list[dict]) -> list[Group]:
+def group_records(records: list[dict], metric: Metric = METRICS["classification"]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for r in records:
         key = (r["strategy"], r["backbone"], r["shots"])
-        g = groups.setdefault(key, Group(r["strategy"], r["backbone"], r["method"], r["shots"]))
+        g = groups.setdefault(
+            key, Group(r["strategy"], r["backbone"], r["method"], r["shots"], metric=metric)
+        )
         (g.ok if r["status"] == "ok" else g.failed).append(r)
-    return sorted(groups.values(), key=lambda g: (shots_order(g.shots), -(g.mean("accuracy") or -1)))
+    return sorted(groups.values(), key=lambda g: (shots_order(g.shots), -(g.score or -1)))
 
 
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
@@ -91,21 +131,31 @@ def _num(x, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
+    if metric.proportion:
+        return fmt_mean_std(mean, std)
+    if mean is None:  # 0-100 scores and perplexities: one decimal is their precision
+        return "—"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
 def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
     """One row per (strategy, backbone, K); the majority-class baseline last, as the floor to beat."""
-    lines = [
-        "| strategy | backbone | K | accuracy | macro-F1 | runs | trainable params | fit s | predict ex/s "
-        "| peak MB | saved MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    m = groups[0].metric if groups else METRICS["classification"]
+    extra = [label for _, label in m.extra]
+    head = ["strategy", "backbone", "K", m.label, m.second_label, *extra, "runs", "trainable params", "fit s"]
+    head += ["predict ex/s", "peak MB", "saved MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         d = g.as_dict()
         runs = f"{d['runs']}" + (f" ({d['failed']} failed)" if d["failed"] else "")
+        scores = [
+            _fmt(d[f"{key}_mean"], d[f"{key}_std"], m) for key in (m.key, m.second, *(k for k, _ in m.extra))
+        ]
         lines.append(
-            f"| {g.strategy} | {g.backbone} | {g.shots} | {fmt_mean_std(d['accuracy_mean'], d['accuracy_std'])} | "
-            f"{fmt_mean_std(d['macro_f1_mean'], d['macro_f1_std'])} | {runs} | {_num(d['trainable_params'], ',')} | "
-            f"{_num(d['fit_seconds_mean'], '.1f')} | {_num(d['predict_examples_per_s'], '.1f')} | "
-            f"{_num(d['peak_rss_mb'], ',.0f')} | {_num(d['saved_mb'], '.2f')} |"
+            f"| {g.strategy} | {g.backbone} | {g.shots} | {' | '.join(scores)} | {runs} | "
+            f"{_num(d['trainable_params'], ',')} | {_num(d['fit_seconds_mean'], '.1f')} | "
+            f"{_num(d['predict_examples_per_s'], '.1f')} | {_num(d['peak_rss_mb'], ',.0f')} | {_num(d['saved_mb'], '.2f')} |"
         )
     if majority:
         lines.append(
@@ -132,8 +182,10 @@ def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float, str]:
         if statistics.pstdev(diffs) < 1e-12:
             return (1.0 if abs(diffs[0]) < 1e-12 else 0.0), "paired over seeds"
         return float(stats.ttest_1samp(diffs, 0.0).pvalue), "paired over seeds"
+    if not a.metric.proportion:  # a corpus score has no closed-form sampling error: no test
+        return 1.0, "one seed, no significance test for this score"
     # one seed: only the test set's sampling error is known
-    pa, pb = a.mean("accuracy") or 0.0, b.mean("accuracy") or 0.0
+    pa, pb = a.score or 0.0, b.score or 0.0
     se = math.sqrt(max(pa * (1 - pa) + pb * (1 - pb), 1e-12) / max(n_test, 1))
     return float(2 * stats.norm.sf(abs(pa - pb) / se)), "test-set sampling error (one seed)"
 
@@ -169,7 +221,9 @@ def _budget_text(budget: BudgetConfig) -> str:
 def _describe(g: Group) -> str:
     d = g.as_dict()
     runs = f"{d['runs']} seed{'s' if d['runs'] != 1 else ''}" if g.shots != "0" else "no training data"
-    return f"**{g.name}** {fmt_mean_std(d['accuracy_mean'], d['accuracy_std'])} ({runs})"
+    m = g.metric
+    name = "" if m.proportion else f"{m.label} "  # accuracy is implied; say which score otherwise
+    return f"**{g.name}** {name}{_fmt(d[f'{m.key}_mean'], d[f'{m.key}_std'], m)} ({runs})"
 
 
 def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int) -> list[str]:
@@ -180,25 +234,34 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
     ref = trained_ks[-1] if trained_ks else "0"
     at_ref = [g for g in ok if g.shots in (ref, "0")]
-    at_ref.sort(key=lambda g: -(g.mean("accuracy") or 0))
+    at_ref.sort(key=lambda g: -(g.score or 0))
     best = at_ref[0]
-    where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
-    lines = [f"- **Best by accuracy {where}:** {_describe(best)}."]
+    if best.metric.proportion:  # classification: K per class; generation: K pairs in all
+        where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
+    else:
+        where = f"at K={ref} training pairs (the most tried)" if ref != "0" else "without training data"
+    lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
     close, beaten = [], []
     for g in at_ref[1:]:
         p, how = paired_p_value(best, g, n_test)
         (close if p >= NOISE_P else beaten).append((g, p, how))
     if close:
         how = close[0][2]
-        how = close[0][2]
+        if how.startswith("paired"):
+            why = ". These gaps may be seed noise; more seeds would tell."
+        elif how.startswith("test-set"):
+            why = ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
+        else:
+            why = ". Run more seeds to tell them apart."
         lines.append(
-            f"- **Not distinguishable from it** ({how}, p ≥ {NOISE_P}): "
-            + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
-            + (
-                ". These gaps may be seed noise; more seeds would tell."
-                if how.startswith("paired")
-                else ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
+            f"- **Not distinguishable from it** ({how}"
+            + (f", p ≥ {NOISE_P}" if not how.startswith("one seed, no") else "")
+            + "): "
+            + "; ".join(
+                _describe(g) + (f", p = {p:.2f}" if not how.startswith("one seed, no") else "")
+                for g, p, _ in close
             )
+            + why
         )
     else:
         lines.append(f"- Every other strategy is clearly behind it (p < {NOISE_P}).")
@@ -228,15 +291,15 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     if len(trained_ks) > 1:
         per_k = []
         for k in trained_ks:
-            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -(g.mean("accuracy") or 0))
-            per_k.append(f"K={k}: {cands[0].name} {cands[0].mean('accuracy'):.3f}")
+            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -(g.score or 0))
+            per_k.append(f"K={k}: {cands[0].name} {cands[0].score:.3f}")
         lines.append("- **Best at each K:** " + "; ".join(per_k) + ".")
         gains = []
         for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
             curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
             if len(curve) > 1:
                 lo, hi = curve[0], curve[-1]
-                gains.append((hi.mean("accuracy") - lo.mean("accuracy"), f"{s} ({b})", lo.shots, hi.shots))
+                gains.append(((hi.score or 0) - (lo.score or 0), f"{s} ({b})", lo.shots, hi.shots))
         if gains:
             gains.sort(reverse=True)
             lines.append(
@@ -245,7 +308,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
                 + "."
             )
     if majority:
-        below = [g.name for g in at_ref if (g.mean("accuracy") or 0) <= majority["accuracy"] + 1e-9]
+        below = [g.name for g in at_ref if (g.score or 0) <= majority["accuracy"] + 1e-9]
         text = f"- Majority-class baseline (always '{majority['label']}'): {majority['accuracy']:.3f}"
         lines.append(
             text + (f"; at or below it: {', '.join(below)}." if below else "; every strategy beats it.")

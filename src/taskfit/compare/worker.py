@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from taskfit.config import STRATEGY_CONFIGS, DataConfig, PromptConfig
+from taskfit.config import DataConfig, PromptConfig, strategy_configs
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
@@ -38,6 +38,7 @@ def cell_spec(cell, config, threads: int, workers: int = 1) -> dict:
         "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,
         "device": config.device,
         "trust_remote_code": config.trust_remote_code,
+        "task": config.task,
         "threads": threads,
         "workers": workers,  # cells running at once: timings are measured under that load
     }
@@ -94,11 +95,12 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     from taskfit.data.prepare import load_pools, sample_splits
 
     (directory / ERROR_FILE).unlink(missing_ok=True)
-    strategy_config = STRATEGY_CONFIGS[spec["strategy"]["name"]].model_validate(spec["strategy"])
+    task = spec.get("task", "classification")
+    strategy_config = strategy_configs(task)[spec["strategy"]["name"]].model_validate(spec["strategy"])
     data = DataConfig.model_validate(spec["data"])
     prompt = PromptConfig.model_validate(spec["prompt"]) if spec["prompt"] else None
     seed = spec["seed"] if spec["seed"] is not None else 0
-    splits = sample_splits(load_pools(data), data, seed)
+    splits = sample_splits(load_pools(data, task), data, seed)
     if spec["shots"] == 0:  # no training data: nothing to sample, nothing to tune on
         splits.train, splits.dev = [], []
     ctx = Context(
@@ -125,25 +127,14 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    preds = strategy.predict(splits.test)
+    if task == "generation":
+        metrics, rows = evaluate_generation(strategy, splits.test)
+    else:
+        metrics, rows = evaluate_classification(strategy, splits.test, splits.labels)
     predict_seconds = time.perf_counter() - started
-    metrics = classification_metrics([e.label for e in splits.test], preds.labels, splits.labels)
-    if hasattr(strategy, "diagnostics"):  # e.g. in-context: share of predictions = last demonstration's label
-        metrics["diagnostics"] = strategy.diagnostics(preds.labels)
     trainable, total = strategy.trainable_parameters()
     strategy.save(directory / "model")
-    write_jsonl_atomic(
-        directory / "predictions.jsonl",
-        (
-            {
-                "text": e.text,
-                "gold": e.label,
-                "predicted": p,
-                "probs": dict(zip(preds.label_names, map(float, pr))),
-            }
-            for e, p, pr in zip(splits.test, preds.labels, preds.probs.tolist())
-        ),
-    )
+    write_jsonl_atomic(directory / "predictions.jsonl", rows)
     write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
     metrics.update(
         {
@@ -168,6 +159,43 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     _gpu_peak(metrics)
     write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
     return metrics
+
+
+def evaluate_classification(strategy, test, labels: list[str]) -> tuple[dict, list[dict]]:
+    preds = strategy.predict(test)
+    metrics = classification_metrics([e.label for e in test], preds.labels, labels)
+    if hasattr(strategy, "diagnostics"):  # e.g. in-context: share of predictions = last demonstration's label
+        metrics["diagnostics"] = strategy.diagnostics(preds.labels)
+    rows = [
+        {
+            "text": e.text,
+            "gold": e.label,
+            "predicted": p,
+            "probs": dict(zip(preds.label_names, map(float, pr))),
+        }
+        for e, p, pr in zip(test, preds.labels, preds.probs.tolist())
+    ]
+    return metrics, rows
+
+
+def evaluate_generation(strategy, test) -> tuple[dict, list[dict]]:
+    """BLEU/chrF/ROUGE/exact match of the generated texts, target perplexity, decoding speed."""
+    from taskfit.evaluation.generation_metrics import generation_metrics
+
+    generated = strategy.predict(test)
+    metrics = generation_metrics([e.target for e in test], generated.texts)
+    fit = strategy.perplexity(test)
+    metrics.update(
+        {
+            "perplexity": fit["perplexity"],
+            "target_loss": fit["loss"],
+            "target_tokens": fit["target_tokens"],
+            "generated_tokens": generated.new_tokens,
+            "generate_tokens_per_s": generated.new_tokens / max(generated.seconds, 1e-9),
+        }
+    )
+    rows = [{"input": e.text, "target": e.target, "generated": g} for e, g in zip(test, generated.texts)]
+    return metrics, rows
 
 
 def peak_rss_mb() -> float:

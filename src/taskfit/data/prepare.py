@@ -94,7 +94,9 @@ def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
             )
 
 
-def load_pools(cfg: DataConfig) -> Pools:
+def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
+    if task == "generation":
+        return load_pair_pools(cfg)
     notes: list[str] = []
     if cfg.dataset:
         ds = load_builtin(cfg.dataset)
@@ -145,6 +147,60 @@ def load_pools(cfg: DataConfig) -> Pools:
     return Pools(train, dev, test, labels, notes)
 
 
+def load_pair_pools(cfg: DataConfig) -> Pools:
+    """Generation data: (input, target) pairs; dev/test carved at random when not given."""
+    notes: list[str] = []
+    if cfg.dataset:
+        ds = load_builtin(cfg.dataset)
+        if ds.card.task != "generation":
+            raise TaskfitError(
+                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; set task: {ds.card.task} "
+                "or pick a generation dataset (taskfit datasets lists them)"
+            )
+        train, dev, test = ds.train, ds.dev, ds.test
+        notes.append(
+            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test pairs after dropping "
+            f"{ds.duplicates_dropped} repeated inputs"
+        )
+    else:
+        c = cfg.columns
+        cols = Columns(text=c.text, label=None, text_pair=c.text_pair, target=c.target, messages=c.messages)
+        train = read_examples(cfg.train, cols, cfg.format)  # type: ignore[arg-type]
+        dev = read_examples(cfg.dev, cols, cfg.format) if cfg.dev else []
+        test = read_examples(cfg.test, cols, cfg.format) if cfg.test else []
+        if not test:
+            train, test = _carve(train, 0.2, cfg.split_seed)
+            notes.append(
+                f"no test file: held out 20% of train ({len(test)} pairs, split_seed={cfg.split_seed})"
+            )
+        if not dev:
+            train, dev = _carve(train, 0.1, cfg.split_seed + 1)
+            notes.append(f"no dev file: held out 10% of train ({len(dev)} pairs)")
+    if cfg.dedupe:
+        train, dev, dropped = drop_cross_split_duplicates(train, dev, test)
+        notes.append(
+            f"dedupe: dropped {dropped['train']} train and {dropped['dev']} dev pairs whose input also occurs "
+            "in a later split (test is never changed)"
+        )
+    if cfg.test_limit and cfg.test_limit < len(test):
+        rng = random.Random(12345)  # fixed: the test subset never depends on the run seed
+        test = sorted(rng.sample(test, cfg.test_limit), key=lambda e: e.source)
+        notes.append(f"evaluating on a fixed subset of {len(test)} test pairs (data.test_limit)")
+    return Pools(train, dev, test, [], notes)
+
+
+def k_pairs(examples: list[Example], k: int, seed: int, what: str = "train", allow_fewer: bool = False):
+    """K pairs chosen with ``seed``, nested across K (a seeded order, its first K)."""
+    if k > len(examples) and not allow_fewer:
+        raise TaskfitError(
+            f"K={k} pairs is more than the {what} split has ({len(examples)}). Nearest valid K: "
+            f"{len(examples)}; or set shots: null to use all of them."
+        )
+    order = examples[:]
+    random.Random(f"{seed}/pairs").shuffle(order)
+    return order[:k]
+
+
 def drop_cross_split_duplicates(
     train: list[Example], dev: list[Example], test: list[Example]
 ) -> tuple[list[Example], list[Example], dict[str, int]]:
@@ -160,6 +216,13 @@ def drop_cross_split_duplicates(
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
     train, dev, notes = pools.train, pools.dev, list(pools.notes)
+    if not pools.labels:  # generation: K pairs in all, not per class
+        if cfg.k is not None:
+            train = k_pairs(pools.train, cfg.k, seed, "train")
+        dev_k = cfg.dev_shots or cfg.k
+        if dev_k is not None:
+            dev = k_pairs(pools.dev, dev_k, seed + 10_000, "dev", allow_fewer=True)
+        return Splits(train, dev, pools.test, [], notes)
     if cfg.k is not None:
         train = k_shot(pools.train, cfg.k, pools.labels, seed, "train")
     dev_k = cfg.dev_shots or cfg.k

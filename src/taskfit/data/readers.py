@@ -20,6 +20,9 @@ class Example:
     label: str | None = None
     text_pair: str | None = None
     source: str = ""  # "file:line", for error messages
+    target: str | None = None  # generation: the text to produce
+    # generation from chat data: the turns before the target, ((role, content), ...); text is the last one
+    history: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Columns:
     text: str = "text"
     label: str | None = "label"
     text_pair: str | None = None
+    target: str | None = None  # set for generation: the target column
+    messages: str | None = None  # set for chat-format generation data
 
 
 FORMATS = ("csv", "tsv", "jsonl", "hf")
@@ -86,9 +91,47 @@ def _field(row: dict, key: str, path: Path, line: int, columns_found: list[str])
     return row[key]
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def _chat_example(row: dict, cols: Columns, path: Path, line: int, found: list[str]) -> Example:
+    """A ``messages`` list: the last message must be the assistant's (the target), the one before a user's."""
+    messages = _field(row, cols.messages, path, line, found)  # type: ignore[arg-type]
+    if isinstance(messages, str):
+        try:
+            messages = json.loads(messages)
+        except json.JSONDecodeError:
+            pass
+    where = f"{path}:{line}: column '{cols.messages}'"
+    if not isinstance(messages, list) or len(messages) < 2:
+        raise TaskfitError(
+            f"{where}: expected a list of at least 2 messages [{{role, content}}, ...] ending with the "
+            f"assistant's reply, got {str(messages)[:80]!r}"
+        )
+    turns = []
+    for i, m in enumerate(messages):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in CHAT_ROLES
+            or not isinstance(m.get("content"), str)
+        ):
+            raise TaskfitError(
+                f"{where}, message {i}: expected {{role: system|user|assistant, content: text}}, got {str(m)[:80]!r}"
+            )
+        turns.append((m["role"], m["content"]))
+    if turns[-1][0] != "assistant" or turns[-2][0] != "user":
+        raise TaskfitError(
+            f"{where}: the last message must be the assistant's reply (the target) and the one before it the "
+            f"user's; roles found: {[r for r, _ in turns]}"
+        )
+    return Example(text=turns[-2][1], target=turns[-1][1], history=tuple(turns[:-2]), source=f"{path}:{line}")
+
+
 def _to_example(
     row: dict, cols: Columns, path: Path, line: int, found: list[str], need_label: bool
 ) -> Example:
+    if cols.messages:
+        return _chat_example(row, cols, path, line, found)
     text = _field(row, cols.text, path, line, found)
     if text is None or not str(text).strip():
         raise TaskfitError(
@@ -104,7 +147,15 @@ def _to_example(
         if value is None or str(value).strip() == "":
             raise TaskfitError(f"{path}:{line}: empty label in column '{cols.label}'.")
         label = str(value).strip()
-    return Example(text=str(text), label=label, text_pair=pair, source=f"{path}:{line}")
+    target = None
+    if cols.target:
+        value = _field(row, cols.target, path, line, found)
+        if value is None or not str(value).strip():
+            raise TaskfitError(
+                f"{path}:{line}: empty target in column '{cols.target}'. Remove the row or fill it in."
+            )
+        target = str(value)
+    return Example(text=str(text), label=label, text_pair=pair, source=f"{path}:{line}", target=target)
 
 
 def read_delimited(path: Path, cols: Columns, delimiter: str, need_label: bool = True) -> list[Example]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taskfit.config import STRATEGY_CONFIGS
+from taskfit.config import strategy_configs
 from taskfit.strategies.base import BackboneCache, Context, Predictions, Strategy, read_strategy_file
 from taskfit.strategies.contrastive import Contrastive
+from taskfit.strategies.generation import GenerationFewShot, GenerationPrompting, Generations
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
 from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora, PrefixTuning, PromptTuning
 from taskfit.strategies.prompt_finetune import PromptFinetune
+from taskfit.strategies.supervised_finetune import SupervisedFinetune
 from taskfit.strategies.zero_shot import ZeroShot
 
 STRATEGIES = {
@@ -26,6 +28,31 @@ STRATEGIES = {
     "contrastive": Contrastive,
     "prompt-finetune": PromptFinetune,
 }
+# task: generation. The same name can mean another strategy than in classification (lora, zero-shot, ...).
+GENERATION_STRATEGIES = {
+    "zero-shot": GenerationPrompting,
+    "in-context": GenerationFewShot,
+    "full-finetune": SupervisedFinetune,
+    "lora": SupervisedFinetune,
+    "prompt-tuning": SupervisedFinetune,
+}
+
+
+def strategies_for(task: str = "classification") -> dict:
+    return GENERATION_STRATEGIES if task == "generation" else STRATEGIES
+
+
+def task_of(config) -> str:
+    from taskfit.config import GenerationBase
+
+    return "generation" if isinstance(config, GenerationBase) else "classification"
+
+
+def needed_kind(config) -> str | None:
+    """The backbone kind a strategy config needs (None: either)."""
+    return "causal-lm" if task_of(config) == "generation" else NEEDS_KIND.get(config.name)
+
+
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains.
 # head-finetune, lora, ia3, prompt-tuning and prefix-tuning take either: a causal LM becomes a classifier on
 # its last token's hidden state. bitfit needs bias terms (Llama-style LMs have none); adapters and the
@@ -40,7 +67,7 @@ NEEDS_KIND = {
 
 
 def build_strategy(config, ctx: Context) -> Strategy:
-    return STRATEGIES[config.name](config, ctx)
+    return strategies_for(task_of(config))[config.name](config, ctx)
 
 
 def load_strategy(directory: str | Path, backbones: BackboneCache | None = None) -> Strategy:
@@ -49,14 +76,17 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
 
     directory = Path(directory)
     saved = read_strategy_file(directory)
-    config = STRATEGY_CONFIGS[saved["strategy"]["name"]].model_validate(saved["strategy"])
+    task = saved.get("task", "classification")
+    config = strategy_configs(task)[saved["strategy"]["name"]].model_validate(saved["strategy"])
     prompt = PromptConfig.model_validate(saved["prompt"]) if saved.get("prompt") else None
     ctx = Context(labels=saved["labels"], prompt=prompt, backbones=backbones or BackboneCache())
-    return STRATEGIES[config.name].load(directory, config, ctx, saved)
+    return strategies_for(task)[config.name].load(directory, config, ctx, saved)
 
 
 __all__ = [
+    "GENERATION_STRATEGIES",
     "STRATEGIES",
+    "Generations",
     "BackboneCache",
     "Context",
     "Predictions",
