@@ -120,10 +120,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         need_label=False,
     )
     preds = strategy.predict(examples)
-    rows = [
-        {"text": e.text, "label": p, "scores": dict(zip(preds.label_names, map(float, pr)))}
-        for e, p, pr in zip(examples, preds.labels, preds.probs.tolist())
-    ]
+    if hasattr(preds, "texts"):  # a generation run
+        rows = [{"text": e.text, "generated": g} for e, g in zip(examples, preds.texts)]
+    else:
+        rows = [
+            {"text": e.text, "label": p, "scores": dict(zip(preds.label_names, map(float, pr)))}
+            for e, p, pr in zip(examples, preds.labels, preds.probs.tolist())
+        ]
     if args.output:
         write_jsonl_atomic(Path(args.output), rows)
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
@@ -149,20 +152,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _inspect_report(args: argparse.Namespace):
     """DATA as NER CoNLL files, a config YAML, a built-in dataset name, or a classification file."""
     from taskfit.config import ColumnsConfig, DataConfig, load_config
-    from taskfit.data.catalog import builtin_names
+    from taskfit.data.catalog import builtin_names, card
     from taskfit.data.inspect import inspect_data, inspect_ner
 
     if args.task == "ner":
         return inspect_ner(args.data, args.dev, args.test)
     backbones, max_length = list(args.backbone or []), args.max_length
+    task = "classification"
     if args.data.endswith((".yaml", ".yml")):
         config = load_config(args.data)
-        data = config.data
+        data, task = config.data, config.task
         backbones = backbones or list(dict.fromkeys(s.backbone for s in config.strategies))
         lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
         max_length = max_length or min(lengths, default=256)
     elif args.data in builtin_names():
         data = DataConfig(dataset=args.data, shots=args.shots)
+        task = card(args.data).task
     else:
         columns = ColumnsConfig(text=args.text_column, label=args.label_column)
         data = DataConfig(
@@ -173,7 +178,7 @@ def _inspect_report(args: argparse.Namespace):
             columns=columns,
             shots=args.shots,
         )
-    return inspect_data(data, backbones, max_length or 256)
+    return inspect_data(data, backbones, max_length or 256, task)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -181,7 +186,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if not args.name:
         for name in builtin_names():
-            print(f"{name:<18} {card(name).description}")
+            print(f"{name:<18} {card(name).task:<15} {card(name).description}")
         return 0
     print(load_builtin(args.name).summary())
     return 0

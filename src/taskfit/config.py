@@ -492,6 +492,15 @@ class GenerationPromptTuningConfig(SupervisedFinetuneBase):
         None, description="start the soft prompt from this text's embeddings (default: random vocabulary)"
     )
 
+    @model_validator(mode="after")
+    def _not_packed(self) -> GenerationPromptTuningConfig:
+        if self.batching == "packed":
+            raise ValueError(
+                "batching: packed needs position ids and a block mask, which peft's soft prompt does not pass "
+                "through; use batching: length-grouped"
+            )
+        return self
+
 
 GenerationStrategyConfig = Annotated[
     GenerationZeroShotConfig
@@ -552,7 +561,7 @@ def parse_strategy(raw: Any, task: str = "classification", where: str = "strateg
         return registry[raw["name"]].model_validate(raw)
     except ValidationError as err:
         lines = [
-            f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            f"{'.'.join([where, *map(str, e['loc'])])}: {e['msg'].removeprefix('Value error, ')}"
             + (f" (got {e['input']!r})" if _shows_input(e) else "")
             for e in err.errors()
         ]

@@ -394,7 +394,9 @@ def check_examples(
     return report
 
 
-def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256) -> InspectReport:
+def inspect_data(
+    data, backbones: list[str] | None = None, max_length: int = 256, task: str = "classification"
+) -> InspectReport:
     """All checks for a data config: its raw files first (these never stop), then the examples a run sees."""
     from taskfit.data.prepare import load_pools
     from taskfit.errors import TaskfitError
@@ -402,7 +404,7 @@ def inspect_data(data, backbones: list[str] | None = None, max_length: int = 256
     report = InspectReport()
     scan_files(data, report)
     try:
-        pools = load_pools(data)
+        pools = load_pools(data, task)
     except TaskfitError as exc:
         report.add("load", "error", str(exc), 1)
         return report

@@ -100,6 +100,10 @@ def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
     notes: list[str] = []
     if cfg.dataset:
         ds = load_builtin(cfg.dataset)
+        if ds.card.task != "classification":
+            raise TaskfitError(
+                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; add 'task: {ds.card.task}' to the config"
+            )
         train, dev, test = ds.train, ds.dev, ds.test
         labels = list(cfg.labels or ds.card.labels)
         notes.append(

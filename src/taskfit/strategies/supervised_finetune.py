@@ -40,11 +40,6 @@ class SupervisedFinetune:
 
     def __init__(self, config: SupervisedFinetuneBase, ctx: Context, saved_dir: Path | None = None) -> None:
         require_causal_lm(config, ctx)
-        if config.batching == "packed" and isinstance(config, GenerationPromptTuningConfig):
-            raise TaskfitError(
-                f"{config.run_id}: batching: packed needs position ids and a block mask, which peft's soft "
-                "prompt does not pass through; use batching: length-grouped"
-            )
         self.config, self.ctx, self.log = config, ctx, []
         backbone = load_backbone(
             config.backbone, "causal-lm", ctx.backbones.trust_remote_code, ctx.backbones.device
