@@ -98,41 +98,59 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_dir(path: Path) -> Path:
-    for candidate in (path, path / "model"):
-        if (candidate / "strategy.json").exists():
-            return candidate
-    from taskfit.errors import TaskfitError
-
-    raise TaskfitError(f"{path}: not a saved run; expected strategy.json here or in {path / 'model'}")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from taskfit.data.readers import Columns, read_examples
-    from taskfit.io import write_jsonl_atomic
-    from taskfit.strategies import load_strategy
+    from taskfit.data.readers import Columns
+    from taskfit.progress import make_progress
+    from taskfit.serving.batch import iter_examples, predict_file
+    from taskfit.serving.predictor import Predictor, iter_chunks
 
-    strategy = load_strategy(_model_dir(Path(args.run_dir)))
-    examples = read_examples(
+    cols = Columns(text=args.text_column, label=None, text_pair=args.text_pair_column)
+    predictor = Predictor.load(args.run_dir)
+    if not args.output:  # stdout: streamed, not resumable
+        for chunk in iter_chunks(iter_examples(args.input, cols, args.format), args.batch_size):
+            for e, r in zip(chunk, predictor.predict(chunk)):
+                print(json.dumps({"source": e.source, "text": e.text, **r}, ensure_ascii=False), flush=True)
+        return 0
+    result = predict_file(
+        args.run_dir,
         args.input,
-        Columns(text=args.text_column, label=None, text_pair=args.text_pair_column),
+        args.output,
+        cols,
         args.format,
-        need_label=False,
+        args.batch_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=make_progress(sys.stderr),
+        predictor=predictor,
     )
-    preds = strategy.predict(examples)
-    if hasattr(preds, "texts"):  # a generation run
-        rows = [{"text": e.text, "generated": g} for e, g in zip(examples, preds.texts)]
-    else:
-        rows = [
-            {"text": e.text, "label": p, "scores": dict(zip(preds.label_names, map(float, pr)))}
-            for e, p, pr in zip(examples, preds.labels, preds.probs.tolist())
-        ]
-    if args.output:
-        write_jsonl_atomic(Path(args.output), rows)
-        print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
-    else:
-        for r in rows:
-            print(json.dumps(r, ensure_ascii=False))
+    resumed = f" (resumed after {result['resumed_after']})" if result["resumed_after"] else ""
+    print(f"wrote {result['rows']} predictions to {result['output']}{resumed}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from taskfit.serving.app import ServeSettings, serve
+
+    api_key = os.environ.get(args.api_key_env) or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        print(
+            f"taskfit: warning: serving on {args.host} without an API key; anyone who can reach this port can "
+            f"use the model (set {args.api_key_env})",
+            file=sys.stderr,
+        )
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_kb * 1024,
+        max_inputs=args.max_inputs,
+        max_text_chars=args.max_text_chars,
+        max_new_tokens=args.max_new_tokens,
+        timeout_s=args.timeout,
+    )
+    serve(args.run_dir, settings, args.trust_remote_code, args.device)
     return 0
 
 
@@ -247,14 +265,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("predict", help="predict labels for a file with a saved run")
+    p = sub.add_parser("predict", help="label (or generate for) every row of a file with a saved run")
     p.add_argument("run_dir", help="a run cell folder (…/<strategy>/seed-<s>) or its model/ folder")
     p.add_argument("--input", required=True, help="CSV/TSV/JSONL file with a text column")
-    p.add_argument("--output", help="JSONL output file (default: stdout)")
+    p.add_argument(
+        "--output", help="JSONL output file, written as OUTPUT.partial until done (default: stdout)"
+    )
     p.add_argument("--text-column", default="text")
     p.add_argument("--text-pair-column", default=None)
-    p.add_argument("--format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "hf"])
+    p.add_argument("--format", default="auto", choices=["auto", "csv", "tsv", "jsonl"])
+    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (and per fsync)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="serve a saved run over HTTP (OpenAI-compatible for generation runs)")
+    p.add_argument("run_dir", help="a run cell folder or its model/ folder")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--api-key-env",
+        default="TASKFIT_API_KEY",
+        help="environment variable holding the API key; when set, requests need Authorization: Bearer <key>",
+    )
+    p.add_argument(
+        "--max-batch-size", type=int, default=16, help="inputs per forward pass (dynamic batching)"
+    )
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
+    p.add_argument("--max-body-kb", type=int, default=1024, help="request body limit (413 above)")
+    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request (413 above)")
+    p.add_argument("--max-text-chars", type=int, default=20_000, help="characters per input (422 above)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="largest max_tokens a request may ask")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (504 after)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "inspect", help="check data before training: parsing, duplicates and leakage, balance, tokenization"

@@ -230,16 +230,19 @@ def generate(
     stop_ids: list[int],
     seed: int = 0,
     advance: Callable[[int], None] = lambda n: None,
+    per_item: list | None = None,
 ) -> tuple[list[str], int]:
     """Decode every prompt (token ids); returns the texts in input order and the number of new tokens.
 
-    Prompts are sorted by length and left-padded in batches of ``decoding.batch_size``."""
+    Prompts are sorted by length and left-padded in batches of ``decoding.batch_size``. ``per_item``, when
+    given, is filled with (new tokens, finish reason: "stop" or "length") per prompt, in input order."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     kwargs = generation_kwargs(decoding, stop_ids, pad_id)
     if decoding.stop:
         kwargs.update(stop_strings=list(decoding.stop), tokenizer=tokenizer)
     torch.manual_seed(seed)  # sampling
     outputs: list[str] = [""] * len(prompts)
+    details: list[tuple[int, str]] = [(0, "length")] * len(prompts)
     new_tokens = 0
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     device = model.device
@@ -258,8 +261,13 @@ def generate(
             generated = out[row, width:].tolist()
             ended = [k for k, t in enumerate(generated) if t in stop_ids]
             generated = generated[: ended[0]] if ended else generated
-            new_tokens += len(generated) + (1 if ended else 0)
+            count = len(generated) + (1 if ended else 0)
+            new_tokens += count
             text = tokenizer.decode(generated, skip_special_tokens=True)
             outputs[i] = cut_at_stop(text, decoding.stop).strip()
+            stopped = ended or len(outputs[i]) < len(text.strip())
+            details[i] = (count, "stop" if stopped else "length")
         advance(len(idx))
+    if per_item is not None:
+        per_item[:] = details
     return outputs, new_tokens

@@ -91,6 +91,14 @@ class GenerationPrompting:
         if isinstance(config, GenerationInContextConfig):
             self.model.renderer.separator = config.separator
 
+    @property
+    def net(self):
+        """The module generation runs through (the shared interface with supervised_finetune)."""
+        return self.model.lm
+
+    def demos_for(self, example: Example) -> list[Example]:
+        return self._demos_for(example)
+
     def _demos_for(self, example: Example) -> list[Example]:
         c = self.config
         if not isinstance(c, GenerationInContextConfig) or not self.pool:

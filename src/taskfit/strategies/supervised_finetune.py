@@ -164,6 +164,9 @@ class SupervisedFinetune:
         )
         self.net.eval()
 
+    def demos_for(self, example: Example) -> list[Example]:
+        return []
+
     def predict(self, examples: list[Example]) -> Generations:
         return self.model.generate(self.net, examples, no_demos, f"{self.config.run_id} generate")
 

@@ -1,0 +1,496 @@
+"""``taskfit serve``: a saved run as an HTTP service (FastAPI + uvicorn).
+
+Endpoints: ``POST /v1/predict`` (a batch of inputs, any task); for generation runs the OpenAI-compatible
+``POST /v1/chat/completions`` and ``POST /v1/completions`` (streaming included) and ``GET /v1/models``, so the
+official ``openai`` client works against it; ``GET /health``; ``GET /metrics`` (Prometheus text format); the
+OpenAPI spec at ``/openapi.json``.
+
+Safe by default: binds 127.0.0.1; an API key (``TASKFIT_API_KEY``) makes every endpoint but /health answer 401
+without ``Authorization: Bearer <key>``; body size (413), inputs per request (413), text length (422) and new
+tokens (422) are bounded; each request has a timeout (504). Errors are JSON in OpenAI's shape:
+``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from taskfit.config import DecodingConfig
+from taskfit.data.readers import Example
+from taskfit.errors import TaskfitError
+from taskfit.serving.batching import Batcher
+from taskfit.serving.predictor import Predictor
+
+
+@dataclass
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    max_batch_size: int = 16  # inputs per forward pass across concurrent requests
+    max_wait_ms: float = 10.0  # how long a batch waits for more inputs after its first
+    max_body_bytes: int = 1_000_000
+    max_inputs: int = 64  # inputs in one request
+    max_text_chars: int = 20_000
+    max_new_tokens: int = 512
+    timeout_s: float = 60.0
+
+
+# -- request bodies -------------------------------------------------------------------------------------
+
+
+class TextInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    text_pair: str | None = None
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[str | TextInput] = Field(
+        ..., min_length=1, description="texts, or {text, text_pair} objects"
+    )
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class _OpenAIBase(BaseModel):
+    """Fields both OpenAI endpoints share; unknown OpenAI options are accepted and ignored, as clients send
+    some (e.g. stream_options) by default."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1, description="one choice per prompt")
+    seed: int | None = None
+
+
+class ChatRequest(_OpenAIBase):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(_OpenAIBase):
+    prompt: str | list[str]
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+
+def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``max_bytes`` gets 413 before the app parses it (declared or streamed)."""
+
+    class TooLarge(Exception):
+        pass
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _reply_413(self, send) -> None:
+        body = json.dumps(
+            error_body(f"request body over the limit of {self.max_bytes} bytes", "request_too_large")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reply_413(send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyLimit.TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyLimit.TooLarge:
+            await self._reply_413(send)
+
+
+# -- the app --------------------------------------------------------------------------------------------
+
+
+def create_app(predictor: Predictor, settings: ServeSettings | None = None):
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+
+    settings = settings or ServeSettings()
+    registry = CollectorRegistry()  # per app: no global state shared between services or tests
+    requests_total = Counter(
+        "taskfit_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=registry
+    )
+    latency = Histogram("taskfit_request_seconds", "request latency", ["endpoint"], registry=registry)
+    batch_sizes = Histogram(
+        "taskfit_batch_size", "inputs per forward pass", buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry
+    )
+    inputs_total = Counter("taskfit_inputs", "inputs predicted", registry=registry)
+    tokens_total = Counter("taskfit_generated_tokens", "tokens generated", registry=registry)
+    queue_depth = Gauge("taskfit_queue_depth", "inputs waiting for a batch", registry=registry)
+
+    def run_batch(key, payloads: list) -> list:
+        if key == "predict":
+            return predictor.predict(payloads)
+        _, decoding_json, seed = key
+        completions = predictor.complete(payloads, DecodingConfig.model_validate_json(decoding_json), seed)
+        tokens_total.inc(sum(c.completion_tokens for c in completions))
+        return completions
+
+    batcher = Batcher(run_batch, settings.max_batch_size, settings.max_wait_ms / 1000, batch_sizes.observe)
+    queue_depth.set_function(lambda: batcher.depth)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title=f"taskfit: {predictor.name}",
+        description=f"A taskfit {predictor.task} run served over HTTP.",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse(error_body(exc.message, exc.kind, exc.param), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in exc.errors()[:5]
+        )
+        return JSONResponse(error_body(message or "invalid request", "invalid_request_error", where), 422)
+
+    @app.exception_handler(TaskfitError)
+    async def _taskfit_error(request: Request, exc: TaskfitError):
+        return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=400)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            requests_total.labels(request.url.path, "500").inc()
+            return JSONResponse(error_body("internal error", "server_error"), status_code=500)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        requests_total.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    def authorised(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.api_key):
+            raise ApiError(
+                401, "missing or wrong API key (send Authorization: Bearer <key>)", "authentication_error"
+            )
+
+    guarded = [Depends(authorised)]
+
+    async def within_timeout(coro):
+        try:
+            return await asyncio.wait_for(coro, settings.timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"the request took longer than {settings.timeout_s:g} s", "timeout") from None
+
+    def check_texts(texts: list[str], param: str) -> None:
+        if len(texts) > settings.max_inputs:
+            raise ApiError(
+                413, f"{len(texts)} inputs in one request; the limit is {settings.max_inputs}", param=param
+            )
+        for i, text in enumerate(texts):
+            if len(text) > settings.max_text_chars:
+                raise ApiError(
+                    422,
+                    f"{param}[{i}] has {len(text)} characters; the limit is {settings.max_text_chars}",
+                    param=f"{param}.{i}",
+                )
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": predictor.name, "task": predictor.task}
+
+    @app.get("/metrics", dependencies=guarded)
+    async def metrics():
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/predict", dependencies=guarded)
+    async def predict(body: PredictRequest) -> dict:
+        inputs = [TextInput(text=i) if isinstance(i, str) else i for i in body.inputs]
+        check_texts([i.text + (i.text_pair or "") for i in inputs], "inputs")
+        examples = [
+            Example(text=i.text, text_pair=i.text_pair, source=f"request:{n}") for n, i in enumerate(inputs)
+        ]
+        results = await within_timeout(batcher.submit(examples, "predict"))
+        inputs_total.inc(len(examples))
+        return {"model": predictor.name, "task": predictor.task, "predictions": results}
+
+    if predictor.task != "generation":
+        return app
+
+    def decoding_for(body: _OpenAIBase, max_tokens: int | None) -> DecodingConfig:
+        base = predictor.decoding
+        wanted = max_tokens or base.max_new_tokens
+        if wanted > settings.max_new_tokens:
+            raise ApiError(
+                422,
+                f"max_tokens {wanted} is over this server's limit of {settings.max_new_tokens}",
+                param="max_tokens",
+            )
+        update: dict[str, Any] = {"max_new_tokens": wanted, "batch_size": settings.max_batch_size}
+        if body.temperature == 0:  # OpenAI semantics: temperature 0 means greedy
+            update["method"] = "greedy"
+        elif body.temperature is not None:
+            update.update(method="sample", temperature=body.temperature)
+        if body.top_p is not None:
+            update["top_p"] = body.top_p
+        if body.stop is not None:
+            update["stop"] = [body.stop] if isinstance(body.stop, str) else list(body.stop)
+        return DecodingConfig.model_validate({**base.model_dump(), **update})
+
+    def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
+    async def stream_pieces(
+        prompt: list[int], decoding: DecodingConfig, seed: int
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """('text', piece) as the model writes, then ('done', Completion); stop strings are cut before sending."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        job = batcher.call(
+            predictor.stream, prompt, decoding, seed, lambda t: loop.call_soon_threadsafe(queue.put_nowait, t)
+        )
+        job_task = asyncio.ensure_future(job)
+        job_task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
+        hold = max((len(s) for s in decoding.stop), default=0)  # a stop string may arrive in pieces
+        buffer, sent, stopped = "", 0, False
+        while True:
+            piece = await queue.get()
+            if piece is None:
+                break
+            if stopped:
+                continue
+            buffer += piece
+            cut = min((i for i in (buffer.find(s) for s in decoding.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                stopped = True
+                if cut > sent:
+                    yield "text", buffer[sent:cut]
+                sent = cut
+            elif len(buffer) - hold > sent:
+                yield "text", buffer[sent : len(buffer) - hold]
+                sent = len(buffer) - hold
+        completion = await job_task
+        if not stopped and len(buffer) > sent:
+            yield "text", buffer[sent:]
+        tokens_total.inc(completion.completion_tokens)
+        if stopped:
+            completion.finish_reason = "stop"
+        yield "done", completion
+
+    def sse(payload: dict | str) -> str:
+        return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    @app.get("/v1/models", dependencies=guarded)
+    async def models() -> dict:
+        return {
+            "object": "list",
+            "data": [{"id": predictor.name, "object": "model", "created": 0, "owned_by": "taskfit"}],
+        }
+
+    @app.post("/v1/chat/completions", dependencies=guarded)
+    async def chat(body: ChatRequest):
+        check_texts([m.content for m in body.messages], "messages")
+        decoding = decoding_for(body, body.max_completion_tokens or body.max_tokens)
+        prompt = predictor.chat_prompt_ids([m.model_dump() for m in body.messages])
+        seed = body.seed or 0
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        head = {"id": rid, "created": created, "model": predictor.name}
+        if body.stream:
+
+            async def events() -> AsyncIterator[str]:
+                first = True
+                async for kind, value in stream_pieces(prompt, decoding, seed):
+                    if kind == "text":
+                        delta = {"role": "assistant", "content": value} if first else {"content": value}
+                        first = False
+                        yield sse(
+                            {
+                                **head,
+                                "object": "chat.completion.chunk",
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                            }
+                        )
+                    else:
+                        yield sse(
+                            {
+                                **head,
+                                "object": "chat.completion.chunk",
+                                "choices": [{"index": 0, "delta": {}, "finish_reason": value.finish_reason}],
+                                "usage": usage(value.prompt_tokens, value.completion_tokens),
+                            }
+                        )
+                yield sse("[DONE]")
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        (done,) = await within_timeout(
+            batcher.submit([prompt], ("generate", decoding.model_dump_json(), seed))
+        )
+        return {
+            **head,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": done.text},
+                    "finish_reason": done.finish_reason,
+                }
+            ],
+            "usage": usage(done.prompt_tokens, done.completion_tokens),
+        }
+
+    @app.post("/v1/completions", dependencies=guarded)
+    async def completions(body: CompletionRequest):
+        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+        if not prompts:
+            raise ApiError(422, "prompt: give a string or a non-empty list of strings", param="prompt")
+        check_texts(prompts, "prompt")
+        decoding = decoding_for(body, body.max_tokens)
+        ids = [predictor.text_prompt_ids(p) for p in prompts]
+        seed = body.seed or 0
+        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        head = {"id": rid, "object": "text_completion", "created": created, "model": predictor.name}
+        if body.stream:
+            if len(ids) > 1:
+                raise ApiError(422, "stream: one prompt at a time", param="prompt")
+
+            async def events() -> AsyncIterator[str]:
+                async for kind, value in stream_pieces(ids[0], decoding, seed):
+                    if kind == "text":
+                        yield sse(
+                            {
+                                **head,
+                                "choices": [
+                                    {"index": 0, "text": value, "logprobs": None, "finish_reason": None}
+                                ],
+                            }
+                        )
+                    else:
+                        yield sse(
+                            {
+                                **head,
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "text": "",
+                                        "logprobs": None,
+                                        "finish_reason": value.finish_reason,
+                                    }
+                                ],
+                                "usage": usage(value.prompt_tokens, value.completion_tokens),
+                            }
+                        )
+                yield sse("[DONE]")
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        done = await within_timeout(batcher.submit(ids, ("generate", decoding.model_dump_json(), seed)))
+        return {
+            **head,
+            "choices": [
+                {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+                for i, c in enumerate(done)
+            ],
+            "usage": usage(sum(c.prompt_tokens for c in done), sum(c.completion_tokens for c in done)),
+        }
+
+    return app
+
+
+def build_asgi(predictor: Predictor, settings: ServeSettings):
+    """The app wrapped in the body-size limit (outermost, so nothing parses an oversized body)."""
+    return BodyLimit(create_app(predictor, settings), settings.max_body_bytes)
+
+
+def serve(
+    run_dir: str, settings: ServeSettings, trust_remote_code: bool = False, device: str = "auto"
+) -> None:
+    import uvicorn
+
+    predictor = Predictor.load(run_dir, trust_remote_code, device)
+    uvicorn.run(build_asgi(predictor, settings), host=settings.host, port=settings.port, log_level="info")
