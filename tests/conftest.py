@@ -110,3 +110,14 @@ def sentiment_csv(tmp_path) -> Path:
         rng.shuffle(words)
         rows.append({"text": " ".join(words) + f" {i}", "label": label})
     return write_csv(tmp_path / "train.csv", rows)
+
+
+@pytest.fixture
+def pairs_csv(tmp_path):
+    """Input: three words; target: the same words reversed (learnable, and checkable by eye)."""
+    rng = random.Random(0)
+    rows = []
+    for _ in range(90):
+        words = rng.sample(WORDS[:14], 3)
+        rows.append({"text": " ".join(words), "target": " ".join(reversed(words))})
+    return write_csv(tmp_path / "pairs.csv", rows)

@@ -41,17 +41,6 @@ def tiny(tiny_llama_dir):
     return model, AutoTokenizer.from_pretrained(tiny_llama_dir)
 
 
-@pytest.fixture
-def pairs_csv(tmp_path):
-    """Input: three words; target: the same words reversed (learnable, and checkable by eye)."""
-    rng = random.Random(0)
-    rows = []
-    for _ in range(90):
-        words = rng.sample(WORDS[:14], 3)
-        rows.append({"text": " ".join(words), "target": " ".join(reversed(words))})
-    return write_csv(tmp_path / "pairs.csv", rows)
-
-
 def test_only_target_tokens_contribute_to_the_loss(tiny):
     model, tokenizer = tiny
     renderer = Renderer.build(tokenizer, "Q: {text}\nA: {answer}", mode="off")

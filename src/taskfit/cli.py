@@ -154,6 +154,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from taskfit.export import export_run
+
+    result = export_run(args.run_dir, args.output, merge=not args.no_merge, onnx=args.onnx)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from taskfit.io import write_json_atomic
 
@@ -278,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="a run as a plain transformers folder (LoRA/IA3 merged), optionally ONNX; parity-checked",
+    )
+    p.add_argument("run_dir", help="a run cell folder or its model/ folder")
+    p.add_argument("--output", required=True, help="new (or empty) folder to write")
+    p.add_argument(
+        "--merge", action="store_true", default=True, help="merge adapters into the weights (default)"
+    )
+    p.add_argument("--no-merge", action="store_true", help="keep a peft adapter as an adapter folder")
+    p.add_argument(
+        "--onnx", action="store_true", help="also model.onnx (encoder classifiers), parity-checked"
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve a saved run over HTTP (OpenAI-compatible for generation runs)")
     p.add_argument("run_dir", help="a run cell folder or its model/ folder")

@@ -127,28 +127,41 @@ def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
             raise TaskfitError(
                 f"{cfg.train}: classification needs at least 2 labels; train has only {labels}"
             )
-        if not test:
-            train, test = _carve(train, 0.2, cfg.split_seed)
-            notes.append(
-                f"no test file: held out 20% of train ({len(test)} examples, split_seed={cfg.split_seed})"
-            )
-        if not dev:
-            train, dev = _carve(train, 0.1, cfg.split_seed + 1)
-            notes.append(f"no dev file: held out 10% of train ({len(dev)} examples)")
-    if cfg.dedupe:
-        train, dev, dropped = drop_cross_split_duplicates(train, dev, test)
-        notes.append(
-            f"dedupe: dropped {dropped['train']} train and {dropped['dev']} dev examples whose text also occurs "
-            "in a later split (test is never changed)"
-        )
+        train, dev, test = _hold_out(cfg, train, dev, test, notes, "examples")
+    train, dev = _dedupe(cfg, train, dev, test, notes, "examples", "text")
     _check_labels(train, labels, "train")
     _check_labels(dev, labels, "dev")
     _check_labels(test, labels, "test")
+    return Pools(train, dev, _limit_test(cfg, test, notes, "examples"), labels, notes)
+
+
+def _hold_out(cfg: DataConfig, train, dev, test, notes: list[str], unit: str):
+    """User files without a test or dev file: carve them out of train (stratified when labelled)."""
+    if not test:
+        train, test = _carve(train, 0.2, cfg.split_seed)
+        notes.append(f"no test file: held out 20% of train ({len(test)} {unit}, split_seed={cfg.split_seed})")
+    if not dev:
+        train, dev = _carve(train, 0.1, cfg.split_seed + 1)
+        notes.append(f"no dev file: held out 10% of train ({len(dev)} {unit})")
+    return train, dev, test
+
+
+def _dedupe(cfg: DataConfig, train, dev, test, notes: list[str], unit: str, what: str):
+    if cfg.dedupe:
+        train, dev, dropped = drop_cross_split_duplicates(train, dev, test)
+        notes.append(
+            f"dedupe: dropped {dropped['train']} train and {dropped['dev']} dev {unit} whose {what} also occurs "
+            "in a later split (test is never changed)"
+        )
+    return train, dev
+
+
+def _limit_test(cfg: DataConfig, test: list[Example], notes: list[str], unit: str) -> list[Example]:
     if cfg.test_limit and cfg.test_limit < len(test):
         rng = random.Random(12345)  # fixed: the test subset never depends on the run seed
         test = sorted(rng.sample(test, cfg.test_limit), key=lambda e: e.source)
-        notes.append(f"evaluating on a fixed subset of {len(test)} test examples (data.test_limit)")
-    return Pools(train, dev, test, labels, notes)
+        notes.append(f"evaluating on a fixed subset of {len(test)} test {unit} (data.test_limit)")
+    return test
 
 
 def load_pair_pools(cfg: DataConfig) -> Pools:
@@ -172,25 +185,9 @@ def load_pair_pools(cfg: DataConfig) -> Pools:
         train = read_examples(cfg.train, cols, cfg.format)  # type: ignore[arg-type]
         dev = read_examples(cfg.dev, cols, cfg.format) if cfg.dev else []
         test = read_examples(cfg.test, cols, cfg.format) if cfg.test else []
-        if not test:
-            train, test = _carve(train, 0.2, cfg.split_seed)
-            notes.append(
-                f"no test file: held out 20% of train ({len(test)} pairs, split_seed={cfg.split_seed})"
-            )
-        if not dev:
-            train, dev = _carve(train, 0.1, cfg.split_seed + 1)
-            notes.append(f"no dev file: held out 10% of train ({len(dev)} pairs)")
-    if cfg.dedupe:
-        train, dev, dropped = drop_cross_split_duplicates(train, dev, test)
-        notes.append(
-            f"dedupe: dropped {dropped['train']} train and {dropped['dev']} dev pairs whose input also occurs "
-            "in a later split (test is never changed)"
-        )
-    if cfg.test_limit and cfg.test_limit < len(test):
-        rng = random.Random(12345)  # fixed: the test subset never depends on the run seed
-        test = sorted(rng.sample(test, cfg.test_limit), key=lambda e: e.source)
-        notes.append(f"evaluating on a fixed subset of {len(test)} test pairs (data.test_limit)")
-    return Pools(train, dev, test, [], notes)
+        train, dev, test = _hold_out(cfg, train, dev, test, notes, "pairs")
+    train, dev = _dedupe(cfg, train, dev, test, notes, "pairs", "input")
+    return Pools(train, dev, _limit_test(cfg, test, notes, "pairs"), [], notes)
 
 
 def k_pairs(examples: list[Example], k: int, seed: int, what: str = "train", allow_fewer: bool = False):

@@ -144,6 +144,7 @@ def load_backbone(
 
     kind = kind or detect_kind(name, trust_remote_code)
     cls = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
-    model = _load(cls.from_pretrained, name, trust_remote_code, dtype=torch.float32)
+    # use_safetensors: never unpickle weights (a .bin checkpoint can run code when loaded)
+    model = _load(cls.from_pretrained, name, trust_remote_code, dtype=torch.float32, use_safetensors=True)
     model.to(resolve_device(device)).eval()
     return Backbone(name=name, kind=kind, model=model, tokenizer=load_tokenizer(name, trust_remote_code))

@@ -57,6 +57,49 @@ def check_targets(model: nn.Module, targets: list[str], what: str = "target_modu
             )
 
 
+def load_peft_adapter(model: nn.Module, folder: Path):
+    """peft's loader, but only from safetensors: it would fall back to unpickling adapter_model.bin."""
+    from peft import PeftModel
+
+    if not (Path(folder) / "adapter_model.safetensors").exists():
+        raise TaskfitError(
+            f"{folder}: no adapter_model.safetensors; taskfit loads adapter weights from safetensors only "
+            "(a pickled adapter_model.bin can run code when loaded)"
+        )
+    return PeftModel.from_pretrained(model, str(folder))
+
+
+LM_WEIGHTS_FILE = "model.safetensors"
+
+
+def attach_tuning(lm: nn.Module, saved_dir: Path | None, make_peft_config=None):
+    """A causal LM's trainable part: a peft wrapper (new from ``make_peft_config()``, or the saved adapter), or,
+    with no peft config, the LM's own weights (restored from a saved run's safetensors). Returns the wrapper
+    or None."""
+    if make_peft_config is not None:
+        if saved_dir is not None:
+            return load_peft_adapter(lm, saved_dir / ADAPTER_DIR)
+        from peft import get_peft_model
+
+        return get_peft_model(lm, make_peft_config())
+    if saved_dir is not None:
+        from safetensors.torch import load_model
+
+        load_model(lm, str(saved_dir / LM_WEIGHTS_FILE), device=str(lm.device))
+    return None
+
+
+def save_tuning(directory: Path, peft_model, lm: nn.Module) -> None:
+    """What ``attach_tuning`` reloads: the adapter alone, or the whole LM as safetensors."""
+    from taskfit.io import save_safetensors_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if peft_model is not None:
+        peft_model.save_pretrained(directory / ADAPTER_DIR)
+    else:
+        save_safetensors_atomic(lm, directory / LM_WEIGHTS_FILE)
+
+
 def resolve_targets(model: nn.Module, targets, preset_table: dict[str, list[str]]) -> list[str] | str | None:
     model_type = getattr(model.config, "model_type", "")
     if targets == "all-linear":
@@ -101,13 +144,12 @@ class PeftStrategy(HeadFinetune):
 
     @classmethod
     def load(cls, directory: Path, config, ctx: Context, saved: dict):
-        from peft import PeftModel
 
         strategy = cls.__new__(cls)
         strategy.config, strategy.ctx, strategy.log = config, ctx, []
         backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
         strategy.tokenizer = backbone.tokenizer
-        encoder = PeftModel.from_pretrained(backbone.model, str(directory / ADAPTER_DIR))
+        encoder = load_peft_adapter(backbone.model, directory / ADAPTER_DIR)
         strategy.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
         strategy.model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         from taskfit.models.backbones import resolve_device

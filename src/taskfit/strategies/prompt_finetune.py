@@ -17,7 +17,7 @@ import torch
 from taskfit.config import PromptFinetuneConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import save_safetensors_atomic, write_jsonl_atomic
+from taskfit.io import write_jsonl_atomic
 from taskfit.models.backbones import detect_kind, load_backbone
 from taskfit.models.lm_scoring import verbalizer_scores
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed
@@ -28,11 +28,15 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
-from taskfit.strategies.peft_encoder import ADAPTER_DIR, ATTENTION_TARGETS, resolve_targets
+from taskfit.strategies.peft_encoder import (
+    ATTENTION_TARGETS,
+    attach_tuning,
+    resolve_targets,
+    save_tuning,
+)
 from taskfit.strategies.prompt_search import run_prompt_search
 from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
 
-WEIGHTS_FILE = "model.safetensors"
 DEMOS_FILE = "demonstrations.jsonl"
 
 
@@ -53,26 +57,19 @@ class PromptFinetune:
         self.lm, self.tokenizer = backbone.model, backbone.tokenizer
         self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
         self.demos: list[Example] = []
-        self.peft_model = None
-        if config.tuning == "lora":
-            from peft import LoraConfig, PeftModel, get_peft_model
 
-            if saved_dir is not None:
-                self.peft_model = PeftModel.from_pretrained(self.lm, str(saved_dir / ADAPTER_DIR))
-            else:
-                targets = resolve_targets(self.lm, config.target_modules, ATTENTION_TARGETS)
-                lora = LoraConfig(
-                    r=config.r,
-                    lora_alpha=config.alpha,
-                    lora_dropout=config.lora_dropout,
-                    target_modules=targets,
-                    bias="none",
-                )
-                self.peft_model = get_peft_model(self.lm, lora)
-        elif saved_dir is not None:
-            from safetensors.torch import load_model
+        def lora_config():
+            from peft import LoraConfig
 
-            load_model(self.lm, str(saved_dir / WEIGHTS_FILE), device=str(self.lm.device))
+            return LoraConfig(
+                r=config.r,
+                lora_alpha=config.alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=resolve_targets(self.lm, config.target_modules, ATTENTION_TARGETS),
+                bias="none",
+            )
+
+        self.peft_model = attach_tuning(self.lm, saved_dir, lora_config if config.tuning == "lora" else None)
         if saved_dir is not None and (saved_dir / DEMOS_FILE).exists():
             lines = (saved_dir / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
             self.demos = [Example(**json.loads(line)) for line in lines if line.strip()]
@@ -140,11 +137,7 @@ class PromptFinetune:
         return count_parameters(self.lm)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.peft_model is not None:
-            self.peft_model.save_pretrained(directory / ADAPTER_DIR)
-        else:
-            save_safetensors_atomic(self.lm, directory / WEIGHTS_FILE)
+        save_tuning(directory, self.peft_model, self.lm)
         if self.demos:
             write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.demos])
         write_strategy_file(directory, self.config, self.ctx)

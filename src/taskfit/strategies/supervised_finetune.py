@@ -20,15 +20,17 @@ from taskfit.config import (
 )
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import save_safetensors_atomic
 from taskfit.models.backbones import load_backbone, resolve
 from taskfit.models.generation import pack, packed_batch, padded_batch, target_nll
 from taskfit.strategies.base import Context, count_parameters, write_strategy_file
 from taskfit.strategies.generation import GenerationModel, Generations, require_causal_lm
-from taskfit.strategies.peft_encoder import ADAPTER_DIR, ATTENTION_TARGETS, resolve_targets
+from taskfit.strategies.peft_encoder import (
+    ATTENTION_TARGETS,
+    attach_tuning,
+    resolve_targets,
+    save_tuning,
+)
 from taskfit.training.loop import LoopSettings, fit_epochs
-
-WEIGHTS_FILE = "model.safetensors"
 
 
 def no_demos(example: Example) -> list[Example]:
@@ -46,20 +48,9 @@ class SupervisedFinetune:
         )
         self.model = GenerationModel(backbone, config, ctx)
         self.lm = backbone.model
-        self.net = self.lm  # what forward/generate go through: the peft wrapper when there is one
-        self.peft_model = None
-        if isinstance(config, (GenerationLoraConfig, GenerationPromptTuningConfig)):
-            from peft import PeftModel, get_peft_model
-
-            if saved_dir is not None:
-                self.peft_model = PeftModel.from_pretrained(self.lm, str(saved_dir / ADAPTER_DIR))
-            else:
-                self.peft_model = get_peft_model(self.lm, self._peft_config())
-            self.net = self.peft_model
-        elif saved_dir is not None:
-            from safetensors.torch import load_model
-
-            load_model(self.lm, str(saved_dir / WEIGHTS_FILE), device=str(self.lm.device))
+        uses_peft = isinstance(config, (GenerationLoraConfig, GenerationPromptTuningConfig))
+        self.peft_model = attach_tuning(self.lm, saved_dir, self._peft_config if uses_peft else None)
+        self.net = self.peft_model or self.lm  # what forward/generate go through
         self.net.eval()
 
     def _peft_config(self):
@@ -182,11 +173,7 @@ class SupervisedFinetune:
         return count_parameters(self.net)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.peft_model is not None:
-            self.peft_model.save_pretrained(directory / ADAPTER_DIR)
-        else:
-            save_safetensors_atomic(self.lm, directory / WEIGHTS_FILE)
+        save_tuning(directory, self.peft_model, self.lm)
         write_strategy_file(directory, self.config, self.ctx, {"task": "generation"})
 
     @classmethod
