@@ -199,8 +199,42 @@ def test_generation_strategies_end_to_end(pairs_csv, tiny_llama_dir, tmp_path):
     assert again.texts == [p["generated"] for p in predictions]
 
 
+def test_one_seed_generation_rows_are_ranked_without_a_made_up_test():
+    from taskfit.compare.summary import METRICS, Group, recommend
+    from taskfit.config import BudgetConfig
+
+    def group(name, shots, chrf, trainable):
+        g = Group(name, "bb", name, shots, metric=METRICS["generation"])
+        g.ok.append(
+            {
+                "seed": 0,
+                "metrics": {"chrf": chrf, "rougeL": chrf, "perplexity": 10.0},
+                "trainable_params": trainable,
+                "fit_seconds": 1.0,
+                "predict_examples_per_s": 10.0,
+            }
+        )
+        return g
+
+    text = "\n".join(
+        recommend(
+            [group("full", "64", 60.0, 1000), group("lora", "64", 55.0, 10), group("zero-shot", "0", 3.0, 0)],
+            BudgetConfig(),
+            None,
+            100,
+        )
+    )
+    assert "Best by chrF at K=64 training pairs" in text and "**full (bb)** chrF 60.0" in text
+    assert "no significance test for chrF" in text and "Not distinguishable" not in text
+    assert "Cheapest within noise of the best" in text and "zero-shot" not in text.split("Cheapest")[1]
+
+
 def test_generation_configs_are_checked_per_task(pairs_csv, tiny_llama_dir):
     base = {"task": "generation", "data": {"train": str(pairs_csv)}}
+    with pytest.raises(TaskfitError, match=r"task: 'generaton' is not a task.*Did you mean 'generation'"):
+        validate_config({**base, "task": "generaton", "strategies": [{"name": "lora", "batching": "packed"}]})
+    with pytest.raises(TaskfitError, match=r"strategies.0.name: expected one strategy name"):
+        validate_config({**base, "strategies": [{"name": ["lora"]}]})
     with pytest.raises(
         TaskfitError, match=r"'head-finetune' is a classification strategy: set task: classification"
     ):

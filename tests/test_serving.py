@@ -147,6 +147,15 @@ def test_classifier_service_predicts_and_rejects_bad_requests(classifier_run):
                 "/v1/predict", content=b"x" * 5000, headers={**auth, "content-type": "application/json"}
             )
             assert error(big, 413)["type"] == "request_too_large"
+            chunked = http.post(
+                "/v1/predict",
+                content=iter([b"x" * 3000, b"x" * 3000]),
+                headers={**auth, "content-type": "application/json"},
+            )  # no content-length: the limit still holds
+            assert error(chunked, 413)["type"] == "request_too_large"
+            assert error(
+                http.post("/v1/predict", json={"inputs": ["x"]}, headers={"Authorization": b"Bearer k\xe9"}), 401
+            )
             # the classifier has no generation endpoints
             error(http.post("/v1/completions", json={"prompt": "x"}, headers=auth), 404)
 
@@ -154,7 +163,7 @@ def test_classifier_service_predicts_and_rejects_bad_requests(classifier_run):
             assert "/v1/predict" in http.get("/openapi.json").json()["paths"]
             metrics = http.get("/metrics", headers=auth).text
             assert 'taskfit_requests_total{endpoint="/v1/predict",status="200"} 1.0' in metrics
-            assert 'status="401"} 2.0' in metrics and 'status="413"} 1.0' in metrics
+            assert 'status="401"} 3.0' in metrics, metrics
 
 
 def test_concurrent_requests_share_batches(classifier_run):
@@ -258,6 +267,16 @@ def test_batch_prediction_streams_and_resumes_after_an_interruption(classifier_r
     assert out.read_text(encoding="utf-8") == expected  # every row once, in order, as without the crash
     with pytest.raises(TaskfitError, match="exists; pass --overwrite"):
         predict_file(classifier_run, source, out, predictor=predictor)
+
+    # a partial output made from another input is not continued
+    other = tmp_path / "other.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(classifier_run, source, other, batch_size=5, predictor=_Crashing(predictor, after=1))
+    source.write_text(
+        "".join(json.dumps({"text": f"changed {i}"}) + "\n" for i in range(23)), encoding="utf-8"
+    )
+    with pytest.raises(TaskfitError, match="the input changed since"):
+        predict_file(classifier_run, source, other, batch_size=5, resume=True, predictor=predictor)
 
 
 def test_batch_prediction_errors_name_the_line(classifier_run, tmp_path):

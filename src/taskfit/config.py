@@ -550,7 +550,7 @@ def parse_strategy(raw: Any, task: str = "classification", where: str = "strateg
     if isinstance(raw, StrategyBase):
         return raw
     registry = strategy_configs(task)
-    if not isinstance(raw, dict) or "name" not in raw:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise ValueError(f"{where}: expected a mapping with a 'name' (one of {', '.join(registry)})")
     if raw["name"] not in registry:
         raise ValueError(
@@ -701,6 +701,10 @@ def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "class
 
 def _check_strategy_name(name: Any, path: str, task: str = "classification") -> None:
     registry = strategy_configs(task)
+    if not isinstance(name, str):
+        raise TaskfitError(
+            f"{path}.name: expected one strategy name, got {name!r}; available: {', '.join(registry)}"
+        )
     if name not in registry:
         other = "generation" if task != "generation" else "classification"
         hint = (
@@ -732,7 +736,12 @@ def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise TaskfitError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
     task = raw.get("task", "classification")
-    _check_keys(ExperimentConfig, raw, "", task if task in get_args(Task) else "classification")
+    if task not in get_args(Task):  # first: which strategies are valid depends on it
+        raise TaskfitError(
+            f"task: {task!r} is not a task; tasks: {', '.join(get_args(Task))}."
+            + did_you_mean(str(task), get_args(Task))
+        )
+    _check_keys(ExperimentConfig, raw, "", task)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:

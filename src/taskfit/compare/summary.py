@@ -164,7 +164,7 @@ def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float, str]:
+def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float | None, str]:
     """p-value that a and b have equal accuracy: paired over seeds when both were seen on several seeds
     (a seed-independent group counts as the same value on every seed), else a test-set sampling bound."""
     from scipy import stats
@@ -183,7 +183,7 @@ def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float, str]:
             return (1.0 if abs(diffs[0]) < 1e-12 else 0.0), "paired over seeds"
         return float(stats.ttest_1samp(diffs, 0.0).pvalue), "paired over seeds"
     if not a.metric.proportion:  # a corpus score has no closed-form sampling error: no test
-        return 1.0, "one seed, no significance test for this score"
+        return None, "one seed, no significance test for this score"
     # one seed: only the test set's sampling error is known
     pa, pb = a.score or 0.0, b.score or 0.0
     se = math.sqrt(max(pa * (1 - pa) + pb * (1 - pb), 1e-12) / max(n_test, 1))
@@ -241,27 +241,29 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     else:
         where = f"at K={ref} training pairs (the most tried)" if ref != "0" else "without training data"
     lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
-    close, beaten = [], []
+    close, beaten, untested = [], [], []
     for g in at_ref[1:]:
         p, how = paired_p_value(best, g, n_test)
-        (close if p >= NOISE_P else beaten).append((g, p, how))
+        if p is None:  # no test possible: never counted as "within noise" of the best
+            untested.append(g)
+        else:
+            (close if p >= NOISE_P else beaten).append((g, p, how))
     if close:
         how = close[0][2]
-        if how.startswith("paired"):
-            why = ". These gaps may be seed noise; more seeds would tell."
-        elif how.startswith("test-set"):
-            why = ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
-        else:
-            why = ". Run more seeds to tell them apart."
+        why = (
+            ". These gaps may be seed noise; more seeds would tell."
+            if how.startswith("paired")
+            else ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
+        )
         lines.append(
-            f"- **Not distinguishable from it** ({how}"
-            + (f", p ≥ {NOISE_P}" if not how.startswith("one seed, no") else "")
-            + "): "
-            + "; ".join(
-                _describe(g) + (f", p = {p:.2f}" if not how.startswith("one seed, no") else "")
-                for g, p, _ in close
-            )
+            f"- **Not distinguishable from it** ({how}, p ≥ {NOISE_P}): "
+            + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
             + why
+        )
+    elif untested:
+        lines.append(
+            f"- With one seed there is no significance test for {best.metric.label} (a corpus score); "
+            "the ranking is by the means alone: run more seeds to tell close rows apart."
         )
     else:
         lines.append(f"- Every other strategy is clearly behind it (p < {NOISE_P}).")

@@ -90,14 +90,16 @@ class Renderer:
         self, example: Example, demos: Sequence[Example] = (), max_length: int = 10**9
     ) -> list[int]:
         ids = self.tokenizer(self.prompt_text(example, demos), add_special_tokens=not self.chat)["input_ids"]
-        return ids[-max_length:]  # a too-long prompt loses its start, never the question at its end
+        return keep_end(ids, max_length, self.tokenizer.bos_token_id)
 
     def encode(self, example: Example, demos: Sequence[Example] = (), max_length: int = 256) -> Encoded:
         """Prompt and target tokenised separately and concatenated, so the mask boundary is exact."""
         target = self.tokenizer(self.target_text(example, demos), add_special_tokens=False)["input_ids"]
         if not self.chat and self.tokenizer.eos_token_id is not None:
             target = target + [self.tokenizer.eos_token_id]
-        target = target[: max(1, max_length // 2)] if len(target) > max_length // 2 else target
+        prompt = self.prompt_ids(example, demos)
+        # the target keeps all the room the prompt leaves, and at least half when both are long
+        target = target[: max(max_length // 2, max_length - len(prompt), 1)]
         prompt = self.prompt_ids(example, demos, max(1, max_length - len(target)))
         labels = [IGNORE] * len(prompt) + target
         labels[0] = IGNORE  # the first token is never predicted (matters when examples are packed)
@@ -109,6 +111,16 @@ class Renderer:
         vocab = self.tokenizer.get_vocab()
         ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
         return sorted(i for i in ids if i is not None)
+
+
+def keep_end(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
+    """The last ``max_length`` ids: a too-long prompt loses its start, never the input at its end; a leading
+    start-of-sequence token is kept (models expect it)."""
+    if len(ids) <= max_length:
+        return ids
+    if bos_id is not None and ids and ids[0] == bos_id and max_length > 1:
+        return [bos_id] + ids[len(ids) - max_length + 1 :]
+    return ids[len(ids) - max_length :]
 
 
 def padded_batch(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -261,6 +273,8 @@ def generate(
             generated = out[row, width:].tolist()
             ended = [k for k, t in enumerate(generated) if t in stop_ids]
             generated = generated[: ended[0]] if ended else generated
+            while generated and generated[-1] == pad_id:  # a row that stopped early waits in padding
+                generated.pop()
             count = len(generated) + (1 if ended else 0)
             new_tokens += count
             text = tokenizer.decode(generated, skip_special_tokens=True)

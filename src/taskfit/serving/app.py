@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskfit.config import DecodingConfig
@@ -85,6 +86,14 @@ class _OpenAIBase(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per prompt")
     seed: int | None = None
 
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
+            raise ValueError("stop: up to 4 non-empty strings of at most 64 characters")
+        return value
+
 
 class ChatRequest(_OpenAIBase):
     messages: list[ChatMessage] = Field(..., min_length=1)
@@ -113,9 +122,6 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` gets 413 before the app parses it (declared or streamed)."""
 
-    class TooLarge(Exception):
-        pass
-
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
@@ -143,21 +149,34 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reply_413(send)
             return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
+        # No declared length (a chunked body): read it here, up to the limit, then hand it on.
+        chunks, received, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyLimit.TooLarge
-            return message
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message)
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await self._reply_413(send)
+                return
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(chunks, receive), send)
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except BodyLimit.TooLarge:
-            await self._reply_413(send)
+
+def _replay(messages: list[dict], then=None):
+    """An ASGI receive that returns ``messages`` first, then waits on ``then`` (e.g. for a disconnect)."""
+    pending = list(messages)
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 # -- the app --------------------------------------------------------------------------------------------
@@ -252,7 +271,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.api_key):
+        given, wanted = token.strip().encode("utf-8", "replace"), settings.api_key.encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, wanted):
             raise ApiError(
                 401, "missing or wrong API key (send Authorization: Bearer <key>)", "authentication_error"
             )
@@ -330,42 +350,78 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
     async def stream_pieces(
         prompt: list[int], decoding: DecodingConfig, seed: int
     ) -> AsyncIterator[tuple[str, Any]]:
-        """('text', piece) as the model writes, then ('done', Completion); stop strings are cut before sending."""
+        """('text', piece) as the model writes, then ('done', Completion) or ('error', message). Stop strings
+        are cut before sending; a client that goes away, a stop string or the timeout ends generation."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        finished = threading.Event()
+        deadline = time.monotonic() + settings.timeout_s
         job = batcher.call(
-            predictor.stream, prompt, decoding, seed, lambda t: loop.call_soon_threadsafe(queue.put_nowait, t)
+            predictor.stream,
+            prompt,
+            decoding,
+            seed,
+            lambda t: loop.call_soon_threadsafe(queue.put_nowait, t),
+            lambda: finished.is_set() or time.monotonic() > deadline,
         )
         job_task = asyncio.ensure_future(job)
         job_task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
         hold = max((len(s) for s in decoding.stop), default=0)  # a stop string may arrive in pieces
         buffer, sent, stopped = "", 0, False
-        while True:
-            piece = await queue.get()
-            if piece is None:
-                break
+        try:
+            while True:
+                piece = await queue.get()
+                if piece is None:
+                    break
+                if stopped:
+                    continue
+                buffer += piece
+                cut = min((i for i in (buffer.find(s) for s in decoding.stop) if i >= 0), default=-1)
+                if cut >= 0:
+                    stopped = True
+                    finished.set()  # nothing after a stop string is sent: stop computing it
+                    if cut > sent:
+                        yield "text", buffer[sent:cut]
+                    sent = cut
+                elif len(buffer) - hold > sent:
+                    yield "text", buffer[sent : len(buffer) - hold]
+                    sent = len(buffer) - hold
+            try:
+                completion = await job_task
+            except Exception as exc:  # the response has started: report in the stream, then end it
+                yield "error", str(exc) if isinstance(exc, TaskfitError) else f"generation failed: {exc}"
+                return
+            if not stopped and len(buffer) > sent:
+                yield "text", buffer[sent:]
+            tokens_total.inc(completion.completion_tokens)
             if stopped:
-                continue
-            buffer += piece
-            cut = min((i for i in (buffer.find(s) for s in decoding.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                stopped = True
-                if cut > sent:
-                    yield "text", buffer[sent:cut]
-                sent = cut
-            elif len(buffer) - hold > sent:
-                yield "text", buffer[sent : len(buffer) - hold]
-                sent = len(buffer) - hold
-        completion = await job_task
-        if not stopped and len(buffer) > sent:
-            yield "text", buffer[sent:]
-        tokens_total.inc(completion.completion_tokens)
-        if stopped:
-            completion.finish_reason = "stop"
-        yield "done", completion
+                completion.finish_reason = "stop"
+            yield "done", completion
+        finally:
+            finished.set()  # the client went away (or we are done): the model thread stops at its next token
 
     def sse(payload: dict | str) -> str:
         return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    async def sse_events(prompt, decoding, seed, text_chunk, last_chunk) -> AsyncIterator[str]:
+        """Server-sent events in OpenAI's streaming shape; an error after the start is an error event."""
+        async for kind, value in stream_pieces(prompt, decoding, seed):
+            if kind == "text":
+                yield sse(text_chunk(value))
+            elif kind == "done":
+                yield sse(last_chunk(value))
+            else:
+                yield sse(error_body(value, "server_error"))
+        yield sse("[DONE]")
+
+    def streamable(body: _OpenAIBase, decoding: DecodingConfig, prompt: list[int]) -> None:
+        predictor.check_length(prompt, decoding.max_new_tokens)
+        if body.stream and decoding.method == "beam":
+            raise ApiError(
+                422,
+                "this run decodes with beam search, which cannot stream: send temperature 0 (greedy) or > 0",
+                param="stream",
+            )
 
     @app.get("/v1/models", dependencies=guarded)
     async def models() -> dict:
@@ -379,36 +435,29 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
         check_texts([m.content for m in body.messages], "messages")
         decoding = decoding_for(body, body.max_completion_tokens or body.max_tokens)
         prompt = predictor.chat_prompt_ids([m.model_dump() for m in body.messages])
+        streamable(body, decoding, prompt)
         seed = body.seed or 0
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "created": created, "model": predictor.name}
         if body.stream:
+            chunk = {**head, "object": "chat.completion.chunk"}
+            seen = {"first": True}
 
-            async def events() -> AsyncIterator[str]:
-                first = True
-                async for kind, value in stream_pieces(prompt, decoding, seed):
-                    if kind == "text":
-                        delta = {"role": "assistant", "content": value} if first else {"content": value}
-                        first = False
-                        yield sse(
-                            {
-                                **head,
-                                "object": "chat.completion.chunk",
-                                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                            }
-                        )
-                    else:
-                        yield sse(
-                            {
-                                **head,
-                                "object": "chat.completion.chunk",
-                                "choices": [{"index": 0, "delta": {}, "finish_reason": value.finish_reason}],
-                                "usage": usage(value.prompt_tokens, value.completion_tokens),
-                            }
-                        )
-                yield sse("[DONE]")
+            def text_chunk(text: str) -> dict:
+                delta = (
+                    {"role": "assistant", "content": text} if seen.pop("first", False) else {"content": text}
+                )
+                return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            def last_chunk(c) -> dict:
+                return {
+                    **chunk,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": c.finish_reason}],
+                    "usage": usage(c.prompt_tokens, c.completion_tokens),
+                }
+
+            events = sse_events(prompt, decoding, seed, text_chunk, last_chunk)
+            return StreamingResponse(events, media_type="text/event-stream")
         (done,) = await within_timeout(
             batcher.submit([prompt], ("generate", decoding.model_dump_json(), seed))
         )
@@ -433,6 +482,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
         check_texts(prompts, "prompt")
         decoding = decoding_for(body, body.max_tokens)
         ids = [predictor.text_prompt_ids(p) for p in prompts]
+        for prompt_ids in ids:
+            streamable(body, decoding, prompt_ids)
         seed = body.seed or 0
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": predictor.name}
@@ -440,35 +491,21 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
             if len(ids) > 1:
                 raise ApiError(422, "stream: one prompt at a time", param="prompt")
 
-            async def events() -> AsyncIterator[str]:
-                async for kind, value in stream_pieces(ids[0], decoding, seed):
-                    if kind == "text":
-                        yield sse(
-                            {
-                                **head,
-                                "choices": [
-                                    {"index": 0, "text": value, "logprobs": None, "finish_reason": None}
-                                ],
-                            }
-                        )
-                    else:
-                        yield sse(
-                            {
-                                **head,
-                                "choices": [
-                                    {
-                                        "index": 0,
-                                        "text": "",
-                                        "logprobs": None,
-                                        "finish_reason": value.finish_reason,
-                                    }
-                                ],
-                                "usage": usage(value.prompt_tokens, value.completion_tokens),
-                            }
-                        )
-                yield sse("[DONE]")
+            def text_chunk(text: str) -> dict:
+                return {
+                    **head,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": None}],
+                }
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            def last_chunk(c) -> dict:
+                return {
+                    **head,
+                    "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": c.finish_reason}],
+                    "usage": usage(c.prompt_tokens, c.completion_tokens),
+                }
+
+            events = sse_events(ids[0], decoding, seed, text_chunk, last_chunk)
+            return StreamingResponse(events, media_type="text/event-stream")
         done = await within_timeout(batcher.submit(ids, ("generate", decoding.model_dump_json(), seed)))
         return {
             **head,

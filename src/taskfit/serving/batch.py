@@ -74,6 +74,32 @@ def _complete_lines(path: Path) -> int:
     return data[:keep].count(b"\n")
 
 
+def _check_resumable(partial: Path, done: int, total: int, rows: Iterator[Example], input_path) -> None:
+    """Skip the rows the partial output already holds, after checking that it was made from this input."""
+    if done > total:
+        raise TaskfitError(
+            f"{partial} holds {done} predictions but {input_path} has only {total} rows: it was made from "
+            "another input; pass --overwrite to start over"
+        )
+    last = None
+    for _ in range(done):
+        last = next(rows)
+    with partial.open("rb") as f:
+        f.seek(max(0, partial.stat().st_size - 1_000_000))
+        tail = f.read().splitlines()[-1]
+    try:
+        recorded = json.loads(tail)
+    except json.JSONDecodeError:
+        recorded = {}
+    line = lambda source: str(source).rsplit(":", 1)[-1]  # noqa: E731 (the file may have moved)
+    if last is None or recorded.get("text") != last.text or line(recorded.get("source")) != line(last.source):
+        raise TaskfitError(
+            f"{partial}: its last prediction is for {recorded.get('source')!r} ({str(recorded.get('text'))[:40]!r}), "
+            f"but row {done} of {input_path} is {last.source if last else None!r}: the input changed since; "
+            "pass --overwrite to start over"
+        )
+
+
 def predict_file(
     run_dir: str | Path,
     input_path: str | Path,
@@ -104,8 +130,8 @@ def predict_file(
     advance = progress("predict", total) if progress else (lambda n: None)
     advance(min(done, total))
     rows = iter_examples(input_path, cols, fmt)
-    for _ in range(done):
-        next(rows, None)
+    if done:
+        _check_resumable(partial, done, total, rows, input_path)
     partial.parent.mkdir(parents=True, exist_ok=True)
     with partial.open("a", encoding="utf-8") as out:
         for chunk in iter_chunks(rows, batch_size):

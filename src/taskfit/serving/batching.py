@@ -100,19 +100,21 @@ class Batcher:
                     continue
                 (batch if item.key == first.key else other).append(item)
             self.held.extendleft(reversed(other))  # first in line for the next batch
-            batch = [i for i in batch if not i.future.done()]
-            if not batch:
-                continue
-            self.on_batch(len(batch))
             try:
-                results = await loop.run_in_executor(
-                    self.executor, self.run, first.key, [i.payload for i in batch]
-                )
+                live, results = await loop.run_in_executor(self.executor, self._run_live, first.key, batch)
             except Exception as exc:  # every request of the batch gets the error
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
-            for item, result in zip(batch, results):
+            for item, result in zip(live, results):
                 if not item.future.done():
                     item.future.set_result(result)
+
+    def _run_live(self, key: Hashable, batch: list[_Item]) -> tuple[list[_Item], list]:
+        """On the model thread: skip items whose request timed out while the batch waited for the thread."""
+        live = [i for i in batch if not i.future.done()]
+        if not live:
+            return [], []
+        self.on_batch(len(live))
+        return live, self.run(key, [i.payload for i in live])

@@ -91,7 +91,26 @@ class Predictor:
         history = tuple((m["role"], m["content"]) for m in messages[:-1])
         example = Example(text=messages[-1]["content"], history=history)
         _, _, renderer = self._parts()
-        return renderer.prompt_ids(example, self.strategy.demos_for(example), self.strategy.config.max_length)  # type: ignore[attr-defined]
+        try:
+            return renderer.prompt_ids(
+                example, self.strategy.demos_for(example), self.strategy.config.max_length
+            )  # type: ignore[attr-defined]
+        except (
+            Exception
+        ) as exc:  # the chat template's own checks (e.g. roles must alternate) raise jinja errors
+            if type(exc).__module__.startswith("jinja2"):
+                raise TaskfitError(f"the model's chat template rejected these messages: {exc}") from None
+            raise
+
+    def check_length(self, prompt: list[int], max_new_tokens: int) -> None:
+        """A prompt plus its new tokens must fit the model's positions (beyond them it fails or degrades)."""
+        net, _, _ = self._parts()
+        limit = getattr(net.config, "max_position_embeddings", None)
+        if limit and len(prompt) + max_new_tokens > limit:
+            raise TaskfitError(
+                f"the prompt has {len(prompt)} tokens; with max_tokens {max_new_tokens} that is over this model's "
+                f"{limit} positions: shorten the prompt or ask for fewer tokens"
+            )
 
     def text_prompt_ids(self, prompt: str) -> list[int]:
         """A raw completion prompt: the text as given, no template."""
@@ -119,9 +138,20 @@ class Predictor:
         decoding: DecodingConfig,
         seed: int = 0,
         on_text: Callable[[str], None] = print,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> Completion:
-        """Generate one completion, calling ``on_text`` with each new piece of text as it is decoded."""
+        """Generate one completion, calling ``on_text`` with each new piece of text as it is decoded;
+        ``should_stop`` is polled every token (a client that went away, a deadline)."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
+
+        if decoding.method == "beam":
+            raise TaskfitError("beam search cannot stream; send temperature 0 (greedy) or > 0 (sampling)")
+
+        class Abandoned(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+                stop = should_stop()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         from taskfit.models.generation import generation_kwargs
 
@@ -164,7 +194,11 @@ class Predictor:
             torch.manual_seed(seed)
             ids = torch.tensor([prompt], device=net.device)
             out = net.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **kwargs
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([Abandoned()]),
+                **kwargs,
             )
         generated = out[0, len(prompt) :].tolist()
         ended = any(t in stop_ids for t in generated)
