@@ -154,7 +154,8 @@ def test_classifier_service_predicts_and_rejects_bad_requests(classifier_run):
             )  # no content-length: the limit still holds
             assert error(chunked, 413)["type"] == "request_too_large"
             assert error(
-                http.post("/v1/predict", json={"inputs": ["x"]}, headers={"Authorization": b"Bearer k\xe9"}), 401
+                http.post("/v1/predict", json={"inputs": ["x"]}, headers={"Authorization": b"Bearer k\xe9"}),
+                401,
             )
             # the classifier has no generation endpoints
             error(http.post("/v1/completions", json={"prompt": "x"}, headers=auth), 404)
