@@ -19,20 +19,22 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def is_main_process() -> bool:
-    """Only the main process writes a cell's files; the others train alongside it."""
-    if world_size() == 1:
-        return True
+def _state():
+    """accelerate's process state; without a GPU, several processes talk over gloo on the CPU (accelerate only
+    picks that when asked for the CPU, so ask whenever there is no GPU)."""
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    """Only the main process writes a cell's files; the others train alongside it."""
+    return world_size() == 1 or _state().is_main_process
 
 
 def wait_for_everyone() -> None:
     if world_size() > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
+        _state().wait_for_everyone()
 
 
 @dataclass

@@ -121,6 +121,8 @@ def fit_epochs(
     device = next(model.parameters()).device
     accelerator = make_accelerator(run, device)
     rank, world = accelerator.process_index, accelerator.num_processes
+    if world > 1 and accelerator.is_main_process:
+        print(f"training on {world} processes ({accelerator.distributed_type.value})", flush=True)
     generator = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)  # dropout masks
     make_batches = make_batches or (
