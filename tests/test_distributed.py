@@ -99,3 +99,16 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     # only the main process wrote: one cell folder, one database, one set of files
     assert sorted(p.name for p in (tmp_path / "two").rglob("metrics.json")) == ["metrics.json"]
     assert not list((tmp_path / "two").rglob("checkpoints"))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("ddp", "MULTI_GPU"), ("deepspeed", "DEEPSPEED"), ("fsdp", "FSDP")]
+)
+def test_shipped_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert config.distributed_type.value == kind
+    if name == "deepspeed":
+        assert config.deepspeed_config["zero_stage"] == 2  # ZeRO-3 shards weights: refused by the loop

@@ -120,6 +120,7 @@ def fit_epochs(
     s, run = settings, settings.run
     device = next(model.parameters()).device
     accelerator = make_accelerator(run, device)
+    require_whole_weights(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     if world > 1 and accelerator.is_main_process:
         print(f"training on {world} processes ({accelerator.distributed_type.value})", flush=True)
@@ -248,6 +249,28 @@ def fit_epochs(
     if run.report_to:
         accelerator.end_training()
     accelerator.free_memory()
+
+
+def require_whole_weights(accelerator) -> None:
+    """Dev evaluation, best-epoch snapshots, test predictions and saving call the strategy's own model outside
+    accelerate's wrapper, so every process must hold whole weights: DDP and DeepSpeed ZeRO-1/2 do; FSDP and
+    ZeRO-3 shard them, which would silently evaluate shards. Refuse those instead."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        strategy = str(getattr(accelerator.state.fsdp_plugin, "sharding_strategy", ""))
+        if "NO_SHARD" not in strategy:
+            raise TaskfitError(
+                f"FSDP with {strategy or 'parameter sharding'} is not supported yet: taskfit evaluates and saves "
+                "through the unwrapped model, which needs whole weights on every process. Use DDP "
+                "(examples/accelerate/ddp.yaml) or DeepSpeed ZeRO-2 (examples/accelerate/deepspeed.yaml)."
+            )
+    if kind == DistributedType.DEEPSPEED and accelerator.state.deepspeed_plugin.zero_stage == 3:
+        raise TaskfitError(
+            "DeepSpeed ZeRO-3 shards the weights, and taskfit evaluates and saves through the unwrapped model; "
+            "use zero_stage 1 or 2 (examples/accelerate/deepspeed.yaml)."
+        )
 
 
 def _init_trackers(accelerator, run: RunOptions) -> None:
