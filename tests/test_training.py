@@ -170,6 +170,20 @@ def test_tensorboard_logs_each_epoch_into_the_tracking_folder(tiny_bert_dir, tmp
     assert [e.step for e in acc.Scalars("train_loss")] == [1, 2]
 
 
+def test_mlflow_logs_to_a_local_store_in_the_tracking_folder(tiny_bert_dir, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = RunOptions(report_to=["mlflow"], tracking_dir=tmp_path / "tr", run_name="head/bert/k8/seed-0")
+    train(head(tiny_bert_dir, epochs=2), run)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'tr' / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "head_bert_k8_seed-0"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(logged.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2]
+
+
 def test_training_block_is_checked_and_only_precision_changes_cell_keys(sentiment_csv, tiny_bert_dir):
     from taskfit.compare.plan import plan_cells
 

@@ -275,13 +275,15 @@ def require_whole_weights(accelerator) -> None:
 
 def _init_trackers(accelerator, run: RunOptions) -> None:
     """TensorBoard writes under the cell's tracking folder; MLflow goes where MLFLOW_TRACKING_URI says, else to a
-    local store in that folder (nothing is sent anywhere unless the user points it somewhere)."""
+    local SQLite store in that folder (MLflow 3 retired its plain-file store); nothing is sent anywhere unless
+    the user points it somewhere."""
     import os
 
     if "mlflow" in run.report_to and not os.environ.get("MLFLOW_TRACKING_URI") and run.tracking_dir:
         import mlflow
 
-        mlflow.set_tracking_uri((run.tracking_dir / "mlruns").resolve().as_uri())
+        run.tracking_dir.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(f"sqlite:///{(run.tracking_dir / 'mlflow.db').resolve()}")
     accelerator.init_trackers(run.run_name.replace("/", "_"))
 
 
