@@ -285,3 +285,45 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
     for k in a[3]:
         assert torch.equal(a[3][k], b[3][k]), k
     assert not (b[4] / "checkpoints").exists()  # a finished cell keeps its model, not its checkpoints
+
+
+def test_ctrl_c_stops_an_in_process_grid_and_resume_finishes_it(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch, capsys
+):
+    from taskfit.compare import run_experiment
+
+    raw = {
+        "name": "stop",
+        "data": {"train": str(sentiment_csv), "shots": 4, "dev_shots": 2},
+        "seeds": [0, 1],
+        "strategies": [
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 3, "batch_size": 2}
+        ],
+    }
+    reference = run_experiment(validate_config(raw), tmp_path / "whole", isolate=False)
+    monkeypatch.setattr("taskfit.progress.make_progress", lambda stream: raise_signal_after(5, signal.SIGINT))
+    with pytest.raises(TrainingInterrupted):
+        run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    cells = tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4"
+    assert "rerun with --resume" in (cells / "seed-0" / "error.txt").read_text()
+    assert (cells / "seed-0" / "checkpoints" / "step-5").is_dir()
+    assert not (cells / "seed-1").exists()  # the grid stopped with the cell
+    monkeypatch.undo()
+    capsys.readouterr()
+    summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False, resume=True)
+    assert "resumed from" in capsys.readouterr().out
+    assert [c["status"] for c in summary["cells"]] == ["ok", "ok"]
+
+    def scores(s):
+        return [(c["cell"], c["accuracy"], c["macro_f1"]) for c in s["cells"]]
+
+    assert scores(summary) == scores(reference)
+    for seed in (0, 1):
+        a, b = (
+            p / "head-finetune" / "tiny-bert0" / "k4" / f"seed-{seed}"
+            for p in (tmp_path / "whole", tmp_path / "out")
+        )
+        assert (a / "predictions.jsonl").read_text() == (b / "predictions.jsonl").read_text()
+        assert (a / "model" / "model.safetensors").read_bytes() == (
+            b / "model" / "model.safetensors"
+        ).read_bytes()

@@ -47,6 +47,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_text_atomic
 from taskfit.models.backbones import resolve_device
 from taskfit.training.distributed import is_main_process, wait_for_everyone, world_size
+from taskfit.training.loop import TrainingInterrupted
 
 MEMORY_PER_WORKER_GB = 3  # a 135M causal LM fine-tuned in fp32 with AdamW peaks near this
 
@@ -206,6 +207,10 @@ def _run_in_process(grid: _Grid, todo: list[tuple[Cell, dict]]) -> None:
         try:
             run_cell(spec, grid.out / cell.path, backbones)
             code = 0
+        except TrainingInterrupted as exc:  # Ctrl-C / SIGTERM: checkpointed; the grid stops too
+            write_failure(grid.out / cell.path, exc)
+            grid.ended(cell, spec, 1, time.perf_counter() - started)
+            raise
         except Exception as exc:  # reported like a crashed process; the other cells go on
             write_failure(grid.out / cell.path, exc)
             code = 1

@@ -63,8 +63,9 @@ class _BatchLoss(nn.Module):
 
 @contextlib.contextmanager
 def stop_requests(active: bool) -> Iterator[dict]:
-    """While active, SIGTERM/SIGINT only set a flag: the loop checkpoints at the next step and stops. A second
-    signal acts at once (the handlers in place before are back)."""
+    """While active, SIGTERM/SIGINT only set a flag: the loop checkpoints at the next step and stops. The same
+    signal again acts at once (the handlers in place before are back); the other one is ignored, since Ctrl-C
+    reaches a grid's cells both from the terminal and as the grid's SIGTERM."""
     flag: dict = {"signal": None}
     if not active or threading.current_thread() is not threading.main_thread():
         yield flag
@@ -72,12 +73,13 @@ def stop_requests(active: bool) -> Iterator[dict]:
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum, frame) -> None:
-        if flag["signal"] is not None:
+        name = signal.Signals(signum).name
+        if flag["signal"] == name:
             for s, h in previous.items():
                 signal.signal(s, h)
             signal.raise_signal(signum)
-            return
-        flag["signal"] = signal.Signals(signum).name
+        elif flag["signal"] is None:
+            flag["signal"] = name
 
     for s in previous:
         signal.signal(s, handler)
