@@ -26,7 +26,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.config is None:
         print(f"no config given: running the default grid ({DEFAULT_GRID})", file=sys.stderr)
-    summary = run_experiment(_load(args), args.output, isolate=not args.in_process)
+    summary = run_experiment(_load(args), args.output, isolate=not args.in_process, resume=args.resume)
     failed = sum(r["failed"] for r in summary["strategies"])
     return 1 if failed else 0
 
@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="cells at once, each in its own process (default: auto)")
         p.add_argument(
             "--in-process", action="store_true", help="run cells one by one in this process (debugging)"
+        )
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="unfinished cells continue from their newest good checkpoint (default: they start over)",
         )
         p.set_defaults(func=cmd_compare)
 

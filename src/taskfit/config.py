@@ -582,6 +582,29 @@ class BudgetConfig(Strict):
     predict_examples_per_s: float | None = Field(None, gt=0, description="minimum inference throughput")
 
 
+class TrainingConfig(Strict):
+    """How the gradient-based strategies run, checkpoint and report. Only ``mixed_precision`` changes what a
+    cell computes (so only it is part of a cell's key); the rest is about not losing work."""
+
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="autocast precision through accelerate; fp16 needs a GPU, bf16 a recent GPU or CPU"
+    )
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="optimiser steps between checkpoints; null: by time only"
+    )
+    checkpoint_every_minutes: float | None = Field(
+        15.0,
+        gt=0,
+        description="minutes of training between checkpoints (short runs never write one); null: off",
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept per cell while it trains")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="experiment trackers fed per epoch (into the cell folder; mlflow: MLFLOW_TRACKING_URI if "
+        "set, else a local store under the output folder); empty: none, nothing leaves the machine",
+    )
+
+
 class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
@@ -604,6 +627,9 @@ class ExperimentConfig(Strict):
         None, ge=1, description="torch threads per cell; default cores/workers"
     )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod

@@ -46,6 +46,8 @@ from taskfit.data.prepare import load_pools
 from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_text_atomic
 from taskfit.models.backbones import resolve_device
+from taskfit.training.distributed import is_main_process, wait_for_everyone, world_size
+from taskfit.training.loop import TrainingInterrupted
 
 MEMORY_PER_WORKER_GB = 3  # a 135M causal LM fine-tuned in fp32 with AdamW peaks near this
 
@@ -118,8 +120,8 @@ def _failure_text(directory: Path, exitcode: int | None) -> str:
 class _Grid:
     """Book-keeping of one run: the database, the console lines, what finished."""
 
-    def __init__(self, out: Path, config: ExperimentConfig, stream) -> None:
-        self.out, self.config, self.stream = out, config, stream
+    def __init__(self, out: Path, config: ExperimentConfig, stream, resume: bool = False) -> None:
+        self.out, self.config, self.stream, self.resume = out, config, stream, resume
         self.db = store.connect(out)
         self.total = 0
         self.finished = 0
@@ -130,7 +132,7 @@ class _Grid:
     def started(self, cell: Cell, spec: dict) -> None:
         directory = self.out / cell.path
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.json", ERROR_FILE, "log.txt"):
+        for stale in ("metrics.json", ERROR_FILE) + (() if self.resume else ("log.txt",)):
             (directory / stale).unlink(missing_ok=True)
         write_json_atomic(directory / CELL_FILE, spec)
         store.upsert(self.db, _record(cell, "running", spec=spec))
@@ -188,8 +190,8 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> N
                 grid.ended(cell, spec, process.exitcode, time.perf_counter() - started)
     except BaseException:
         for cell, _spec, process, _ in running.values():
-            process.terminate()
-            process.join(10)
+            process.terminate()  # a training cell writes a checkpoint at its next step, then stops
+            process.join(30)
             store.upsert(grid.db, _record(cell, "interrupted", spec=_spec))
         raise
 
@@ -205,6 +207,10 @@ def _run_in_process(grid: _Grid, todo: list[tuple[Cell, dict]]) -> None:
         try:
             run_cell(spec, grid.out / cell.path, backbones)
             code = 0
+        except TrainingInterrupted as exc:  # Ctrl-C / SIGTERM: checkpointed; the grid stops too
+            write_failure(grid.out / cell.path, exc)
+            grid.ended(cell, spec, 1, time.perf_counter() - started)
+            raise
         except Exception as exc:  # reported like a crashed process; the other cells go on
             write_failure(grid.out / cell.path, exc)
             code = 1
@@ -212,23 +218,35 @@ def _run_in_process(grid: _Grid, todo: list[tuple[Cell, dict]]) -> None:
 
 
 def run_experiment(
-    config: ExperimentConfig, output_dir: str | Path | None = None, stream=None, isolate: bool = True
+    config: ExperimentConfig,
+    output_dir: str | Path | None = None,
+    stream=None,
+    isolate: bool = True,
+    resume: bool = False,
 ) -> dict:
-    """Run (or finish) the grid of ``config`` in ``output_dir``; returns the summary also in results.json."""
+    """Run (or finish) the grid of ``config`` in ``output_dir``; returns the summary also in results.json.
+
+    ``resume``: an unfinished cell continues from its newest good checkpoint instead of starting over.
+    Under ``accelerate launch`` every process runs the cells together, in process; only the main one writes."""
     stream = stream or sys.stdout
     config = resolve_prompt(config)
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
     validate_plan(config, pools)
-    data_warnings = check_data(config, pools, stream)
     cells = plan_cells(config, data_fingerprint(pools))
+    if not is_main_process():
+        return _follow_main(config, out, cells, resume)
+    data_warnings = check_data(config, pools, stream)
+    if world_size() > 1 and isolate:
+        print(f"{world_size()} processes (accelerate launch): cells run in process, together", file=stream)
+        isolate = False
     out.mkdir(parents=True, exist_ok=True)
     config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     write_text_atomic(out / "config.yaml", config_yaml)
     for note in pools.notes:
         print(f"data: {note}", file=stream)
 
-    grid = _Grid(out, config, stream)
+    grid = _Grid(out, config, stream, resume)
     stale = store.mark_interrupted(grid.db)
     todo = []
     for cell in cells:
@@ -249,12 +267,30 @@ def run_experiment(
         file=stream,
         flush=True,
     )
-    specs = [(c, cell_spec(c, config, threads, workers if isolate else 1)) for c in todo]
+    specs = [(c, cell_spec(c, config, threads, workers if isolate else 1, resume)) for c in todo]
+    wait_for_everyone()  # the other processes have read which cells are finished before any starts
     if isolate:
         _run_isolated(grid, specs, workers)
     else:
         _run_in_process(grid, specs)
     return summarise_grid(grid, cells, pools, config_yaml, data_warnings)
+
+
+def _follow_main(config: ExperimentConfig, out: Path, cells: list[Cell], resume: bool) -> dict:
+    """A non-main process of a multi-process run: the same unfinished cells in the same order, writing nothing."""
+    from taskfit.strategies import BackboneCache
+
+    todo = [c for c in cells if read_finished(out / c.path, c.key) is None]
+    wait_for_everyone()
+    backbones = BackboneCache(config.trust_remote_code, config.device)
+    for cell in todo:
+        try:
+            run_cell(
+                cell_spec(cell, config, config.threads_per_worker or 1, 1, resume), out / cell.path, backbones
+            )
+        except Exception as exc:  # the main process reports it
+            print(f"{cell.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return {"strategies": []}
 
 
 def check_data(config: ExperimentConfig, pools, stream) -> list[str]:

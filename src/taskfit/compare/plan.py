@@ -134,6 +134,12 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "device": config.device,
                 "trust_remote_code": config.trust_remote_code,
                 **({"task": config.task} if config.task != "classification" else {}),
+                # precision changes results; checkpoints and trackers do not
+                **(
+                    {"mixed_precision": config.training.mixed_precision}
+                    if config.training.mixed_precision != "no"
+                    else {}
+                ),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

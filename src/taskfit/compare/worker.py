@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import sys
 import threading
 import time
@@ -20,13 +21,15 @@ from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy
+from taskfit.training.distributed import RunOptions, is_main_process, world_size
 
 CELL_FILE = "cell.json"
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
+CHECKPOINTS = "checkpoints"
 
 
-def cell_spec(cell, config, threads: int, workers: int = 1) -> dict:
+def cell_spec(cell, config, threads: int, workers: int = 1, resume: bool = False) -> dict:
     """What a worker process needs to run one cell (also written to the cell folder as cell.json)."""
     return {
         "key": cell.key,
@@ -41,7 +44,28 @@ def cell_spec(cell, config, threads: int, workers: int = 1) -> dict:
         "task": config.task,
         "threads": threads,
         "workers": workers,  # cells running at once: timings are measured under that load
+        "training": config.training.model_dump(mode="json"),
+        "resume": resume,
     }
+
+
+def run_options(spec: dict, directory: Path) -> RunOptions:
+    """Checkpoints in the cell folder (resumed from with --resume), trackers writing there too."""
+    from taskfit.config import TrainingConfig
+
+    t = TrainingConfig.model_validate(spec.get("training") or {})
+    return RunOptions(
+        checkpoint_dir=directory / CHECKPOINTS,
+        resume=bool(spec.get("resume")),
+        fingerprint=spec["key"],
+        mixed_precision=t.mixed_precision,
+        checkpoint_every_steps=t.checkpoint_every_steps,
+        checkpoint_every_minutes=t.checkpoint_every_minutes,
+        keep_checkpoints=t.keep_checkpoints,
+        report_to=list(t.report_to),
+        tracking_dir=directory / "tracking",
+        run_name=spec["path"],
+    )
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -91,10 +115,17 @@ def write_failure(directory: Path, exc: BaseException) -> None:
 
 
 def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None) -> dict:
-    """Run one cell in this process and write its folder; returns the metrics (also in metrics.json)."""
+    """Run one cell in this process and write its folder; returns the metrics (also in metrics.json).
+
+    With several processes (``accelerate launch``) every one runs the cell and only the main one writes."""
     from taskfit.data.prepare import load_pools, sample_splits
 
-    (directory / ERROR_FILE).unlink(missing_ok=True)
+    main = is_main_process()
+    run = run_options(spec, directory)
+    if main:
+        (directory / ERROR_FILE).unlink(missing_ok=True)
+        if not run.resume:  # a fresh start: checkpoints of an earlier attempt would only mislead
+            shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
     task = spec.get("task", "classification")
     strategy_config = strategy_configs(task)[spec["strategy"]["name"]].model_validate(spec["strategy"])
     data = DataConfig.model_validate(spec["data"])
@@ -108,17 +139,23 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         prompt=prompt,
         seed=seed,
         backbones=backbones or BackboneCache(spec["trust_remote_code"], spec["device"]),
+        run=run,
     )
     from taskfit.progress import make_progress
 
-    ctx.progress = make_progress(sys.stderr)
+    if main:
+        ctx.progress = make_progress(sys.stderr)
     started = time.perf_counter()
     load_seconds = 0.0
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
+        from dataclasses import replace
+
         from taskfit.compare.search import search_and_fit
 
+        ctx.run = replace(run, checkpoint_dir=None)  # trials are short and many: no checkpoints
         strategy, trials = search_and_fit(strategy_config, ctx, splits.train, splits.dev)
-        write_jsonl_atomic(directory / "search.jsonl", trials)
+        if main:
+            write_jsonl_atomic(directory / "search.jsonl", trials)
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
     else:
         strategy, trials, chosen = build_strategy(strategy_config, ctx), [], {}
@@ -133,9 +170,10 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         metrics, rows = evaluate_classification(strategy, splits.test, splits.labels)
     predict_seconds = time.perf_counter() - started
     trainable, total = strategy.trainable_parameters()
-    strategy.save(directory / "model")
-    write_jsonl_atomic(directory / "predictions.jsonl", rows)
-    write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
+    if main:
+        strategy.save(directory / "model")
+        write_jsonl_atomic(directory / "predictions.jsonl", rows)
+        write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
     metrics.update(
         {
             "key": spec["key"],
@@ -150,14 +188,17 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             "search_trials": len(trials),
             "chosen": chosen,
             "peak_rss_mb": peak_rss_mb(),
-            "saved_mb": folder_mb(directory / "model"),
+            "saved_mb": folder_mb(directory / "model") if main else None,
             "threads": spec["threads"],
             "workers": spec.get("workers", 1),
+            "processes": world_size(),  # accelerate launch: processes that trained together
             "notes": splits.notes,
         }
     )
     _gpu_peak(metrics)
-    write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
+    if main:
+        write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
+        shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
 
 

@@ -122,9 +122,13 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: the first GPU when there is one, else the CPU."""
+    """``auto``: the first GPU when there is one, else the CPU; under ``accelerate launch`` this process's GPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda")
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:

@@ -15,6 +15,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.models.backbones import Backbone, BackboneKind, load_backbone
 from taskfit.prompts import Template, Verbalizer
+from taskfit.training.distributed import RunOptions
 
 STRATEGY_FILE = "strategy.json"
 
@@ -53,6 +54,9 @@ class Context:
     seed: int = 0
     backbones: BackboneCache = field(default_factory=BackboneCache)
     progress: Callable[[str, int], Callable[[int], None]] | None = None  # (desc, total) -> advance(n)
+    run: RunOptions = field(
+        default_factory=RunOptions
+    )  # checkpoints, resume, precision, trackers of training
 
     def template(self) -> Template:
         if self.prompt is None:

@@ -172,7 +172,7 @@ class HeadFinetune:
 
         fit_epochs(
             self._optimizer(),
-            [p for p in self.model.parameters() if p.requires_grad],
+            self.model,
             batch_loss,
             train,
             dev,
@@ -181,7 +181,13 @@ class HeadFinetune:
             restore=self.model.load_state_dict,
             set_train_mode=self.model.train,
             settings=LoopSettings(
-                c.epochs, c.batch_size, c.warmup_ratio, c.max_grad_norm, c.patience, self.ctx.seed
+                c.epochs,
+                c.batch_size,
+                c.warmup_ratio,
+                c.max_grad_norm,
+                c.patience,
+                self.ctx.seed,
+                run=self.ctx.run,
             ),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),

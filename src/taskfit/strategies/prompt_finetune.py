@@ -108,7 +108,7 @@ class PromptFinetune:
 
         fit_epochs(
             torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
-            params,
+            self.lm,
             batch_loss,
             train,
             dev,
@@ -119,7 +119,13 @@ class PromptFinetune:
             restore=lambda state: self.lm.load_state_dict(state, strict=False),
             set_train_mode=self.lm.train,
             settings=LoopSettings(
-                c.epochs, c.batch_size, c.warmup_ratio, c.max_grad_norm, c.patience, self.ctx.seed
+                c.epochs,
+                c.batch_size,
+                c.warmup_ratio,
+                c.max_grad_norm,
+                c.patience,
+                self.ctx.seed,
+                run=self.ctx.run,
             ),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),

@@ -127,7 +127,7 @@ class SupervisedFinetune:
         steps = len(make_batches(torch.Generator().manual_seed(0))) * c.epochs
         fit_epochs(
             torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
-            params,
+            self.net,
             lambda batch: self.batch_loss([encoded[index[id(e)]] for e in batch]),
             train,
             dev,
@@ -147,6 +147,7 @@ class SupervisedFinetune:
                 grad_accumulation=c.grad_accumulation,
                 metric="dev_loss",
                 higher_is_better=False,
+                run=self.ctx.run,
             ),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", steps),
