@@ -59,7 +59,9 @@ def start_server(run_dir: str, port: int, batch: int, wait_ms: float, threads: i
     raise SystemExit("server did not start within 180 s")
 
 
-def load(port: int, endpoint: str, requests: int, concurrency: int, time_limit: float, max_tokens: int) -> dict:
+def load(
+    port: int, endpoint: str, requests: int, concurrency: int, time_limit: float, max_tokens: int
+) -> dict:
     url = f"http://127.0.0.1:{port}" + ("/v1/predict" if endpoint == "predict" else "/v1/completions")
     stop_at = time.monotonic() + time_limit
 
@@ -115,12 +117,16 @@ def main() -> None:
         port = free_port()
         server = start_server(args.run_dir, port, batch, args.max_wait_ms, args.threads)
         try:
-            out[name] = load(port, args.endpoint, args.requests, args.concurrency, args.time_limit, args.max_tokens)
+            out[name] = load(
+                port, args.endpoint, args.requests, args.concurrency, args.time_limit, args.max_tokens
+            )
             out[name]["max_batch_size"] = batch
         finally:
             server.terminate()
             server.wait(30)
-    out["throughput_ratio_batched_over_1"] = out["batched"]["requests_per_s"] / out["batch_size_1"]["requests_per_s"]
+    out["throughput_ratio_batched_over_1"] = (
+        out["batched"]["requests_per_s"] / out["batch_size_1"]["requests_per_s"]
+    )
     print(json.dumps(out, indent=2))
 
 
