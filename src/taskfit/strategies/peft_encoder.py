@@ -72,15 +72,16 @@ def load_peft_adapter(model: nn.Module, folder: Path):
 LM_WEIGHTS_FILE = "model.safetensors"
 
 
-def attach_tuning(lm: nn.Module, saved_dir: Path | None, make_peft_config=None):
-    """A causal LM's trainable part: a peft wrapper (new from ``make_peft_config()``, or the saved adapter), or,
-    with no peft config, the LM's own weights (restored from a saved run's safetensors). Returns the wrapper
-    or None."""
+def attach_tuning(lm: nn.Module, saved_dir: Path | None, make_peft_config=None, seed: int = 0):
+    """A causal LM's trainable part: a peft wrapper (new from ``make_peft_config()``, initialised from ``seed``,
+    or the saved adapter), or, with no peft config, the LM's own weights (restored from a saved run's
+    safetensors). Returns the wrapper or None."""
     if make_peft_config is not None:
         if saved_dir is not None:
             return load_peft_adapter(lm, saved_dir / ADAPTER_DIR)
         from peft import get_peft_model
 
+        torch.manual_seed(seed)  # the adapter's random init belongs to the run's seed, whatever ran before
         return get_peft_model(lm, make_peft_config())
     if saved_dir is not None:
         from safetensors.torch import load_model

@@ -69,7 +69,9 @@ class PromptFinetune:
                 bias="none",
             )
 
-        self.peft_model = attach_tuning(self.lm, saved_dir, lora_config if config.tuning == "lora" else None)
+        self.peft_model = attach_tuning(
+            self.lm, saved_dir, lora_config if config.tuning == "lora" else None, ctx.seed
+        )
         if saved_dir is not None and (saved_dir / DEMOS_FILE).exists():
             lines = (saved_dir / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
             self.demos = [Example(**json.loads(line)) for line in lines if line.strip()]

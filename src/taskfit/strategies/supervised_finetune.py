@@ -49,7 +49,9 @@ class SupervisedFinetune:
         self.model = GenerationModel(backbone, config, ctx)
         self.lm = backbone.model
         uses_peft = isinstance(config, (GenerationLoraConfig, GenerationPromptTuningConfig))
-        self.peft_model = attach_tuning(self.lm, saved_dir, self._peft_config if uses_peft else None)
+        self.peft_model = attach_tuning(
+            self.lm, saved_dir, self._peft_config if uses_peft else None, ctx.seed
+        )
         self.net = self.peft_model or self.lm  # what forward/generate go through
         self.net.eval()
 
