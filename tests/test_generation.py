@@ -228,11 +228,28 @@ def test_one_seed_generation_rows_are_ranked_without_a_made_up_test():
     assert "no significance test for chrF" in text and "Not distinguishable" not in text
     assert "Cheapest within noise of the best" in text and "zero-shot" not in text.split("Cheapest")[1]
 
+    # open-ended dialogue: rank by the references' perplexity, lower first
+    from taskfit.compare.summary import metric_for
+
+    by_ppl = metric_for("generation", "perplexity")
+    rows = [group("full", "64", 60.0, 1000), group("zero-shot", "0", 3.0, 0)]
+    rows[0].ok[0]["metrics"]["perplexity"], rows[1].ok[0]["metrics"]["perplexity"] = 30.0, 70.0
+    for g in rows:
+        g.metric = by_ppl
+    ranked = "\n".join(recommend(rows[::-1], BudgetConfig(), None, 100))
+    assert "Best by perplexity at K=64 training pairs" in ranked and "**full (bb)** perplexity 30.0" in ranked
+
 
 def test_generation_configs_are_checked_per_task(pairs_csv, tiny_llama_dir):
     base = {"task": "generation", "data": {"train": str(pairs_csv)}}
     with pytest.raises(TaskfitError, match=r"task: 'generaton' is not a task.*Did you mean 'generation'"):
         validate_config({**base, "task": "generaton", "strategies": [{"name": "lora", "batching": "packed"}]})
+    with pytest.raises(TaskfitError, match=r"metric: 'acuracy' is not a generation metric.*perplexity"):
+        validate_config({**base, "metric": "acuracy", "strategies": [{"name": "lora"}]})
+    assert (
+        validate_config({**base, "metric": "perplexity", "strategies": [{"name": "lora"}]}).metric
+        == "perplexity"
+    )
     with pytest.raises(TaskfitError, match=r"strategies.0.name: expected one strategy name"):
         validate_config({**base, "strategies": [{"name": ["lora"]}]})
     with pytest.raises(
@@ -298,3 +315,34 @@ def test_movie_dialog_is_split_by_input_without_leaks():
     assert not train_inputs & {normalise(e.text) for e in ds.test}
     assert all(e.target for e in ds.test[:100])
     assert math.isclose(len(ds.test) / (len(ds.train) + len(ds.dev) + len(ds.test)), 0.1, abs_tol=0.01)
+
+
+def test_soft_prompt_generation_matches_step_by_step_decoding(tiny_llama_dir):
+    """peft prompt tuning: cached decoding after the virtual tokens and left padding (peft drops position ids)
+    both used to change the text; generate must equal a plain argmax loop over the whole sequence."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    net = get_peft_model(lm, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4)).eval()
+    renderer = Renderer.build(tokenizer, "{text}\n{answer}", mode="off")
+    prompts = [
+        renderer.prompt_ids(Example(text=t)) for t in ("good movie", "the plot was very dull and boring")
+    ]
+    texts, _ = generate(net, tokenizer, prompts, DecodingConfig(max_new_tokens=5, batch_size=2), [10**6])
+
+    def stepwise(ids: list[int]) -> str:
+        cur = torch.tensor([ids])
+        with torch.no_grad():
+            for _ in range(5):
+                nxt = (
+                    net(input_ids=cur, attention_mask=torch.ones_like(cur))
+                    .logits[:, -1]
+                    .argmax(-1, keepdim=True)
+                )
+                cur = torch.cat([cur, nxt], 1)
+        return tokenizer.decode(cur[0, len(ids) :].tolist(), skip_special_tokens=True).strip()
+
+    assert texts == [stepwise(p) for p in prompts]

@@ -538,6 +538,10 @@ def _by_name(union: Any) -> dict[str, type[StrategyBase]]:
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(StrategyConfig)
 GENERATION_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(GenerationStrategyConfig)
 Task = Literal["classification", "generation"]
+TASK_METRICS = {
+    "classification": ("accuracy", "macro_f1"),
+    "generation": ("chrf", "rougeL", "rouge1", "rouge2", "bleu", "exact_match", "perplexity"),
+}
 
 
 def strategy_configs(task: str = "classification") -> dict[str, type[StrategyBase]]:
@@ -610,6 +614,11 @@ class ExperimentConfig(Strict):
 
     name: str = "experiment"
     task: Task = Field("classification", description="classification or generation")
+    metric: str | None = Field(
+        None,
+        description="what the leaderboard ranks by; classification: accuracy (default) or macro_f1; generation: "
+        "chrf (default), rougeL, rouge1, rouge2, bleu, exact_match or perplexity (open-ended dialogue)",
+    )
     data: DataConfig
     prompt: PromptConfig | None = Field(None, description="default: the built-in dataset's template")
     # The task decides which config class a strategy name means, so the blocks are parsed by _parse_strategies.
@@ -638,6 +647,17 @@ class ExperimentConfig(Strict):
             return value
         task = info.data.get("task", "classification")
         return [parse_strategy(item, task, f"strategies.{i}") for i, item in enumerate(value)]
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str | None, info: ValidationInfo) -> str | None:
+        task = info.data.get("task", "classification")
+        valid = TASK_METRICS.get(task, TASK_METRICS["classification"])
+        if value is not None and value not in valid:
+            raise ValueError(
+                f"'{value}' is not a {task} metric; one of {', '.join(valid)}." + did_you_mean(value, valid)
+            )
+        return value
 
     @field_validator("workers")
     @classmethod

@@ -315,7 +315,7 @@ def summarise_grid(
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
-    metric = metric_for(config.task)
+    metric = metric_for(config.task, config.metric)
     groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
@@ -400,11 +400,14 @@ def before_after(groups: list) -> list[str]:
         tuned = [g for g in groups if g.ok and g.backbone == before.backbone and g.shots != "0"]
         if not tuned:
             continue
-        after = max(tuned, key=lambda g: g.score or 0)
+        after = max(tuned, key=lambda g: g.rank)
+
+        def scores(g) -> str:
+            return f"chrF {g.mean('chrf'):.1f}, ROUGE-L {g.mean('rougeL'):.1f}, perplexity {g.mean('perplexity'):.2f}"
+
         lines.append(
-            f"- **Before vs after** ({before.backbone}): untouched chrF {before.score:.1f}, perplexity "
-            f"{before.mean('perplexity'):.2f} -> {after.name} at K={after.shots}: chrF {after.score:.1f}, "
-            f"perplexity {after.mean('perplexity'):.2f}."
+            f"- **Before vs after** ({before.backbone}): untouched {scores(before)} -> best tuned by "
+            f"{after.metric.label}, {after.name} at K={after.shots}: {scores(after)}."
         )
     return lines
 

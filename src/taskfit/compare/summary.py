@@ -26,6 +26,13 @@ class Metric:
     second_label: str
     proportion: bool  # a share of test examples (0-1): a binomial sampling error exists for one seed
     extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
+    lower_is_better: bool = False  # perplexity
+
+    def ranked(self, value: float | None) -> float:
+        """A sort key where larger is better; a missing value ranks last."""
+        if value is None:
+            return -math.inf
+        return -value if self.lower_is_better else value
 
 
 METRICS = {
@@ -36,8 +43,36 @@ METRICS = {
 }
 
 
-def metric_for(task: str) -> Metric:
-    return METRICS.get(task, METRICS["classification"])
+GENERATION_COLUMNS = {
+    "chrf": "chrF",
+    "rougeL": "ROUGE-L",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "bleu": "BLEU",
+    "exact_match": "exact match",
+    "perplexity": "perplexity",
+}
+
+
+def metric_for(task: str, key: str | None = None) -> Metric:
+    """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue)."""
+    default = METRICS.get(task, METRICS["classification"])
+    if key is None or key == default.key:
+        return default
+    if task != "generation":
+        return Metric(
+            key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
+        )
+    others = [k for k in ("chrf", "rougeL", "bleu", "perplexity") if k != key]
+    return Metric(
+        key,
+        GENERATION_COLUMNS[key],
+        others[0],
+        GENERATION_COLUMNS[others[0]],
+        False,
+        tuple((k, GENERATION_COLUMNS[k]) for k in others[1:]),
+        lower_is_better=key == "perplexity",
+    )
 
 
 def shots_order(shots: str) -> float:
@@ -76,6 +111,11 @@ class Group:
     def score(self) -> float | None:
         """Mean of the task's ranking metric."""
         return self.mean(self.metric.key)
+
+    @property
+    def rank(self) -> float:
+        """``score`` as a sort key where larger is better."""
+        return self.metric.ranked(self.score)
 
     def mean(self, key: str) -> float | None:
         v = self.values(key)
@@ -118,7 +158,7 @@ def group_records(records: list[dict], metric: Metric = METRICS["classification"
             key, Group(r["strategy"], r["backbone"], r["method"], r["shots"], metric=metric)
         )
         (g.ok if r["status"] == "ok" else g.failed).append(r)
-    return sorted(groups.values(), key=lambda g: (shots_order(g.shots), -(g.score or -1)))
+    return sorted(groups.values(), key=lambda g: (shots_order(g.shots), -g.rank))
 
 
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
@@ -234,7 +274,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
     ref = trained_ks[-1] if trained_ks else "0"
     at_ref = [g for g in ok if g.shots in (ref, "0")]
-    at_ref.sort(key=lambda g: -(g.score or 0))
+    at_ref.sort(key=lambda g: -g.rank)
     best = at_ref[0]
     if best.metric.proportion:  # classification: K per class; generation: K pairs in all
         where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
@@ -293,7 +333,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     if len(trained_ks) > 1:
         per_k = []
         for k in trained_ks:
-            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -(g.score or 0))
+            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
             per_k.append(f"K={k}: {cands[0].name} {cands[0].score:.3f}")
         lines.append("- **Best at each K:** " + "; ".join(per_k) + ".")
         gains = []
@@ -301,7 +341,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
             curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
             if len(curve) > 1:
                 lo, hi = curve[0], curve[-1]
-                gains.append(((hi.score or 0) - (lo.score or 0), f"{s} ({b})", lo.shots, hi.shots))
+                gains.append((hi.rank - lo.rank, f"{s} ({b})", lo.shots, hi.shots))
         if gains:
             gains.sort(reverse=True)
             lines.append(
@@ -309,7 +349,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
                 + "; ".join(f"{n} {d:+.3f} from K={lo} to K={hi}" for d, n, lo, hi in gains)
                 + "."
             )
-    if majority:
+    if majority and best.metric.key == "accuracy":
         below = [g.name for g in at_ref if (g.score or 0) <= majority["accuracy"] + 1e-9]
         text = f"- Majority-class baseline (always '{majority['label']}'): {majority['accuracy']:.3f}"
         lines.append(

@@ -217,7 +217,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-def generation_kwargs(decoding: DecodingConfig, stop_ids: list[int], pad_id: int) -> dict:
+def uses_soft_prompt(model) -> bool:
+    """peft prompt learning (a soft prompt before the input)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+def generation_kwargs(decoding: DecodingConfig, stop_ids: list[int], pad_id: int, model=None) -> dict:
+    """``generate`` arguments for ``decoding``. With a peft soft prompt the KV cache is off: with transformers
+    5.24 + peft 0.21, cached decoding after the virtual tokens produces garbage (greedy text diverges from a
+    step-by-step argmax after one token; checked on smollm2), so each step re-reads the whole sequence."""
     kwargs: dict = {
         "max_new_tokens": decoding.max_new_tokens,
         "eos_token_id": stop_ids,
@@ -230,6 +239,8 @@ def generation_kwargs(decoding: DecodingConfig, stop_ids: list[int], pad_id: int
         kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
     else:  # some checkpoints ship sampling defaults that would warn under greedy/beam decoding
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    if model is not None and uses_soft_prompt(model):
+        kwargs["use_cache"] = False
     return kwargs
 
 
@@ -249,7 +260,7 @@ def generate(
     Prompts are sorted by length and left-padded in batches of ``decoding.batch_size``. ``per_item``, when
     given, is filled with (new tokens, finish reason: "stop" or "length") per prompt, in input order."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    kwargs = generation_kwargs(decoding, stop_ids, pad_id)
+    kwargs = generation_kwargs(decoding, stop_ids, pad_id, model)
     if decoding.stop:
         kwargs.update(stop_strings=list(decoding.stop), tokenizer=tokenizer)
     torch.manual_seed(seed)  # sampling
@@ -257,9 +268,19 @@ def generate(
     details: list[tuple[int, str]] = [(0, "length")] * len(prompts)
     new_tokens = 0
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    if uses_soft_prompt(model):  # peft drops position ids, so left padding would shift positions: no padding
+        by_length: dict[int, list[int]] = {}
+        for i in order:
+            by_length.setdefault(len(prompts[i]), []).append(i)
+        groups = [
+            g[j : j + decoding.batch_size]
+            for g in by_length.values()
+            for j in range(0, len(g), decoding.batch_size)
+        ]
+    else:
+        groups = [order[j : j + decoding.batch_size] for j in range(0, len(order), decoding.batch_size)]
     device = model.device
-    for start in range(0, len(order), decoding.batch_size):
-        idx = order[start : start + decoding.batch_size]
+    for idx in groups:
         width = max(len(prompts[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)

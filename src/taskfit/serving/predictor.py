@@ -187,7 +187,7 @@ class Predictor:
                 self._send(final=True)
 
         streamer = Pieces()
-        kwargs = generation_kwargs(decoding, stop_ids, pad)
+        kwargs = generation_kwargs(decoding, stop_ids, pad, net)
         if decoding.stop:
             kwargs.update(stop_strings=list(decoding.stop), tokenizer=tokenizer)
         with self.lock, torch.no_grad():
