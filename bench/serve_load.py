@@ -64,6 +64,8 @@ def load(
 ) -> dict:
     url = f"http://127.0.0.1:{port}" + ("/v1/predict" if endpoint == "predict" else "/v1/completions")
     stop_at = time.monotonic() + time_limit
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.Client(timeout=120, limits=limits)  # kept-alive connections, as a real client pools them
 
     def one(i: int) -> tuple[float, int] | None:
         if time.monotonic() > stop_at:
@@ -76,7 +78,7 @@ def load(
         )
         started = time.perf_counter()
         try:
-            status = httpx.post(url, json=body, timeout=120).status_code
+            status = client.post(url, json=body).status_code
         except httpx.HTTPError:
             status = 0
         return time.perf_counter() - started, status
@@ -87,6 +89,7 @@ def load(
     with ThreadPoolExecutor(concurrency) as pool:
         results = [r for r in pool.map(one, range(requests)) if r is not None]
     wall = time.perf_counter() - started
+    client.close()
     latencies = sorted(t for t, _ in results)
     errors = sum(1 for _, s in results if s != 200)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
