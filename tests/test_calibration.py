@@ -91,3 +91,46 @@ def test_calibration_with_per_query_demonstrations_is_rejected():
                 "strategies": [{"name": "in-context", "selection": "similar", "calibration": "contextual"}],
             }
         )
+
+
+def test_order_ensemble_averages_each_orders_calibrated_probabilities(tiny_llama_dir):
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+
+    def build(**extra):
+        cfg = STRATEGY_CONFIGS["in-context"].model_validate(
+            {"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 2, **extra}
+        )
+        strategy = build_strategy(cfg, Context(LABELS, prompt, seed=3))
+        strategy.fit(toy(8), [])
+        return strategy
+
+    test = toy(6, offset=100)
+    ensemble = build(order_ensemble=3, calibration="contextual")
+    orders = ensemble.orders()
+    assert orders[0] == ensemble.pool and len(orders) == 3
+    assert all(sorted(map(str, o)) == sorted(map(str, ensemble.pool)) for o in orders)  # permutations
+    assert orders[1] != orders[0] or orders[2] != orders[0]
+    # by hand: one single-order run per permutation, then the mean of their calibrated probabilities
+    singles = []
+    for order in orders:
+        single = build(calibration="contextual")
+        single.pool = order
+        singles.append(single.predict(test).probs)
+    expected = torch.stack(singles).mean(0)
+    assert torch.allclose(ensemble.predict(test).probs, expected, atol=1e-5)
+    gold = [e.label for e in test]
+    diag = ensemble.diagnostics(ensemble.predict(test).labels, gold)
+    per_order = [
+        sum(LABELS[i] == g for i, g in zip(p.argmax(-1).tolist(), gold)) / len(gold) for p in singles
+    ]
+    assert diag["per_order_accuracy"] == pytest.approx(per_order)
+    assert diag["per_order_spread"] == pytest.approx(max(per_order) - min(per_order))
+    with pytest.raises(TaskfitError, match="order_ensemble permutes one shared"):
+        validate_config(
+            {
+                "data": {"dataset": "mr"},
+                "strategies": [{"name": "in-context", "selection": "similar", "order_ensemble": 2}],
+            }
+        )

@@ -256,9 +256,19 @@ class InContextConfig(StrategyBase):
     embedder: str = Field("minilm", description="sentence encoder for selection: similar")
     separator: str = "\n\n"
     reuse_prefix_cache: bool = Field(True, description="encode a shared demonstration prefix once (KV cache)")
+    order_ensemble: int = Field(
+        1,
+        ge=1,
+        description="average label probabilities over this many demonstration orders (the chosen one, then "
+        "seeded permutations); the per-order accuracy spread is reported",
+    )
 
     @model_validator(mode="after")
     def _calibration_needs_one_prefix(self) -> InContextConfig:
+        if self.order_ensemble > 1 and self.selection == "similar":
+            raise ValueError(
+                "order_ensemble permutes one shared demonstration set; use selection: balanced or random"
+            )
         if self.calibration != "none" and self.selection == "similar":
             raise ValueError(
                 "calibration needs one demonstration prefix for all queries; with selection: similar each "

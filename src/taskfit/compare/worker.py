@@ -206,7 +206,7 @@ def evaluate_classification(strategy, test, labels: list[str]) -> tuple[dict, li
     preds = strategy.predict(test)
     metrics = classification_metrics([e.label for e in test], preds.labels, labels)
     if hasattr(strategy, "diagnostics"):  # e.g. in-context: share of predictions = last demonstration's label
-        metrics["diagnostics"] = strategy.diagnostics(preds.labels)
+        metrics["diagnostics"] = strategy.diagnostics(preds.labels, [e.label for e in test])
     rows = [
         {
             "text": e.text,

@@ -7,6 +7,7 @@ once and reused (``reuse_prefix_cache``). With ``similar`` each query gets its o
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import asdict
 from pathlib import Path
 
@@ -77,35 +78,64 @@ class InContext:
         else:
             prefix = self.shared_prefix()
 
-        def score(batch: list[str], on_batch=None) -> torch.Tensor:
-            return verbalizer_scores(
-                model,
-                tok,
-                batch,
-                self.verbalizer,
-                len(self.ctx.labels),
-                self.config.scoring == "mean",
-                shared_prefix=prefix,
-                reuse_prefix_cache=self.config.reuse_prefix_cache,
-                batch_size=self.config.batch_size,
-                on_batch=on_batch,
+        def scorer(prefix: str | None):
+            def score(batch: list[str], on_batch=None) -> torch.Tensor:
+                return verbalizer_scores(
+                    model,
+                    tok,
+                    batch,
+                    self.verbalizer,
+                    len(self.ctx.labels),
+                    self.config.scoring == "mean",
+                    shared_prefix=prefix,
+                    reuse_prefix_cache=self.config.reuse_prefix_cache,
+                    batch_size=self.config.batch_size,
+                    on_batch=on_batch,
+                )
+
+            return score
+
+        self.order_predictions = []
+        probs = None
+        for order in self.orders():  # one order unless order_ensemble > 1
+            score = scorer(self._render(order) if prefix is not None else None)
+            scores = correct(
+                score,
+                score(prompts, advance if probs is None else None),
+                self.template,
+                self.config.calibration,
             )
+            order_probs = torch.softmax(scores.float(), dim=-1)
+            self.order_predictions.append([self.ctx.labels[i] for i in order_probs.argmax(-1).tolist()])
+            probs = order_probs if probs is None else probs + order_probs
+        assert probs is not None
+        return probs_to_predictions(torch.log(probs / len(self.order_predictions)), self.ctx.labels)
 
-        scores = score(prompts, advance)
-        scores = correct(
-            score, scores, self.template, self.config.calibration
-        )  # one prefix for the reference too
-        return probs_to_predictions(scores, self.ctx.labels)
+    def orders(self) -> list[list[Example]]:
+        """The chosen demonstration order, then ``order_ensemble - 1`` seeded permutations of it."""
+        orders = [list(self.pool)]
+        for r in range(1, self.config.order_ensemble):
+            order = list(self.pool)
+            random.Random(f"{self.ctx.seed}/order/{r}").shuffle(order)
+            orders.append(order)
+        return orders
 
-    def diagnostics(self, predicted: list[str]) -> dict:
-        """How much predictions follow the last demonstration's label (a known in-context bias)."""
+    def diagnostics(self, predicted: list[str], gold: list[str] | None = None) -> dict:
+        """How much predictions follow the last demonstration's label (a known in-context bias), and with an
+        order ensemble each order's own accuracy (the spread the ensemble averages away)."""
         if self.config.selection == "similar" or not self.pool or not predicted:
             return {}
         last = self.pool[-1].label
-        return {
+        out = {
             "last_demonstration_label": last,
             "share_predicted_as_last_demonstration": sum(p == last for p in predicted) / len(predicted),
         }
+        orders = getattr(self, "order_predictions", [])
+        if gold is not None and len(orders) > 1:
+            accs = [sum(p == g for p, g in zip(o, gold)) / len(gold) for o in orders]
+            out["per_order_accuracy"] = accs
+            out["per_order_spread"] = max(accs) - min(accs)
+        return out
 
     def trainable_parameters(self) -> tuple[int, int]:
         return 0, count_parameters(self.backbone.model)[1]
