@@ -25,7 +25,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
-from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
+from taskfit.training.loop import accuracy, fit_epochs, settings_for
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -180,15 +180,7 @@ class HeadFinetune:
             snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             restore=self.model.load_state_dict,
             set_train_mode=self.model.train,
-            settings=LoopSettings(
-                c.epochs,
-                c.batch_size,
-                c.warmup_ratio,
-                c.max_grad_norm,
-                c.patience,
-                self.ctx.seed,
-                run=self.ctx.run,
-            ),
+            settings=settings_for(c, self.ctx),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
         )

@@ -35,7 +35,7 @@ from taskfit.strategies.peft_encoder import (
     save_tuning,
 )
 from taskfit.strategies.prompt_search import run_prompt_search
-from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
+from taskfit.training.loop import accuracy, fit_epochs, settings_for, trainable_state
 
 DEMOS_FILE = "demonstrations.jsonl"
 
@@ -115,20 +115,10 @@ class PromptFinetune:
             train,
             dev,
             dev_accuracy=lambda examples: accuracy(self.predict(examples).labels, examples),
-            snapshot=lambda: {
-                n: p.detach().clone() for n, p in self.lm.named_parameters() if p.requires_grad
-            },
+            snapshot=lambda: trainable_state(self.lm),
             restore=lambda state: self.lm.load_state_dict(state, strict=False),
             set_train_mode=self.lm.train,
-            settings=LoopSettings(
-                c.epochs,
-                c.batch_size,
-                c.warmup_ratio,
-                c.max_grad_norm,
-                c.patience,
-                self.ctx.seed,
-                run=self.ctx.run,
-            ),
+            settings=settings_for(c, self.ctx),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
             evaluate_untrained=True,  # fine-tuning must beat the untouched zero-/few-shot model on dev

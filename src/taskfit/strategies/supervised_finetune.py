@@ -30,7 +30,7 @@ from taskfit.strategies.peft_encoder import (
     resolve_targets,
     save_tuning,
 )
-from taskfit.training.loop import LoopSettings, fit_epochs
+from taskfit.training.loop import fit_epochs, settings_for, trainable_state
 
 
 def no_demos(example: Example) -> list[Example]:
@@ -134,22 +134,11 @@ class SupervisedFinetune:
             train,
             dev,
             dev_accuracy=lambda examples: self.perplexity(examples)["loss"],
-            snapshot=lambda: {
-                n: p.detach().clone() for n, p in self.net.named_parameters() if p.requires_grad
-            },
+            snapshot=lambda: trainable_state(self.net),
             restore=lambda state: self.net.load_state_dict(state, strict=False),
             set_train_mode=self.net.train,
-            settings=LoopSettings(
-                c.epochs,
-                c.batch_size,
-                c.warmup_ratio,
-                c.max_grad_norm,
-                c.patience,
-                self.ctx.seed,
-                grad_accumulation=c.grad_accumulation,
-                metric="dev_loss",
-                higher_is_better=False,
-                run=self.ctx.run,
+            settings=settings_for(
+                c, self.ctx, grad_accumulation=c.grad_accumulation, metric="dev_loss", higher_is_better=False
             ),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", steps),

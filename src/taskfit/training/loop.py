@@ -40,6 +40,25 @@ class LoopSettings:
     run: RunOptions = field(default_factory=RunOptions)  # checkpoints, resume, precision, trackers
 
 
+def settings_for(config, ctx, **extra) -> LoopSettings:
+    """The loop settings every strategy config carries (epochs, batch size, warm-up, clipping, patience)."""
+    return LoopSettings(
+        config.epochs,
+        config.batch_size,
+        config.warmup_ratio,
+        config.max_grad_norm,
+        config.patience,
+        ctx.seed,
+        run=ctx.run,
+        **extra,
+    )
+
+
+def trainable_state(module) -> dict:
+    """A copy of the parameters that train (what best-epoch restore needs)."""
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
 class TrainingInterrupted(TaskfitError):
     """SIGTERM/SIGINT during training: a checkpoint was written and the run stopped."""
 
