@@ -134,3 +134,45 @@ def test_order_ensemble_averages_each_orders_calibrated_probabilities(tiny_llama
                 "strategies": [{"name": "in-context", "selection": "similar", "order_ensemble": 2}],
             }
         )
+
+
+def test_label_bias_fitted_on_dev_removes_a_known_offset():
+    from taskfit.prompts.calibration import fit_label_bias
+
+    # a model that is right in its ranking up to a constant +2 nats on label 0: the fitted offsets undo it
+    torch.manual_seed(0)
+    gold = torch.randint(0, 3, (300,))
+    clean = torch.randn(300, 3) * 0.5 + 3.0 * torch.nn.functional.one_hot(gold, 3)
+    biased = clean + torch.tensor([2.0, 0.0, 0.0])
+    bias = fit_label_bias(biased, gold, l2=0.0)
+    assert bias[0] - bias[1] == pytest.approx(-2.0, abs=0.3) and bias[2] - bias[1] == pytest.approx(
+        0.0, abs=0.3
+    )
+    assert abs(float(bias.sum())) < 1e-5  # centred
+    before = (biased.argmax(-1) == gold).float().mean()
+    after = ((torch.log_softmax(biased, -1) + bias).argmax(-1) == gold).float().mean()
+    assert after > before
+
+
+def test_prompt_finetune_calibrates_after_training_and_reloads_it(tiny_llama_dir, tmp_path):
+    from taskfit.strategies import load_strategy
+    from taskfit.strategies.base import probs_to_predictions
+
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+    cfg = STRATEGY_CONFIGS["prompt-finetune"].model_validate(
+        {"name": "prompt-finetune", "backbone": str(tiny_llama_dir), "epochs": 1, "calibration": "dev"}
+    )
+    s = build_strategy(cfg, Context(LABELS, prompt, seed=0))
+    dev = toy(8, offset=50)
+    s.fit(toy(8), dev)
+    assert s.label_bias is not None and s.log[-1]["event"] == "calibration"
+    test = toy(6, offset=100)
+    raw = s._label_scores(test, grad=False)
+    expected = probs_to_predictions(torch.log_softmax(raw.float(), -1) + s.label_bias, LABELS).probs
+    assert torch.allclose(s.predict(test).probs, expected, atol=1e-6)
+    s.save(tmp_path / "m")
+    assert torch.allclose(load_strategy(tmp_path / "m").predict(test).probs, expected, atol=1e-5)
+    with pytest.raises(TaskfitError, match="calibration: dev needs a dev set"):
+        build_strategy(cfg, Context(LABELS, prompt, seed=0)).fit(toy(8), [])

@@ -329,6 +329,11 @@ class PromptFinetuneConfig(StrategyBase):
 
     name: Literal["prompt-finetune"]
     prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
+    calibration: Literal["none", "contextual", "dev"] = Field(
+        "none",
+        description="after training: contextual (content-free inputs) or dev (per-label offsets fitted on the "
+        "few-shot dev set)",
+    )
     tuning: Literal["lora", "full"] = "lora"
     lr: float = Field(1e-3, gt=0, description="1e-3 suits lora; use ~1e-5 for full")
     epochs: int = Field(10, ge=1)

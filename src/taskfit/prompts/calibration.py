@@ -55,3 +55,23 @@ def correct(score: ScoreFn, scores: torch.Tensor, template: Template, method: st
 
 def calibrated(score: ScoreFn, prompts: list[str], template: Template, method: str) -> torch.Tensor:
     return correct(score, score(prompts), template, method)
+
+
+def fit_label_bias(
+    scores: torch.Tensor, gold: torch.Tensor, l2: float = 1e-3, steps: int = 100
+) -> torch.Tensor:
+    """Per-label offsets b (C,) that maximise the likelihood of ``gold`` under log_softmax(scores) + b, with a
+    small L2 pull towards 0: the bias a fine-tuned model keeps, measured on labelled dev examples instead of
+    content-free inputs. Written by hand (a bias-only case of vector scaling; C numbers, LBFGS)."""
+    log_probs = torch.log_softmax(scores.float().detach(), dim=-1)
+    bias = torch.zeros(log_probs.shape[-1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(log_probs + bias, gold) + l2 * (bias**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return (bias - bias.mean()).detach()  # only differences between labels matter

@@ -20,6 +20,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import write_jsonl_atomic
 from taskfit.models.backbones import detect_kind, load_backbone
 from taskfit.models.lm_scoring import verbalizer_scores
+from taskfit.prompts.calibration import correct, fit_label_bias
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed
 from taskfit.strategies.base import (
     Context,
@@ -57,6 +58,8 @@ class PromptFinetune:
         self.lm, self.tokenizer = backbone.model, backbone.tokenizer
         self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
         self.demos: list[Example] = []
+        self.label_bias: torch.Tensor | None = None  # calibration: dev, fitted after training
+        self.calibrating = False
 
         def lora_config():
             from peft import LoraConfig
@@ -81,16 +84,19 @@ class PromptFinetune:
 
     def _label_scores(self, examples: list[Example], grad: bool, on_batch=None) -> torch.Tensor:
         """(N, C) label log-scores; with ``grad`` one batch that keeps the graph, else cached-prefix inference."""
+        return self._prompt_scores([self.template.prompt(e) for e in examples], grad, on_batch)
+
+    def _prompt_scores(self, prompts: list[str], grad: bool = False, on_batch=None) -> torch.Tensor:
         return verbalizer_scores(
             self.lm,
             self.tokenizer,
-            [self.template.prompt(e) for e in examples],
+            prompts,
             self.verbalizer,
             len(self.ctx.labels),
             self.config.scoring == "mean",
             shared_prefix=self._prefix(),
             reuse_prefix_cache=not grad,
-            batch_size=max(len(examples), 1) if grad else 16,
+            batch_size=max(len(prompts), 1) if grad else 16,
             on_batch=on_batch,
             grad=grad,
         )
@@ -124,12 +130,22 @@ class PromptFinetune:
             evaluate_untrained=True,  # fine-tuning must beat the untouched zero-/few-shot model on dev
         )
         self.lm.eval()
+        if c.calibration == "dev":
+            if not dev:
+                raise TaskfitError(f"{c.run_id}: calibration: dev needs a dev set")
+            gold = torch.tensor([label_index[e.label] for e in dev])
+            self.label_bias = fit_label_bias(self._label_scores(dev, grad=False), gold)
+            self.log.append({"event": "calibration", "method": "dev", "label_bias": self.label_bias.tolist()})
+        self.calibrating = True  # from here on, predictions are calibrated (not while choosing the epoch)
 
     def predict(self, examples: list[Example]) -> Predictions:
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
-        return probs_to_predictions(
-            self._label_scores(examples, grad=False, on_batch=advance), self.ctx.labels
-        )
+        scores = self._label_scores(examples, grad=False, on_batch=advance)
+        if self.calibrating and self.config.calibration == "contextual":
+            scores = correct(self._prompt_scores, scores, self.template, "contextual")
+        elif self.calibrating and self.label_bias is not None:
+            scores = torch.log_softmax(scores.float(), dim=-1) + self.label_bias
+        return probs_to_predictions(scores, self.ctx.labels)
 
     def trainable_parameters(self) -> tuple[int, int]:
         return count_parameters(self.lm)
@@ -138,8 +154,13 @@ class PromptFinetune:
         save_tuning(directory, self.peft_model, self.lm)
         if self.demos:
             write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.demos])
-        write_strategy_file(directory, self.config, self.ctx)
+        bias = {"label_bias": self.label_bias.tolist()} if self.label_bias is not None else {}
+        write_strategy_file(directory, self.config, self.ctx, bias)
 
     @classmethod
     def load(cls, directory: Path, config: PromptFinetuneConfig, ctx: Context, saved: dict) -> PromptFinetune:
-        return cls(config, ctx, saved_dir=directory)
+        strategy = cls(config, ctx, saved_dir=directory)
+        if saved.get("label_bias") is not None:
+            strategy.label_bias = torch.tensor(saved["label_bias"])
+        strategy.calibrating = True
+        return strategy
