@@ -1,6 +1,7 @@
 """The training loop's checkpoints: resumed runs end exactly where uninterrupted ones do (after SIGTERM, after
 SIGKILL, from the previous checkpoint when the newest is damaged); trackers; the training: config block."""
 
+import contextlib
 import json
 import os
 import random
@@ -212,7 +213,14 @@ def _cell_config(tmp_path, train_csv, bert, **training):
         "seeds": [0],
         "threads_per_worker": 1,  # the same float reductions in every run
         "strategies": [
-            {"name": "head-finetune", "backbone": str(bert), "epochs": 12, "batch_size": 4, "lr": 1e-3}
+            {
+                "name": "head-finetune",
+                "backbone": str(bert),
+                "epochs": 30,
+                "patience": 30,  # no early stop: 120 optimiser steps, time to kill mid-run
+                "batch_size": 4,
+                "lr": 1e-3,
+            }
         ],
         "training": training,
     }
@@ -251,19 +259,26 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    target = random.Random().randint(2, 30)  # 48 optimiser steps in all; checkpoints at even steps
+    target = random.Random().randint(2, 30)  # 120 optimiser steps in all; checkpoints at even steps
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         steps = [int(p.name[5:]) for p in (tmp_path / "killed").rglob("step-*") if p.is_dir()]
         if steps and max(steps) >= target:
             break
-        time.sleep(0.01)
-    # the grid's process and the cell's own process both die as if the machine went down
-    cell_pids = subprocess.run(
-        ["pgrep", "-P", str(killed.pid)], capture_output=True, text=True
-    ).stdout.split()
-    for pid in [killed.pid, *map(int, cell_pids)]:
-        os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.005)
+    # freeze the whole process tree at once (grid, fork server, the cell) so the run cannot finish meanwhile,
+    # then every process dies as if the machine went down
+    pids, frontier = [], [killed.pid]
+    while frontier:
+        pid = frontier.pop()
+        pids.append(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        frontier += [int(c) for c in children]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     killed.wait()
     assert done.wait(timeout=180) == 0
     assert not list((tmp_path / "killed").rglob("metrics.json")), "killed too late: the run had finished"
