@@ -97,10 +97,10 @@ class Renderer:
         target = self.tokenizer(self.target_text(example, demos), add_special_tokens=False)["input_ids"]
         if not self.chat and self.tokenizer.eos_token_id is not None:
             target = target + [self.tokenizer.eos_token_id]
-        prompt = self.prompt_ids(example, demos)
+        prompt = self.prompt_ids(example, demos)  # tokenised once, cut below
         # the target keeps all the room the prompt leaves, and at least half when both are long
         target = target[: max(max_length // 2, max_length - len(prompt), 1)]
-        prompt = self.prompt_ids(example, demos, max(1, max_length - len(target)))
+        prompt = keep_end(prompt, max(1, max_length - len(target)), self.tokenizer.bos_token_id)
         labels = [IGNORE] * len(prompt) + target
         labels[0] = IGNORE  # the first token is never predicted (matters when examples are packed)
         return Encoded(prompt + target, labels)
