@@ -176,3 +176,40 @@ def test_prompt_finetune_calibrates_after_training_and_reloads_it(tiny_llama_dir
     assert torch.allclose(load_strategy(tmp_path / "m").predict(test).probs, expected, atol=1e-5)
     with pytest.raises(TaskfitError, match="calibration: dev needs a dev set"):
         build_strategy(cfg, Context(LABELS, prompt, seed=0)).fit(toy(8), [])
+
+
+def test_calibrated_rows_are_named_by_their_calibration_and_in_context_defaults_to_contextual():
+    from taskfit.config import InContextConfig, PromptFinetuneConfig, ZeroShotConfig
+
+    assert InContextConfig(name="in-context").calibration == "contextual"
+    assert InContextConfig(name="in-context").run_id == "in-context+contextual"
+    assert InContextConfig(name="in-context", calibration="none").run_id == "in-context"
+    assert InContextConfig(name="in-context", order_ensemble=4).run_id == "in-context+contextual+4-orders"
+    assert InContextConfig(name="in-context", selection="similar").calibration == "none"  # no shared prefix
+    assert ZeroShotConfig(name="zero-shot").run_id == "zero-shot"
+    assert ZeroShotConfig(name="zero-shot", calibration="pmi").run_id == "zero-shot+pmi"
+    assert (
+        PromptFinetuneConfig(name="prompt-finetune", calibration="dev").run_id
+        == "prompt-finetune+dev-calibrated"
+    )
+    assert ZeroShotConfig(name="zero-shot", calibration="pmi", id="mine").run_id == "mine"
+
+
+def test_two_calibrations_of_one_strategy_are_two_rows_without_ids():
+    from taskfit.config import validate_config
+
+    config = validate_config(
+        {
+            "data": {"dataset": "mr"},
+            "strategies": [
+                {"name": "in-context", "calibration": "none"},
+                {"name": "in-context"},
+                {"name": "in-context", "order_ensemble": 4},
+            ],
+        }
+    )
+    assert [s.run_id for s in config.strategies] == [
+        "in-context",
+        "in-context+contextual",
+        "in-context+contextual+4-orders",
+    ]

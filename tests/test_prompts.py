@@ -57,3 +57,26 @@ def test_similar_selection_puts_nearest_last():
     pool = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]), dim=-1)
     query = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1]]), dim=-1)
     assert select_similar(pool, query, 2) == [[2, 0]]
+
+
+def test_balanced_demonstrations_are_interleaved_not_in_class_blocks():
+    pool = [Example(f"{lab}{i}", lab) for lab in "abc" for i in range(10)]
+    last_labels = set()
+    for seed in range(8):
+        demos = select_fixed(pool, 4, ["a", "b", "c"], "balanced", seed=seed)
+        labels = [e.label for e in demos]
+        assert sorted(labels) == sorted("abc" * 4)
+        assert all(sorted(labels[i : i + 3]) == ["a", "b", "c"] for i in range(0, 12, 3))  # rounds
+        assert all(x != y for x, y in zip(labels, labels[1:]))  # never two of a class in a row
+        last_labels.add(labels[-1])
+    assert last_labels == {"a", "b", "c"}  # no label is always the one nearest the query
+    shuffled = [
+        select_fixed(pool, 4, ["a", "b", "c"], "balanced", seed=s, order="shuffled") for s in range(8)
+    ]
+    assert any(x.label == y.label for d in shuffled for x, y in zip(d, d[1:]))  # shuffling makes blocks
+
+
+def test_interleaving_with_unequal_classes_keeps_every_demonstration():
+    pool = [Example("a0", "a"), Example("b0", "b"), Example("b1", "b"), Example("b2", "b")]
+    demos = select_fixed(pool, 3, ["a", "b"], "balanced", seed=1)
+    assert sorted(e.text for e in demos) == ["a0", "b0", "b1", "b2"]

@@ -52,8 +52,9 @@ class InContext:
         if self.config.selection == "similar":
             self.pool = list(train)
         else:
+            c = self.config
             self.pool = select_fixed(
-                train, self.config.demos_per_class, self.ctx.labels, self.config.selection, self.ctx.seed
+                train, c.demos_per_class, self.ctx.labels, c.selection, self.ctx.seed, c.demo_order
             )
         self.log.append(
             {"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection}
