@@ -178,13 +178,14 @@ def test_prompt_finetune_calibrates_after_training_and_reloads_it(tiny_llama_dir
         build_strategy(cfg, Context(LABELS, prompt, seed=0)).fit(toy(8), [])
 
 
-def test_calibrated_rows_are_named_by_their_calibration_and_in_context_defaults_to_contextual():
+def test_rows_are_named_by_a_non_default_calibration():
     from taskfit.config import InContextConfig, PromptFinetuneConfig, ZeroShotConfig
 
-    assert InContextConfig(name="in-context").calibration == "contextual"
-    assert InContextConfig(name="in-context").run_id == "in-context+contextual"
-    assert InContextConfig(name="in-context", calibration="none").run_id == "in-context"
-    assert InContextConfig(name="in-context", order_ensemble=4).run_id == "in-context+contextual+4-orders"
+    assert InContextConfig(name="in-context").calibration == "auto"
+    assert InContextConfig(name="in-context").run_id == "in-context"
+    assert InContextConfig(name="in-context", calibration="none").run_id == "in-context+uncalibrated"
+    assert InContextConfig(name="in-context", calibration="contextual").run_id == "in-context+contextual"
+    assert InContextConfig(name="in-context", order_ensemble=4).run_id == "in-context+4-orders"
     assert InContextConfig(name="in-context", selection="similar").calibration == "none"  # no shared prefix
     assert ZeroShotConfig(name="zero-shot").run_id == "zero-shot"
     assert ZeroShotConfig(name="zero-shot", calibration="pmi").run_id == "zero-shot+pmi"
@@ -195,21 +196,53 @@ def test_calibrated_rows_are_named_by_their_calibration_and_in_context_defaults_
     assert ZeroShotConfig(name="zero-shot", calibration="pmi", id="mine").run_id == "mine"
 
 
-def test_two_calibrations_of_one_strategy_are_two_rows_without_ids():
-    from taskfit.config import validate_config
-
+def test_variants_of_one_strategy_are_rows_without_ids():
     config = validate_config(
         {
             "data": {"dataset": "mr"},
             "strategies": [
                 {"name": "in-context", "calibration": "none"},
                 {"name": "in-context"},
-                {"name": "in-context", "order_ensemble": 4},
+                {"name": "in-context", "calibration": "contextual", "order_ensemble": 4},
             ],
         }
     )
     assert [s.run_id for s in config.strategies] == [
+        "in-context+uncalibrated",
         "in-context",
-        "in-context+contextual",
         "in-context+contextual+4-orders",
     ]
+
+
+@pytest.mark.parametrize("better", ["none", "contextual"])
+def test_auto_calibration_keeps_what_scores_better_on_dev(better, tiny_llama_dir, tmp_path, monkeypatch):
+    """A dev set on which exactly one of the two methods is right everywhere: auto must pick that one, use it
+    for predictions, and keep it through save -> load."""
+    from taskfit.strategies import load_strategy
+
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+    cfg = STRATEGY_CONFIGS["in-context"].model_validate(
+        {"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 1}
+    )
+    strategy = build_strategy(cfg, Context(LABELS, prompt, seed=0))
+    train, dev = toy(8), toy(6, offset=100)
+    strategy.fit(train, [])
+    assert strategy.calibration == "none"  # no dev set: nothing to choose on
+    labels = {}
+    for method in ("none", "contextual"):
+        strategy.calibration = method
+        labels[method] = strategy.predict(dev).labels
+    if labels["none"] == labels["contextual"]:
+        pytest.skip("this tiny model's calibration changes no dev prediction")
+    # relabel dev so that the wanted method's predictions are the gold labels
+    gold = [Example(e.text, lab) for e, lab in zip(dev, labels[better])]
+    strategy.fit(train, gold)
+    assert strategy.calibration == better
+    event = [e for e in strategy.log if e.get("event") == "calibration"][-1]
+    assert event["chosen"] == better and event["dev_accuracy"][better] == 1.0
+    assert strategy.predict(dev).labels == labels[better]
+    strategy.save(tmp_path / "model")
+    again = load_strategy(tmp_path / "model")
+    assert again.calibration == better and again.predict(dev).labels == labels[better]

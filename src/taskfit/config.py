@@ -241,12 +241,14 @@ CALIBRATION_HELP = "correct the LM's label bias: contextual (content-free inputs
 
 
 class CalibratedPrompting:
-    """Rows of a calibrated prompting strategy are named by their calibration: ``zero-shot+pmi``."""
+    """Rows of a prompting strategy whose calibration is not its default are named by it: ``zero-shot+pmi``,
+    ``in-context+uncalibrated``."""
 
     def variant(self) -> str:
         calibration = getattr(self, "calibration", "none")
-        name = {"dev": "dev-calibrated"}.get(calibration, calibration)
-        return "" if calibration == "none" else f"+{name}"
+        if calibration == type(self).model_fields["calibration"].default:  # type: ignore[attr-defined]
+            return ""
+        return "+" + {"dev": "dev-calibrated", "none": "uncalibrated"}.get(calibration, calibration)
 
 
 class ZeroShotConfig(CalibratedPrompting, StrategyBase):
@@ -267,14 +269,17 @@ class ZeroShotConfig(CalibratedPrompting, StrategyBase):
 class InContextConfig(CalibratedPrompting, StrategyBase):
     """Demonstrations in the context, then label-word scoring.
 
-    Default ``calibration: contextual`` (``none`` with ``selection: similar``, which has no shared prefix to
-    calibrate): measured on smollm2 at 5 seeds (BENCHMARKS.md, issue 11) it lifts in-context on mr
-    (+0.054) and tweets-sentiment (+0.017) and is level on trec (-0.005, within noise)."""
+    Default ``calibration: auto``: contextual or none, whichever scores better on the few-shot dev set (none
+    without one, and with ``selection: similar``, which has no shared prefix to calibrate). Measured on
+    smollm2 (BENCHMARKS.md, issue 11), contextual calibration lifts in-context with one demonstration per
+    class (mr +0.054, tweets-sentiment +0.017, trec -0.005) but costs 0.11 on mr with four per class
+    interleaved: no fixed setting wins, so each run picks on its own dev set."""
 
     name: Literal["in-context"]
     prompt_search: PromptSearchConfig | None = Field(None, description="try several prompts on dev")
-    calibration: Calibration = Field(
-        "contextual", description=CALIBRATION_HELP + "; default contextual (none with selection: similar)"
+    calibration: Calibration | Literal["auto"] = Field(
+        "auto",
+        description=CALIBRATION_HELP + "; auto (default): contextual or none, whichever is better on dev",
     )
     demos_per_class: int = Field(2, ge=0, description="demonstrations per class placed before each query")
     selection: Literal["random", "balanced", "similar"] = "balanced"

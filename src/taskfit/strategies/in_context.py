@@ -43,6 +43,8 @@ class InContext:
             raise TaskfitError(f"in-context needs a causal LM backbone; '{config.backbone}' is an encoder")
         self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
         self.pool: list[Example] = []  # the demonstrations (fixed selection) or the candidates (similar)
+        # the calibration predict applies: the config's, or for auto the one chosen on dev in fit
+        self.calibration = "none" if config.calibration == "auto" else config.calibration
 
     def _render(self, demos: list[Example]) -> str:
         return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
@@ -60,6 +62,25 @@ class InContext:
             {"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection}
         )
         run_prompt_search(self, self.backbone.model, self.backbone.tokenizer, train, dev)
+        if self.config.calibration == "auto":
+            self.calibration = self._choose_calibration(dev)
+
+    def _choose_calibration(self, dev: list[Example]) -> str:
+        """contextual or none, by accuracy on the few-shot dev set (ties: none, the simpler model); none without
+        a dev set or a shared prefix. Measured: which one wins depends on the dataset and the number of
+        demonstrations (BENCHMARKS.md, issue 11)."""
+        if not dev or self.config.selection == "similar":
+            reason = "per-query prefixes (selection: similar)" if dev else "no dev set to choose on"
+            self.log.append({"event": "calibration", "chosen": "none", "reason": reason})
+            return "none"
+        scores = {}
+        for method in ("none", "contextual"):
+            self.calibration = method
+            predicted = self.predict(dev).labels
+            scores[method] = sum(p == e.label for p, e in zip(predicted, dev)) / len(dev)
+        chosen = "contextual" if scores["contextual"] > scores["none"] else "none"
+        self.log.append({"event": "calibration", "chosen": chosen, "dev_accuracy": scores})
+        return chosen
 
     def shared_prefix(self) -> str:
         return self._render(self.pool)
@@ -104,7 +125,7 @@ class InContext:
                 score,
                 score(prompts, advance if probs is None else None),
                 self.template,
-                self.config.calibration,
+                self.calibration,
             )
             order_probs = torch.softmax(scores.float(), dim=-1)
             self.order_predictions.append([self.ctx.labels[i] for i in order_probs.argmax(-1).tolist()])
@@ -128,6 +149,7 @@ class InContext:
             return {}
         last = self.pool[-1].label
         out = {
+            "calibration": self.calibration,
             "last_demonstration_label": last,
             "share_predicted_as_last_demonstration": sum(p == last for p in predicted) / len(predicted),
         }
@@ -142,7 +164,7 @@ class InContext:
         return 0, count_parameters(self.backbone.model)[1]
 
     def save(self, directory: Path) -> None:
-        write_strategy_file(directory, self.config, self.ctx)
+        write_strategy_file(directory, self.config, self.ctx, {"calibration": self.calibration})
         write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.pool])
 
     @classmethod
@@ -150,4 +172,5 @@ class InContext:
         strategy = cls(config, ctx)
         lines = (directory / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
         strategy.pool = [Example(**json.loads(line)) for line in lines if line.strip()]
+        strategy.calibration = saved.get("calibration", strategy.calibration)
         return strategy
