@@ -40,6 +40,10 @@ METRICS = {
     "generation": Metric(
         "chrf", "chrF", "rougeL", "ROUGE-L", False, (("bleu", "BLEU"), ("perplexity", "perplexity"))
     ),
+    # F1 over the relation labels, the no-relation label left out (data.no_relation_label)
+    "relation": Metric("micro_f1", "micro-F1", "macro_f1", "macro-F1", True, (("accuracy", "accuracy"),)),
+    # SQuAD scores, 0-100
+    "extractive-qa": Metric("f1", "F1", "exact_match", "EM", False),
 }
 
 
@@ -59,6 +63,8 @@ def metric_for(task: str, key: str | None = None) -> Metric:
     default = METRICS.get(task, METRICS["classification"])
     if key is None or key == default.key:
         return default
+    if task == "extractive-qa":
+        return Metric("exact_match", "EM", "f1", "F1", False)
     if task != "generation":
         return Metric(
             key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
