@@ -163,3 +163,18 @@ def test_compare_runs_extractive_qa_end_to_end_and_predict_answers(tiny_bert_dir
     out = Predictor.load(cell).predict([Example(text="Where is the Colosseum?", text_pair=context)])
     assert set(out[0]) == {"answer", "start", "end", "score"}
     assert context[out[0]["start"] : out[0]["end"]] == out[0]["answer"]
+
+
+def test_the_example_config_reads_its_shipped_data():
+    from taskfit.config import load_config
+    from taskfit.data.prepare import load_pools, sample_splits
+
+    root = Path(__file__).parent.parent
+    config = load_config(root / "examples" / "extractive-qa.yaml")
+    data = config.data.model_copy(
+        update={k: str(root / getattr(config.data, k)) for k in ("train", "dev", "test")}
+    )
+    pools = load_pools(data, "extractive-qa")
+    assert (len(pools.train), len(pools.dev), len(pools.test)) == (14, 3, 4) and pools.labels == []
+    first, second = sample_splits(pools, data, 0), sample_splits(pools, data, 1)
+    assert len(first.train) == 8 and [e.qid for e in first.train] != [e.qid for e in second.train]

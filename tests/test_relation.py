@@ -232,3 +232,17 @@ def test_a_no_relation_label_that_is_not_a_label_is_rejected(tiny_bert_dir, tmp_
     raw = relation_grid(tmp_path, tiny_bert_dir, no_relation_label="no_relations")
     with pytest.raises(TaskfitError, match="'no_relations' is not a label.*Did you mean 'no_relation'"):
         run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+
+
+def test_the_example_config_reads_its_shipped_data():
+    from taskfit.config import load_config
+    from taskfit.data.prepare import load_pools
+
+    root = Path(__file__).parent.parent
+    config = load_config(root / "examples" / "relation.yaml")
+    data = config.data.model_copy(
+        update={k: str(root / getattr(config.data, k)) for k in ("train", "dev", "test")}
+    )
+    pools = load_pools(data, "relation")
+    assert pools.labels == LABELS and len(pools.train) == 15 and len(pools.test) == 7
+    assert {s.name for s in config.strategies} == {"head-finetune", "lora", "bitfit", "adapter"}
