@@ -111,6 +111,18 @@ def test_reader_errors_name_the_file_and_the_question(tmp_path):
         read_qa(flat)
 
 
+def test_a_question_too_long_for_its_window_is_named(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from taskfit.tasks.extractive_qa import QAExample
+
+    long = QAExample(
+        text="good movie " * 30, text_pair="the plot was fun", source="train.json (question id x)"
+    )
+    with pytest.raises(TaskfitError, match=r"question id x\): the question is 60 tokens.*at least 80"):
+        make_windows(AutoTokenizer.from_pretrained(tiny_bert_dir), [long], 64, 16)
+
+
 def test_an_oversized_doc_stride_is_rejected_with_the_nearest_valid_value():
     with pytest.raises(
         TaskfitError,
@@ -142,6 +154,7 @@ def test_compare_runs_extractive_qa_end_to_end_and_predict_answers(tiny_bert_dir
             for n in ("head-finetune", "lora")
         ],
     }
+    raw["strategies"][1].update(search={"lr": [1e-4, 1e-3]}, trials=2)  # trials judged on dev SQuAD F1
     summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
     rows = {r["strategy"]: r for r in summary["strategies"]}
     assert set(rows) == {"head-finetune", "lora"} and all(
@@ -156,13 +169,36 @@ def test_compare_runs_extractive_qa_end_to_end_and_predict_answers(tiny_bert_dir
     assert [p["id"] for p in predictions] == ["q1", "q2", "q3", "q4"]
     assert all(contexts[p["id"]][p["start"] : p["end"]] == p["predicted"] for p in predictions)
     assert "| F1 | EM |" in (tmp_path / "out" / "results.md").read_text()
+    trials = (tmp_path / "out" / "lora" / tiny_bert_dir.name / "k6" / "seed-0" / "search.jsonl").read_text()
+    assert trials.count('"dev_f1"') == 3  # two trials and the choice
 
     from taskfit.data.readers import Example
 
     context = "The Colosseum is in Rome."
-    out = Predictor.load(cell).predict([Example(text="Where is the Colosseum?", text_pair=context)])
+    predictor = Predictor.load(cell)
+    out = predictor.predict([Example(text="Where is the Colosseum?", text_pair=context)])
     assert set(out[0]) == {"answer", "start", "end", "score"}
     assert context[out[0]["start"] : out[0]["end"]] == out[0]["answer"]
+
+    import httpx
+
+    from tests.test_serving import serving
+
+    with serving(predictor) as url:  # POST /v1/predict with {text: question, text_pair: context}
+        body = httpx.post(
+            f"{url}/v1/predict",
+            json={"inputs": [{"text": "Where is the Colosseum?", "text_pair": context}]},
+            timeout=20,
+        ).json()
+    assert body["task"] == "extractive-qa" and body["predictions"] == [pytest.approx(out[0])]
+
+    from taskfit.cli import main
+
+    written = tmp_path / "answers.jsonl"
+    args = ["predict", str(cell), "--input", str(FIXTURES / "test.jsonl"), "--output", str(written)]
+    assert main([*args, "--text-column", "question", "--text-pair-column", "context"]) == 0
+    answers = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [a["answer"] for a in answers] == [p["predicted"] for p in predictions]  # as in the test scores
 
 
 def test_the_example_config_reads_its_shipped_data():

@@ -227,6 +227,14 @@ def test_compare_runs_relation_end_to_end_and_predict_answers_marked_text(tiny_b
     out = predictor.predict([Example(text="[E1]Facebook[/E1] was founded by [E2]Mark Zuckerberg[/E2].")])
     assert out[0]["label"] in LABELS and sum(out[0]["scores"].values()) == pytest.approx(1.0)
 
+    from taskfit.cli import main
+
+    marked = tmp_path / "marked.jsonl"  # taskfit predict: the markers typed into the text
+    marked.write_text("\n".join(json.dumps({"text": p["text"]}) for p in predictions) + "\n")
+    assert main(["predict", str(cell), "--input", str(marked), "--output", str(tmp_path / "p.jsonl")]) == 0
+    labels = [json.loads(line)["label"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert labels == [p["predicted"] for p in predictions]  # the same answers as the test scores
+
 
 def test_a_no_relation_label_that_is_not_a_label_is_rejected(tiny_bert_dir, tmp_path):
     raw = relation_grid(tmp_path, tiny_bert_dir, no_relation_label="no_relations")

@@ -192,6 +192,15 @@ def make_windows(tokenizer, examples: list[QAExample], max_length: int, stride: 
     """Each context in windows of ``max_length`` tokens (question included) overlapping by ``stride``."""
     if not getattr(tokenizer, "is_fast", False):
         raise TaskfitError("extractive-qa needs a fast tokenizer (offset mappings); this backbone has none")
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = tokenizer([e.text for e in examples], add_special_tokens=False)["input_ids"]
+    for e, ids in zip(examples, lengths):  # the tokenizer's own error here says only "too short"
+        if max_length - special - len(ids) <= stride:
+            raise TaskfitError(
+                f"{e.source}: the question is {len(ids)} tokens, which leaves its context no more than "
+                f"doc_stride={stride} tokens of a max_length={max_length} window; raise max_length (at least "
+                f"{len(ids) + special + stride + 1}) or lower doc_stride"
+            )
     side_first = tokenizer.padding_side == "right"  # question first, context second (right padding)
     enc = tokenizer(
         [e.text for e in examples],
