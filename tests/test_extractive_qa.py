@@ -75,7 +75,7 @@ def test_lora_trains_only_the_adapter_and_the_span_head(tiny_bert_dir):
 
 @pytest.mark.parametrize("name", ["head-finetune", "lora"])
 def test_training_moves_the_model_and_save_then_load_gives_identical_answers(name, tiny_bert_dir, tmp_path):
-    s = make(name, tiny_bert_dir, epochs=2, lr=1e-3)
+    s = make(name, tiny_bert_dir, epochs=2, lr=1e-3, dropout=0.0)
     train, test = read_qa(FIXTURES / "train.json"), read_qa(FIXTURES / "test.jsonl")
     s.fit(train, [])
     assert s.log[0]["train_loss"] > s.log[-1]["train_loss"]

@@ -235,6 +235,20 @@ def test_compare_runs_relation_end_to_end_and_predict_answers_marked_text(tiny_b
     labels = [json.loads(line)["label"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert labels == [p["predicted"] for p in predictions]  # the same answers as the test scores
 
+    from taskfit.export import export_run
+
+    with pytest.raises(TaskfitError, match="not relation runs: their head"):
+        export_run(cell, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_a_strategy_the_task_lacks_is_rejected_with_the_task_that_has_it():
+    raw = {"task": "relation", "data": {"train": "x.jsonl"}, "strategies": [{"name": "zero-shot"}]}
+    with pytest.raises(
+        TaskfitError, match=r"available: head-finetune, lora, bitfit, adapter.*set task: classification"
+    ):
+        validate_config(raw)
+
 
 def test_a_no_relation_label_that_is_not_a_label_is_rejected(tiny_bert_dir, tmp_path):
     raw = relation_grid(tmp_path, tiny_bert_dir, no_relation_label="no_relations")

@@ -852,7 +852,7 @@ def _check_strategy_name(name: Any, path: str, task: str = "classification") -> 
             f"{path}.name: expected one strategy name, got {name!r}; available: {', '.join(registry)}"
         )
     if name not in registry:
-        other = "generation" if task != "generation" else "classification"
+        other = "generation" if task == "classification" else "classification"
         hint = (
             f" ('{name}' is a {other} strategy: set task: {other}?)"
             if name in strategy_configs(other)

@@ -270,15 +270,16 @@ def best_answers(
 class SpanQAModel(nn.Module):
     """Encoder + Linear(H, 2): start and end logits per token (BertForQuestionAnswering's head)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, dropout: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, 2)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        logits = self.head(hidden)  # (B, T, 2)
+        logits = self.head(self.dropout(hidden))  # (B, T, 2)
         return logits.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)  # padding is never an answer
 
 
@@ -294,7 +295,7 @@ class QATask:
         )  # reloads as this task
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        return SpanQAModel(encoder)
+        return SpanQAModel(encoder, self.config.dropout)
 
     def _pad(self, windows: list[Window]) -> dict[str, torch.Tensor]:
         width = max(len(w.input_ids) for w in windows)
@@ -319,7 +320,7 @@ class QATask:
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         c = self.config
         windows = self.windows([as_question(e) for e in train])
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
 
         def batch_loss(batch: list[Window]) -> torch.Tensor:
             logits = self.model(**self._pad(batch))  # (B, T, 2)
