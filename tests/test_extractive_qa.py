@@ -168,7 +168,8 @@ def test_compare_runs_extractive_qa_end_to_end_and_predict_answers(tiny_bert_dir
     contexts = {q.qid: q.text_pair for q in read_qa(FIXTURES / "test.jsonl")}
     assert [p["id"] for p in predictions] == ["q1", "q2", "q3", "q4"]
     assert all(contexts[p["id"]][p["start"] : p["end"]] == p["predicted"] for p in predictions)
-    assert "| F1 | EM |" in (tmp_path / "out" / "results.md").read_text()
+    results = (tmp_path / "out" / "results.md").read_text()
+    assert "| F1 | EM |" in results and "at K=6 questions in all" in results
     trials = (tmp_path / "out" / "lora" / tiny_bert_dir.name / "k6" / "seed-0" / "search.jsonl").read_text()
     assert trials.count('"dev_f1"') == 3  # two trials and the choice
 
