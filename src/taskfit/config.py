@@ -69,6 +69,11 @@ class DataConfig(Strict):
         False,
         description="drop from train (and dev) texts that also occur in a later split (never from test)",
     )
+    no_relation_label: str | None = Field(
+        None,
+        description="task relation: the label meaning 'no relation' (e.g. no_relation, Other), left out of "
+        "micro- and macro-F1 as relation-extraction papers score",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -573,6 +578,79 @@ GenerationStrategyConfig = Annotated[
 ]
 
 
+# ---------------------------------------------------------------------------------------------------
+# Span tasks on encoders: relation (entity-pair classification) and extractive-qa (answer spans). Same names
+# and settings as their classification counterparts, plus the task's own options.
+
+
+class RelationOptions(Strict):
+    """task: relation. Entity markers [E1] [/E1] [E2] [/E2] are inserted and trained as new tokens."""
+
+    entity_pooling: Literal["entity-start", "pooled"] = Field(
+        "entity-start",
+        description="entity-start: the states at [E1] and [E2] concatenated (Baldini Soares et al. 2019); "
+        "pooled: one pooled sentence state (see pooling)",
+    )
+
+
+class RelationHeadFinetuneConfig(HeadFinetuneConfig, RelationOptions):
+    """Full fine-tuning of the encoder with an entity-start relation head."""
+
+
+class RelationLoraConfig(LoraStrategyConfig, RelationOptions):
+    """LoRA through peft; the marker embeddings train too (peft trainable_token_indices)."""
+
+
+class RelationBitFitConfig(BitFitConfig, RelationOptions):
+    """Bias terms, the marker embeddings and the head train."""
+
+
+class RelationAdapterConfig(AdapterStrategyConfig, RelationOptions):
+    """Houlsby adapters, the marker embeddings and the head train."""
+
+
+class ExtractiveQAOptions(Strict):
+    """task: extractive-qa. Long contexts are split into overlapping windows; the best span over all wins."""
+
+    max_length: int = Field(384, ge=32, description="question + context window, in tokens")
+    doc_stride: int = Field(128, ge=1, description="tokens shared by consecutive windows of a long context")
+    max_answer_length: int = Field(30, ge=1, description="longest answer considered, in tokens")
+    n_best: int = Field(20, ge=1, description="start and end candidates per window in post-processing")
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> ExtractiveQAOptions:
+        if self.doc_stride >= self.max_length // 2:
+            raise ValueError(
+                f"doc_stride ({self.doc_stride}) must be below half of max_length ({self.max_length}); "
+                f"nearest valid value: {self.max_length // 2 - 1}"
+            )
+        return self
+
+
+class QAHeadFinetuneConfig(ExtractiveQAOptions, HeadFinetuneConfig):
+    """Encoder + start/end linear head (as AutoModelForQuestionAnswering), full fine-tuning."""
+
+    lr: float = Field(5e-5, gt=0)
+
+
+class QALoraConfig(ExtractiveQAOptions, LoraStrategyConfig):
+    """LoRA through peft on the encoder; the start/end head trains in full."""
+
+    lr: float = Field(1e-3, gt=0)
+
+
+RELATION_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
+    "head-finetune": RelationHeadFinetuneConfig,
+    "lora": RelationLoraConfig,
+    "bitfit": RelationBitFitConfig,
+    "adapter": RelationAdapterConfig,
+}
+QA_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = {
+    "head-finetune": QAHeadFinetuneConfig,
+    "lora": QALoraConfig,
+}
+
+
 StrategyConfig = Annotated[
     ZeroShotConfig
     | InContextConfig
@@ -598,15 +676,21 @@ def _by_name(union: Any) -> dict[str, type[StrategyBase]]:
 
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(StrategyConfig)
 GENERATION_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(GenerationStrategyConfig)
-Task = Literal["classification", "generation"]
+Task = Literal["classification", "generation", "relation", "extractive-qa"]
 TASK_METRICS = {
     "classification": ("accuracy", "macro_f1"),
     "generation": ("chrf", "rougeL", "rouge1", "rouge2", "bleu", "exact_match", "perplexity"),
+    "relation": ("micro_f1", "macro_f1", "accuracy"),
+    "extractive-qa": ("f1", "exact_match"),
 }
 
 
 def strategy_configs(task: str = "classification") -> dict[str, type[StrategyBase]]:
     """Strategy name -> config class for a task (a name such as lora means a different strategy per task)."""
+    if task == "relation":
+        return RELATION_STRATEGY_CONFIGS
+    if task == "extractive-qa":
+        return QA_STRATEGY_CONFIGS
     return GENERATION_STRATEGY_CONFIGS if task == "generation" else STRATEGY_CONFIGS
 
 
@@ -674,11 +758,12 @@ class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
     name: str = "experiment"
-    task: Task = Field("classification", description="classification or generation")
+    task: Task = Field("classification", description="classification, generation, relation or extractive-qa")
     metric: str | None = Field(
         None,
         description="what the leaderboard ranks by; classification: accuracy (default) or macro_f1; generation: "
-        "chrf (default), rougeL, rouge1, rouge2, bleu, exact_match or perplexity (open-ended dialogue)",
+        "chrf (default), rougeL, rouge1, rouge2, bleu, exact_match or perplexity (open-ended dialogue); "
+        "relation: micro_f1 (default), macro_f1 or accuracy; extractive-qa: f1 (default) or exact_match",
     )
     data: DataConfig
     prompt: PromptConfig | None = Field(None, description="default: the built-in dataset's template")
@@ -813,7 +898,7 @@ def _check_strategy_name(name: Any, path: str, task: str = "classification") -> 
             f"{path}.name: expected one strategy name, got {name!r}; available: {', '.join(registry)}"
         )
     if name not in registry:
-        other = "generation" if task != "generation" else "classification"
+        other = "generation" if task == "classification" else "classification"
         hint = (
             f" ('{name}' is a {other} strategy: set task: {other}?)"
             if name in strategy_configs(other)

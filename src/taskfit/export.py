@@ -146,6 +146,12 @@ def exportable_form(task: str, name: str, backbone: str, merge: bool, onnx: bool
             f"'{backbone}' itself, and the prompt is in {where / STRATEGY_FILE}"
         )
     form = FORMS.get((task, name))
+    if task in ("relation", "extractive-qa"):
+        raise TaskfitError(
+            f"export covers generation fine-tunes and encoder classifiers, not {task} runs: their head (entity "
+            f"markers + entity-start states, or a start/end span head with windowed post-processing) has no "
+            f"plain transformers class to export to; {serve}"
+        )
     if form is None:
         raise TaskfitError(
             f"export covers generation fine-tunes and encoder classifiers, not {task} strategy '{name}' "

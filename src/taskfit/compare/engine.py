@@ -161,6 +161,10 @@ def headline(metrics: dict) -> str:
             f"chrF {metrics['chrf']:.1f}, ROUGE-L {metrics['rougeL']:.1f}, BLEU {metrics['bleu']:.1f}, "
             f"perplexity {metrics['perplexity']:.2f}"
         )
+    if "micro_f1" in metrics:  # relation
+        return f"micro-F1 {metrics['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
+    if "exact_match" in metrics and "f1" in metrics:  # extractive-qa
+        return f"F1 {metrics['f1']:.1f}, EM {metrics['exact_match']:.1f}"
     return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 

@@ -33,6 +33,8 @@ def dev_score(strategy: Strategy, dev: list[Example], task: str) -> tuple[str, f
     (one forward pass; decoding every dev input per trial would cost far more)."""
     if task == "generation":
         return "dev_neg_loss", -strategy.perplexity(dev)["loss"]  # type: ignore[attr-defined]
+    if task in ("relation", "extractive-qa"):  # the strategy's own early-stopping score: micro-F1, SQuAD F1
+        return strategy.dev_metric, strategy.dev_score(dev)  # type: ignore[attr-defined]
     return "dev_accuracy", accuracy(strategy.predict(dev).labels, dev)  # type: ignore[union-attr]
 
 

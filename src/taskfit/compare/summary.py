@@ -27,6 +27,7 @@ class Metric:
     proportion: bool  # a share of test examples (0-1): a binomial sampling error exists for one seed
     extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
     lower_is_better: bool = False  # perplexity
+    shots_unit: str | None = None  # what K counts when it is neither per class nor pairs (QA: questions)
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""
@@ -40,6 +41,10 @@ METRICS = {
     "generation": Metric(
         "chrf", "chrF", "rougeL", "ROUGE-L", False, (("bleu", "BLEU"), ("perplexity", "perplexity"))
     ),
+    # F1 over the relation labels, the no-relation label left out (data.no_relation_label)
+    "relation": Metric("micro_f1", "micro-F1", "macro_f1", "macro-F1", True, (("accuracy", "accuracy"),)),
+    # SQuAD scores, 0-100
+    "extractive-qa": Metric("f1", "F1", "exact_match", "EM", False, shots_unit="questions in all"),
 }
 
 
@@ -59,6 +64,8 @@ def metric_for(task: str, key: str | None = None) -> Metric:
     default = METRICS.get(task, METRICS["classification"])
     if key is None or key == default.key:
         return default
+    if task == "extractive-qa":
+        return Metric("exact_match", "EM", "f1", "F1", False, shots_unit="questions in all")
     if task != "generation":
         return Metric(
             key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
@@ -276,7 +283,11 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     at_ref = [g for g in ok if g.shots in (ref, "0")]
     at_ref.sort(key=lambda g: -g.rank)
     best = at_ref[0]
-    if best.metric.proportion:  # classification: K per class; generation: K pairs in all
+    if best.metric.shots_unit:
+        where = (
+            f"at K={ref} {best.metric.shots_unit} (the most tried)" if ref != "0" else "without training data"
+        )
+    elif best.metric.proportion:  # classification: K per class; generation: K pairs in all
         where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
     else:
         where = f"at K={ref} training pairs (the most tried)" if ref != "0" else "without training data"

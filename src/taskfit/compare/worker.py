@@ -140,6 +140,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         seed=seed,
         backbones=backbones or BackboneCache(spec["trust_remote_code"], spec["device"]),
         run=run,
+        no_relation_label=data.no_relation_label,
     )
     from taskfit.progress import make_progress
 
@@ -166,6 +167,14 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     started = time.perf_counter()
     if task == "generation":
         metrics, rows = evaluate_generation(strategy, splits.test)
+    elif task == "relation":
+        from taskfit.tasks.relation import evaluate_relation
+
+        metrics, rows = evaluate_relation(strategy, splits.test, splits.labels, data.no_relation_label)
+    elif task == "extractive-qa":
+        from taskfit.tasks.extractive_qa import evaluate_qa
+
+        metrics, rows = evaluate_qa(strategy, splits.test)
     else:
         metrics, rows = evaluate_classification(strategy, splits.test, splits.labels)
     predict_seconds = time.perf_counter() - started

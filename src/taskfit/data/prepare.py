@@ -97,6 +97,14 @@ def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
 def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
     if task == "generation":
         return load_pair_pools(cfg)
+    if task == "relation":
+        from taskfit.tasks.relation import load_relation_pools
+
+        return load_relation_pools(cfg)
+    if task == "extractive-qa":
+        from taskfit.tasks.extractive_qa import load_qa_pools
+
+        return load_qa_pools(cfg)
     notes: list[str] = []
     if cfg.dataset:
         ds = load_builtin(cfg.dataset)

@@ -1,6 +1,8 @@
 """A saved run behind one small interface, for batch prediction (``taskfit predict``) and the HTTP service.
 
-Classification: texts -> label + scores. Generation: texts -> generated text through the run's own template
+Classification: texts -> label + scores; relation: a text with [E1]..[/E1] and [E2]..[/E2] typed around the two
+entities -> label + scores; extractive-qa: question (text) + context (text_pair) -> answer, start, end, score.
+Generation: texts -> generated text through the run's own template
 and decoding settings (the path its test scores were measured on), plus raw completions and chat turns for
 the OpenAI-compatible endpoints.
 """
@@ -63,6 +65,11 @@ class Predictor:
         with self.lock, torch.no_grad():
             if self.task == "generation":
                 return [{"generated": t} for t in self.strategy.predict(list(examples)).texts]  # type: ignore[attr-defined]
+            if self.task == "extractive-qa":  # text: the question, text_pair: the context
+                return [
+                    {"answer": a.text, "start": a.start, "end": a.end, "score": a.score}
+                    for a in self.strategy.predict(list(examples))  # type: ignore[attr-defined]
+                ]
             preds = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
             return [
                 {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}

@@ -39,17 +39,31 @@ GENERATION_STRATEGIES = {
 
 
 def strategies_for(task: str = "classification") -> dict:
+    if task == "relation":  # imported here: the task modules build on the strategy modules
+        from taskfit.tasks.relation import RELATION_STRATEGIES
+
+        return RELATION_STRATEGIES
+    if task == "extractive-qa":
+        from taskfit.tasks.extractive_qa import QA_STRATEGIES
+
+        return QA_STRATEGIES
     return GENERATION_STRATEGIES if task == "generation" else STRATEGIES
 
 
 def task_of(config) -> str:
-    from taskfit.config import GenerationBase
+    from taskfit.config import ExtractiveQAOptions, GenerationBase, RelationOptions
 
+    if isinstance(config, RelationOptions):
+        return "relation"
+    if isinstance(config, ExtractiveQAOptions):
+        return "extractive-qa"
     return "generation" if isinstance(config, GenerationBase) else "classification"
 
 
 def needed_kind(config) -> str | None:
     """The backbone kind a strategy config needs (None: either)."""
+    if task_of(config) in ("relation", "extractive-qa"):  # span tasks read encoder token states
+        return "encoder"
     return "causal-lm" if task_of(config) == "generation" else NEEDS_KIND.get(config.name)
 
 

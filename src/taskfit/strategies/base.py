@@ -57,6 +57,7 @@ class Context:
     run: RunOptions = field(
         default_factory=RunOptions
     )  # checkpoints, resume, precision, trackers of training
+    no_relation_label: str | None = None  # task relation: the label left out of micro/macro-F1
 
     def template(self) -> Template:
         if self.prompt is None:

@@ -112,10 +112,19 @@ class HeadFinetune:
             encoder = AutoModel.from_config(AutoConfig.from_pretrained(saved_dir))
             self.tokenizer = AutoTokenizer.from_pretrained(saved_dir)
         torch.manual_seed(ctx.seed)  # the head's initialisation depends on the seed only
-        self.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
+        self.model = self.build_model(encoder)
         self.adapt()
         self.device = resolve_device(ctx.backbones.device)
         self.model.to(self.device)
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        """The encoder with its task head; a task module overrides it (relation: entity-start states)."""
+        return EncoderClassifier(encoder, len(self.ctx.labels), self.config.dropout, self.config.pooling)
+
+    dev_metric = "dev_accuracy"  # what dev_score measures, as logged; early stopping maximises it
+
+    def dev_score(self, examples: list[Example]) -> float:
+        return accuracy(self.predict(examples).labels, examples)
 
     def adapt(self) -> None:
         """Decide what trains. Here: everything, less what the freeze options name."""
@@ -176,11 +185,11 @@ class HeadFinetune:
             batch_loss,
             train,
             dev,
-            dev_accuracy=lambda examples: accuracy(self.predict(examples).labels, examples),
+            dev_accuracy=self.dev_score,
             snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             restore=self.model.load_state_dict,
             set_train_mode=self.model.train,
-            settings=settings_for(c, self.ctx),
+            settings=settings_for(c, self.ctx, metric=self.dev_metric),
             log=self.log,
             advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
         )

@@ -135,9 +135,13 @@ class PeftStrategy(HeadFinetune):
         self.model.encoder = get_peft_model(self.model.encoder, self.peft_config(self.model.encoder))
         self.model.head.requires_grad_(True)
 
+    save_embedding_layers: bool | str = "auto"  # peft's default: the whole matrix when the vocabulary grew
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.encoder.save_pretrained(directory / ADAPTER_DIR)  # peft's format: config + safetensors
+        self.model.encoder.save_pretrained(  # peft's format: config + safetensors
+            directory / ADAPTER_DIR, save_embedding_layers=self.save_embedding_layers
+        )
         save_file(
             {k: v.contiguous() for k, v in self.model.head.state_dict().items()}, str(directory / HEAD_FILE)
         )
@@ -150,8 +154,8 @@ class PeftStrategy(HeadFinetune):
         strategy.config, strategy.ctx, strategy.log = config, ctx, []
         backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
         strategy.tokenizer = backbone.tokenizer
-        encoder = load_peft_adapter(backbone.model, directory / ADAPTER_DIR)
-        strategy.model = EncoderClassifier(encoder, len(ctx.labels), config.dropout, config.pooling)
+        strategy.model = strategy.build_model(backbone.model)  # the task's head on the base encoder
+        strategy.model.encoder = load_peft_adapter(strategy.model.encoder, directory / ADAPTER_DIR)
         strategy.model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         from taskfit.models.backbones import resolve_device
 

@@ -1,0 +1,416 @@
+"""task: extractive-qa. Question + context -> the answer span of the context, scored with SQuAD EM and F1.
+
+The model is an encoder with a start/end linear head, as ``AutoModelForQuestionAnswering``. A context longer
+than ``max_length`` is split into windows that overlap by ``doc_stride`` tokens (the tokenizer's
+``return_overflowing_tokens`` and ``offset_mapping``); the answer is the best-scoring span over all windows
+(``n_best`` start and end candidates per window, at most ``max_answer_length`` tokens), returned as character
+offsets into the original context. This is the recipe of transformers' ``run_qa.py`` / the QA pipeline.
+
+Data: SQuAD v1.1 JSON (``data[].paragraphs[].qas[]`` with ``answers[].answer_start``) or JSONL rows
+``{"question", "context", "answers": {"text": [...], "answer_start": [...]}}`` (optionally ``"id"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from taskfit.data.readers import Example, _decode_lines
+from taskfit.errors import TaskfitError
+from taskfit.evaluation.squad import squad_metrics
+from taskfit.strategies.base import write_strategy_file
+from taskfit.strategies.head_finetune import HeadFinetune
+from taskfit.strategies.peft_encoder import Lora
+from taskfit.training.loop import fit_epochs, settings_for
+
+
+@dataclass(frozen=True)
+class QAExample(Example):
+    """``text`` is the question, ``text_pair`` the context; ``answers`` are (text, character start) pairs."""
+
+    answers: tuple[tuple[str, int], ...] = ()
+    qid: str = ""
+
+    def key_fields(self) -> list:
+        """What a cell's data fingerprint adds for this example (an edited answer makes its cells stale)."""
+        return [self.qid, [list(a) for a in self.answers]]
+
+
+@dataclass
+class Answer:
+    text: str
+    start: int  # character offsets into the context, end exclusive: context[start:end] == text
+    end: int
+    score: float  # start probability x end probability within the answer's window
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _checked_answers(context: str, texts, starts, where: str) -> tuple[tuple[str, int], ...]:
+    if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
+        raise TaskfitError(f"{where}: answers need as many 'text' as 'answer_start' entries (two lists)")
+    answers = []
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str) or not text or not isinstance(start, int):
+            raise TaskfitError(f"{where}: an answer needs a non-empty text and an integer answer_start")
+        found = context[start : start + len(text)]
+        if found != text:
+            elsewhere = context.find(text)
+            hint = (
+                f"; the text occurs at character {elsewhere}"
+                if elsewhere >= 0
+                else "; it is not in the context"
+            )
+            raise TaskfitError(
+                f"{where}: answer {text!r} does not match the context at answer_start {start} "
+                f"(the context has {found!r} there){hint}"
+            )
+        answers.append((text, start))
+    return tuple(answers)
+
+
+def read_squad(path: Path, document: dict) -> list[QAExample]:
+    """SQuAD v1.1: every problem names the file and the question id."""
+    if not isinstance(document.get("data"), list):
+        raise TaskfitError(f"{path}: expected SQuAD v1.1 JSON with a top-level 'data' list")
+    examples = []
+    for a, article in enumerate(document["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs") or []):
+            context = paragraph.get("context")
+            if not isinstance(context, str) or not context.strip():
+                raise TaskfitError(f"{path}: data[{a}].paragraphs[{p}]: missing or empty 'context'")
+            for q, qa in enumerate(paragraph.get("qas") or []):
+                qid = str(qa.get("id", f"data[{a}].paragraphs[{p}].qas[{q}]"))
+                where = f"{path}: question id {qid!r}"
+                question = qa.get("question")
+                if not isinstance(question, str) or not question.strip():
+                    raise TaskfitError(f"{where}: missing or empty 'question'")
+                raw = qa.get("answers")
+                if not isinstance(raw, list) or not raw:
+                    raise TaskfitError(f"{where}: no 'answers' (SQuAD v1.1 questions have at least one)")
+                if not all(isinstance(x, dict) for x in raw):
+                    raise TaskfitError(f"{where}: each answer must be {{text, answer_start}}")
+                answers = _checked_answers(
+                    context, [x.get("text") for x in raw], [x.get("answer_start") for x in raw], where
+                )
+                examples.append(
+                    QAExample(
+                        text=question.strip(),
+                        text_pair=context,
+                        source=f"{path} (question id {qid})",
+                        answers=answers,
+                        qid=qid,
+                    )
+                )
+    return examples
+
+
+def qa_from_row(row: dict, source: str, need_answers: bool = True) -> QAExample:
+    for key in ("question", "context"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise TaskfitError(f"{source}: missing or empty '{key}'; keys found: {', '.join(row)}")
+    answers: tuple[tuple[str, int], ...] = ()
+    raw = row.get("answers")
+    if raw is not None or need_answers:
+        if not isinstance(raw, dict):
+            raise TaskfitError(
+                f'{source}: expected \'answers\': {{"text": [...], "answer_start": [...]}}, got {json.dumps(raw)[:80]}'
+            )
+        answers = _checked_answers(row["context"], raw.get("text"), raw.get("answer_start"), source)
+        if need_answers and not answers:
+            raise TaskfitError(f"{source}: no answers")
+    qid = str(row.get("id", source))
+    return QAExample(
+        text=row["question"].strip(), text_pair=row["context"], source=source, answers=answers, qid=qid
+    )
+
+
+def read_qa(path: str | Path) -> list[QAExample]:
+    """SQuAD v1.1 JSON (a document with 'data') or JSONL (one question per line)."""
+    path = Path(path)
+    lines = _decode_lines(path)
+    whole = "\n".join(lines)
+    document = None
+    if whole.lstrip().startswith("{"):
+        try:
+            document = json.loads(whole)
+        except json.JSONDecodeError:
+            document = None  # JSONL: several objects
+    if isinstance(document, dict) and "data" in document:
+        examples = read_squad(path, document)
+    else:
+        examples = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskfitError(
+                    f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); expected SQuAD v1.1 "
+                    "JSON or one {question, context, answers} object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise TaskfitError(f"{path}:{number}: expected a JSON object per line")
+            examples.append(qa_from_row(row, f"{path}:{number}"))
+    if not examples:
+        raise TaskfitError(f"{path}: no questions found")
+    return examples
+
+
+def as_question(example: Example) -> QAExample:
+    if isinstance(example, QAExample):
+        return example
+    if not example.text_pair:
+        raise TaskfitError(
+            f"{example.source}: an extractive-qa input needs a question (text) and a context (text_pair)"
+        )
+    return QAExample(text=example.text.strip(), text_pair=example.text_pair, source=example.source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Windows
+
+
+@dataclass
+class Window:
+    example: int  # index of its question
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    offsets: list[tuple[int, int] | None]  # character span in the context per token; None outside it
+    start: int = 0  # training target: answer tokens, or 0/0 (the first token) when the answer is not inside
+    end: int = 0
+
+
+def make_windows(tokenizer, examples: list[QAExample], max_length: int, stride: int) -> list[Window]:
+    """Each context in windows of ``max_length`` tokens (question included) overlapping by ``stride``."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TaskfitError("extractive-qa needs a fast tokenizer (offset mappings); this backbone has none")
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = tokenizer([e.text for e in examples], add_special_tokens=False)["input_ids"]
+    for e, ids in zip(examples, lengths):  # the tokenizer's own error here says only "too short"
+        if max_length - special - len(ids) <= stride:
+            raise TaskfitError(
+                f"{e.source}: the question is {len(ids)} tokens, which leaves its context no more than "
+                f"doc_stride={stride} tokens of a max_length={max_length} window; raise max_length (at least "
+                f"{len(ids) + special + stride + 1}) or lower doc_stride"
+            )
+    side_first = tokenizer.padding_side == "right"  # question first, context second (right padding)
+    enc = tokenizer(
+        [e.text for e in examples],
+        [e.text_pair for e in examples],
+        truncation="only_second" if side_first else "only_first",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    context_id = 1 if side_first else 0
+    windows = []
+    for i, ids in enumerate(enc["input_ids"]):
+        seq = enc.sequence_ids(i)
+        offsets = [tuple(o) if s == context_id else None for o, s in zip(enc["offset_mapping"][i], seq)]
+        types = enc["token_type_ids"][i] if "token_type_ids" in enc else None
+        window = Window(enc["overflow_to_sample_mapping"][i], ids, types, offsets)
+        answers = examples[window.example].answers
+        if answers:
+            window.start, window.end = answer_tokens(offsets, *_char_span(answers[0]))
+        windows.append(window)
+    return windows
+
+
+def _char_span(answer: tuple[str, int]) -> tuple[int, int]:
+    return answer[1], answer[1] + len(answer[0])
+
+
+def answer_tokens(offsets: list[tuple[int, int] | None], start: int, end: int) -> tuple[int, int]:
+    """First and last token of the answer's characters in this window, or (0, 0) when it is not all inside."""
+    inside = [i for i, o in enumerate(offsets) if o is not None]
+    if not inside or offsets[inside[0]][0] > start or offsets[inside[-1]][1] < end:  # type: ignore[index]
+        return 0, 0
+    first = next(i for i in inside if offsets[i][1] > start)  # type: ignore[index]
+    last = next(i for i in reversed(inside) if offsets[i][0] < end)  # type: ignore[index]
+    return first, last
+
+
+def best_answers(
+    examples: list[QAExample], windows: list[Window], logits: list[torch.Tensor], n_best: int, max_tokens: int
+) -> list[Answer]:
+    """For every question, the highest start+end logit span over all its windows (valid: inside the context,
+    end not before start, at most ``max_tokens`` tokens)."""
+    best: list[tuple[float, Answer] | None] = [None] * len(examples)
+    for window, window_logits in zip(windows, logits):  # window_logits: (T, 2)
+        start_logits, end_logits = window_logits[:, 0], window_logits[:, 1]
+        start_probs, end_probs = start_logits.softmax(-1), end_logits.softmax(-1)
+        context = examples[window.example].text_pair or ""
+        k = min(n_best, len(start_logits))
+        for s in start_logits.topk(k).indices.tolist():
+            for e in end_logits.topk(k).indices.tolist():
+                if window.offsets[s] is None or window.offsets[e] is None or e < s or e - s + 1 > max_tokens:
+                    continue
+                value = float(start_logits[s] + end_logits[e])
+                current = best[window.example]
+                if current is None or value > current[0]:
+                    a, b = window.offsets[s][0], window.offsets[e][1]  # type: ignore[index]
+                    score = float(start_probs[s] * end_probs[e])
+                    best[window.example] = (value, Answer(context[a:b], a, b, score))
+    return [b[1] if b else Answer("", 0, 0, 0.0) for b in best]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model and strategies
+
+
+class SpanQAModel(nn.Module):
+    """Encoder + Linear(H, 2): start and end logits per token (BertForQuestionAnswering's head)."""
+
+    def __init__(self, encoder: nn.Module, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        logits = self.head(self.dropout(hidden))  # (B, T, 2)
+        return logits.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)  # padding is never an answer
+
+
+class QATask:
+    """Mixed in before head-finetune or lora: windows instead of texts, a span loss, SQuAD F1 on dev."""
+
+    dev_metric = "dev_f1"
+
+    def save(self, directory: Path) -> None:
+        super().save(directory)  # type: ignore[misc]
+        write_strategy_file(
+            directory, self.config, self.ctx, {"task": "extractive-qa"}
+        )  # reloads as this task
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        return SpanQAModel(encoder, self.config.dropout)
+
+    def _pad(self, windows: list[Window]) -> dict[str, torch.Tensor]:
+        width = max(len(w.input_ids) for w in windows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(windows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(windows), width), dtype=torch.long)
+        types = torch.zeros((len(windows), width), dtype=torch.long)
+        for i, w in enumerate(windows):  # right padding keeps token positions = window positions
+            ids[i, : len(w.input_ids)] = torch.tensor(w.input_ids)
+            mask[i, : len(w.input_ids)] = 1
+            if w.token_type_ids is not None:
+                types[i, : len(w.input_ids)] = torch.tensor(w.token_type_ids)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if windows[0].token_type_ids is not None:
+            batch["token_type_ids"] = types
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def windows(self, examples: list[QAExample]) -> list[Window]:
+        c = self.config
+        return make_windows(self.tokenizer, examples, c.max_length, c.doc_stride)
+
+    def fit(self, train: list[Example], dev: list[Example]) -> None:
+        c = self.config
+        windows = self.windows([as_question(e) for e in train])
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+
+        def batch_loss(batch: list[Window]) -> torch.Tensor:
+            logits = self.model(**self._pad(batch))  # (B, T, 2)
+            starts = torch.tensor([w.start for w in batch], device=self.device)
+            ends = torch.tensor([w.end for w in batch], device=self.device)
+            return (loss_fn(logits[..., 0], starts) + loss_fn(logits[..., 1], ends)) / 2
+
+        fit_epochs(
+            self._optimizer(),
+            self.model,
+            batch_loss,
+            windows,
+            dev,
+            dev_accuracy=self.dev_score,
+            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            restore=self.model.load_state_dict,
+            set_train_mode=self.model.train,
+            settings=settings_for(c, self.ctx, metric=self.dev_metric),
+            log=self.log,
+            advance=self.ctx.advance(f"{c.run_id} train", -(-len(windows) // c.batch_size) * c.epochs),
+        )
+
+    @torch.no_grad()
+    def predict(self, examples: list[Example], batch_size: int = 32) -> list[Answer]:
+        self.model.eval()
+        questions = [as_question(e) for e in examples]
+        windows = self.windows(questions)
+        logits: list[torch.Tensor] = []
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            out = self.model(**self._pad(chunk)).float().cpu()
+            logits += [out[i, : len(w.input_ids)] for i, w in enumerate(chunk)]
+        c = self.config
+        return best_answers(questions, windows, logits, c.n_best, c.max_answer_length)
+
+    def dev_score(self, examples: list[Example]) -> float:
+        answers = self.predict(examples)
+        return squad_metrics([a.text for a in answers], [[t for t, _ in e.answers] for e in examples])["f1"]
+
+
+class QAHeadFinetune(QATask, HeadFinetune):
+    pass
+
+
+class QALora(QATask, Lora):
+    pass
+
+
+QA_STRATEGIES = {"head-finetune": QAHeadFinetune, "lora": QALora}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pools
+
+
+def load_qa_pools(cfg):
+    """SQuAD/JSONL files -> question pools (no classes: K means K questions in all, seeded)."""
+    from taskfit.data.prepare import Pools, _dedupe, _hold_out, _limit_test
+
+    if cfg.dataset or not cfg.train:
+        raise TaskfitError(
+            "task: extractive-qa has no built-in datasets; set data.train to a SQuAD v1.1 JSON or a JSONL file"
+        )
+    if cfg.format not in ("auto", "jsonl"):
+        raise TaskfitError(
+            f"task: extractive-qa reads SQuAD JSON or JSONL; data.format is {cfg.format!r} (use auto)"
+        )
+    train = read_qa(cfg.train)
+    dev = read_qa(cfg.dev) if cfg.dev else []
+    test = read_qa(cfg.test) if cfg.test else []
+    notes: list[str] = []
+    train, dev, test = _hold_out(cfg, train, dev, test, notes, "questions")
+    train, dev = _dedupe(cfg, train, dev, test, notes, "questions", "question")
+    return Pools(train, dev, _limit_test(cfg, test, notes, "questions"), [], notes)
+
+
+def evaluate_qa(strategy, test: list[QAExample]) -> tuple[dict, list[dict]]:
+    """SQuAD EM/F1 (0-100) on the test questions, and one predictions.jsonl row per question."""
+    answers = strategy.predict(test)
+    metrics = squad_metrics([a.text for a in answers], [[t for t, _ in e.answers] for e in test])
+    rows = [
+        {
+            "id": e.qid,
+            "question": e.text,
+            "gold": [t for t, _ in e.answers],
+            "predicted": a.text,
+            "start": a.start,
+            "end": a.end,
+            "score": a.score,
+        }
+        for e, a in zip(test, answers)
+    ]
+    return metrics, rows
