@@ -191,3 +191,37 @@ def test_adversarial_is_refused_where_nothing_trains_through_the_loop():
         validate_config(
             {"data": {"dataset": "mr"}, "strategies": [{"name": "lora", "adversarial": {"epsilion": 1}}]}
         )
+
+
+def test_causal_lm_strategies_of_the_shared_loop_train_adversarially(tiny_llama_dir):
+    """prompt-finetune (which embeds several times per batch: one pass per label word) and generation SFT get
+    the same hook: exactly twice the embedding calls of plain training."""
+    from taskfit.config import STRATEGY_CONFIGS, GenerationLoraConfig
+    from taskfit.data.readers import Example
+
+    from .test_strategies import PROMPT
+
+    def calls_when_fit(make, adversarial):
+        strategy, module, train = make(adversarial)
+        calls = count_embedding_calls(type("M", (), {"model": module})())
+        strategy.fit(train, [])
+        assert all(r["train_loss"] > 0 for r in strategy.log if "train_loss" in r)
+        return calls[0]
+
+    def prompted(adversarial):
+        raw = {"name": "prompt-finetune", "backbone": str(tiny_llama_dir), "epochs": 1, "batch_size": 4}
+        config = STRATEGY_CONFIGS["prompt-finetune"].model_validate({**raw, "adversarial": adversarial})
+        strategy = build_strategy(config, Context(LABELS, PROMPT, seed=0))
+        return strategy, strategy.lm, toy(8)
+
+    def sft(adversarial):
+        config = GenerationLoraConfig(
+            name="lora", backbone=str(tiny_llama_dir), epochs=1, batch_size=4, r=2, adversarial=adversarial
+        )
+        strategy = build_strategy(config, Context([], None, seed=0))
+        return strategy, strategy.net, [Example(text=f"good movie {i}", target=f"fun {i}") for i in range(8)]
+
+    fgm = {"method": "fgm", "epsilon": 0.5}
+    for make in (prompted, sft):
+        plain = calls_when_fit(make, None)
+        assert plain > 0 and calls_when_fit(make, fgm) == 2 * plain
