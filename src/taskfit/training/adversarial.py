@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from taskfit.config import AdversarialConfig
 from taskfit.errors import TaskfitError
 
 
@@ -92,15 +93,14 @@ def adversarial_step(
     forward: Callable[[], torch.Tensor],
     backward: Callable[[torch.Tensor], None],
     perturbation: EmbeddingPerturbation,
-    config,
+    config: AdversarialConfig,
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_adversarial: Callable[[list[torch.Tensor]], None] | None = None,
 ) -> torch.Tensor:
     """Clean forward/backward, then the adversarial one; both gradients stay accumulated in the parameters for
-    the optimiser step. Returns the clean loss. ``config`` is an ``AdversarialConfig`` (method, epsilon, alpha,
-    steps, weight). ``no_sync`` keeps data-parallel processes from averaging gradients until the last backward
-    (they are summed locally first, as with gradient accumulation); ``on_adversarial`` sees the perturbations
-    of the final adversarial pass (for tests and logging)."""
+    the optimiser step. Returns the clean loss. ``no_sync`` keeps data-parallel processes from averaging
+    gradients until the last backward (they are summed locally first, as with gradient accumulation);
+    ``on_adversarial`` sees the perturbations of the final adversarial pass (for tests and logging)."""
     with no_sync(), perturbation.active(None):
         loss = forward()
         backward(loss)

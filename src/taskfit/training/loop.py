@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from taskfit.config import AdversarialConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.training.adversarial import EmbeddingPerturbation, adversarial_step, input_embeddings
@@ -40,7 +41,7 @@ class LoopSettings:
     metric: str = "dev_accuracy"  # what the dev callback measures, as logged
     higher_is_better: bool = True
     run: RunOptions = field(default_factory=RunOptions)  # checkpoints, resume, precision, trackers
-    adversarial: object | None = None  # an AdversarialConfig: FGM/PGD on the embedding output every step
+    adversarial: AdversarialConfig | None = None  # FGM/PGD on the embedding output at every step
 
 
 def settings_for(config, ctx, **extra) -> LoopSettings:
