@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from taskfit.config import CHAR_OPS, AugmentConfig, ParaphraseConfig
+from taskfit.config import CHAR_OPS, WORD_OPS, AugmentConfig, ParaphraseConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 
@@ -167,7 +167,7 @@ OPERATIONS: dict[str, Callable[[str, random.Random, float], str]] = {
     "char_delete": delete_chars,
     "char_insert": insert_chars,
 }
-assert set(CHAR_OPS) <= set(OPERATIONS)
+assert {*WORD_OPS, *CHAR_OPS} == set(OPERATIONS)  # every configurable operation but paraphrase
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -210,10 +210,16 @@ def augment_examples(
             continue
         seen[i].add(text)
         copies.append(dataclasses.replace(train[i], text=text, source=f"augmented:{op}:{train[i].source}"))
-        records.append({"text": text, "label": train[i].label, "op": op, "source": i, "copy": c})
-    if records:
-        for r in records:
-            r["source_text"] = train[r["source"]].text
+        records.append(
+            {
+                "text": text,
+                "label": train[i].label,
+                "op": op,
+                "source": i,
+                "copy": c,
+                "source_text": train[i].text,
+            }
+        )
     return [*train, *copies], records
 
 
