@@ -252,3 +252,20 @@ def test_examples_keep_their_other_fields():
     train = [Example("good great fun movie", "positive", text_pair="a pair", source="f.csv:2")]
     out, records = aug.augment_examples(train, AugmentConfig(ops=["swap"], per_example=1), seed=0)
     assert out[1].text_pair == "a pair" and out[1].label == "positive" and records[0]["source"] == 0
+
+
+@pytest.mark.integration
+def test_smollm2_paraphrases_a_review(tmp_path):
+    """The real path: the packaged chat model rewrites short reviews; accepted outputs differ from the input."""
+    from taskfit.strategies.base import BackboneCache
+
+    texts = [
+        "the plot is nothing but boilerplate clichés from start to finish",
+        "an utterly incompetent conclusion to a series that was never much of anything",
+    ]
+    config = ParaphraseConfig(temperature=0, max_new_tokens=40)
+    out = aug.llm_paraphraser(config, 0, BackboneCache(device="cpu"), tmp_path / "p.jsonl")(texts, [0, 0])
+    accepted = [(t, p) for t, p in zip(texts, out) if p is not None]
+    assert accepted, out  # greedy smollm2 rewrites at least one of them
+    for text, paraphrase in accepted:
+        assert paraphrase.casefold() != text.casefold() and 0 < len(paraphrase) <= 2 * len(text)
