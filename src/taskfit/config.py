@@ -331,6 +331,79 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
     batch_size: int = Field(16, ge=1)
 
 
+AugmentOp = Literal[
+    "swap", "delete", "insert", "synonym", "char_swap", "char_delete", "char_insert", "paraphrase"
+]
+WORD_OPS: tuple[str, ...] = ("swap", "delete", "insert", "synonym")
+CHAR_OPS: tuple[str, ...] = ("char_swap", "char_delete", "char_insert")
+
+
+class ParaphraseConfig(Strict):
+    """How the ``paraphrase`` operation asks a chat LM to rewrite a training text."""
+
+    backbone: str = Field("smollm2", description="a causal LM with a chat template")
+    instruction: str = Field(
+        "Rewrite the following text in different words, keeping its meaning and tone. "
+        "Reply with the rewritten text only.",
+        description="the user turn before the text",
+    )
+    max_new_tokens: int = Field(64, ge=4, description="longer outputs are cut, then rejected if unfinished")
+    temperature: float = Field(
+        0.8, ge=0, description="0: greedy (one paraphrase per text); else sampled, seeded by the cell"
+    )
+    max_length_ratio: float = Field(
+        2.0, gt=1, description="reject a paraphrase longer than this many times the original (characters)"
+    )
+    batch_size: int = Field(8, ge=1)
+
+
+class AugmentConfig(Strict):
+    """Extra training examples made from the K-shot training sample (never dev or test); labels kept."""
+
+    ops: list[AugmentOp] = Field(
+        default_factory=lambda: ["swap", "delete", "insert", "synonym"],
+        min_length=1,
+        description="each augmented copy applies one of these, drawn at random: EDA word operations (swap, "
+        "delete, insert a word of the same text, synonym from WordNet), character operations (char_swap, "
+        "char_delete, char_insert of a character of the same text; suit Chinese), paraphrase (a chat LM)",
+    )
+    per_example: int = Field(4, ge=1, description="augmented copies made per training example")
+    rate: float = Field(
+        0.1, gt=0, le=0.5, description="share of the words (or characters) an operation changes; at least 1"
+    )
+    seed: int | None = Field(None, description="default: the cell's seed")
+    paraphrase: ParaphraseConfig = Field(default_factory=ParaphraseConfig)
+
+    @field_validator("ops")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"augment.ops lists an operation twice: {value}")
+        return value
+
+
+class AdversarialConfig(Strict):
+    """Adversarial training on the embedding output: every step adds the gradient of the loss at a perturbed
+    input (per example in an L2 ball of radius epsilon) to the clean gradient."""
+
+    method: Literal["fgm", "pgd"] = Field(
+        "fgm",
+        description="fgm: one step of size epsilon (Miyato et al.); pgd: projected ascent (Madry et al.)",
+    )
+    epsilon: float = Field(1.0, gt=0, description="L2 radius of the perturbation of one example's embeddings")
+    steps: int = Field(3, ge=1, description="pgd: ascent steps (each one more forward/backward pass)")
+    alpha: float = Field(0.3, gt=0, description="pgd: size of one ascent step")
+    weight: float = Field(1.0, gt=0, description="weight of the adversarial loss added to the clean loss")
+
+
+def _augment_field() -> Any:
+    return Field(None, description="augment the K-shot training sample (see AugmentConfig); null: off")
+
+
+def _adversarial_field() -> Any:
+    return Field(None, description="FGM/PGD adversarial training on the embeddings; null: off")
+
+
 class EncoderTrainingConfig(StrategyBase):
     """What every encoder + classification-head strategy shares: the training loop's settings."""
 
@@ -349,6 +422,8 @@ class EncoderTrainingConfig(StrategyBase):
         "auto", description="auto: mean over tokens for encoders, the last token for causal LMs"
     )
     max_length: int = Field(256, ge=8)
+    augment: AugmentConfig | None = _augment_field()
+    adversarial: AdversarialConfig | None = _adversarial_field()
 
 
 class HeadFinetuneConfig(EncoderTrainingConfig):
@@ -373,6 +448,7 @@ class ContrastiveConfig(StrategyBase):
     max_grad_norm: float = Field(1.0, gt=0)
     head_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
     max_length: int = Field(256, ge=8)
+    augment: AugmentConfig | None = _augment_field()
 
 
 class PromptFinetuneConfig(CalibratedPrompting, StrategyBase):
@@ -400,6 +476,8 @@ class PromptFinetuneConfig(CalibratedPrompting, StrategyBase):
     alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: Literal["attention", "all-linear"] | list[str] = "attention"
+    augment: AugmentConfig | None = _augment_field()
+    adversarial: AdversarialConfig | None = _adversarial_field()
 
 
 TargetModules = Literal["attention", "all-linear", "default"] | list[str]
@@ -528,6 +606,7 @@ class SupervisedFinetuneBase(GenerationBase):
         description="length-grouped: similar lengths share a batch (less padding); packed: several examples "
         "in one row with attention kept inside each example",
     )
+    adversarial: AdversarialConfig | None = _adversarial_field()
 
 
 class GenerationFullConfig(SupervisedFinetuneBase):
@@ -863,6 +942,8 @@ def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "class
     fields = model.model_fields
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
+        if key not in fields and key in STRATEGY_ONLY_KEYS and issubclass(model, StrategyBase):
+            raise TaskfitError(_not_supported(model, key, path, task))
         if key not in fields:
             raise TaskfitError(
                 f"unknown config key '{where}'."
@@ -889,6 +970,22 @@ def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "class
         for item_path, item in items:
             if len(candidates) == 1:
                 _check_keys(candidates[0], item, item_path, task)
+
+
+STRATEGY_ONLY_KEYS = {
+    "adversarial": "trains by gradient through the shared training loop",
+    "augment": "trains on the K-shot training sample",
+}
+
+
+def _not_supported(model: type[BaseModel], key: str, path: str, task: str) -> str:
+    """Which strategies take ``augment:``/``adversarial:``, for a block whose strategy does not."""
+    name = get_args(model.model_fields["name"].annotation)[0]
+    takers = [n for n, cls in strategy_configs(task).items() if key in cls.model_fields]
+    return (
+        f"{path}.{key}: the {task} strategy '{name}' does not support '{key}:' (only a strategy that "
+        f"{STRATEGY_ONLY_KEYS[key]} does: {', '.join(takers)}). Move it to one of those or remove it."
+    )
 
 
 def _check_strategy_name(name: Any, path: str, task: str = "classification") -> None:

@@ -249,6 +249,11 @@ def run_experiment(
     write_text_atomic(out / "config.yaml", config_yaml)
     for note in pools.notes:
         print(f"data: {note}", file=stream)
+    if any("synonym" in getattr(getattr(s, "augment", None), "ops", ()) for s in config.strategies):
+        from taskfit.data.augment import WORDNET_MISSING, wordnet
+
+        if wordnet() is None:  # once per grid here; each cell's log.txt says it again
+            print(WORDNET_MISSING, file=stream)
 
     grid = _Grid(out, config, stream, resume)
     stale = store.mark_interrupted(grid.db)

@@ -72,6 +72,9 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
                 + (" (try backbone: smollm2)" if wanted == "causal-lm" else " (try backbone: minilm)")
             )
         needs_prompt |= kind == "causal-lm"
+        augment = getattr(s, "augment", None)
+        if augment is not None:
+            check_augment(s.run_id, augment, config.trust_remote_code, kinds)
     if config.task == "generation":
         if config.prompt is not None:
             Template.parse(config.prompt.template)  # the target goes in its {answer} slot
@@ -84,6 +87,22 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         for k in config.data.shot_grid():
             for seed in config.seeds:
                 sample_splits(pools, config.data.for_shots(k), seed)  # raises on a K the data cannot give
+
+
+def check_augment(run_id: str, augment, trust_remote_code: bool, kinds: dict[str, str]) -> None:
+    """Before anything trains: synonyms alone without WordNet, or a paraphraser that is not a causal LM."""
+    from taskfit.data.augment import usable_ops
+
+    usable_ops(augment)  # raises when nothing could run
+    if "paraphrase" in augment.ops:
+        name = augment.paraphrase.backbone
+        if name not in kinds:
+            kinds[name] = detect_kind(name, trust_remote_code)
+        if kinds[name] != "causal-lm":
+            raise TaskfitError(
+                f"strategy '{run_id}': augment.paraphrase.backbone '{name}' is {_article(kinds[name])} "
+                f"{kinds[name]}; paraphrasing needs a causal LM with a chat template (try smollm2)"
+            )
 
 
 def _article(word: str) -> str:
@@ -112,6 +131,15 @@ def _slug(backbone: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", tail).strip("-") or "backbone"
 
 
+# Options added after cells were first keyed: left out of the key while off, so that older finished cells keep
+# their keys; when set they are part of it (they change results), as every other strategy setting.
+KEYED_WHEN_SET = ("augment", "adversarial")
+
+
+def unset_options(strategy: StrategyBase) -> set[str]:
+    return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
+
+
 def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
@@ -128,7 +156,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
         for k, seed in grid:
             resolved = {
                 "format": CELL_FORMAT,
-                "strategy": s.model_dump(mode="json", exclude={"id"}),
+                "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
                 "data": config.data.for_shots(k).model_dump(mode="json") if k != 0 else None,
                 "data_fingerprint": fingerprint,
                 "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,

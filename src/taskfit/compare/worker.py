@@ -134,6 +134,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     splits = sample_splits(load_pools(data, task), data, seed)
     if spec["shots"] == 0:  # no training data: nothing to sample, nothing to tune on
         splits.train, splits.dev = [], []
+    augment = getattr(strategy_config, "augment", None)
     ctx = Context(
         labels=splits.labels,
         prompt=prompt,
@@ -146,6 +147,11 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
 
     if main:
         ctx.progress = make_progress(sys.stderr)
+    augment_seconds, copies = 0.0, 0
+    if augment is not None and splits.train:  # the K-shot training sample only: dev and test stay as drawn
+        started = time.perf_counter()
+        splits.train, copies = augment_training_data(splits.train, augment, ctx, directory, main)
+        augment_seconds = time.perf_counter() - started
     started = time.perf_counter()
     load_seconds = 0.0
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
@@ -163,7 +169,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
         started = time.perf_counter()
         strategy.fit(splits.train, splits.dev)
-    fit_seconds = time.perf_counter() - started
+    fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
     started = time.perf_counter()
     if task == "generation":
         metrics, rows = evaluate_generation(strategy, splits.test)
@@ -193,6 +199,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             "trainable_params": trainable,
             "total_params": total,
             "train_examples": len(splits.train),
+            **({"augmented_examples": copies, "augment_seconds": augment_seconds} if augment else {}),
             "dev_examples": len(splits.dev),
             "search_trials": len(trials),
             "chosen": chosen,
@@ -209,6 +216,24 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
+
+
+def augment_training_data(
+    train: list, augment, ctx: Context, directory: Path, main: bool
+) -> tuple[list, int]:
+    """The training sample plus its augmented copies, and how many copies; the copies go to augmented.jsonl, paraphrases are cached
+    in the cell folder (a rerun does not regenerate them)."""
+    from taskfit.data.augment import AUGMENTED_FILE, PARAPHRASE_CACHE, augment_examples, llm_paraphraser
+
+    paraphraser = None
+    if "paraphrase" in augment.ops:
+        cache = directory / PARAPHRASE_CACHE if main else None
+        paraphraser = llm_paraphraser(augment.paraphrase, ctx.seed, ctx.backbones, cache)
+    examples, records = augment_examples(train, augment, ctx.seed, paraphraser)
+    if main:
+        write_jsonl_atomic(directory / AUGMENTED_FILE, records)
+    print(f"augment: {len(records)} augmented copies of {len(train)} training examples", flush=True)
+    return examples, len(records)
 
 
 def evaluate_classification(strategy, test, labels: list[str]) -> tuple[dict, list[dict]]:

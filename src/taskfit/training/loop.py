@@ -10,6 +10,7 @@ and resumes from the newest good checkpoint with the same weights, optimiser, sc
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from taskfit.config import AdversarialConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
+from taskfit.training.adversarial import EmbeddingPerturbation, adversarial_step, input_embeddings
 from taskfit.training.checkpoint import latest_good, load_checkpoint, save_checkpoint
 from taskfit.training.distributed import RunOptions, make_accelerator
 
@@ -38,6 +41,7 @@ class LoopSettings:
     metric: str = "dev_accuracy"  # what the dev callback measures, as logged
     higher_is_better: bool = True
     run: RunOptions = field(default_factory=RunOptions)  # checkpoints, resume, precision, trackers
+    adversarial: AdversarialConfig | None = None  # FGM/PGD on the embedding output at every step
 
 
 def settings_for(config, ctx, **extra) -> LoopSettings:
@@ -50,6 +54,7 @@ def settings_for(config, ctx, **extra) -> LoopSettings:
         config.patience,
         ctx.seed,
         run=ctx.run,
+        adversarial=getattr(config, "adversarial", None),
         **extra,
     )
 
@@ -157,6 +162,7 @@ def fit_epochs(
         _BatchLoss(model, batch_loss, train), optimizer, scheduler
     )
     params = [p for p in model.parameters() if p.requires_grad]
+    perturbation = EmbeddingPerturbation(input_embeddings(model)) if s.adversarial else None
     sign = 1.0 if s.higher_is_better else -1.0  # compare as "higher is better"
     # Where training stands: the next (epoch, batch) to run, and the generator's state when that epoch began.
     state = {"epoch": 1, "step": 0, "optimizer_steps": 0, "best": -math.inf, "best_epoch": 0, "stale": 0}
@@ -208,8 +214,18 @@ def fit_epochs(
                     share, weight = idx[:1], 0.0
                 boundary = step % s.grad_accumulation == 0 or step == len(batches)
                 with contextlib.nullcontext() if boundary else accelerator.no_sync(net):
-                    loss = net(share)
-                    accelerator.backward(loss * (weight / s.grad_accumulation))
+                    scale = weight / s.grad_accumulation
+                    if perturbation is None:
+                        loss = net(share)
+                        accelerator.backward(loss * scale)
+                    else:  # clean + adversarial gradients, accumulated before the step
+                        loss = adversarial_step(
+                            functools.partial(net, share),
+                            lambda value, scale=scale: accelerator.backward(value * scale),
+                            perturbation,
+                            s.adversarial,
+                            no_sync=lambda: accelerator.no_sync(net),
+                        )
                 state["losses"].append(loss.item() * weight)
                 advance(1)
                 if not boundary:
