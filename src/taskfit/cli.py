@@ -31,6 +31,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_continual(args: argparse.Namespace) -> int:
+    from taskfit.config import load_continual_config
+    from taskfit.continual import run_continual
+    from taskfit.continual.report import methods_table
+
+    config = load_continual_config(args.config, args.set)
+    summary = run_continual(config, args.output, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(methods_table(summary))
+    out = Path(args.output or config.output_dir or Path("runs") / config.name)
+    print(f"report: {out / 'report.html'}", file=sys.stderr)
+    return 1 if any(r["errors"] for r in summary["methods"]) else 0
+
+
 def _cell_row(r: dict) -> str:
     acc = "—" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
     f1 = "—" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
@@ -258,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="unfinished cells continue from their newest good checkpoint (default: they start over)",
         )
         p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "continual",
+        help="train one model over a sequence of tasks with each continual method; R matrix, BWT, FWT",
+    )
+    p.add_argument("config", help="YAML config: backbone, tasks (in order), methods, seeds, training")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
+    p.set_defaults(func=cmd_continual)
 
     p = sub.add_parser("runs", help="query a compare output folder's cells (SQLite taskfit.db)")
     runs = p.add_subparsers(dest="runs_command", required=True)
