@@ -903,7 +903,9 @@ class EwcMethod(ContinualMethodBase):
 
     name: Literal["ewc"]
     strength: float = Field(
-        1e4, ge=0, description="lambda: weight of sum_i F_i (theta_i - theta*_i)^2 / 2 (F is small: ~1e-4)"
+        1.0,
+        ge=0,
+        description="lambda: weight of sum_i F_i (theta_i - theta*_i)^2 / 2, F scaled to mean 1 (so on l2's scale)",
     )
     fisher_samples: int = Field(
         256, ge=1, description="training examples of a finished task used to estimate its Fisher"
@@ -944,6 +946,7 @@ class PerTaskLoraMethod(ContinualMethodBase):
     The task is chosen by name at prediction."""
 
     name: Literal["per-task-lora"]
+    lr: float | None = Field(5e-3, gt=0, description="LoRA's learning rate (5e-3, as the lora strategy)")
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
