@@ -591,6 +591,99 @@ def _shows_input(e: Any) -> bool:
     return e.get("type") != "missing" and "input" in e and not isinstance(e["input"], dict)
 
 
+# Continual methods: used by taskfit continual (a task sequence) and by `from:` (an incremental update).
+
+
+class ContinualMethodBase(Strict):
+    id: str | None = Field(None, description="row name in the report; default: the method name")
+    lr: float | None = Field(
+        None, gt=0, description="encoder learning rate for this method; default training.lr"
+    )
+    head_lr: float | None = Field(None, gt=0, description="head learning rate; default training.head_lr")
+
+    @property
+    def run_id(self) -> str:
+        return self.id or self.name  # type: ignore[attr-defined]
+
+
+class NaiveMethod(ContinualMethodBase):
+    """Plain sequential fine-tuning: the baseline every other method is measured against."""
+
+    name: Literal["naive"]
+
+
+class EwcMethod(ContinualMethodBase):
+    """Elastic weight consolidation (Kirkpatrick et al. 2017), diagonal Fisher summed over past tasks."""
+
+    name: Literal["ewc"]
+    strength: float = Field(
+        1.0,
+        ge=0,
+        description="lambda: weight of sum_i F_i (theta_i - theta*_i)^2 / 2, F scaled to mean 1 (so on l2's scale)",
+    )
+    fisher_samples: int = Field(
+        256, ge=1, description="training examples of a finished task used to estimate its Fisher"
+    )
+
+
+class L2Method(ContinualMethodBase):
+    """L2 pull towards the weights at the end of the previous stage (EWC with F = 1)."""
+
+    name: Literal["l2"]
+    strength: float = Field(1.0, ge=0, description="lambda: weight of sum_i (theta_i - theta*_i)^2 / 2")
+
+
+class ReplayMethod(ContinualMethodBase):
+    """Experience replay: a fixed-size buffer of past examples, mixed into every batch of later stages."""
+
+    name: Literal["replay"]
+    buffer_size: int = Field(64, ge=1, description="examples kept from all past tasks together")
+    policy: Literal["reservoir", "balanced"] = Field(
+        "reservoir", description="reservoir sampling of the stream, or equal slots per (task, label)"
+    )
+    replay_batch_size: int | None = Field(
+        None, ge=1, description="buffer examples added to each batch; default the batch size"
+    )
+
+
+class LwfMethod(ContinualMethodBase):
+    """Learning without forgetting (Li & Hoiem 2017): the previous model's old-head outputs on the new data
+    are distillation targets for the current model."""
+
+    name: Literal["lwf"]
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(1.0, ge=0, description="weight of the distillation loss per past task")
+
+
+class PerTaskLoraMethod(ContinualMethodBase):
+    """One LoRA adapter and head per task on a frozen encoder: nothing shared trains, so nothing is forgotten.
+    The task is chosen by name at prediction."""
+
+    name: Literal["per-task-lora"]
+    lr: float | None = Field(5e-3, gt=0, description="LoRA's learning rate (5e-3, as the lora strategy)")
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: TargetModules = Field("attention", description="attention, all-linear, or module names")
+
+
+ContinualMethod = Annotated[
+    NaiveMethod | EwcMethod | L2Method | ReplayMethod | LwfMethod | PerTaskLoraMethod,
+    Field(discriminator="name"),
+]
+CONTINUAL_METHODS: dict[str, type[ContinualMethodBase]] = {
+    "naive": NaiveMethod,
+    "ewc": EwcMethod,
+    "l2": L2Method,
+    "replay": ReplayMethod,
+    "lwf": LwfMethod,
+    "per-task-lora": PerTaskLoraMethod,
+}
+
+
+UpdateMethod = Annotated[NaiveMethod | EwcMethod | L2Method | ReplayMethod, Field(discriminator="name")]
+
+
 class BudgetConfig(Strict):
     """Limits for the report's 'best under a cost budget' recommendation; unset ones do not constrain."""
 
@@ -627,6 +720,8 @@ class TrainingConfig(Strict):
 class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
     name: str = "experiment"
     task: Task = Field("classification", description="classification or generation")
     metric: str | None = Field(
@@ -653,6 +748,20 @@ class ExperimentConfig(Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
+    )
+    from_run: str | None = Field(
+        None,
+        alias="from",
+        description="incremental update: a saved classification run (a cell folder or its model/ folder) of the "
+        "same strategy and backbone; every cell starts from its weights and fine-tunes on data",
+    )
+    old_data: DataConfig | None = Field(
+        None,
+        description="with from: the data the saved run learned; its test split measures forgetting, its train "
+        "split feeds replay and the EWC Fisher",
+    )
+    continual: UpdateMethod | None = Field(
+        None, description="with from: how forgetting is limited: naive (default), l2, ewc or replay"
     )
 
     @field_validator("strategies", mode="before")
@@ -696,6 +805,30 @@ class ExperimentConfig(Strict):
         return raw
 
     @model_validator(mode="after")
+    def _update_needs_from(self) -> ExperimentConfig:
+        if self.from_run is None:
+            if self.old_data is not None or self.continual is not None:
+                raise ValueError(
+                    "old_data and continual only apply to an incremental update: add from: RUN_DIR"
+                )
+            return self
+        if self.task != "classification":
+            raise ValueError("from: (incremental update) supports classification runs only")
+        method = self.continual.name if self.continual else "naive"
+        if self.continual and (self.continual.lr or self.continual.head_lr):
+            raise ValueError("continual.lr/head_lr: with from:, set lr and head_lr on the strategy instead")
+        from taskfit.continual.incremental import check_saved_run
+
+        try:
+            for i, strategy in enumerate(self.strategies):
+                check_saved_run(self.from_run, strategy, where=f"strategies.{i}")
+        except TaskfitError as exc:
+            raise ValueError(str(exc)) from None
+        if method in ("ewc", "replay") and self.old_data is None:
+            raise ValueError(f"continual: {method} needs old_data (the data the saved run learned)")
+        return self
+
+    @model_validator(mode="after")
     def _unique_ids(self) -> ExperimentConfig:
         rows = [(s.run_id, s.backbone) for s in self.strategies]
         dup = sorted({f"{i} on {b}" for i, b in rows if rows.count((i, b)) > 1})
@@ -729,7 +862,7 @@ def _container(annotation: Any, value: Any) -> Any:
 def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "classification") -> None:
     if not isinstance(data, dict):
         return
-    fields = model.model_fields
+    fields = {**model.model_fields, **{f.alias: f for f in model.model_fields.values() if f.alias}}
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
@@ -878,93 +1011,6 @@ class ContinualTask(Strict):
         if isinstance(self.data.shots, list):
             raise ValueError(f"task {self.name}: data.shots must be one K per class here, not a grid")
         return self
-
-
-class ContinualMethodBase(Strict):
-    id: str | None = Field(None, description="row name in the report; default: the method name")
-    lr: float | None = Field(
-        None, gt=0, description="encoder learning rate for this method; default training.lr"
-    )
-    head_lr: float | None = Field(None, gt=0, description="head learning rate; default training.head_lr")
-
-    @property
-    def run_id(self) -> str:
-        return self.id or self.name  # type: ignore[attr-defined]
-
-
-class NaiveMethod(ContinualMethodBase):
-    """Plain sequential fine-tuning: the baseline every other method is measured against."""
-
-    name: Literal["naive"]
-
-
-class EwcMethod(ContinualMethodBase):
-    """Elastic weight consolidation (Kirkpatrick et al. 2017), diagonal Fisher summed over past tasks."""
-
-    name: Literal["ewc"]
-    strength: float = Field(
-        1.0,
-        ge=0,
-        description="lambda: weight of sum_i F_i (theta_i - theta*_i)^2 / 2, F scaled to mean 1 (so on l2's scale)",
-    )
-    fisher_samples: int = Field(
-        256, ge=1, description="training examples of a finished task used to estimate its Fisher"
-    )
-
-
-class L2Method(ContinualMethodBase):
-    """L2 pull towards the weights at the end of the previous stage (EWC with F = 1)."""
-
-    name: Literal["l2"]
-    strength: float = Field(1.0, ge=0, description="lambda: weight of sum_i (theta_i - theta*_i)^2 / 2")
-
-
-class ReplayMethod(ContinualMethodBase):
-    """Experience replay: a fixed-size buffer of past examples, mixed into every batch of later stages."""
-
-    name: Literal["replay"]
-    buffer_size: int = Field(64, ge=1, description="examples kept from all past tasks together")
-    policy: Literal["reservoir", "balanced"] = Field(
-        "reservoir", description="reservoir sampling of the stream, or equal slots per (task, label)"
-    )
-    replay_batch_size: int | None = Field(
-        None, ge=1, description="buffer examples added to each batch; default the batch size"
-    )
-
-
-class LwfMethod(ContinualMethodBase):
-    """Learning without forgetting (Li & Hoiem 2017): the previous model's old-head outputs on the new data
-    are distillation targets for the current model."""
-
-    name: Literal["lwf"]
-    temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(1.0, ge=0, description="weight of the distillation loss per past task")
-
-
-class PerTaskLoraMethod(ContinualMethodBase):
-    """One LoRA adapter and head per task on a frozen encoder: nothing shared trains, so nothing is forgotten.
-    The task is chosen by name at prediction."""
-
-    name: Literal["per-task-lora"]
-    lr: float | None = Field(5e-3, gt=0, description="LoRA's learning rate (5e-3, as the lora strategy)")
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: TargetModules = Field("attention", description="attention, all-linear, or module names")
-
-
-ContinualMethod = Annotated[
-    NaiveMethod | EwcMethod | L2Method | ReplayMethod | LwfMethod | PerTaskLoraMethod,
-    Field(discriminator="name"),
-]
-CONTINUAL_METHODS: dict[str, type[ContinualMethodBase]] = {
-    "naive": NaiveMethod,
-    "ewc": EwcMethod,
-    "l2": L2Method,
-    "replay": ReplayMethod,
-    "lwf": LwfMethod,
-    "per-task-lora": PerTaskLoraMethod,
-}
 
 
 class ContinualTraining(Strict):

@@ -172,7 +172,11 @@ class HeadFinetune:
 
         def batch_loss(batch: list[Example]) -> torch.Tensor:
             targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
-            return loss_fn(self.model(**self._batch(batch)), targets)
+            loss = loss_fn(self.model(**self._batch(batch)), targets)
+            extra = getattr(
+                self, "extra_loss", None
+            )  # an incremental update's continual method (from: RUN_DIR)
+            return loss if extra is None or (term := extra(batch)) is None else loss + term
 
         fit_epochs(
             self._optimizer(),
