@@ -234,3 +234,17 @@ def test_config_errors(change, message):
     }
     with pytest.raises(TaskfitError, match=message):
         validate_continual_config(raw)
+
+
+def test_predict_cli_chooses_the_task_by_name(continual_run, tmp_path, capsys):
+    run = continual_run["out"] / "per-task-lora" / "seed-0"
+    source = write_csv(tmp_path / "in.csv", [{"text": r["text"]} for r in _rows("topic", 10, 9)])
+    out = tmp_path / "out.jsonl"
+    assert (
+        main(["predict", str(run), "--input", str(source), "--output", str(out), "--task-name", "topic"]) == 0
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10 and {r["label"] for r in rows} <= {"question", "entity"}
+    assert set(rows[0]["scores"]) == {"question", "entity"}
+    assert main(["predict", str(run), "--input", str(source)]) == 2
+    assert "give --task-name (sentiment, topic)" in capsys.readouterr().err

@@ -112,13 +112,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from taskfit.continual.model import is_continual_run, load_continual_model
     from taskfit.data.readers import Columns
+    from taskfit.errors import TaskfitError
     from taskfit.progress import make_progress
     from taskfit.serving.batch import iter_examples, predict_file
     from taskfit.serving.predictor import Predictor, iter_chunks
 
     cols = Columns(text=args.text_column, label=None, text_pair=args.text_pair_column)
-    predictor = Predictor.load(args.run_dir)
+    if is_continual_run(args.run_dir):  # one head per task: the task is chosen by name
+        predictor = load_continual_model(args.run_dir).for_task(args.task_name)
+    elif args.task_name:
+        raise TaskfitError(f"--task-name is for continual models; {args.run_dir} is a single-task run")
+    else:
+        predictor = Predictor.load(args.run_dir)
     if not args.output:  # stdout: streamed, not resumable
         for chunk in iter_chunks(iter_examples(args.input, cols, args.format), args.batch_size):
             for e, r in zip(chunk, predictor.predict(chunk)):
@@ -312,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (and per fsync)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--task-name", help="a taskfit continual model: which task's head (and adapter) to use")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

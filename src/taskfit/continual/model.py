@@ -154,6 +154,34 @@ class ContinualModel:
     def predict(self, examples: list[Example], task_name: str) -> list[str]:
         return predict_task(self.model, self.tokenizer, examples, task_name, self.max_length)[0]
 
+    def for_task(self, task_name: str | None) -> TaskPredictor:
+        """What ``taskfit predict --task-name`` streams a file through (the serving predictor's row format)."""
+        if task_name is None:
+            raise TaskfitError(
+                f"this is a continual model with one head per task: give --task-name ({', '.join(self.tasks)})"
+            )
+        self.model.use_task(task_name)  # fails early, with the known names, on a wrong one
+        return TaskPredictor(self, task_name)
+
+
+class TaskPredictor:
+    def __init__(self, model: ContinualModel, task: str) -> None:
+        self.model, self.task = model, task
+
+    def predict(self, examples) -> list[dict]:
+        m = self.model
+        labels, probs = predict_task(m.model, m.tokenizer, list(examples), self.task, m.max_length)
+        names = m.model.task_labels[self.task]
+        return [
+            {"label": lab, "scores": dict(zip(names, map(float, p)))}
+            for lab, p in zip(labels, probs.tolist())
+        ]
+
+
+def is_continual_run(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / MODEL_FILE).exists() or (d / "model" / MODEL_FILE).exists()
+
 
 def load_continual_model(directory: str | Path) -> ContinualModel:
     """Rebuild a run's ``model/`` folder (architecture from its config, weights from its safetensors)."""
