@@ -248,3 +248,26 @@ def test_predict_cli_chooses_the_task_by_name(continual_run, tmp_path, capsys):
     assert set(rows[0]["scores"]) == {"question", "entity"}
     assert main(["predict", str(run), "--input", str(source)]) == 2
     assert "give --task-name (sentiment, topic)" in capsys.readouterr().err
+
+
+def test_ewc_fisher_covers_the_shared_encoder_scaled_to_mean_one(tiny_bert_dir):
+    from taskfit.config import EwcMethod
+    from taskfit.continual.methods import EWC
+    from taskfit.continual.model import build_model
+    from taskfit.models.backbones import load_backbone
+
+    backbone = load_backbone(str(tiny_bert_dir), "encoder", device="cpu")
+    method = EwcMethod(name="ewc", strength=2.0, fisher_samples=8)
+    model = build_model(backbone.model, {"a": ["pos", "neg"]}, method, 0.0, "auto", 0)
+    hooks = EWC(method, Tools(backbone.tokenizer, 32, torch.device("cpu"), 0))
+    model.requires_grad_(True)
+    examples = [Example(r["text"], r["label"]) for r in _rows("sentiment", 20, 3)]
+    hooks.after_stage(model, "a", examples)
+    fisher, anchor = hooks.penalties[0]
+    assert set(fisher) == set(anchor) == set(model.shared_parameters())  # the encoder, not the head
+    values = torch.cat([f.flatten() for f in fisher.values()])
+    assert values.min() >= 0 and values.mean().item() == pytest.approx(1.0, rel=1e-4)
+    assert hooks.extra_loss(model, {}, None).item() == 0.0  # at the anchor
+    with torch.no_grad():
+        next(iter(model.shared_parameters().values())).add_(0.1)
+    assert hooks.extra_loss(model, {}, None).item() > 0

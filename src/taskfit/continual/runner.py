@@ -110,7 +110,8 @@ def run_one(config: ContinualConfig, method, seed: int, pools: dict, folder: Pat
     for i, task in enumerate(tasks):
         started = time.perf_counter()
         trainable = train_stage(model, hooks, tools, task, splits[task], method, train_cfg, seed + i, log)
-        hooks.after_stage(model, task, splits[task].train)
+        if i < len(tasks) - 1:  # what a method keeps (Fisher, buffer, copy) only serves later stages
+            hooks.after_stage(model, task, splits[task].train)
         seconds = time.perf_counter() - started
         R.append(row())
         stages.append(
