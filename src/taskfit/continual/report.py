@@ -89,7 +89,7 @@ def heatmaps(summary: dict) -> str | None:
     fig, axes = plt.subplots(
         1, len(shown), figsize=(2.2 + 1.0 * len(tasks) * len(shown), 0.6 * len(tasks) + 1.6), squeeze=False
     )
-    for ax, r in zip(axes[0], shown):
+    for k, (ax, r) in enumerate(zip(axes[0], shown)):
         matrix = [r["baseline"], *r["R"]]
         image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for i, values in enumerate(matrix):
@@ -104,7 +104,8 @@ def heatmaps(summary: dict) -> str | None:
                     fontsize=8,
                 )
         ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
-        ax.set_yticks(range(len(matrix)), ["untrained", *[f"after {t}" for t in tasks]])
+        rows = ["untrained", *[f"after {t}" for t in tasks]]
+        ax.set_yticks(range(len(matrix)), rows if k == 0 else [""] * len(rows))  # same rows in every panel
         ax.set_title(r["method"])
         ax.set_xlabel("evaluated on")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="test accuracy")
