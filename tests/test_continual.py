@@ -30,6 +30,7 @@ METHODS = [
     {"name": "replay", "id": "replay-balanced", "policy": "balanced", "buffer_size": 32},
     {"name": "lwf"},
     {"name": "per-task-lora", "lr": 3e-2},
+    {"name": "per-task-adapter", "lr": 1e-2, "reduction_factor": 4},
 ]
 
 
@@ -98,13 +99,14 @@ def test_method_forgets_less_than_naive(continual_run, method):
     assert rows[method]["bwt"] > rows["naive"]["bwt"]
 
 
-def test_per_task_lora_forgets_nothing_and_predicts_by_task_name(continual_run):
-    row = continual_run["rows"]["per-task-lora"]
+@pytest.mark.parametrize("method", ["per-task-lora", "per-task-adapter"])
+def test_per_task_parts_forget_nothing_and_predict_by_task_name(continual_run, method):
+    row = continual_run["rows"][method]
     assert row["R"][1][0] == row["R"][0][0] and row["bwt"] == 0.0
     assert row["trainable_params"] < continual_run["rows"]["naive"]["trainable_params"] / 4
     # The saved model chooses the adapter and head by name; the first task's predictions are those it had
     # right after its own stage (its adapter and head were never touched again).
-    model = load_continual_model(continual_run["out"] / "per-task-lora" / "seed-0")
+    model = load_continual_model(continual_run["out"] / method / "seed-0")
     examples = [Example(r["text"]) for r in _rows("sentiment", 40, 2)]
     labels = model.predict(examples, "sentiment")
     truth = [r["label"] for r in _rows("sentiment", 40, 2)]
@@ -114,22 +116,27 @@ def test_per_task_lora_forgets_nothing_and_predicts_by_task_name(continual_run):
         model.predict(examples, "sentimnet")
 
 
-def test_per_task_lora_predictions_on_first_task_identical_after_second(tiny_bert_dir):
-    """Bit-for-bit: the stage on 'topic' leaves everything 'sentiment' uses untouched."""
-    from taskfit.config import PerTaskLoraMethod
-    from taskfit.continual.methods import PerTaskLora
+@pytest.mark.parametrize("name", ["per-task-lora", "per-task-adapter"])
+def test_per_task_predictions_on_first_task_identical_after_second(tiny_bert_dir, name):
+    """Bit-for-bit: the stage on 'b' leaves everything task 'a' uses untouched."""
+    from taskfit.config import CONTINUAL_METHODS
+    from taskfit.continual.methods import METHODS
     from taskfit.continual.model import build_model, predict_task
     from taskfit.models.backbones import load_backbone
 
     backbone = load_backbone(str(tiny_bert_dir), "encoder", device="cpu")
-    method = PerTaskLoraMethod(name="per-task-lora")
+    method = CONTINUAL_METHODS[name](name=name)
     model = build_model(backbone.model, {"a": ["x", "y"], "b": ["u", "v"]}, method, 0.0, "auto", 0)
-    hooks = PerTaskLora(method, Tools(backbone.tokenizer, 32, torch.device("cpu"), 0))
+    hooks = METHODS[name](method, Tools(backbone.tokenizer, 32, torch.device("cpu"), 0))
     examples = [Example(r["text"]) for r in _rows("sentiment", 16, 5)]
-    before = predict_task(model, backbone.tokenizer, examples, "a", 32)[1]
+    a_before = predict_task(model, backbone.tokenizer, examples, "a", 32)[1]
+    b_before = predict_task(model, backbone.tokenizer, examples, "b", 32)[1]
     hooks.prepare_stage(model, "b")
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trained and all("task-b" in n or n.startswith("heads.b.") for n in trained)
+    assert trained and all(
+        ("task-b" in n or ".adapters.b." in n) or n.startswith("heads.b.") for n in trained
+    )
+    assert any(not n.startswith("heads.") for n in trained)  # the task's adapters train, not only its head
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     model.train()
     model.use_task("b")
@@ -137,9 +144,8 @@ def test_per_task_lora_predictions_on_first_task_identical_after_second(tiny_ber
         batch = backbone.tokenizer([e.text for e in examples], padding=True, return_tensors="pt")
         model("b", batch["input_ids"], batch["attention_mask"]).sum().backward()
         opt.step()
-    after_b = predict_task(model, backbone.tokenizer, examples, "b", 32)[1]
-    assert not torch.equal(after_b, predict_task(model, backbone.tokenizer, examples, "b", 32)[1] * 0)
-    assert torch.equal(predict_task(model, backbone.tokenizer, examples, "a", 32)[1], before)
+    assert not torch.allclose(predict_task(model, backbone.tokenizer, examples, "b", 32)[1], b_before)
+    assert torch.equal(predict_task(model, backbone.tokenizer, examples, "a", 32)[1], a_before)
 
 
 def test_report_and_resume(continual_run, capsys):

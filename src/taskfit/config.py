@@ -667,8 +667,22 @@ class PerTaskLoraMethod(ContinualMethodBase):
     target_modules: TargetModules = Field("attention", description="attention, all-linear, or module names")
 
 
+class PerTaskAdapterMethod(ContinualMethodBase):
+    """One Houlsby bottleneck adapter per task after each attention and feed-forward output, and one head per
+    task, on a frozen encoder (LayerNorms frozen too: they would be shared)."""
+
+    name: Literal["per-task-adapter"]
+    lr: float | None = Field(
+        1e-3, gt=0, description="the adapters' learning rate (1e-3, as the adapter strategy)"
+    )
+    reduction_factor: int = Field(16, ge=1, description="hidden size / bottleneck size")
+    adapter_modules: list[str] | None = Field(
+        None, description="modules whose output gets the adapters; default per architecture"
+    )
+
+
 ContinualMethod = Annotated[
-    NaiveMethod | EwcMethod | L2Method | ReplayMethod | LwfMethod | PerTaskLoraMethod,
+    NaiveMethod | EwcMethod | L2Method | ReplayMethod | LwfMethod | PerTaskLoraMethod | PerTaskAdapterMethod,
     Field(discriminator="name"),
 ]
 CONTINUAL_METHODS: dict[str, type[ContinualMethodBase]] = {
@@ -678,6 +692,7 @@ CONTINUAL_METHODS: dict[str, type[ContinualMethodBase]] = {
     "replay": ReplayMethod,
     "lwf": LwfMethod,
     "per-task-lora": PerTaskLoraMethod,
+    "per-task-adapter": PerTaskAdapterMethod,
 }
 
 

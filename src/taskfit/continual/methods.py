@@ -229,6 +229,18 @@ class PerTaskLora(Method):
         model.heads[task].requires_grad_(True)
 
 
+class PerTaskAdapter(Method):
+    """Only the current task's bottleneck adapters and head train (the rest of the encoder is frozen)."""
+
+    def prepare_stage(self, model, task):
+        model.requires_grad_(False)
+        model.use_task(task)
+        for name, p in model.encoder.named_parameters():
+            if f".adapters.{task}." in name:
+                p.requires_grad_(True)
+        model.heads[task].requires_grad_(True)
+
+
 METHODS: dict[str, type[Method]] = {
     "naive": Method,
     "ewc": EWC,
@@ -236,6 +248,7 @@ METHODS: dict[str, type[Method]] = {
     "replay": Replay,
     "lwf": LwF,
     "per-task-lora": PerTaskLora,
+    "per-task-adapter": PerTaskAdapter,
 }
 
 

@@ -1,5 +1,6 @@
 """The continual model: one shared encoder (from the head-finetune strategy) with one linear head per task;
-for ``per-task-lora`` the encoder is a frozen base with one peft LoRA adapter per task. The task is named at
+for ``per-task-lora`` the encoder is a frozen base with one peft LoRA adapter per task, for ``per-task-adapter``
+one Houlsby bottleneck per task after each sub-layer. The task is named at
 every call: this is the task-incremental setting, where each task keeps its own label set.
 
 Saved as a folder: ``model.safetensors`` (the whole module, base weights included, so that it reloads without
@@ -19,6 +20,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError, did_you_mean
 from taskfit.io import save_safetensors_atomic, write_json_atomic
 from taskfit.strategies.head_finetune import EncoderClassifier
+from taskfit.strategies.peft_encoder import Bottleneck
 
 MODEL_FILE = "continual.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -38,7 +40,7 @@ class MultiHeadClassifier(EncoderClassifier):
         return self.heads[task](self.dropout(self.features(input_ids, attention_mask, token_type_ids)))
 
     @property
-    def per_task_adapters(self) -> bool:
+    def is_peft(self) -> bool:
         from peft import PeftModel
 
         return isinstance(self.encoder, PeftModel)
@@ -50,12 +52,46 @@ class MultiHeadClassifier(EncoderClassifier):
                 f"unknown task '{task}'; this model knows {', '.join(self.heads)}."
                 + did_you_mean(task, self.heads)
             )
-        if self.per_task_adapters:
+        if self.is_peft:
             self.encoder.set_adapter(adapter_name(task))
+        for module in self.encoder.modules():
+            if isinstance(module, TaskAdapters):
+                module.active = task
 
     def shared_parameters(self) -> dict[str, nn.Parameter]:
         """What every task uses (the encoder): the parameters a regulariser protects."""
         return {f"encoder.{n}": p for n, p in self.encoder.named_parameters()}
+
+
+class TaskAdapters(nn.Module):
+    """A projection followed by one bottleneck adapter per task; the active task's is applied."""
+
+    def __init__(self, inner: nn.Linear, bottleneck: int, tasks: list[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.adapters = nn.ModuleDict({t: Bottleneck(inner.out_features, bottleneck) for t in tasks})
+        self.active = tasks[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapters[self.active](self.inner(x))
+
+
+def add_task_adapters(encoder: nn.Module, method, tasks: list[str]) -> None:
+    """The adapter strategy's placement (ADAPTER_MODULES), with one bottleneck per task at each place."""
+    from taskfit.strategies.peft_encoder import ADAPTER_MODULES, check_targets
+
+    model_type = getattr(encoder.config, "model_type", "")
+    suffixes = method.adapter_modules or ADAPTER_MODULES.get(model_type)
+    if not suffixes:
+        raise TaskfitError(
+            f"per-task-adapter: no default placement for model type '{model_type}'; set adapter_modules"
+        )
+    check_targets(encoder, suffixes, "adapter_modules")
+    bottleneck = max(1, encoder.config.hidden_size // method.reduction_factor)
+    for name, module in list(encoder.named_modules()):
+        if isinstance(module, nn.Linear) and any(name.endswith(s) for s in suffixes):
+            parent = encoder.get_submodule(name.rsplit(".", 1)[0]) if "." in name else encoder
+            setattr(parent, name.rsplit(".", 1)[-1], TaskAdapters(module, bottleneck, tasks))
 
 
 def tokenize(tokenizer, examples: list[Example], max_length: int, device) -> dict[str, torch.Tensor]:
@@ -105,6 +141,8 @@ def build_model(
         encoder = get_peft_model(encoder, config, adapter_name=adapter_name(tasks[0]))
         for task in tasks[1:]:
             encoder.add_adapter(adapter_name(task), config)
+    if method.name == "per-task-adapter":
+        add_task_adapters(encoder, method, list(task_labels))
     return MultiHeadClassifier(encoder, task_labels, dropout, pooling)
 
 
@@ -134,7 +172,7 @@ def predict_task(
 
 def save_model(directory: Path, model: MultiHeadClassifier, tokenizer, info: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    encoder = model.encoder.get_base_model() if model.per_task_adapters else model.encoder
+    encoder = model.encoder.get_base_model() if model.is_peft else model.encoder
     encoder.config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     save_safetensors_atomic(model, directory / WEIGHTS_FILE)
