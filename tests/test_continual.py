@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from taskfit.cli import main
-from taskfit.config import validate_continual_config
+from taskfit.config import CONTINUAL_METHODS, validate_continual_config
 from taskfit.continual import continual_metrics, load_continual_model
 from taskfit.continual.methods import Replay, Tools
 from taskfit.data.readers import Example
@@ -277,3 +277,16 @@ def test_ewc_fisher_covers_the_shared_encoder_scaled_to_mean_one(tiny_bert_dir):
     with torch.no_grad():
         next(iter(model.shared_parameters().values())).add_(0.1)
     assert hooks.extra_loss(model, {}, None).item() > 0
+
+
+@pytest.mark.parametrize(
+    "path", ["examples/continual/mr_tweets_trec.yaml", "bench/configs/continual_minilm.yaml"]
+)
+def test_shipped_continual_configs_validate(path):
+    from pathlib import Path
+
+    from taskfit.config import load_continual_config
+
+    config = load_continual_config(Path(__file__).resolve().parents[1] / path)
+    assert [t.name for t in config.tasks] == ["mr", "tweets-sentiment", "trec"]
+    assert {m.name for m in config.methods} == set(CONTINUAL_METHODS)

@@ -101,8 +101,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from taskfit.config import load_config
+    import yaml
 
+    from taskfit.config import load_config, load_continual_config
+
+    try:
+        raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raw = None  # load_config reports it properly
+    if isinstance(raw, dict) and "tasks" in raw and "methods" in raw:  # a taskfit continual config
+        sequence = load_continual_config(args.config, args.set)
+        print(
+            f"{args.config}: ok (continual: {' -> '.join(t.name for t in sequence.tasks)}, "
+            f"methods {[m.run_id for m in sequence.methods]}, seeds {sequence.seeds})"
+        )
+        return 0
     config = load_config(args.config, args.set)
     print(
         f"{args.config}: ok ({len(config.strategies)} strategies, "
