@@ -31,6 +31,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_continual(args: argparse.Namespace) -> int:
+    from taskfit.config import load_continual_config
+    from taskfit.continual import run_continual
+    from taskfit.continual.report import methods_table
+
+    config = load_continual_config(args.config, args.set)
+    summary = run_continual(config, args.output, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(methods_table(summary))
+    out = Path(args.output or config.output_dir or Path("runs") / config.name)
+    print(f"report: {out / 'report.html'}", file=sys.stderr)
+    return 1 if any(r["errors"] for r in summary["methods"]) else 0
+
+
 def _cell_row(r: dict) -> str:
     acc = "—" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
     f1 = "—" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
@@ -88,8 +101,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from taskfit.config import load_config
+    import yaml
 
+    from taskfit.config import load_config, load_continual_config
+
+    try:
+        raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raw = None  # load_config reports it properly
+    if isinstance(raw, dict) and "tasks" in raw and "methods" in raw:  # a taskfit continual config
+        sequence = load_continual_config(args.config, args.set)
+        print(
+            f"{args.config}: ok (continual: {' -> '.join(t.name for t in sequence.tasks)}, "
+            f"methods {[m.run_id for m in sequence.methods]}, seeds {sequence.seeds})"
+        )
+        return 0
     config = load_config(args.config, args.set)
     print(
         f"{args.config}: ok ({len(config.strategies)} strategies, "
@@ -99,13 +125,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from taskfit.continual.model import is_continual_run, load_continual_model
     from taskfit.data.readers import Columns
+    from taskfit.errors import TaskfitError
     from taskfit.progress import make_progress
     from taskfit.serving.batch import iter_examples, predict_file
     from taskfit.serving.predictor import Predictor, iter_chunks
 
     cols = Columns(text=args.text_column, label=None, text_pair=args.text_pair_column)
-    predictor = Predictor.load(args.run_dir)
+    if is_continual_run(args.run_dir):  # one head per task: the task is chosen by name
+        predictor = load_continual_model(args.run_dir).for_task(args.task_name)
+    elif args.task_name:
+        raise TaskfitError(f"--task-name is for continual models; {args.run_dir} is a single-task run")
+    else:
+        predictor = Predictor.load(args.run_dir)
     if not args.output:  # stdout: streamed, not resumable
         for chunk in iter_chunks(iter_examples(args.input, cols, args.format), args.batch_size):
             for e, r in zip(chunk, predictor.predict(chunk)):
@@ -259,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser(
+        "continual",
+        help="train one model over a sequence of tasks with each continual method; R matrix, BWT, FWT",
+    )
+    p.add_argument("config", help="YAML config: backbone, tasks (in order), methods, seeds, training")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
+    p.set_defaults(func=cmd_continual)
+
     p = sub.add_parser("runs", help="query a compare output folder's cells (SQLite taskfit.db)")
     runs = p.add_subparsers(dest="runs_command", required=True)
     for name, help_text in (("list", "one line per cell"), ("export", "all cells as CSV")):
@@ -290,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (and per fsync)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--task-name", help="a taskfit continual model: which task's head (and adapter) to use")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(

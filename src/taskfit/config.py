@@ -800,6 +800,114 @@ def _shows_input(e: Any) -> bool:
     return e.get("type") != "missing" and "input" in e and not isinstance(e["input"], dict)
 
 
+# Continual methods: used by taskfit continual (a task sequence) and by `from:` (an incremental update).
+
+
+class ContinualMethodBase(Strict):
+    id: str | None = Field(None, description="row name in the report; default: the method name")
+    lr: float | None = Field(
+        None, gt=0, description="encoder learning rate for this method; default training.lr"
+    )
+    head_lr: float | None = Field(None, gt=0, description="head learning rate; default training.head_lr")
+
+    @property
+    def run_id(self) -> str:
+        return self.id or self.name  # type: ignore[attr-defined]
+
+
+class NaiveMethod(ContinualMethodBase):
+    """Plain sequential fine-tuning: the baseline every other method is measured against."""
+
+    name: Literal["naive"]
+
+
+class EwcMethod(ContinualMethodBase):
+    """Elastic weight consolidation (Kirkpatrick et al. 2017), diagonal Fisher summed over past tasks."""
+
+    name: Literal["ewc"]
+    strength: float = Field(
+        1.0,
+        ge=0,
+        description="lambda: weight of sum_i F_i (theta_i - theta*_i)^2 / 2, F scaled to mean 1 (so on l2's scale)",
+    )
+    fisher_samples: int = Field(
+        256, ge=1, description="training examples of a finished task used to estimate its Fisher"
+    )
+
+
+class L2Method(ContinualMethodBase):
+    """L2 pull towards the weights at the end of the previous stage (EWC with F = 1)."""
+
+    name: Literal["l2"]
+    strength: float = Field(1.0, ge=0, description="lambda: weight of sum_i (theta_i - theta*_i)^2 / 2")
+
+
+class ReplayMethod(ContinualMethodBase):
+    """Experience replay: a fixed-size buffer of past examples, mixed into every batch of later stages."""
+
+    name: Literal["replay"]
+    buffer_size: int = Field(64, ge=1, description="examples kept from all past tasks together")
+    policy: Literal["reservoir", "balanced"] = Field(
+        "reservoir", description="reservoir sampling of the stream, or equal slots per (task, label)"
+    )
+    replay_batch_size: int | None = Field(
+        None, ge=1, description="buffer examples added to each batch; default the batch size"
+    )
+
+
+class LwfMethod(ContinualMethodBase):
+    """Learning without forgetting (Li & Hoiem 2017): the previous model's old-head outputs on the new data
+    are distillation targets for the current model."""
+
+    name: Literal["lwf"]
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(1.0, ge=0, description="weight of the distillation loss per past task")
+
+
+class PerTaskLoraMethod(ContinualMethodBase):
+    """One LoRA adapter and head per task on a frozen encoder: nothing shared trains, so nothing is forgotten.
+    The task is chosen by name at prediction."""
+
+    name: Literal["per-task-lora"]
+    lr: float | None = Field(5e-3, gt=0, description="LoRA's learning rate (5e-3, as the lora strategy)")
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: TargetModules = Field("attention", description="attention, all-linear, or module names")
+
+
+class PerTaskAdapterMethod(ContinualMethodBase):
+    """One Houlsby bottleneck adapter per task after each attention and feed-forward output, and one head per
+    task, on a frozen encoder (LayerNorms frozen too: they would be shared)."""
+
+    name: Literal["per-task-adapter"]
+    lr: float | None = Field(
+        1e-3, gt=0, description="the adapters' learning rate (1e-3, as the adapter strategy)"
+    )
+    reduction_factor: int = Field(16, ge=1, description="hidden size / bottleneck size")
+    adapter_modules: list[str] | None = Field(
+        None, description="modules whose output gets the adapters; default per architecture"
+    )
+
+
+ContinualMethod = Annotated[
+    NaiveMethod | EwcMethod | L2Method | ReplayMethod | LwfMethod | PerTaskLoraMethod | PerTaskAdapterMethod,
+    Field(discriminator="name"),
+]
+CONTINUAL_METHODS: dict[str, type[ContinualMethodBase]] = {
+    "naive": NaiveMethod,
+    "ewc": EwcMethod,
+    "l2": L2Method,
+    "replay": ReplayMethod,
+    "lwf": LwfMethod,
+    "per-task-lora": PerTaskLoraMethod,
+    "per-task-adapter": PerTaskAdapterMethod,
+}
+
+
+UpdateMethod = Annotated[NaiveMethod | EwcMethod | L2Method | ReplayMethod, Field(discriminator="name")]
+
+
 class BudgetConfig(Strict):
     """Limits for the report's 'best under a cost budget' recommendation; unset ones do not constrain."""
 
@@ -836,6 +944,8 @@ class TrainingConfig(Strict):
 class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
     name: str = "experiment"
     task: Task = Field("classification", description="classification, generation, relation or extractive-qa")
     metric: str | None = Field(
@@ -863,6 +973,20 @@ class ExperimentConfig(Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
+    )
+    from_run: str | None = Field(
+        None,
+        alias="from",
+        description="incremental update: a saved classification run (a cell folder or its model/ folder) of the "
+        "same strategy and backbone; every cell starts from its weights and fine-tunes on data",
+    )
+    old_data: DataConfig | None = Field(
+        None,
+        description="with from: the data the saved run learned; its test split measures forgetting, its train "
+        "split feeds replay and the EWC Fisher",
+    )
+    continual: UpdateMethod | None = Field(
+        None, description="with from: how forgetting is limited: naive (default), l2, ewc or replay"
     )
 
     @field_validator("strategies", mode="before")
@@ -906,6 +1030,30 @@ class ExperimentConfig(Strict):
         return raw
 
     @model_validator(mode="after")
+    def _update_needs_from(self) -> ExperimentConfig:
+        if self.from_run is None:
+            if self.old_data is not None or self.continual is not None:
+                raise ValueError(
+                    "old_data and continual only apply to an incremental update: add from: RUN_DIR"
+                )
+            return self
+        if self.task != "classification":
+            raise ValueError("from: (incremental update) supports classification runs only")
+        method = self.continual.name if self.continual else "naive"
+        if self.continual and (self.continual.lr or self.continual.head_lr):
+            raise ValueError("continual.lr/head_lr: with from:, set lr and head_lr on the strategy instead")
+        from taskfit.continual.incremental import check_saved_run
+
+        try:
+            for i, strategy in enumerate(self.strategies):
+                check_saved_run(self.from_run, strategy, where=f"strategies.{i}")
+        except TaskfitError as exc:
+            raise ValueError(str(exc)) from None
+        if method in ("ewc", "replay") and self.old_data is None:
+            raise ValueError(f"continual: {method} needs old_data (the data the saved run learned)")
+        return self
+
+    @model_validator(mode="after")
     def _unique_ids(self) -> ExperimentConfig:
         rows = [(s.run_id, s.backbone) for s in self.strategies]
         dup = sorted({f"{i} on {b}" for i, b in rows if rows.count((i, b)) > 1})
@@ -939,7 +1087,7 @@ def _container(annotation: Any, value: Any) -> Any:
 def _check_keys(model: type[BaseModel], data: Any, path: str, task: str = "classification") -> None:
     if not isinstance(data, dict):
         return
-    fields = model.model_fields
+    fields = {**model.model_fields, **{f.alias: f for f in model.model_fields.values() if f.alias}}
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in fields and key in STRATEGY_ONLY_KEYS and issubclass(model, StrategyBase):
@@ -1080,5 +1228,109 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     raw = apply_overrides(raw, overrides or [])
     try:
         return validate_config(raw)
+    except TaskfitError as exc:
+        raise TaskfitError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Continual learning (taskfit continual): one model trained over a sequence of tasks.
+
+
+class ContinualTask(Strict):
+    """One stage of the sequence: a classification task with its own label set (and its own head)."""
+
+    name: str = Field(..., description="the task's name: its head, its row/column in R, --task-name")
+    data: DataConfig
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not value or "." in value or "/" in value:
+            raise ValueError(f"task name {value!r}: use letters, digits, '-' or '_' (no '.' or '/')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_k(self) -> ContinualTask:
+        if isinstance(self.data.shots, list):
+            raise ValueError(f"task {self.name}: data.shots must be one K per class here, not a grid")
+        return self
+
+
+class ContinualTraining(Strict):
+    """How each stage trains (the head-finetune loop); defaults suit ~16-64 shots per class."""
+
+    lr: float = Field(5e-5, gt=0, description="learning rate of the shared encoder")
+    head_lr: float = Field(2e-3, gt=0, description="learning rate of the task heads")
+    epochs: int = Field(8, ge=1, description="epochs per stage (early stopping on the stage's dev set)")
+    batch_size: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(3, ge=1, description="epochs without dev improvement before a stage stops")
+    pooling: Literal["auto", "mean", "cls", "last"] = "auto"
+    max_length: int = Field(128, ge=8)
+
+
+class ContinualConfig(Strict):
+    """A sequence of tasks, trained one after the other with each method; every task evaluated after every
+    stage (task-incremental: one head per task, the task's name known at prediction)."""
+
+    name: str = "continual"
+    backbone: str = Field("minilm", description="an encoder: minilm, a hub id or a local folder")
+    tasks: list[ContinualTask] = Field(..., min_length=2)
+    methods: list[ContinualMethod] = Field(..., min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    training: ContinualTraining = Field(default_factory=ContinualTraining)
+    output_dir: str | None = Field(None, description="default: runs/<name>")
+    trust_remote_code: bool = False
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ContinualConfig:
+        names = [t.name for t in self.tasks]
+        ids = [m.run_id for m in self.methods]
+        for what, values in (("tasks", names), ("methods", ids)):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:
+                raise ValueError(
+                    f"{what} repeat {dup}" + ("; give each an 'id'" if what == "methods" else "")
+                )
+        return self
+
+
+def validate_continual_config(raw: Any) -> ContinualConfig:
+    if not isinstance(raw, dict):
+        raise TaskfitError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
+    _check_keys(ContinualConfig, {k: v for k, v in raw.items() if k != "methods"}, "")
+    methods = raw.get("methods")
+    for i, item in enumerate(methods if isinstance(methods, list) else []):
+        where = f"methods.{i}"
+        if not isinstance(item, dict) or item.get("name") not in CONTINUAL_METHODS:
+            name = item.get("name") if isinstance(item, dict) else item
+            raise TaskfitError(
+                f"{where}.name: unknown continual method {name!r}; available: {', '.join(CONTINUAL_METHODS)}."
+                + did_you_mean(str(name), CONTINUAL_METHODS)
+            )
+        _check_keys(CONTINUAL_METHODS[item["name"]], item, where)
+    try:
+        return ContinualConfig.model_validate(raw)
+    except ValidationError as err:
+        raise TaskfitError(_format_validation_error(err)) from None
+
+
+def load_continual_config(path: str | Path, overrides: list[str] | None = None) -> ContinualConfig:
+    path = Path(path)
+    if not path.exists():
+        raise TaskfitError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise TaskfitError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return validate_continual_config(raw)
     except TaskfitError as exc:
         raise TaskfitError(f"{path}: {exc}") from None

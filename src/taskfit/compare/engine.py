@@ -319,6 +319,17 @@ def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
     return warnings
 
 
+def update_note(record: dict) -> str:
+    """One line per incremental-update cell: old-data and new-data accuracy before and after the update."""
+    u = record["metrics"]["incremental"]
+    parts = [
+        f"{what.replace('_', '-')} accuracy {u['before'][what]:.3f} → {u['after'][what]:.3f}"
+        for what in ("old_data", "new_data")
+        if what in u["before"]
+    ]
+    return f"update of {u['from']} ({u['method']['name']}), {record['cell']}: " + ", ".join(parts)
+
+
 def summarise_grid(
     grid: _Grid, cells: list[Cell], pools, config_yaml: str, data_warnings: list[str] | None = None
 ) -> dict:
@@ -330,6 +341,7 @@ def summarise_grid(
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
+    notes += [update_note(r) for r in ok if r["metrics"].get("incremental")]
     notes.append(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"

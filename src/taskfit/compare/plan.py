@@ -140,6 +140,15 @@ def unset_options(strategy: StrategyBase) -> set[str]:
     return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
 
 
+def update_fields(config: ExperimentConfig) -> dict:
+    """An incremental update (from: RUN_DIR): what it starts from and how it limits forgetting."""
+    return {
+        "from": config.from_run,
+        "old_data": config.old_data.model_dump(mode="json") if config.old_data else None,
+        "continual": config.continual.model_dump(mode="json") if config.continual else None,
+    }
+
+
 def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
@@ -164,6 +173,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "device": config.device,
                 "trust_remote_code": config.trust_remote_code,
                 **({"task": config.task} if config.task != "classification" else {}),
+                **(update_fields(config) if config.from_run else {}),
                 # precision changes results; checkpoints and trackers do not
                 **(
                     {"mixed_precision": config.training.mixed_precision}

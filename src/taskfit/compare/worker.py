@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from taskfit.compare.plan import update_fields
 from taskfit.config import DataConfig, PromptConfig, strategy_configs
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
@@ -46,6 +47,7 @@ def cell_spec(cell, config, threads: int, workers: int = 1, resume: bool = False
         "workers": workers,  # cells running at once: timings are measured under that load
         "training": config.training.model_dump(mode="json"),
         "resume": resume,
+        **(update_fields(config) if config.from_run else {}),
     }
 
 
@@ -154,6 +156,9 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         augment_seconds = time.perf_counter() - started
     started = time.perf_counter()
     load_seconds = 0.0
+    incremental = None
+    if strategy_config.search and spec.get("from") is not None:
+        raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
         from dataclasses import replace
 
@@ -165,8 +170,17 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             write_jsonl_atomic(directory / "search.jsonl", trials)
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
     else:
-        strategy, trials, chosen = build_strategy(strategy_config, ctx), [], {}
+        update = spec.get("from") is not None
+        if update:
+            from taskfit.continual.incremental import load_start
+
+            strategy = load_start(spec["from"], strategy_config, ctx)
+            splits.labels = ctx.labels  # the saved head's label order
+        else:
+            strategy = build_strategy(strategy_config, ctx)
+        trials, chosen = [], {}
         load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
+        incremental = start_update(spec, strategy, splits, seed) if update else None
         started = time.perf_counter()
         strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
@@ -212,6 +226,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         }
     )
     _gpu_peak(metrics)
+    if incremental is not None:
+        metrics["incremental"] = finish_update(incremental, strategy, splits)
     if main:
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
@@ -234,6 +250,51 @@ def augment_training_data(
         write_jsonl_atomic(directory / AUGMENTED_FILE, records)
     print(f"augment: {len(records)} augmented copies of {len(train)} training examples", flush=True)
     return examples, len(records)
+
+
+def _accuracies(strategy, old_test, new_test) -> dict:
+    return {
+        name: float(sum(p == e.label for p, e in zip(strategy.predict(test).labels, test)) / len(test))
+        for name, test in (("old_data", old_test), ("new_data", new_test))
+        if test
+    }
+
+
+def start_update(spec: dict, strategy, splits, seed: int) -> dict:
+    """from: RUN_DIR: the saved model's accuracy on old and new test data, then the continual method anchored
+    on it (and on the old training data)."""
+    from taskfit.config import CONTINUAL_METHODS
+    from taskfit.continual.incremental import attach_method
+    from taskfit.data.prepare import load_pools, sample_splits
+
+    old = None
+    if spec.get("old_data"):
+        old_cfg = DataConfig.model_validate(spec["old_data"])
+        old = sample_splits(load_pools(old_cfg), old_cfg, seed)
+        if set(old.labels) != set(splits.labels):
+            raise TaskfitError(
+                f"old_data has labels {old.labels}; the saved run and the new data have {splits.labels}"
+            )
+    raw = spec.get("continual") or {"name": "naive"}
+    method = CONTINUAL_METHODS[raw["name"]].model_validate(raw)
+    attach_method(strategy, method, old.train if old else [], seed)
+    return {
+        "from": spec["from"],
+        "method": method.model_dump(mode="json"),
+        "old_test": old.test if old else [],
+        "before": _accuracies(strategy, old.test if old else [], splits.test),
+    }
+
+
+def finish_update(update: dict, strategy, splits) -> dict:
+    after = _accuracies(strategy, update["old_test"], splits.test)
+    return {
+        "from": update["from"],
+        "method": update["method"],
+        "before": update["before"],
+        "after": after,
+        "old_test_examples": len(update["old_test"]),
+    }
 
 
 def evaluate_classification(strategy, test, labels: list[str]) -> tuple[dict, list[dict]]:

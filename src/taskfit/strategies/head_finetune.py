@@ -39,6 +39,10 @@ class EncoderClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.head(self.dropout(self.features(input_ids, attention_mask, token_type_ids)))  # (B, C)
+
+    def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The pooled text representation the head reads (continual learning puts several heads on it)."""
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, **extra
@@ -53,7 +57,7 @@ class EncoderClassifier(nn.Module):
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         else:
             pooled = hidden[:, 0]
-        return self.head(self.dropout(pooled))  # (B, C)
+        return pooled  # (B, H)
 
 
 def resolve_pooling(pooling: str, encoder: nn.Module) -> str:
@@ -177,7 +181,11 @@ class HeadFinetune:
 
         def batch_loss(batch: list[Example]) -> torch.Tensor:
             targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
-            return loss_fn(self.model(**self._batch(batch)), targets)
+            loss = loss_fn(self.model(**self._batch(batch)), targets)
+            extra = getattr(
+                self, "extra_loss", None
+            )  # an incremental update's continual method (from: RUN_DIR)
+            return loss if extra is None or (term := extra(batch)) is None else loss + term
 
         fit_epochs(
             self._optimizer(),

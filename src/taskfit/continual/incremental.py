@@ -1,0 +1,116 @@
+"""Incremental update of a deployed model (``from: RUN_DIR`` on a ``taskfit run``/``compare`` config): a cell
+starts from a saved classification run's weights instead of the pretrained backbone, fine-tunes on the new
+data, and limits forgetting of the old data with one of the continual methods (naive, l2, ewc, replay).
+
+The saved run and the cell must be the same strategy on the same backbone with the same label set (one
+head, shared by old and new data). The methods see the strategy's classifier through ``SingleHeadView``, so
+the code of ``taskfit continual`` serves here too: everything that trains is "shared" (the head included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taskfit.continual.methods import METHODS, Tools
+from taskfit.errors import TaskfitError
+from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
+
+# encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
+# into a trainable model
+SUPPORTED = ("head-finetune", "lora", "ia3", "bitfit", "adapter")
+OLD = "old"  # the one "task" of an update: old and new data share it
+
+
+def saved_model_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise TaskfitError(
+            f"from: {path} does not exist; give a finished classification cell folder "
+            "(runs/<name>/<strategy>/<backbone>/k<K>/seed-<s>) or its model/ folder"
+        )
+    if (p / "model" / STRATEGY_FILE).exists():
+        p = p / "model"
+    if not (p / STRATEGY_FILE).exists():
+        raise TaskfitError(
+            f"from: {path} holds no saved model ({STRATEGY_FILE} missing); is the run finished? "
+            "Give a cell folder with model/ inside, or that model/ folder"
+        )
+    return p
+
+
+def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:
+    """The saved run's strategy file, once it is known to fit ``config`` (same strategy and backbone)."""
+    saved = read_strategy_file(saved_model_dir(from_run))
+    was = saved["strategy"]
+    if saved.get("task", "classification") != "classification":
+        raise TaskfitError(f"from: {from_run} is a {saved['task']} run; updates take classification runs")
+    if (was["name"], was.get("backbone")) != (config.name, config.backbone):
+        raise TaskfitError(
+            f"from: {from_run} is a {was['name']} run on {was.get('backbone')}, but {where} is {config.name} "
+            f"on {config.backbone}; an update continues the same strategy on the same backbone "
+            f"(set name: {was['name']}, backbone: {was.get('backbone')})"
+        )
+    if config.name not in SUPPORTED:
+        raise TaskfitError(
+            f"from: updating a {config.name} run is not supported; supported: {', '.join(SUPPORTED)}"
+        )
+    return saved
+
+
+def load_start(from_run: str, config, ctx):
+    """The cell's strategy with the saved run's weights, ready to train on; ``ctx.labels`` become the saved
+    head's label order."""
+    from taskfit.strategies import STRATEGIES
+
+    directory = saved_model_dir(from_run)
+    saved = check_saved_run(from_run, config)
+    if set(saved["labels"]) != set(ctx.labels):
+        raise TaskfitError(
+            f"from: the saved run's labels {saved['labels']} differ from the new data's {ctx.labels}; an update "
+            "keeps the label set (for new labels, train a new run or use taskfit continual)"
+        )
+    ctx.labels = list(saved["labels"])
+    try:
+        strategy = STRATEGIES[config.name].load(directory, config, ctx, saved)
+    except RuntimeError as exc:  # e.g. tensor size mismatch: architecture options differ from the saved run
+        raise TaskfitError(
+            f"from: {from_run} does not fit this cell's {config.name} settings: {exc}"
+        ) from exc
+    if config.name in ("lora", "ia3"):  # peft loads adapters frozen (inference mode)
+        for name, p in strategy.model.encoder.named_parameters():
+            if "lora_" in name or "ia3_" in name:
+                p.requires_grad_(True)
+    return strategy
+
+
+class SingleHeadView:
+    """A strategy's one-head classifier seen as a one-task continual model (what the methods call)."""
+
+    def __init__(self, strategy) -> None:
+        self.strategy = strategy
+        self.task_labels = {OLD: strategy.ctx.labels}
+
+    def __call__(self, task: str, **batch):
+        return self.strategy.model(**batch)
+
+    def eval(self):
+        return self.strategy.model.eval()
+
+    def use_task(self, task: str) -> None:
+        pass
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.strategy.model.zero_grad(set_to_none=set_to_none)
+
+    def shared_parameters(self) -> dict:
+        return {n: p for n, p in self.strategy.model.named_parameters() if p.requires_grad}
+
+
+def attach_method(strategy, method, old_train: list, seed: int) -> None:
+    """Anchor the method on the saved model and the old data (weights, Fisher, replay buffer); the strategy's
+    fit then adds its loss to every batch."""
+    view = SingleHeadView(strategy)
+    tools = Tools(strategy.tokenizer, strategy.config.max_length, strategy.device, seed)
+    hooks = METHODS[method.name](method, tools)
+    hooks.after_stage(view, OLD, old_train)
+    strategy.extra_loss = lambda batch: hooks.extra_loss(view, {}, batch)
