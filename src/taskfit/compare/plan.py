@@ -99,6 +99,8 @@ def data_fingerprint(pools: Pools) -> str:
             fields = [e.text, e.text_pair, e.label]
             if e.target is not None:  # generation (classification hashes stay as they were)
                 fields += [e.target, [list(turn) for turn in e.history]]
+            if getattr(e, "tags", None):  # ner: the words and their tags
+                fields += [list(e.tokens), list(e.tags)]
             h.update(json.dumps(fields, ensure_ascii=False).encode())
     h.update(json.dumps(pools.labels).encode())
     return h.hexdigest()

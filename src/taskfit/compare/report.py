@@ -108,7 +108,7 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
     plt = _pyplot()
     colors = _colors(groups)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    dev_key = "dev_accuracy" if ok[0].metric.proportion else "dev_loss"
+    dev_key = ok[0].metric.dev_key or ("dev_accuracy" if ok[0].metric.proportion else "dev_loss")
     drawn = 0
     for g in (g for g in ok if g.shots == ref):
         per_epoch: dict[int, dict[str, list[float]]] = {}

@@ -27,6 +27,8 @@ class Metric:
     proportion: bool  # a share of test examples (0-1): a binomial sampling error exists for one seed
     extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
     lower_is_better: bool = False  # perplexity
+    unit_interval: bool = False  # a 0-1 corpus score (entity F1): 3 decimals, though not a proportion
+    dev_key: str | None = None  # what the training log records per epoch on dev, when not accuracy/loss
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""
@@ -54,8 +56,36 @@ GENERATION_COLUMNS = {
 }
 
 
-def metric_for(task: str, key: str | None = None) -> Metric:
-    """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue)."""
+NER_COLUMNS = {
+    "f1": "entity F1",
+    "strict_f1": "strict F1",
+    "precision": "precision",
+    "recall": "recall",
+    "token_accuracy": "token acc.",
+}
+
+
+def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
+    """Entity F1 (seqeval) first, then the other figures and the F1 of every entity type."""
+    key = key or "f1"
+    others = [k for k in NER_COLUMNS if k != key]
+    return Metric(
+        key,
+        NER_COLUMNS[key],
+        others[0],
+        NER_COLUMNS[others[0]],
+        False,
+        (*((k, NER_COLUMNS[k]) for k in others[1:]), *((f"f1_{t}", f"F1 {t}") for t in types)),
+        unit_interval=True,
+        dev_key="dev_f1",
+    )
+
+
+def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
+    """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue).
+    ``types``: ner's entity types, one F1 column each."""
+    if task == "ner":
+        return ner_metric(key, types)
     default = METRICS.get(task, METRICS["classification"])
     if key is None or key == default.key:
         return default
@@ -172,7 +202,7 @@ def _num(x, spec: str) -> str:
 
 
 def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
-    if metric.proportion:
+    if metric.proportion or metric.unit_interval:
         return fmt_mean_std(mean, std)
     if mean is None:  # 0-100 scores and perplexities: one decimal is their precision
         return "—"

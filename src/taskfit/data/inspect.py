@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskfit.data.catalog import normalise
+from taskfit.data.ner import ConllSentence, parse_conll
 from taskfit.data.readers import Example, infer_format
 
 LONG_FIELD_FACTOR = 10  # a field this many times the column's median length...
@@ -429,7 +430,7 @@ def check_pools(
     splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
     return check_examples(
         {k: v for k, v in splits.items() if v},
-        pools.labels,
+        [] if getattr(pools, "task", "") == "ner" else pools.labels,  # ner: types, not a class per example
         max(ks, default=None),
         backbones,
         max_length,
@@ -441,62 +442,29 @@ def check_pools(
 # NER: CoNLL-style files (one "token tag" per line, a blank line between sentences).
 
 
-@dataclass
-class TaggedSentence:
-    tokens: list[str]
-    tags: list[str]
-    line: int  # line of the first token
-    lines: list[int] = field(default_factory=list)
-
-
-def read_conll(path: str | Path, report: InspectReport) -> list[TaggedSentence]:
-    """Token in the first column, tag in the last (tab or space separated); reports malformed lines."""
-    path = Path(path)
-    sentences: list[TaggedSentence] = []
-    current: TaggedSentence | None = None
-    blank_run, malformed = 0, []
-    empty_sentences = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        parts = line.split()
-        if not parts or line.startswith("-DOCSTART-"):
-            if current is not None:
-                sentences.append(current)
-                current = None
-            blank_run += 1
-            if blank_run == 2 and number > 2:
-                empty_sentences.append(f"{path}:{number}: an empty sentence (two blank lines in a row)")
-            continue
-        blank_run = 0
-        if len(parts) < 2:
-            malformed.append(f"{path}:{number}: expected 'token tag', got {line!r}")
-            continue
-        if current is None:
-            current = TaggedSentence([], [], number)
-        current.tokens.append(parts[0])
-        current.tags.append(parts[-1])
-        current.lines.append(number)
-    if current is not None:
-        sentences.append(current)
-    if malformed:
+def read_conll(path: str | Path, report: InspectReport) -> list[ConllSentence]:
+    """The NER reader's parse (data/ner.py: the one CoNLL reader), its problems reported, not raised."""
+    parsed = parse_conll(path, strict_encoding=False)
+    if parsed.malformed:
         report.add(
             "ner.malformed-line",
             "error",
-            f"{path}: {len(malformed)} line(s) without a tag",
-            len(malformed),
-            malformed,
+            f"{path}: {len(parsed.malformed)} line(s) without a tag",
+            len(parsed.malformed),
+            parsed.malformed,
         )
-    if empty_sentences:
+    if parsed.empty_sentences:
         report.add(
             "ner.empty-sentence",
             "warning",
-            f"{path}: {len(empty_sentences)} empty sentence(s)",
-            len(empty_sentences),
-            empty_sentences,
+            f"{path}: {len(parsed.empty_sentences)} empty sentence(s)",
+            len(parsed.empty_sentences),
+            parsed.empty_sentences,
         )
-    return sentences
+    return parsed.sentences
 
 
-def check_tag_scheme(sentences: list[TaggedSentence], path: str, report: InspectReport) -> None:
+def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectReport) -> None:
     """BIO/IOB2: an I-X must follow B-X or I-X; anything but O, B-*, I-* (or BIOES' E-, S-) is unknown."""
     violations, unknown = [], []
     for s in sentences:
@@ -530,7 +498,7 @@ def check_tag_scheme(sentences: list[TaggedSentence], path: str, report: Inspect
 
 def inspect_ner(train: str, dev: str | None = None, test: str | None = None) -> InspectReport:
     report = InspectReport()
-    splits: dict[str, list[TaggedSentence]] = {}
+    splits: dict[str, list[ConllSentence]] = {}
     for name, path in (("train", train), ("dev", dev), ("test", test)):
         if path:
             scan_file(path, report, "jsonl")  # encoding, BOM and line endings only

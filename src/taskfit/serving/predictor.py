@@ -1,6 +1,6 @@
 """A saved run behind one small interface, for batch prediction (``taskfit predict``) and the HTTP service.
 
-Classification: texts -> label + scores. Generation: texts -> generated text through the run's own template
+Classification: texts -> label + scores. NER: texts -> entities (type, text, start/end character offsets). Generation: texts -> generated text through the run's own template
 and decoding settings (the path its test scores were measured on), plus raw completions and chat turns for
 the OpenAI-compatible endpoints.
 """
@@ -63,6 +63,9 @@ class Predictor:
         with self.lock, torch.no_grad():
             if self.task == "generation":
                 return [{"generated": t} for t in self.strategy.predict(list(examples)).texts]  # type: ignore[attr-defined]
+            if self.task == "ner":  # entities with character offsets into each input text
+                found = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
+                return [{"entities": [e.as_dict() for e in p["entities"]]} for p in found]
             preds = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
             return [
                 {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}

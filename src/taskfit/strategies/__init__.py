@@ -10,6 +10,8 @@ from taskfit.strategies.contrastive import Contrastive
 from taskfit.strategies.generation import GenerationFewShot, GenerationPrompting, Generations
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
+from taskfit.strategies.ner import NerAdapter, NerBitFit, NerHeadFinetune, NerLora
+from taskfit.strategies.ner_prompting import NerFewShot, NerPrompting
 from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora, PrefixTuning, PromptTuning
 from taskfit.strategies.prompt_finetune import PromptFinetune
 from taskfit.strategies.supervised_finetune import SupervisedFinetune
@@ -37,20 +39,37 @@ GENERATION_STRATEGIES = {
     "prompt-tuning": SupervisedFinetune,
 }
 
+# task: ner. Taggers read every token's hidden state (encoder or causal LM); the prompted ones generate.
+NER_STRATEGIES = {
+    "head-finetune": NerHeadFinetune,
+    "lora": NerLora,
+    "bitfit": NerBitFit,
+    "adapter": NerAdapter,
+    "zero-shot": NerPrompting,
+    "in-context": NerFewShot,
+}
+
 
 def strategies_for(task: str = "classification") -> dict:
+    if task == "ner":
+        return NER_STRATEGIES
     return GENERATION_STRATEGIES if task == "generation" else STRATEGIES
 
 
 def task_of(config) -> str:
-    from taskfit.config import GenerationBase
+    from taskfit.config import GenerationBase, NerTask
 
+    if isinstance(config, NerTask):
+        return "ner"
     return "generation" if isinstance(config, GenerationBase) else "classification"
 
 
 def needed_kind(config) -> str | None:
     """The backbone kind a strategy config needs (None: either)."""
-    return "causal-lm" if task_of(config) == "generation" else NEEDS_KIND.get(config.name)
+    task = task_of(config)
+    if task == "ner":
+        return NER_NEEDS_KIND.get(config.name)
+    return "causal-lm" if task == "generation" else NEEDS_KIND.get(config.name)
 
 
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains.
@@ -63,6 +82,13 @@ NEEDS_KIND = {
     "adapter": "encoder",
     "contrastive": "encoder",
     "prompt-finetune": "causal-lm",
+}
+
+NER_NEEDS_KIND = {
+    "zero-shot": "causal-lm",
+    "in-context": "causal-lm",
+    "bitfit": "encoder",
+    "adapter": "encoder",
 }
 
 
@@ -85,6 +111,7 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
 
 __all__ = [
     "GENERATION_STRATEGIES",
+    "NER_STRATEGIES",
     "STRATEGIES",
     "Generations",
     "BackboneCache",
