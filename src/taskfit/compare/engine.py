@@ -161,6 +161,11 @@ def headline(metrics: dict) -> str:
             f"chrF {metrics['chrf']:.1f}, ROUGE-L {metrics['rougeL']:.1f}, BLEU {metrics['bleu']:.1f}, "
             f"perplexity {metrics['perplexity']:.2f}"
         )
+    if "strict_f1" in metrics:  # ner
+        return (
+            f"entity F1 {metrics['f1']:.3f} (strict {metrics['strict_f1']:.3f}), "
+            f"token acc. {metrics['token_accuracy']:.3f}"
+        )
     return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 

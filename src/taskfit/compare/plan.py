@@ -75,7 +75,7 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
     if config.task == "generation":
         if config.prompt is not None:
             Template.parse(config.prompt.template)  # the target goes in its {answer} slot
-    elif needs_prompt:
+    elif needs_prompt and config.task != "ner":  # ner prompts are built in (ner_prompting.py)
         if config.prompt is None:
             raise TaskfitError("causal-LM strategies need a 'prompt:' block with a template and a verbalizer")
         Template.parse(config.prompt.template)

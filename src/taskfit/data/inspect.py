@@ -19,6 +19,7 @@ from pathlib import Path
 from taskfit.data.catalog import normalise
 from taskfit.data.ner import ConllSentence, parse_conll
 from taskfit.data.readers import Example, infer_format
+from taskfit.errors import TaskfitError
 
 LONG_FIELD_FACTOR = 10  # a field this many times the column's median length...
 LONG_FIELD_MIN_CHARS = 500  # ...and at least this long, is suspicious
@@ -75,7 +76,11 @@ def scan_file(path: str | Path, report: InspectReport, fmt: str = "auto") -> Non
     path = Path(path)
     if not path.is_file():
         return
-    fmt = infer_format(str(path)) if fmt == "auto" else fmt
+    if fmt == "auto":
+        try:
+            fmt = infer_format(str(path))
+        except TaskfitError:  # e.g. a .conll file (task: ner): the encoding checks still apply
+            fmt = "text"
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
         report.add("parse.bom", "info", f"{path} starts with a UTF-8 byte-order mark (removed when read)", 1)
