@@ -324,8 +324,15 @@ def check_scripts(texts: list[str], report: InspectReport) -> None:
 
 
 def check_tokens(
-    texts: list[str], backbone: str, max_length: int, report: InspectReport, sample: int = 5000
+    texts: list[str],
+    backbone: str,
+    max_length: int,
+    report: InspectReport,
+    sample: int = 5000,
+    windowed: bool = False,
 ) -> None:
+    """Lengths vs max_length (``windowed``: ner splits long sentences into windows, nothing is lost) and the
+    unknown-token rate."""
     from transformers import AutoTokenizer
 
     from taskfit.models.backbones import resolve
@@ -349,11 +356,12 @@ def check_tokens(
         "max_length": limit,
         "truncated_share": truncated,
     }
+    fate = "are split into overlapping windows (task: ner)" if windowed else "would be truncated"
     report.add(
         f"tokens.{backbone}.lengths",
-        "warning" if truncated > TRUNC_WARN else "info",
+        "warning" if truncated > TRUNC_WARN and not windowed else "info",
         f"{backbone}: tokens per text median {stats['tokens_median']}, 95th percentile {stats['tokens_p95']}, "
-        f"max {stats['tokens_max']}; {truncated:.1%} of texts exceed max_length {limit} and would be truncated",
+        f"max {stats['tokens_max']}; {truncated:.1%} of texts exceed max_length {limit} and {fate}",
         len(lengths),
     )
     unk = tokenizer.unk_token_id
@@ -387,6 +395,7 @@ def check_examples(
     backbones: list[str] | None = None,
     max_length: int = 256,
     report: InspectReport | None = None,
+    windowed: bool = False,
 ) -> InspectReport:
     report = report or InspectReport()
     report.stats["sizes"] = {name: len(examples) for name, examples in splits.items()}
@@ -396,7 +405,7 @@ def check_examples(
     texts = [e.text for examples in splits.values() for e in examples]
     check_scripts(texts, report)
     for backbone in backbones or []:
-        check_tokens(texts, backbone, max_length, report)
+        check_tokens(texts, backbone, max_length, report, windowed=windowed)
     return report
 
 
@@ -433,13 +442,15 @@ def check_pools(
     """The example-level checks on loaded pools, flagging labels too rare for the grid's largest K."""
     ks = [k for k in data.shot_grid() if k]
     splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
+    ner = getattr(pools, "task", "") == "ner"
     return check_examples(
         {k: v for k, v in splits.items() if v},
-        [] if getattr(pools, "task", "") == "ner" else pools.labels,  # ner: types, not a class per example
+        [] if ner else pools.labels,  # ner: entity types, not one class per example
         max(ks, default=None),
         backbones,
         max_length,
         report,
+        windowed=ner,
     )
 
 

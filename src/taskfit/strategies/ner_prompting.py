@@ -126,8 +126,11 @@ class NerPrompting:
             f"{kinds}. Copy each entity's text exactly as it appears. Answer {NONE} if there are none."
         )
 
-    def _as_prompt(self, sentence: NerExample, target: str | None = None) -> Example:
-        return Example(text=f"{self.instruction()}\nSentence: {sentence.text}", target=target)
+    def _as_prompt(self, sentence: NerExample, target: str | None = None, query: bool = False) -> Example:
+        """The instruction comes once, as a system turn before the demonstrations (chat templates) or as
+        the first line (plain): repeating it in every demonstration would triple a prompt's length."""
+        history = (("system", self.instruction()),) if query else ()
+        return Example(text=f"Sentence: {sentence.text}", target=target, history=history)
 
     def demos_for(self, sentence: NerExample) -> list[Example]:
         c = self.config
@@ -154,7 +157,7 @@ class NerPrompting:
         c = self.config
         sentences = [as_sentence(e) for e in examples]
         prompts = [
-            self.renderer.prompt_ids(self._as_prompt(s), self.demos_for(s), c.max_length) for s in sentences
+            self.renderer.prompt_ids(self._as_prompt(s, query=True), self.demos_for(s), c.max_length) for s in sentences
         ]
         decoding = DecodingConfig(
             method="greedy", max_new_tokens=c.max_new_tokens, stop=["\n\n"], batch_size=c.batch_size
