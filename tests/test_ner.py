@@ -417,6 +417,14 @@ def test_compare_grid_ner_and_server_answers_entities_with_offsets(tiny_bert_dir
     assert {"text", "gold", "predicted"} <= set(row)
     assert "| F1 LOC |" in (tmp_path / "out" / "results.md").read_text()
 
+    from taskfit.data.readers import Columns
+    from taskfit.serving.batch import predict_file
+
+    (tmp_path / "in.jsonl").write_text(json.dumps({"text": "a city and a person who"}) + "\n")
+    predict_file(metrics_path.parent, tmp_path / "in.jsonl", tmp_path / "out.jsonl", Columns(label=None))
+    (written,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert isinstance(written["entities"], list) and written["text"] == "a city and a person who"
+
     predictor = Predictor.load(metrics_path.parent)
     assert predictor.task == "ner"
     with serving(predictor) as url:
@@ -426,6 +434,20 @@ def test_compare_grid_ner_and_server_answers_entities_with_offsets(tiny_bert_dir
     (prediction,) = response.json()["predictions"]
     for e in prediction["entities"]:
         assert text[e["start"] : e["end"]] == e["text"] and e["type"] in ("LOC", "PER")
+
+
+def test_compare_data_check_warns_with_the_unknown_token_rate(tiny_bert_dir, tmp_path):
+    from taskfit.config import DataConfig
+    from taskfit.data.inspect import InspectReport, check_pools
+    from taskfit.data.prepare import load_ner_pools
+
+    path = tmp_path / "zh.conll"
+    path.write_text("江 B-PER\n泽 I-PER\n民 I-PER\n说 O\n好 O\n\n北 B-LOC\n京 I-LOC\n好 O\n" * 3)
+    data = DataConfig(train=str(path), shots=2)
+    report = check_pools(data, load_ner_pools(data), [str(tiny_bert_dir)], 64, InspectReport())
+    (unk,) = [f for f in report.problems if f.check.endswith(".unknown")]
+    assert "100.00% of tokens are [UNK]" in unk.message  # the tiny vocabulary has no Chinese at all
+    assert not any("balance" in f.check for f in report.findings)  # no classes in ner
 
 
 def test_ner_config_errors_name_the_task():

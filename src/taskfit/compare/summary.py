@@ -29,6 +29,7 @@ class Metric:
     lower_is_better: bool = False  # perplexity
     unit_interval: bool = False  # a 0-1 corpus score (entity F1): 3 decimals, though not a proportion
     dev_key: str | None = None  # what the training log records per epoch on dev, when not accuracy/loss
+    k_unit: str = "pairs"  # what K counts when it is not per class (generation: pairs; ner: sentences)
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""
@@ -78,6 +79,7 @@ def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) 
         (*((k, NER_COLUMNS[k]) for k in others[1:]), *((f"f1_{t}", f"F1 {t}") for t in types)),
         unit_interval=True,
         dev_key="dev_f1",
+        k_unit="sentences",
     )
 
 
@@ -309,7 +311,11 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     if best.metric.proportion:  # classification: K per class; generation: K pairs in all
         where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
     else:
-        where = f"at K={ref} training pairs (the most tried)" if ref != "0" else "without training data"
+        where = (
+            f"at K={ref} training {best.metric.k_unit} (the most tried)"
+            if ref != "0"
+            else "without training data"
+        )
     lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
     close, beaten, untested = [], [], []
     for g in at_ref[1:]:

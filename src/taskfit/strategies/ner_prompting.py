@@ -157,7 +157,8 @@ class NerPrompting:
         c = self.config
         sentences = [as_sentence(e) for e in examples]
         prompts = [
-            self.renderer.prompt_ids(self._as_prompt(s, query=True), self.demos_for(s), c.max_length) for s in sentences
+            self.renderer.prompt_ids(self._as_prompt(s, query=True), self.demos_for(s), c.max_length)
+            for s in sentences
         ]
         decoding = DecodingConfig(
             method="greedy", max_new_tokens=c.max_new_tokens, stop=["\n\n"], batch_size=c.batch_size
