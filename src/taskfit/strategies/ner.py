@@ -87,7 +87,7 @@ class NerTagger(HeadFinetune):
         return TokenClassifier(encoder, len(self.tags), self.config.dropout)
 
     # HeadFinetune.__init__ builds an EncoderClassifier; swap it for a token classifier before adapt()
-    def adapt(self) -> None:  # noqa: D401 (overridden by the mixins' adapt through _adapt)
+    def adapt(self) -> None:
         self.model = self._build_model(self.model.encoder)
         self._adapt()
 
