@@ -38,6 +38,12 @@ class ColumnsConfig(Strict):
         description="generation: a column of chat messages [{role, content}, ...]; the last (assistant) "
         "message is the target",
     )
+    # task: ner (JSONL): tokens + tags, or text + character-offset entities
+    tokens: str = Field("tokens", description="ner: the column of words (a list)")
+    tags: str = Field("tags", description="ner: the column of tags, one per word (BIO, IOBES or IO)")
+    entities: str = Field(
+        "entities", description="ner: the column of [{start, end, type}] character offsets into text"
+    )
 
 
 Shots = Annotated[int, Field(ge=1)] | Literal["all"] | None
@@ -52,13 +58,15 @@ class DataConfig(Strict):
     )
     dev: str | None = None
     test: str | None = None
-    format: Literal["auto", "csv", "tsv", "jsonl", "hf"] = "auto"
+    format: Literal["auto", "csv", "tsv", "jsonl", "hf", "conll"] = Field(
+        "auto", description="conll: one 'token tag' per line, blank line between sentences (task: ner)"
+    )
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     labels: list[str] | None = Field(None, description="label order; default: sorted labels of train")
     shots: Shots | list[Shots] = Field(
         16,
-        description="K examples per class drawn from train (generation: K pairs in all; all or null = every "
-        "example); a list is a grid",
+        description="K examples per class drawn from train (generation: K pairs in all; ner: K sentences in "
+        "all; all or null = every example); a list is a grid",
     )
     dev_shots: int | None = Field(None, ge=1, description="K per class for the dev set; default = shots")
     test_limit: int | None = Field(
@@ -647,6 +655,101 @@ class GenerationPromptTuningConfig(SupervisedFinetuneBase):
         return self
 
 
+# ---------------------------------------------------------------------------------------------------
+# NER (task: ner): one tag per word. The trained strategies share the classification ones' settings plus
+# the tag scheme, sub-token labelling and the window stride for long sentences.
+
+
+class NerTask(Strict):
+    """Marks a strategy config of task: ner."""
+
+
+class NerOptions(NerTask):
+    """What every trained NER strategy adds: how tags are encoded and how sentences meet the model's limit."""
+
+    scheme: Literal["bio", "iobes", "io"] = Field(
+        "bio", description="tags the model predicts (the data may use any; it is converted)"
+    )
+    label_all_subtokens: bool = Field(
+        False,
+        description="train on every sub-token of a word (continuations as I-); default: the first only, the "
+        "rest ignored (-100)",
+    )
+    stride: int = Field(
+        32,
+        ge=0,
+        description="sentences longer than max_length are split into windows overlapping by this "
+        "many tokens, and merged back (never truncated)",
+    )
+
+
+class NerHeadFinetuneConfig(NerOptions, HeadFinetuneConfig):
+    """Backbone + linear tag classifier on every token's hidden state, full fine-tuning."""
+
+    max_length: int = Field(128, ge=8)
+
+
+class NerLoraConfig(NerOptions, LoraStrategyConfig):
+    """LoRA on the backbone, a fully trained tag classifier."""
+
+    max_length: int = Field(128, ge=8)
+
+
+class NerBitFitConfig(NerOptions, BitFitConfig):
+    max_length: int = Field(128, ge=8)
+
+
+class NerAdapterConfig(NerOptions, AdapterStrategyConfig):
+    max_length: int = Field(128, ge=8)
+
+
+class NerPromptingConfig(NerTask, StrategyBase):
+    """A causal LM asked for the entities as 'TYPE: text' lines, zero-shot or with K demonstrations; the
+    answer is parsed back into character spans (unparseable lines are counted, not fatal)."""
+
+    backbone: str = "smollm2"
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="render through the tokenizer's chat template (auto: when it has one)"
+    )
+    instruction: str | None = Field(
+        None,
+        description="the task description before the sentence; default: list the entities (types from the "
+        "data) one per line as 'TYPE: text', or 'none'",
+    )
+    type_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="type -> word shown to the LM (e.g. PER: person); the answer may use either",
+    )
+    max_length: int = Field(1024, ge=16, description="prompt tokens; longer prompts lose their start")
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1, description="prompts generated together")
+
+
+class NerZeroShotConfig(NerPromptingConfig):
+    name: Literal["zero-shot"]
+
+
+class NerInContextConfig(NerPromptingConfig):
+    name: Literal["in-context"]
+    demos: int = Field(
+        4, ge=1, description="training sentences shown (with their entities) before each input"
+    )
+    selection: Literal["random", "first"] = Field(
+        "random", description="random: a fresh seeded draw per input; first: the same demos for all"
+    )
+
+
+NerStrategyConfig = Annotated[
+    NerHeadFinetuneConfig
+    | NerLoraConfig
+    | NerBitFitConfig
+    | NerAdapterConfig
+    | NerZeroShotConfig
+    | NerInContextConfig,
+    Field(discriminator="name"),
+]
+
+
 GenerationStrategyConfig = Annotated[
     GenerationZeroShotConfig
     | GenerationInContextConfig
@@ -755,10 +858,12 @@ def _by_name(union: Any) -> dict[str, type[StrategyBase]]:
 
 STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(StrategyConfig)
 GENERATION_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(GenerationStrategyConfig)
-Task = Literal["classification", "generation", "relation", "extractive-qa"]
+NER_STRATEGY_CONFIGS: dict[str, type[StrategyBase]] = _by_name(NerStrategyConfig)
+Task = Literal["classification", "generation", "ner", "relation", "extractive-qa"]
 TASK_METRICS = {
     "classification": ("accuracy", "macro_f1"),
     "generation": ("chrf", "rougeL", "rouge1", "rouge2", "bleu", "exact_match", "perplexity"),
+    "ner": ("f1", "precision", "recall", "strict_f1", "token_accuracy"),
     "relation": ("micro_f1", "macro_f1", "accuracy"),
     "extractive-qa": ("f1", "exact_match"),
 }
@@ -770,6 +875,8 @@ def strategy_configs(task: str = "classification") -> dict[str, type[StrategyBas
         return RELATION_STRATEGY_CONFIGS
     if task == "extractive-qa":
         return QA_STRATEGY_CONFIGS
+    if task == "ner":
+        return NER_STRATEGY_CONFIGS
     return GENERATION_STRATEGY_CONFIGS if task == "generation" else STRATEGY_CONFIGS
 
 
@@ -947,11 +1054,14 @@ class ExperimentConfig(Strict):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     name: str = "experiment"
-    task: Task = Field("classification", description="classification, generation, relation or extractive-qa")
+    task: Task = Field(
+        "classification", description="classification, generation, ner, relation or extractive-qa"
+    )
     metric: str | None = Field(
         None,
         description="what the leaderboard ranks by; classification: accuracy (default) or macro_f1; generation: "
-        "chrf (default), rougeL, rouge1, rouge2, bleu, exact_match or perplexity (open-ended dialogue); "
+        "chrf (default), rougeL, rouge1, rouge2, bleu, exact_match or perplexity (open-ended dialogue); ner: f1 "
+        "(entity-level, default), precision, recall, strict_f1 or token_accuracy; "
         "relation: micro_f1 (default), macro_f1 or accuracy; extractive-qa: f1 (default) or exact_match",
     )
     data: DataConfig
@@ -1149,6 +1259,8 @@ def _check_strategy_name(name: Any, path: str, task: str = "classification") -> 
             if name in strategy_configs(other)
             else ""
         )
+        if task == "ner" and not hint:
+            hint = " (NER strategies: the trained ones tag every token; zero-shot/in-context prompt an LM)"
         raise TaskfitError(
             f"{path}.name: unknown strategy '{name}' (task: {task}); available: {', '.join(registry)}."
             + did_you_mean(str(name), registry)

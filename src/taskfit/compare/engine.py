@@ -165,6 +165,11 @@ def headline(metrics: dict) -> str:
         return f"micro-F1 {metrics['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
     if "exact_match" in metrics and "f1" in metrics:  # extractive-qa
         return f"F1 {metrics['f1']:.1f}, EM {metrics['exact_match']:.1f}"
+    if "strict_f1" in metrics:  # ner
+        return (
+            f"entity F1 {metrics['f1']:.3f} (strict {metrics['strict_f1']:.3f}), "
+            f"token acc. {metrics['token_accuracy']:.3f}"
+        )
     return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 
@@ -335,7 +340,7 @@ def summarise_grid(
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
-    metric = metric_for(config.task, config.metric)
+    metric = metric_for(config.task, config.metric, pools.labels if config.task == "ner" else ())
     groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
@@ -346,6 +351,12 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
+    if config.task == "ner":
+        notes.append(
+            "entity-level F1 with seqeval (default mode: conlleval's; strict F1: only well-formed entities in "
+            "the scheme); token acc.: share of words with the gold tag; F1 <type>: per entity type; K = "
+            "training sentences in all"
+        )
     if config.task == "generation":
         notes.append(
             "chrF, ROUGE-L and BLEU on a 0-100 scale (sacrebleu, rouge-score; Chinese by characters); "

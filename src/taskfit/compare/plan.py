@@ -78,7 +78,7 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
     if config.task == "generation":
         if config.prompt is not None:
             Template.parse(config.prompt.template)  # the target goes in its {answer} slot
-    elif needs_prompt:
+    elif needs_prompt and config.task != "ner":  # ner prompts are built in (ner_prompting.py)
         if config.prompt is None:
             raise TaskfitError("causal-LM strategies need a 'prompt:' block with a template and a verbalizer")
         Template.parse(config.prompt.template)
@@ -120,6 +120,8 @@ def data_fingerprint(pools: Pools) -> str:
                 fields += [e.target, [list(turn) for turn in e.history]]
             if hasattr(e, "key_fields"):  # relation spans, QA answers
                 fields += e.key_fields()
+            if getattr(e, "tags", None):  # ner: the words and their tags
+                fields += [list(e.tokens), list(e.tags)]
             h.update(json.dumps(fields, ensure_ascii=False).encode())
     h.update(json.dumps(pools.labels).encode())
     return h.hexdigest()

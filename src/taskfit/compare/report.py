@@ -61,7 +61,7 @@ def shots_plot(groups: list[Group], majority: float | None) -> str | None:
         ax.axhline(majority, color="grey", linestyle=":", label="majority class")
     m = ok[0].metric
     ax.set_xticks(xs, [f"K={k}" for k in ks] or ["K=0"])
-    ax.set_xlabel("labelled examples per class (K)" if m.proportion else "training pairs (K)")
+    ax.set_xlabel("labelled examples per class (K)" if m.proportion else f"training {m.k_unit} (K)")
     ax.set_ylabel(f"test {m.label} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -108,7 +108,7 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
     plt = _pyplot()
     colors = _colors(groups)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    dev_key = "dev_accuracy" if ok[0].metric.proportion else "dev_loss"
+    dev_key = ok[0].metric.dev_key or ("dev_accuracy" if ok[0].metric.proportion else "dev_loss")
     drawn = 0
     for g in (g for g in ok if g.shots == ref):
         per_epoch: dict[int, dict[str, list[float]]] = {}

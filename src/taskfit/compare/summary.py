@@ -28,6 +28,9 @@ class Metric:
     extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
     lower_is_better: bool = False  # perplexity
     shots_unit: str | None = None  # what K counts when it is neither per class nor pairs (QA: questions)
+    unit_interval: bool = False  # a 0-1 corpus score (entity F1): 3 decimals, though not a proportion
+    dev_key: str | None = None  # what the training log records per epoch on dev, when not accuracy/loss
+    k_unit: str = "pairs"  # what K counts when it is not per class (generation: pairs; ner: sentences)
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""
@@ -59,8 +62,37 @@ GENERATION_COLUMNS = {
 }
 
 
-def metric_for(task: str, key: str | None = None) -> Metric:
-    """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue)."""
+NER_COLUMNS = {
+    "f1": "entity F1",
+    "strict_f1": "strict F1",
+    "precision": "precision",
+    "recall": "recall",
+    "token_accuracy": "token acc.",
+}
+
+
+def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
+    """Entity F1 (seqeval) first, then the other figures and the F1 of every entity type."""
+    key = key or "f1"
+    others = [k for k in NER_COLUMNS if k != key]
+    return Metric(
+        key,
+        NER_COLUMNS[key],
+        others[0],
+        NER_COLUMNS[others[0]],
+        False,
+        (*((k, NER_COLUMNS[k]) for k in others[1:]), *((f"f1_{t}", f"F1 {t}") for t in types)),
+        unit_interval=True,
+        dev_key="dev_f1",
+        k_unit="sentences",
+    )
+
+
+def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
+    """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue).
+    ``types``: ner's entity types, one F1 column each."""
+    if task == "ner":
+        return ner_metric(key, types)
     default = METRICS.get(task, METRICS["classification"])
     if key is None or key == default.key:
         return default
@@ -179,7 +211,7 @@ def _num(x, spec: str) -> str:
 
 
 def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
-    if metric.proportion:
+    if metric.proportion or metric.unit_interval:
         return fmt_mean_std(mean, std)
     if mean is None:  # 0-100 scores and perplexities: one decimal is their precision
         return "—"
@@ -290,7 +322,11 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     elif best.metric.proportion:  # classification: K per class; generation: K pairs in all
         where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
     else:
-        where = f"at K={ref} training pairs (the most tried)" if ref != "0" else "without training data"
+        where = (
+            f"at K={ref} training {best.metric.k_unit} (the most tried)"
+            if ref != "0"
+            else "without training data"
+        )
     lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
     close, beaten, untested = [], [], []
     for g in at_ref[1:]:

@@ -195,6 +195,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         from taskfit.tasks.extractive_qa import evaluate_qa
 
         metrics, rows = evaluate_qa(strategy, splits.test)
+    elif task == "ner":
+        metrics, rows = evaluate_ner(strategy, splits.test)
     else:
         metrics, rows = evaluate_classification(strategy, splits.test, splits.labels)
     predict_seconds = time.perf_counter() - started
@@ -331,6 +333,34 @@ def evaluate_generation(strategy, test) -> tuple[dict, list[dict]]:
         }
     )
     rows = [{"input": e.text, "target": e.target, "generated": g} for e, g in zip(test, generated.texts)]
+    return metrics, rows
+
+
+def evaluate_ner(strategy, test) -> tuple[dict, list[dict]]:
+    """seqeval entity P/R/F1 (overall, per type, strict), token accuracy; the predicted entities per sentence
+    with character offsets; for prompted strategies, how much of the LM's output could not be read."""
+    from taskfit.data.ner import convert_tags, entities_of
+    from taskfit.evaluation.ner_metrics import ner_metrics
+
+    scheme = getattr(strategy.config, "scheme", None) or strategy.scheme
+    predicted = strategy.predict(test)
+    gold = [convert_tags(e.tags, scheme) for e in test]
+    metrics = ner_metrics(gold, [p["tags"] for p in predicted], scheme)
+    metrics["n"] = len(test)
+    if hasattr(strategy, "counts"):  # generative: unparseable lines/answers, texts not found in the sentence
+        metrics["parsing"] = dict(strategy.counts)
+    if hasattr(strategy, "stats"):  # taggers: windows, sentences split, words sharing a first token
+        metrics["alignment"] = dict(strategy.stats)
+    rows = []
+    for e, p in zip(test, predicted):
+        row = {
+            "text": e.text,
+            "gold": [g.as_dict() for g in entities_of(e, e.tags)],
+            "predicted": [x.as_dict() for x in p["entities"]],
+        }
+        if "answer" in p:
+            row["answer"] = p["answer"]
+        rows.append(row)
     return metrics, rows
 
 

@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskfit.data.catalog import normalise
+from taskfit.data.ner import ConllSentence, parse_conll
 from taskfit.data.readers import Example, infer_format
+from taskfit.errors import TaskfitError
 
 LONG_FIELD_FACTOR = 10  # a field this many times the column's median length...
 LONG_FIELD_MIN_CHARS = 500  # ...and at least this long, is suspicious
@@ -74,7 +76,11 @@ def scan_file(path: str | Path, report: InspectReport, fmt: str = "auto") -> Non
     path = Path(path)
     if not path.is_file():
         return
-    fmt = infer_format(str(path)) if fmt == "auto" else fmt
+    if fmt == "auto":
+        try:
+            fmt = infer_format(str(path))
+        except TaskfitError:  # e.g. a .conll file (task: ner): the encoding checks still apply
+            fmt = "text"
     raw = path.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
         report.add("parse.bom", "info", f"{path} starts with a UTF-8 byte-order mark (removed when read)", 1)
@@ -318,8 +324,15 @@ def check_scripts(texts: list[str], report: InspectReport) -> None:
 
 
 def check_tokens(
-    texts: list[str], backbone: str, max_length: int, report: InspectReport, sample: int = 5000
+    texts: list[str],
+    backbone: str,
+    max_length: int,
+    report: InspectReport,
+    sample: int = 5000,
+    windowed: bool = False,
 ) -> None:
+    """Lengths vs max_length (``windowed``: ner splits long sentences into windows, nothing is lost) and the
+    unknown-token rate."""
     from transformers import AutoTokenizer
 
     from taskfit.models.backbones import resolve
@@ -343,11 +356,12 @@ def check_tokens(
         "max_length": limit,
         "truncated_share": truncated,
     }
+    fate = "are split into overlapping windows (task: ner)" if windowed else "would be truncated"
     report.add(
         f"tokens.{backbone}.lengths",
-        "warning" if truncated > TRUNC_WARN else "info",
+        "warning" if truncated > TRUNC_WARN and not windowed else "info",
         f"{backbone}: tokens per text median {stats['tokens_median']}, 95th percentile {stats['tokens_p95']}, "
-        f"max {stats['tokens_max']}; {truncated:.1%} of texts exceed max_length {limit} and would be truncated",
+        f"max {stats['tokens_max']}; {truncated:.1%} of texts exceed max_length {limit} and {fate}",
         len(lengths),
     )
     unk = tokenizer.unk_token_id
@@ -381,6 +395,7 @@ def check_examples(
     backbones: list[str] | None = None,
     max_length: int = 256,
     report: InspectReport | None = None,
+    windowed: bool = False,
 ) -> InspectReport:
     report = report or InspectReport()
     report.stats["sizes"] = {name: len(examples) for name, examples in splits.items()}
@@ -390,7 +405,7 @@ def check_examples(
     texts = [e.text for examples in splits.values() for e in examples]
     check_scripts(texts, report)
     for backbone in backbones or []:
-        check_tokens(texts, backbone, max_length, report)
+        check_tokens(texts, backbone, max_length, report, windowed=windowed)
     return report
 
 
@@ -427,13 +442,15 @@ def check_pools(
     """The example-level checks on loaded pools, flagging labels too rare for the grid's largest K."""
     ks = [k for k in data.shot_grid() if k]
     splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
+    ner = getattr(pools, "task", "") == "ner"
     return check_examples(
         {k: v for k, v in splits.items() if v},
-        pools.labels,
+        [] if ner else pools.labels,  # ner: entity types, not one class per example
         max(ks, default=None),
         backbones,
         max_length,
         report,
+        windowed=ner,
     )
 
 
@@ -441,62 +458,29 @@ def check_pools(
 # NER: CoNLL-style files (one "token tag" per line, a blank line between sentences).
 
 
-@dataclass
-class TaggedSentence:
-    tokens: list[str]
-    tags: list[str]
-    line: int  # line of the first token
-    lines: list[int] = field(default_factory=list)
-
-
-def read_conll(path: str | Path, report: InspectReport) -> list[TaggedSentence]:
-    """Token in the first column, tag in the last (tab or space separated); reports malformed lines."""
-    path = Path(path)
-    sentences: list[TaggedSentence] = []
-    current: TaggedSentence | None = None
-    blank_run, malformed = 0, []
-    empty_sentences = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        parts = line.split()
-        if not parts or line.startswith("-DOCSTART-"):
-            if current is not None:
-                sentences.append(current)
-                current = None
-            blank_run += 1
-            if blank_run == 2 and number > 2:
-                empty_sentences.append(f"{path}:{number}: an empty sentence (two blank lines in a row)")
-            continue
-        blank_run = 0
-        if len(parts) < 2:
-            malformed.append(f"{path}:{number}: expected 'token tag', got {line!r}")
-            continue
-        if current is None:
-            current = TaggedSentence([], [], number)
-        current.tokens.append(parts[0])
-        current.tags.append(parts[-1])
-        current.lines.append(number)
-    if current is not None:
-        sentences.append(current)
-    if malformed:
+def read_conll(path: str | Path, report: InspectReport) -> list[ConllSentence]:
+    """The NER reader's parse (data/ner.py: the one CoNLL reader), its problems reported, not raised."""
+    parsed = parse_conll(path, strict_encoding=False)
+    if parsed.malformed:
         report.add(
             "ner.malformed-line",
             "error",
-            f"{path}: {len(malformed)} line(s) without a tag",
-            len(malformed),
-            malformed,
+            f"{path}: {len(parsed.malformed)} line(s) without a tag",
+            len(parsed.malformed),
+            parsed.malformed,
         )
-    if empty_sentences:
+    if parsed.empty_sentences:
         report.add(
             "ner.empty-sentence",
             "warning",
-            f"{path}: {len(empty_sentences)} empty sentence(s)",
-            len(empty_sentences),
-            empty_sentences,
+            f"{path}: {len(parsed.empty_sentences)} empty sentence(s)",
+            len(parsed.empty_sentences),
+            parsed.empty_sentences,
         )
-    return sentences
+    return parsed.sentences
 
 
-def check_tag_scheme(sentences: list[TaggedSentence], path: str, report: InspectReport) -> None:
+def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectReport) -> None:
     """BIO/IOB2: an I-X must follow B-X or I-X; anything but O, B-*, I-* (or BIOES' E-, S-) is unknown."""
     violations, unknown = [], []
     for s in sentences:
@@ -530,7 +514,7 @@ def check_tag_scheme(sentences: list[TaggedSentence], path: str, report: Inspect
 
 def inspect_ner(train: str, dev: str | None = None, test: str | None = None) -> InspectReport:
     report = InspectReport()
-    splits: dict[str, list[TaggedSentence]] = {}
+    splits: dict[str, list[ConllSentence]] = {}
     for name, path in (("train", train), ("dev", dev), ("test", test)):
         if path:
             scan_file(path, report, "jsonl")  # encoding, BOM and line endings only

@@ -34,6 +34,7 @@ class Pools:
     test: list[Example]
     labels: list[str]
     notes: list[str]
+    task: str = "classification"  # ner: K sentences in all, not K per class
 
 
 def k_shot(
@@ -105,6 +106,8 @@ def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
         from taskfit.tasks.extractive_qa import load_qa_pools
 
         return load_qa_pools(cfg)
+    if task == "ner":
+        return load_ner_pools(cfg)
     notes: list[str] = []
     if cfg.dataset:
         ds = load_builtin(cfg.dataset)
@@ -198,6 +201,62 @@ def load_pair_pools(cfg: DataConfig) -> Pools:
     return Pools(train, dev, _limit_test(cfg, test, notes, "pairs"), [], notes)
 
 
+def load_ner_pools(cfg: DataConfig) -> Pools:
+    """Tagged sentences (CoNLL or JSONL, or a built-in); labels are the entity types."""
+    from taskfit.data.ner import entity_types, read_ner
+
+    notes: list[str] = []
+    if cfg.dataset:
+        ds = load_builtin(cfg.dataset)
+        if ds.card.task != "ner":
+            raise TaskfitError(
+                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; set task: {ds.card.task} or pick a "
+                "ner dataset (taskfit datasets lists them)"
+            )
+        train, dev, test = ds.train, ds.dev, ds.test
+        types = list(cfg.labels or ds.card.labels)
+        notes.append(
+            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test sentences after "
+            f"dropping {ds.duplicates_dropped} duplicates"
+        )
+    else:
+        fmt = cfg.format if cfg.format in ("conll", "jsonl") else "auto"
+        if cfg.format not in ("auto", "conll", "jsonl"):
+            raise TaskfitError(
+                f"data.format: {cfg.format} cannot hold NER data; use conll or jsonl (or auto)"
+            )
+        train = read_ner(cfg.train, cfg.columns, fmt)  # type: ignore[arg-type]
+        dev = read_ner(cfg.dev, cfg.columns, fmt) if cfg.dev else []
+        test = read_ner(cfg.test, cfg.columns, fmt) if cfg.test else []
+        found = entity_types(train)
+        if not found:
+            raise TaskfitError(f"{cfg.train}: no entities in train (every tag is O)")
+        types = list(cfg.labels or found)
+        unknown = sorted(set(entity_types(dev + test)) - set(types))
+        if unknown:
+            raise TaskfitError(
+                f"dev/test have entity type(s) {unknown} that train does not ({', '.join(types)}); "
+                "add examples of them to train or remove them"
+            )
+        rng = random.Random(cfg.split_seed)  # sentences carved at random: there is no class to stratify by
+        if not test:
+            order = train[:]
+            rng.shuffle(order)
+            n = max(1, round(len(order) * 0.2))
+            train, test = order[n:], order[:n]
+            notes.append(
+                f"no test file: held out 20% of train ({len(test)} sentences, split_seed={cfg.split_seed})"
+            )
+        if not dev:
+            order = train[:]
+            rng.shuffle(order)
+            n = max(1, round(len(order) * 0.1))
+            train, dev = order[n:], order[:n]
+            notes.append(f"no dev file: held out 10% of train ({len(dev)} sentences)")
+    train, dev = _dedupe(cfg, train, dev, test, notes, "sentences", "text")
+    return Pools(train, dev, _limit_test(cfg, test, notes, "sentences"), types, notes, "ner")
+
+
 def k_pairs(examples: list[Example], k: int, seed: int, what: str = "train", allow_fewer: bool = False):
     """K pairs chosen with ``seed``, nested across K (a seeded order, its first K)."""
     if k > len(examples) and not allow_fewer:
@@ -225,13 +284,13 @@ def drop_cross_split_duplicates(
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
     train, dev, notes = pools.train, pools.dev, list(pools.notes)
-    if not pools.labels:  # generation: K pairs in all, not per class
+    if not pools.labels or pools.task == "ner":  # generation, ner: K pairs/sentences in all, not per class
         if cfg.k is not None:
             train = k_pairs(pools.train, cfg.k, seed, "train")
         dev_k = cfg.dev_shots or cfg.k
         if dev_k is not None:
             dev = k_pairs(pools.dev, dev_k, seed + 10_000, "dev", allow_fewer=True)
-        return Splits(train, dev, pools.test, [], notes)
+        return Splits(train, dev, pools.test, list(pools.labels), notes)
     if cfg.k is not None:
         train = k_shot(pools.train, cfg.k, pools.labels, seed, "train")
     dev_k = cfg.dev_shots or cfg.k

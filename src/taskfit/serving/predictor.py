@@ -1,6 +1,7 @@
 """A saved run behind one small interface, for batch prediction (``taskfit predict``) and the HTTP service.
 
-Classification: texts -> label + scores; relation: a text with [E1]..[/E1] and [E2]..[/E2] typed around the two
+Classification: texts -> label + scores; NER: texts -> entities (type, text, start/end character offsets);
+relation: a text with [E1]..[/E1] and [E2]..[/E2] typed around the two
 entities -> label + scores; extractive-qa: question (text) + context (text_pair) -> answer, start, end, score.
 Generation: texts -> generated text through the run's own template
 and decoding settings (the path its test scores were measured on), plus raw completions and chat turns for
@@ -70,6 +71,9 @@ class Predictor:
                     {"answer": a.text, "start": a.start, "end": a.end, "score": a.score}
                     for a in self.strategy.predict(list(examples))  # type: ignore[attr-defined]
                 ]
+            if self.task == "ner":  # entities with character offsets into each input text
+                found = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
+                return [{"entities": [e.as_dict() for e in p["entities"]]} for p in found]
             preds = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
             return [
                 {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}

@@ -10,6 +10,8 @@ from taskfit.strategies.contrastive import Contrastive
 from taskfit.strategies.generation import GenerationFewShot, GenerationPrompting, Generations
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.in_context import InContext
+from taskfit.strategies.ner import NerAdapter, NerBitFit, NerHeadFinetune, NerLora
+from taskfit.strategies.ner_prompting import NerFewShot, NerPrompting
 from taskfit.strategies.peft_encoder import IA3, Adapter, BitFit, Lora, PrefixTuning, PromptTuning
 from taskfit.strategies.prompt_finetune import PromptFinetune
 from taskfit.strategies.supervised_finetune import SupervisedFinetune
@@ -37,6 +39,16 @@ GENERATION_STRATEGIES = {
     "prompt-tuning": SupervisedFinetune,
 }
 
+# task: ner. Taggers read every token's hidden state (encoder or causal LM); the prompted ones generate.
+NER_STRATEGIES = {
+    "head-finetune": NerHeadFinetune,
+    "lora": NerLora,
+    "bitfit": NerBitFit,
+    "adapter": NerAdapter,
+    "zero-shot": NerPrompting,
+    "in-context": NerFewShot,
+}
+
 
 def strategies_for(task: str = "classification") -> dict:
     if task == "relation":  # imported here: the task modules build on the strategy modules
@@ -47,12 +59,16 @@ def strategies_for(task: str = "classification") -> dict:
         from taskfit.tasks.extractive_qa import QA_STRATEGIES
 
         return QA_STRATEGIES
+    if task == "ner":
+        return NER_STRATEGIES
     return GENERATION_STRATEGIES if task == "generation" else STRATEGIES
 
 
 def task_of(config) -> str:
-    from taskfit.config import ExtractiveQAOptions, GenerationBase, RelationOptions
+    from taskfit.config import ExtractiveQAOptions, GenerationBase, NerTask, RelationOptions
 
+    if isinstance(config, NerTask):
+        return "ner"
     if isinstance(config, RelationOptions):
         return "relation"
     if isinstance(config, ExtractiveQAOptions):
@@ -62,9 +78,12 @@ def task_of(config) -> str:
 
 def needed_kind(config) -> str | None:
     """The backbone kind a strategy config needs (None: either)."""
-    if task_of(config) in ("relation", "extractive-qa"):  # span tasks read encoder token states
+    task = task_of(config)
+    if task in ("relation", "extractive-qa"):  # span tasks read encoder token states
         return "encoder"
-    return "causal-lm" if task_of(config) == "generation" else NEEDS_KIND.get(config.name)
+    if task == "ner":
+        return NER_NEEDS_KIND.get(config.name)
+    return "causal-lm" if task == "generation" else NEEDS_KIND.get(config.name)
 
 
 # causal-LM-only and encoder-only strategies; used to reject a grid cell before anything trains.
@@ -77,6 +96,13 @@ NEEDS_KIND = {
     "adapter": "encoder",
     "contrastive": "encoder",
     "prompt-finetune": "causal-lm",
+}
+
+NER_NEEDS_KIND = {
+    "zero-shot": "causal-lm",
+    "in-context": "causal-lm",
+    "bitfit": "encoder",
+    "adapter": "encoder",
 }
 
 
@@ -99,6 +125,7 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
 
 __all__ = [
     "GENERATION_STRATEGIES",
+    "NER_STRATEGIES",
     "STRATEGIES",
     "Generations",
     "BackboneCache",

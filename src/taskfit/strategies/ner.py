@@ -1,0 +1,236 @@
+"""NER by token classification (task: ner): head-finetune, lora, bitfit, adapter.
+
+A linear layer reads every token's hidden state and predicts its tag; the loss covers each word's first
+token only (see ``models.token_alignment``). Encoders see both sides of a word; a causal LM (smollm2) sees
+only its left context, which is what its hidden states hold. Everything else (what trains, the optimiser,
+the loop with early stopping on dev entity F1, what is saved) is the classification strategy of the same
+name: the NER classes only swap the model's head and the data path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from taskfit.data.ner import NerExample, convert_tags, entities_of, from_text, tag_names
+from taskfit.errors import TaskfitError
+from taskfit.models.token_alignment import (
+    IGNORE,
+    Encoded,
+    continuation,
+    encode_words,
+    merge_predictions,
+    special_frame,
+)
+from taskfit.strategies.base import Context, write_strategy_file
+from taskfit.strategies.head_finetune import HeadFinetune
+from taskfit.strategies.peft_encoder import (
+    ADAPTER_DIR,
+    HEAD_FILE,
+    Adapter,
+    BitFit,
+    Lora,
+    load_peft_adapter,
+)
+from taskfit.training.loop import fit_epochs, settings_for
+
+
+class TokenClassifier(nn.Module):
+    """Backbone + dropout + linear layer on every position: (B, T) ids -> (B, T, tags) logits."""
+
+    def __init__(self, encoder: nn.Module, n_tags: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_tags)
+
+    def forward(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # (B, T, H)
+        return self.head(self.dropout(hidden))  # (B, T, tags)
+
+
+def new_stats() -> dict:
+    """How the last encoded sentences met the tokenizer: windows, sentences split, words sharing a token."""
+    return {"sentences": 0, "words": 0, "windows": 0, "sentences_split": 0, "shared_subtoken_words": 0}
+
+
+class NerPredictions(list):
+    """One entry per sentence: {"tags": word tags in the model's scheme, "entities": [Entity, ...]}."""
+
+
+def as_sentence(example) -> NerExample:
+    """A prediction request is plain text: split it into words (CJK characters, words, punctuation)."""
+    if isinstance(example, NerExample) and example.tokens:
+        return example
+    return from_text(example.text, example.source)
+
+
+class NerTagger(HeadFinetune):
+    """head-finetune for NER; the other strategies mix their ``adapt``/``save`` in (see below)."""
+
+    def __init__(self, config, ctx: Context, saved_dir: Path | None = None) -> None:
+        self.tags = tag_names(list(ctx.labels), config.scheme)
+        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self.inside_id = {  # B-X (and E-/S-) -> I-X, for label_all_subtokens
+            i: self.tag_index.get("I-" + t.partition("-")[2], i) for i, t in enumerate(self.tags) if t != "O"
+        }
+        super().__init__(config, ctx, saved_dir)
+        self.tokenizer.padding_side = "right"  # causal LMs: positions count from the left, no shift
+        self.frame = special_frame(self.tokenizer)
+        self.stats = new_stats()
+
+    def _build_model(self, encoder: nn.Module) -> nn.Module:
+        return TokenClassifier(encoder, len(self.tags), self.config.dropout)
+
+    # HeadFinetune.__init__ builds an EncoderClassifier; swap it for a token classifier before adapt()
+    def adapt(self) -> None:
+        self.model = self._build_model(self.model.encoder)
+        self._adapt()
+
+    def _adapt(self) -> None:
+        HeadFinetune.adapt(self)
+
+    def encode(self, example: NerExample, labelled: bool) -> Encoded:
+        c = self.config
+        tag_ids = None
+        if labelled:
+            tag_ids = [self.tag_index[t] for t in convert_tags(example.tags, c.scheme)]
+        encoded = encode_words(
+            self.tokenizer,
+            example.text,
+            example.spans,
+            tag_ids,
+            c.max_length,
+            c.stride,
+            c.label_all_subtokens,
+            self.inside_id,
+            self.frame,
+        )
+        self.stats["sentences"] += 1
+        self.stats["windows"] += len(encoded.windows)
+        self.stats["sentences_split"] += len(encoded.windows) > 1
+        self.stats["shared_subtoken_words"] += len(encoded.shared)
+        self.stats["words"] += encoded.n_words
+        return encoded
+
+    def _pad(self, windows) -> dict[str, torch.Tensor]:
+        from transformers import DataCollatorForTokenClassification
+
+        collate = DataCollatorForTokenClassification(self.tokenizer, label_pad_token_id=IGNORE)
+        batch = collate([{"input_ids": w.input_ids, "labels": w.labels} for w in windows])
+        return {
+            k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")
+        }
+
+    def fit(self, train: list, dev: list) -> None:
+        c = self.config
+        for e in train:
+            if not isinstance(e, NerExample) or not e.tags:
+                raise TaskfitError(f"{e.source}: NER training needs tagged sentences (task: ner data)")
+        self.stats = new_stats()
+        windows = [w for e in train for w in self.encode(e, labelled=True).windows]
+        self.log.append({"event": "alignment", **self.stats})
+        loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE, label_smoothing=c.label_smoothing)
+
+        def batch_loss(batch) -> torch.Tensor:
+            inputs = self._pad(batch)
+            labels = inputs.pop("labels")
+            logits = self.model(**inputs)  # (B, T, tags)
+            return loss_fn(logits.flatten(0, 1), labels.flatten())
+
+        def dev_f1(examples) -> float:
+            from taskfit.evaluation.ner_metrics import ner_metrics
+
+            predicted = self.predict(examples)
+            gold = [convert_tags(e.tags, c.scheme) for e in examples]
+            return ner_metrics(gold, [p["tags"] for p in predicted], c.scheme)["f1"]
+
+        fit_epochs(
+            self._optimizer(),
+            self.model,
+            batch_loss,
+            windows,
+            dev,
+            dev_accuracy=dev_f1,
+            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            restore=self.model.load_state_dict,
+            set_train_mode=self.model.train,
+            settings=settings_for(c, self.ctx, metric="dev_f1"),
+            log=self.log,
+            advance=self.ctx.advance(f"{c.run_id} train", -(-len(windows) // c.batch_size) * c.epochs),
+        )
+
+    @torch.no_grad()
+    def predict(self, examples: list, batch_size: int = 32) -> NerPredictions:
+        self.model.eval()
+        sentences = [as_sentence(e) for e in examples]
+        self.stats = new_stats()  # after predict: how these sentences were windowed
+        encoded = [self.encode(s, labelled=False) for s in sentences]
+        flat = [(i, j) for i, enc in enumerate(encoded) for j in range(len(enc.windows))]
+        flat.sort(key=lambda ij: len(encoded[ij[0]].windows[ij[1]].input_ids))
+        argmax: dict[tuple[int, int], list[int]] = {}
+        for start in range(0, len(flat), batch_size):
+            chunk = flat[start : start + batch_size]
+            inputs = self._pad([encoded[i].windows[j] for i, j in chunk])
+            inputs.pop("labels", None)
+            best = self.model(**inputs).argmax(-1).cpu().tolist()  # (B, T)
+            for (i, j), row in zip(chunk, best):
+                argmax[(i, j)] = row
+        out = NerPredictions()
+        for i, (s, enc) in enumerate(zip(sentences, encoded)):
+            ids = merge_predictions(enc, [argmax[(i, j)] for j in range(len(enc.windows))])
+            tags = continuation([self.tags[t] for t in ids], enc)
+            out.append({"tags": tags, "entities": entities_of(s, tags)})
+        return out
+
+    def save(self, directory: Path) -> None:
+        super().save(directory)
+        write_strategy_file(directory, self.config, self.ctx, {"task": "ner", "tags": self.tags})
+
+
+class NerHeadFinetune(NerTagger):
+    pass
+
+
+class NerLora(NerTagger, Lora):
+    """LoRA on the backbone through peft (the classification lora's adapt and save), a trained tag layer."""
+
+    def _adapt(self) -> None:
+        Lora.adapt(self)
+
+    @classmethod
+    def load(cls, directory: Path, config, ctx: Context, saved: dict):
+        from safetensors.torch import load_file
+
+        strategy = cls.__new__(cls)
+        strategy.config, strategy.ctx, strategy.log = config, ctx, []
+        strategy.tags = tag_names(list(ctx.labels), config.scheme)
+        strategy.tag_index = {t: i for i, t in enumerate(strategy.tags)}
+        strategy.inside_id = {}
+        from taskfit.models.backbones import load_backbone, resolve_device
+
+        backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
+        strategy.tokenizer = backbone.tokenizer
+        strategy.tokenizer.padding_side = "right"
+        strategy.frame = special_frame(strategy.tokenizer)
+        strategy.stats = new_stats()
+        encoder = load_peft_adapter(backbone.model, directory / ADAPTER_DIR)
+        strategy.model = TokenClassifier(encoder, len(strategy.tags), config.dropout)
+        strategy.model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        strategy.device = resolve_device(ctx.backbones.device)
+        strategy.model.to(strategy.device)
+        return strategy
+
+
+class NerBitFit(NerTagger, BitFit):
+    def _adapt(self) -> None:
+        BitFit.adapt(self)
+
+
+class NerAdapter(NerTagger, Adapter):
+    def _adapt(self) -> None:
+        Adapter.adapt(self)
