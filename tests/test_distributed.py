@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -112,3 +113,32 @@ def test_shipped_accelerate_configs_load(name, kind):
     assert config.distributed_type.value == kind
     if name == "deepspeed":
         assert config.deepspeed_config["zero_stage"] == 2  # ZeRO-3 shards weights: refused by the loop
+
+
+def _fake_accelerator(kind, **state):
+    return SimpleNamespace(distributed_type=kind, is_main_process=True, state=SimpleNamespace(**state))
+
+
+def test_sharded_modes_are_refused_and_cpu_fsdp_is_named_for_what_it_is(monkeypatch, capsys):
+    """FSDP that shards and ZeRO-3 stop with the configs to use instead; an FSDP config on CPU processes (which
+    accelerate quietly runs as DDP: checked with `accelerate launch` over gloo) trains, saying so."""
+    from accelerate.utils import DistributedType
+
+    from taskfit.errors import TaskfitError
+    from taskfit.training.loop import require_whole_weights
+
+    full_shard = SimpleNamespace(sharding_strategy="ShardingStrategy.FULL_SHARD")
+    with pytest.raises(TaskfitError, match=r"FULL_SHARD is not supported yet.*ddp\.yaml"):
+        require_whole_weights(_fake_accelerator(DistributedType.FSDP, fsdp_plugin=full_shard))
+    no_shard = SimpleNamespace(sharding_strategy="ShardingStrategy.NO_SHARD")
+    require_whole_weights(_fake_accelerator(DistributedType.FSDP, fsdp_plugin=no_shard))
+    zero3 = SimpleNamespace(zero_stage=3)
+    with pytest.raises(TaskfitError, match="use zero_stage 1 or 2"):
+        require_whole_weights(_fake_accelerator(DistributedType.DEEPSPEED, deepspeed_plugin=zero3))
+    require_whole_weights(
+        _fake_accelerator(DistributedType.DEEPSPEED, deepspeed_plugin=SimpleNamespace(zero_stage=2))
+    )
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    require_whole_weights(_fake_accelerator(DistributedType.MULTI_CPU))
+    assert "asks for FSDP, but accelerate runs it as MULTI_CPU" in capsys.readouterr().out

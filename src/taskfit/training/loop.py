@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import signal
 import threading
 import time
@@ -295,6 +296,15 @@ def require_whole_weights(accelerator) -> None:
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
+    asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if asked_fsdp and kind != DistributedType.FSDP and accelerator.is_main_process:
+        # accelerate turns FSDP on for accelerators only; on CPU processes it quietly runs plain DDP
+        print(
+            f"note: the accelerate config asks for FSDP, but accelerate runs it as {kind.value} here (it "
+            "shards only on GPUs/accelerators): every process holds whole weights, as with "
+            "examples/accelerate/ddp.yaml",
+            flush=True,
+        )
     if kind == DistributedType.FSDP:
         strategy = str(getattr(accelerator.state.fsdp_plugin, "sharding_strategy", ""))
         if "NO_SHARD" not in strategy:
@@ -314,8 +324,6 @@ def _init_trackers(accelerator, run: RunOptions) -> None:
     """TensorBoard writes under the cell's tracking folder; MLflow goes where MLFLOW_TRACKING_URI says, else to a
     local SQLite store in that folder (MLflow 3 retired its plain-file store); nothing is sent anywhere unless
     the user points it somewhere."""
-    import os
-
     if "mlflow" in run.report_to and not os.environ.get("MLFLOW_TRACKING_URI") and run.tracking_dir:
         import mlflow
 
