@@ -61,7 +61,7 @@ def shots_plot(groups: list[Group], majority: float | None) -> str | None:
         ax.axhline(majority, color="grey", linestyle=":", label="majority class")
     m = ok[0].metric
     ax.set_xticks(xs, [f"K={k}" for k in ks] or ["K=0"])
-    ax.set_xlabel("labelled examples per class (K)" if m.proportion else f"training {m.k_unit} (K)")
+    ax.set_xlabel("labelled examples per class (K)" if m.k_unit == "per class" else f"K: {m.k_unit}")
     ax.set_ylabel(f"test {m.label} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

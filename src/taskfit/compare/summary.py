@@ -27,10 +27,9 @@ class Metric:
     proportion: bool  # a share of test examples (0-1): a binomial sampling error exists for one seed
     extra: tuple[tuple[str, str], ...] = ()  # (key, column label)
     lower_is_better: bool = False  # perplexity
-    shots_unit: str | None = None  # what K counts when it is neither per class nor pairs (QA: questions)
     unit_interval: bool = False  # a 0-1 corpus score (entity F1): 3 decimals, though not a proportion
     dev_key: str | None = None  # what the training log records per epoch on dev, when not accuracy/loss
-    k_unit: str = "pairs"  # what K counts when it is not per class (generation: pairs; ner: sentences)
+    k_unit: str = "per class"  # what K counts: "K=16 per class", "K=64 training pairs", ...
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""
@@ -42,12 +41,18 @@ class Metric:
 METRICS = {
     "classification": Metric("accuracy", "accuracy", "macro_f1", "macro-F1", True),
     "generation": Metric(
-        "chrf", "chrF", "rougeL", "ROUGE-L", False, (("bleu", "BLEU"), ("perplexity", "perplexity"))
+        "chrf",
+        "chrF",
+        "rougeL",
+        "ROUGE-L",
+        False,
+        (("bleu", "BLEU"), ("perplexity", "perplexity")),
+        k_unit="training pairs",
     ),
     # F1 over the relation labels, the no-relation label left out (data.no_relation_label)
     "relation": Metric("micro_f1", "micro-F1", "macro_f1", "macro-F1", True, (("accuracy", "accuracy"),)),
     # SQuAD scores, 0-100
-    "extractive-qa": Metric("f1", "F1", "exact_match", "EM", False, shots_unit="questions in all"),
+    "extractive-qa": Metric("f1", "F1", "exact_match", "EM", False, k_unit="questions in all"),
 }
 
 
@@ -84,7 +89,7 @@ def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) 
         (*((k, NER_COLUMNS[k]) for k in others[1:]), *((f"f1_{t}", f"F1 {t}") for t in types)),
         unit_interval=True,
         dev_key="dev_f1",
-        k_unit="sentences",
+        k_unit="training sentences",
     )
 
 
@@ -97,7 +102,7 @@ def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, 
     if key is None or key == default.key:
         return default
     if task == "extractive-qa":
-        return Metric("exact_match", "EM", "f1", "F1", False, shots_unit="questions in all")
+        return Metric("exact_match", "EM", "f1", "F1", False, k_unit="questions in all")
     if task != "generation":
         return Metric(
             key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
@@ -111,6 +116,7 @@ def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, 
         False,
         tuple((k, GENERATION_COLUMNS[k]) for k in others[1:]),
         lower_is_better=key == "perplexity",
+        k_unit="training pairs",
     )
 
 
@@ -315,18 +321,8 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     at_ref = [g for g in ok if g.shots in (ref, "0")]
     at_ref.sort(key=lambda g: -g.rank)
     best = at_ref[0]
-    if best.metric.shots_unit:
-        where = (
-            f"at K={ref} {best.metric.shots_unit} (the most tried)" if ref != "0" else "without training data"
-        )
-    elif best.metric.proportion:  # classification: K per class; generation: K pairs in all
-        where = f"at K={ref} per class (the most labels tried)" if ref != "0" else "without training data"
-    else:
-        where = (
-            f"at K={ref} training {best.metric.k_unit} (the most tried)"
-            if ref != "0"
-            else "without training data"
-        )
+    most = "the most labels tried" if best.metric.k_unit == "per class" else "the most tried"
+    where = f"at K={ref} {best.metric.k_unit} ({most})" if ref != "0" else "without training data"
     lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
     close, beaten, untested = [], [], []
     for g in at_ref[1:]:
