@@ -25,7 +25,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
-from taskfit.training.loop import accuracy, fit_epochs, settings_for
+from taskfit.training.loop import accuracy, fit_whole_model
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -187,20 +187,7 @@ class HeadFinetune:
             )  # an incremental update's continual method (from: RUN_DIR)
             return loss if extra is None or (term := extra(batch)) is None else loss + term
 
-        fit_epochs(
-            self._optimizer(),
-            self.model,
-            batch_loss,
-            train,
-            dev,
-            dev_accuracy=self.dev_score,
-            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            restore=self.model.load_state_dict,
-            set_train_mode=self.model.train,
-            settings=settings_for(c, self.ctx, metric=self.dev_metric),
-            log=self.log,
-            advance=self.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
-        )
+        fit_whole_model(self, self._optimizer(), batch_loss, train, dev, self.dev_score, self.dev_metric)
 
     @torch.no_grad()
     def predict(self, examples: list[Example], batch_size: int = 64) -> Predictions:

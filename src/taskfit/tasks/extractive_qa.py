@@ -25,7 +25,7 @@ from taskfit.evaluation.squad import squad_metrics
 from taskfit.strategies.base import write_strategy_file
 from taskfit.strategies.head_finetune import HeadFinetune
 from taskfit.strategies.peft_encoder import Lora
-from taskfit.training.loop import fit_epochs, settings_for
+from taskfit.training.loop import fit_whole_model
 
 
 @dataclass(frozen=True)
@@ -328,20 +328,7 @@ class QATask:
             ends = torch.tensor([w.end for w in batch], device=self.device)
             return (loss_fn(logits[..., 0], starts) + loss_fn(logits[..., 1], ends)) / 2
 
-        fit_epochs(
-            self._optimizer(),
-            self.model,
-            batch_loss,
-            windows,
-            dev,
-            dev_accuracy=self.dev_score,
-            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            restore=self.model.load_state_dict,
-            set_train_mode=self.model.train,
-            settings=settings_for(c, self.ctx, metric=self.dev_metric),
-            log=self.log,
-            advance=self.ctx.advance(f"{c.run_id} train", -(-len(windows) // c.batch_size) * c.epochs),
-        )
+        fit_whole_model(self, self._optimizer(), batch_loss, windows, dev, self.dev_score, self.dev_metric)
 
     @torch.no_grad()
     def predict(self, examples: list[Example], batch_size: int = 32) -> list[Answer]:

@@ -289,6 +289,27 @@ def fit_epochs(
     accelerator.free_memory()
 
 
+def fit_whole_model(strategy, optimizer, batch_loss, train: list, dev: list, dev_score, metric: str) -> None:
+    """``fit_epochs`` wired the way head-finetune and its NER/QA/relation variants share: the best epoch is the
+    whole state dict of ``strategy.model``, the loop settings come from ``strategy.config``, the log and
+    progress from the strategy."""
+    c, model = strategy.config, strategy.model
+    fit_epochs(
+        optimizer,
+        model,
+        batch_loss,
+        train,
+        dev,
+        dev_accuracy=dev_score,
+        snapshot=lambda: {k: v.detach().clone() for k, v in model.state_dict().items()},
+        restore=model.load_state_dict,
+        set_train_mode=model.train,
+        settings=settings_for(c, strategy.ctx, metric=metric),
+        log=strategy.log,
+        advance=strategy.ctx.advance(f"{c.run_id} train", -(-len(train) // c.batch_size) * c.epochs),
+    )
+
+
 def require_whole_weights(accelerator) -> None:
     """Dev evaluation, best-epoch snapshots, test predictions and saving call the strategy's own model outside
     accelerate's wrapper, so every process must hold whole weights: DDP and DeepSpeed ZeRO-1/2 do; FSDP and
