@@ -7,12 +7,11 @@ prediction can be checked against (or highlighted in) the text the user gave.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskfit.data.readers import Example, _decode_lines
+from taskfit.data.readers import Example, _decode_lines, jsonl_objects
 from taskfit.errors import TaskfitError, did_you_mean
 
 SCHEMES = ("bio", "iobes", "io")
@@ -251,16 +250,8 @@ def read_ner_jsonl(path: str | Path, columns) -> list[NerExample]:
     [{"start": 0, "end": 4, "type": "PER"}, ...]}`` (character offsets, end exclusive; ``label`` for type)."""
     path = Path(path)
     out = []
-    for number, line in enumerate(_decode_lines(path), start=1):
-        if not line.strip():
-            continue
+    for number, row in jsonl_objects(_decode_lines(path), path):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskfitError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise TaskfitError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
         if columns.tokens in row:
             tokens, tags = row[columns.tokens], row.get(columns.tags)
             if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):

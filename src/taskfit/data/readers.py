@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,19 +175,31 @@ def read_delimited(path: Path, cols: Columns, delimiter: str, need_label: bool =
     return examples
 
 
-def read_jsonl(path: Path, cols: Columns, need_label: bool = True) -> list[Example]:
-    examples = []
-    for number, line in enumerate(_decode_lines(path), start=1):
+def jsonl_objects(lines: Iterable[str], path, expected: str = "") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not one JSON object stops
+    the read with its number. ``expected``: what a line should hold, added to the error."""
+    hint = f"; expected {expected}" if expected else ""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TaskfitError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise TaskfitError(
+                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}){hint}"
+            ) from None
         if not isinstance(row, dict):
-            raise TaskfitError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
-        examples.append(_to_example(row, cols, path, number, list(row), need_label))
-    return examples
+            raise TaskfitError(
+                f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}{hint}"
+            )
+        yield number, row
+
+
+def read_jsonl(path: Path, cols: Columns, need_label: bool = True) -> list[Example]:
+    return [
+        _to_example(row, cols, path, number, list(row), need_label)
+        for number, row in jsonl_objects(_decode_lines(path), path)
+    ]
 
 
 def read_hf(spec: str, cols: Columns, need_label: bool = True) -> list[Example]:

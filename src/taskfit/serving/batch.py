@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from taskfit.data.readers import Columns, Example, _decode_lines, _to_example, infer_format
+from taskfit.data.readers import Columns, Example, _decode_lines, _to_example, infer_format, jsonl_objects
 from taskfit.errors import TaskfitError
 from taskfit.serving.predictor import Predictor, iter_chunks
 
@@ -38,17 +38,7 @@ def _iter_examples(path: Path, cols: Columns, fmt: str) -> Iterator[Example]:
         _decode_lines(path)  # raises the standard "not found, did you mean" error
     with path.open(encoding="utf-8-sig", newline="" if fmt != "jsonl" else None, errors="strict") as f:
         if fmt == "jsonl":
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TaskfitError(
-                        f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise TaskfitError(f"{path}:{number}: expected a JSON object per line")
+            for number, row in jsonl_objects(f, path):
                 yield _to_example(row, cols, path, number, list(row), need_label=False)
             return
         reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from taskfit.data.readers import Example, _decode_lines
+from taskfit.data.readers import Example, _decode_lines, jsonl_objects
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.squad import squad_metrics
 from taskfit.strategies.base import write_strategy_file
@@ -145,20 +145,10 @@ def read_qa(path: str | Path) -> list[QAExample]:
     if isinstance(document, dict) and "data" in document:
         examples = read_squad(path, document)
     else:
-        examples = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskfitError(
-                    f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); expected SQuAD v1.1 "
-                    "JSON or one {question, context, answers} object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise TaskfitError(f"{path}:{number}: expected a JSON object per line")
-            examples.append(qa_from_row(row, f"{path}:{number}"))
+        expected = "SQuAD v1.1 JSON or one {question, context, answers} object per line"
+        examples = [
+            qa_from_row(row, f"{path}:{number}") for number, row in jsonl_objects(lines, path, expected)
+        ]
     if not examples:
         raise TaskfitError(f"{path}: no questions found")
     return examples

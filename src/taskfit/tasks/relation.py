@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from taskfit.data.readers import Example, _decode_lines
+from taskfit.data.readers import Example, _decode_lines, jsonl_objects
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
 from taskfit.models.embeddings import mean_pool
@@ -121,15 +121,7 @@ def read_relations(
 ) -> list[RelationExample]:
     path = Path(path)
     examples = []
-    for number, line in enumerate(_decode_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskfitError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise TaskfitError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+    for number, row in jsonl_objects(_decode_lines(path), path):
         example = relation_from_row(row, f"{path}:{number}", text_key, label_key)
         if example.label is None:
             raise TaskfitError(
