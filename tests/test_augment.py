@@ -138,6 +138,19 @@ def test_paraphrases_are_cleaned_and_rejected_when_useless():
     assert aug.clean_paraphrase("   ", original, config) is None
     assert aug.clean_paraphrase("film " * 40, original, config) is None  # far too long
     assert aug.clean_paraphrase("ok", original, config) is None  # far too short
+    # what smollm2 wrote on mr: a label on the answer's one line, talk about the text, a phrase on repeat
+    assert (
+        aug.clean_paraphrase("Rewrite: a lovely, clever movie", original, config) == "a lovely, clever movie"
+    )
+    assert aug.clean_paraphrase('Paraphrased text: "a fine and clever film"', original, config) == (
+        "a fine and clever film"
+    )
+    assert aug.clean_paraphrase("The original text is a reworded version of a film", original, config) is None
+    stuck = "Downbeat, period perfect: downbeat, -period perfect -upbeat, period perfect - downbeat, period perfect"
+    assert (
+        aug.clean_paraphrase(stuck, "Downbeat, period perfect biopic hammers home a message.", config) is None
+    )
+    assert aug.clean_paraphrase("rewrites of a witty film are gorgeous", original, config) is not None
 
 
 def test_paraphrase_op_uses_the_paraphraser_and_drops_rejections(no_wordnet):

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import random
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -227,13 +228,32 @@ def augment_examples(
 # Paraphrasing with a chat LM (smollm2 by default), cached in the cell folder.
 
 
+_ANSWER_LABEL = re.compile(
+    r"^(?:here is |here's )?(?:the |a )?(?:rewrite|rewritten|rewording|reworded|paraphrased?)"
+    r"(?: (?:text|version|sentence))?\s*:\s*",
+    re.IGNORECASE,
+)
+_ABOUT_THE_TEXT = re.compile(
+    r"\b(?:original text|rewritten (?:text|version)|reworded (?:text|version)|paraphrased (?:text|version))\b",
+    re.IGNORECASE,
+)
+
+
 def clean_paraphrase(output: str, original: str, config: ParaphraseConfig) -> str | None:
-    """The rewritten text, or None: empty, identical, far too long or short, or an unfinished answer."""
+    """The rewritten text, or None: empty, identical, far too long or short, talking about the text instead of
+    rewriting it, or stuck repeating itself. (Seen from smollm2 on mr: "Rewrite: ...", "The original text is a
+    reworded version of ...", one phrase over and over.)"""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].endswith(":"):  # "Here is the rewritten text:"
         lines = lines[1:]
     text = " ".join(lines).strip().strip('"“”').strip()
+    text = _ANSWER_LABEL.sub("", text).strip().strip('"“”').strip()  # "Rewrite: ..." on one line
     if not text or text.casefold() == original.strip().casefold():
+        return None
+    if _ABOUT_THE_TEXT.search(text) and not _ABOUT_THE_TEXT.search(original):
+        return None
+    words = re.findall(r"\w+", text.casefold())
+    if len(words) >= 8 and len(set(words)) < 0.4 * len(words):
         return None
     if not len(original) / config.max_length_ratio <= len(text) <= len(original) * config.max_length_ratio:
         return None
