@@ -110,17 +110,10 @@ def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
         return load_ner_pools(cfg)
     notes: list[str] = []
     if cfg.dataset:
-        ds = load_builtin(cfg.dataset)
-        if ds.card.task != "classification":
-            raise TaskfitError(
-                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; add 'task: {ds.card.task}' to the config"
-            )
+        ds = _builtin(cfg, "classification", "", "duplicates", notes)
+        notes[-1] += f" and {ds.conflicts_dropped} conflicting texts"
         train, dev, test = ds.train, ds.dev, ds.test
         labels = list(cfg.labels or ds.card.labels)
-        notes.append(
-            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test after dropping "
-            f"{ds.duplicates_dropped} duplicates and {ds.conflicts_dropped} conflicting texts"
-        )
     else:
         cols = Columns(text=cfg.columns.text, label=cfg.columns.label, text_pair=cfg.columns.text_pair)
         train = read_examples(cfg.train, cols, cfg.format)  # type: ignore[arg-type]
@@ -167,6 +160,21 @@ def _dedupe(cfg: DataConfig, train, dev, test, notes: list[str], unit: str, what
     return train, dev
 
 
+def _builtin(cfg: DataConfig, task: str, unit: str, dropped: str, notes: list[str]):
+    """The built-in dataset the config names, refused when it is for another task; notes its split sizes."""
+    ds = load_builtin(cfg.dataset)  # type: ignore[arg-type]
+    if ds.card.task != task:
+        raise TaskfitError(
+            f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; add 'task: {ds.card.task}' to the config, "
+            f"or pick a {task} dataset (taskfit datasets lists them)"
+        )
+    notes.append(
+        f"built-in '{cfg.dataset}': {len(ds.train)}/{len(ds.dev)}/{len(ds.test)} train/dev/test {unit}after "
+        f"dropping {ds.duplicates_dropped} {dropped}"
+    )
+    return ds
+
+
 def _limit_test(cfg: DataConfig, test: list[Example], notes: list[str], unit: str) -> list[Example]:
     if cfg.test_limit and cfg.test_limit < len(test):
         rng = random.Random(12345)  # fixed: the test subset never depends on the run seed
@@ -179,17 +187,8 @@ def load_pair_pools(cfg: DataConfig) -> Pools:
     """Generation data: (input, target) pairs; dev/test carved at random when not given."""
     notes: list[str] = []
     if cfg.dataset:
-        ds = load_builtin(cfg.dataset)
-        if ds.card.task != "generation":
-            raise TaskfitError(
-                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; set task: {ds.card.task} "
-                "or pick a generation dataset (taskfit datasets lists them)"
-            )
+        ds = _builtin(cfg, "generation", "pairs ", "repeated inputs", notes)
         train, dev, test = ds.train, ds.dev, ds.test
-        notes.append(
-            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test pairs after dropping "
-            f"{ds.duplicates_dropped} repeated inputs"
-        )
     else:
         c = cfg.columns
         cols = Columns(text=c.text, label=None, text_pair=c.text_pair, target=c.target, messages=c.messages)
@@ -207,18 +206,9 @@ def load_ner_pools(cfg: DataConfig) -> Pools:
 
     notes: list[str] = []
     if cfg.dataset:
-        ds = load_builtin(cfg.dataset)
-        if ds.card.task != "ner":
-            raise TaskfitError(
-                f"data.dataset '{cfg.dataset}' is a {ds.card.task} dataset; set task: {ds.card.task} or pick a "
-                "ner dataset (taskfit datasets lists them)"
-            )
+        ds = _builtin(cfg, "ner", "sentences ", "duplicates", notes)
         train, dev, test = ds.train, ds.dev, ds.test
         types = list(cfg.labels or ds.card.labels)
-        notes.append(
-            f"built-in '{cfg.dataset}': {len(train)}/{len(dev)}/{len(test)} train/dev/test sentences after "
-            f"dropping {ds.duplicates_dropped} duplicates"
-        )
     else:
         fmt = cfg.format if cfg.format in ("conll", "jsonl") else "auto"
         if cfg.format not in ("auto", "conll", "jsonl"):
