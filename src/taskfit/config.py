@@ -1325,7 +1325,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def _load_yaml(path: str | Path, overrides: list[str] | None, validate):
+    """Read a YAML config, apply ``--set`` overrides and validate it; every error names the file (and the
+    line, for YAML syntax)."""
     path = Path(path)
     if not path.exists():
         raise TaskfitError(f"config file not found: {path}")
@@ -1339,9 +1341,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise TaskfitError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     raw = apply_overrides(raw, overrides or [])
     try:
-        return validate_config(raw)
+        return validate(raw)
     except TaskfitError as exc:
         raise TaskfitError(f"{path}: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    return _load_yaml(path, overrides, validate_config)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1432,17 +1438,4 @@ def validate_continual_config(raw: Any) -> ContinualConfig:
 
 
 def load_continual_config(path: str | Path, overrides: list[str] | None = None) -> ContinualConfig:
-    path = Path(path)
-    if not path.exists():
-        raise TaskfitError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise TaskfitError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return validate_continual_config(raw)
-    except TaskfitError as exc:
-        raise TaskfitError(f"{path}: {exc}") from None
+    return _load_yaml(path, overrides, validate_continual_config)
