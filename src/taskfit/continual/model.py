@@ -20,7 +20,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError, did_you_mean
 from taskfit.io import save_safetensors_atomic, write_json_atomic
 from taskfit.strategies.head_finetune import EncoderClassifier
-from taskfit.strategies.peft_encoder import Bottleneck
+from taskfit.strategies.peft_encoder import Bottleneck, lora_config
 
 MODEL_FILE = "continual.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -111,20 +111,6 @@ def tokenize(tokenizer, examples: list[Example], max_length: int, device) -> dic
 def adapter_name(task: str) -> str:
     """peft warns about adapter names inside its own 'lora_' prefix (a task called 'a' would be one)."""
     return f"task-{task}"
-
-
-def lora_config(method, encoder: nn.Module):
-    from peft import LoraConfig
-
-    from taskfit.strategies.peft_encoder import ATTENTION_TARGETS, resolve_targets
-
-    return LoraConfig(
-        r=method.r,
-        lora_alpha=method.alpha,
-        lora_dropout=method.lora_dropout,
-        target_modules=resolve_targets(encoder, method.target_modules, ATTENTION_TARGETS),
-        bias="none",
-    )
 
 
 def build_model(

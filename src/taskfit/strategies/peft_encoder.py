@@ -164,18 +164,23 @@ class PeftStrategy(HeadFinetune):
         return strategy
 
 
+def lora_config(settings, encoder: nn.Module):
+    """peft's LoraConfig from taskfit's LoRA settings (r, alpha, lora_dropout, target_modules): the lora
+    strategy's and continual learning's per-task adapters."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=resolve_targets(encoder, settings.target_modules, ATTENTION_TARGETS),
+        bias="none",
+    )
+
+
 class Lora(PeftStrategy):
     def peft_config(self, encoder: nn.Module):
-        from peft import LoraConfig
-
-        c = self.config
-        return LoraConfig(
-            r=c.r,
-            lora_alpha=c.alpha,
-            lora_dropout=c.lora_dropout,
-            target_modules=resolve_targets(encoder, c.target_modules, ATTENTION_TARGETS),
-            bias="none",
-        )
+        return lora_config(self.config, encoder)
 
 
 class IA3(PeftStrategy):
