@@ -90,6 +90,19 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     return path
 
 
+def shipped_example(name: str, task: str):
+    """An example config under examples/ (its data paths made absolute) and the pools it loads."""
+    from taskfit.config import load_config
+    from taskfit.data.prepare import load_pools
+
+    root = Path(__file__).parent.parent
+    config = load_config(root / "examples" / name)
+    data = config.data.model_copy(
+        update={k: str(root / getattr(config.data, k)) for k in ("train", "dev", "test")}
+    )
+    return config, data, load_pools(data, task)
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

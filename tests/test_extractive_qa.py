@@ -15,6 +15,7 @@ from taskfit.evaluation.squad import exact_match_score, f1_score, normalize_answ
 from taskfit.serving.predictor import Predictor
 from taskfit.strategies import Context, build_strategy, load_strategy
 from taskfit.tasks.extractive_qa import best_answers, make_windows, read_qa
+from tests.conftest import shipped_example
 
 FIXTURES = Path(__file__).parent / "fixtures" / "qa"
 
@@ -203,15 +204,9 @@ def test_compare_runs_extractive_qa_end_to_end_and_predict_answers(tiny_bert_dir
 
 
 def test_the_example_config_reads_its_shipped_data():
-    from taskfit.config import load_config
-    from taskfit.data.prepare import load_pools, sample_splits
+    from taskfit.data.prepare import sample_splits
 
-    root = Path(__file__).parent.parent
-    config = load_config(root / "examples" / "extractive-qa.yaml")
-    data = config.data.model_copy(
-        update={k: str(root / getattr(config.data, k)) for k in ("train", "dev", "test")}
-    )
-    pools = load_pools(data, "extractive-qa")
+    config, data, pools = shipped_example("extractive-qa.yaml", "extractive-qa")
     assert (len(pools.train), len(pools.dev), len(pools.test)) == (14, 3, 4) and pools.labels == []
     first, second = sample_splits(pools, data, 0), sample_splits(pools, data, 1)
     assert len(first.train) == 8 and [e.qid for e in first.train] != [e.qid for e in second.train]

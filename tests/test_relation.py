@@ -23,6 +23,7 @@ from taskfit.tasks.relation import (
     relation_from_row,
     relation_metrics,
 )
+from tests.conftest import shipped_example
 
 FIXTURES = Path(__file__).parent / "fixtures" / "relation"
 LABELS = ["born_in", "founded_by", "no_relation"]
@@ -257,14 +258,6 @@ def test_a_no_relation_label_that_is_not_a_label_is_rejected(tiny_bert_dir, tmp_
 
 
 def test_the_example_config_reads_its_shipped_data():
-    from taskfit.config import load_config
-    from taskfit.data.prepare import load_pools
-
-    root = Path(__file__).parent.parent
-    config = load_config(root / "examples" / "relation.yaml")
-    data = config.data.model_copy(
-        update={k: str(root / getattr(config.data, k)) for k in ("train", "dev", "test")}
-    )
-    pools = load_pools(data, "relation")
+    config, data, pools = shipped_example("relation.yaml", "relation")
     assert pools.labels == LABELS and len(pools.train) == 15 and len(pools.test) == 7
     assert {s.name for s in config.strategies} == {"head-finetune", "lora", "bitfit", "adapter"}
