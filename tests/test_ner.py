@@ -398,6 +398,23 @@ def test_causal_lm_tagger_runs_on_left_context(tiny_llama_dir):
     assert len(p["tags"]) == 30 and s.stats["sentences_split"] == 1  # windowed, not truncated
 
 
+def test_a_tagger_saved_before_label_token_existed_reloads_reading_first_tokens(tiny_llama_dir, tmp_path):
+    from taskfit.config import NerLoraConfig
+    from taskfit.strategies import Context, load_strategy
+    from taskfit.strategies.base import STRATEGY_FILE
+    from taskfit.strategies.ner import NerLora
+
+    cfg = NerLoraConfig(name="lora", backbone=str(tiny_llama_dir), epochs=1)
+    s = NerLora(cfg, Context(labels=["LOC", "PER"]))
+    s.fit([from_tokens(t, g) for t, g in _toy_sentences(4)], [])
+    s.save(tmp_path / "new")
+    assert load_strategy(tmp_path / "new").position == "last"
+    saved = json.loads((tmp_path / "new" / STRATEGY_FILE).read_text(encoding="utf-8"))
+    del saved["strategy"]["label_token"]  # what an earlier taskfit wrote
+    (tmp_path / "new" / STRATEGY_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    assert load_strategy(tmp_path / "new").position == "first"
+
+
 def test_compare_grid_ner_and_server_answers_entities_with_offsets(tiny_bert_dir, tiny_llama_dir, tmp_path):
     import httpx
 
