@@ -152,6 +152,17 @@ def test_cjk_under_byte_level_bpe_labels_the_first_byte_token_of_each_character(
         assert offsets[pos - shift][0] == start
         assert pos - shift == 0 or offsets[pos - shift - 1][0] < start
     assert not enc.shared
+    # position="last" (a causal LM's default): each label sits on its character's last token instead
+    last = encode_words(tok, s.text, s.spans, tag_ids, max_length=64, position="last").windows[0]
+    labelled = [(pos, lab) for pos, lab in enumerate(last.labels) if lab != IGNORE]
+    assert [lab for _, lab in labelled] == tag_ids
+    for (pos, _), (_, end) in zip(labelled, s.spans):
+        assert offsets[pos - shift][1] == end
+        assert pos - shift == len(offsets) - 1 or offsets[pos - shift + 1][1] > end
+    perfect = [max(lab, 0) for lab in last.labels]
+    assert (
+        merge_predictions(encode_words(tok, s.text, s.spans, None, 64, position="last"), [perfect]) == tag_ids
+    )
 
 
 def test_a_token_over_two_characters_gives_the_second_a_continuation(wordpiece):
@@ -169,6 +180,8 @@ def test_a_token_over_two_characters_gives_the_second_a_continuation(wordpiece):
     assert enc.shared == [1]  # '2' has no token of its own
     tags = continuation(["B-X", "O", "O"], enc)
     assert tags == ["B-X", "I-X", "O"]
+    last = encode_words(tok, s.text, s.spans, [1, 2, 0], max_length=16, position="last")
+    assert last.shared == [1] and continuation(["B-X", "O", "O"], last) == tags  # '12' ends both words
 
 
 def test_sentences_longer_than_the_limit_are_windowed_and_merged_back(wordpiece):
@@ -339,6 +352,7 @@ def test_head_finetune_learns_toy_tags_and_reloads(tiny_bert_dir, tmp_path):
         name="head-finetune", backbone=str(tiny_bert_dir), epochs=8, lr=2e-3, head_lr=1e-2, patience=8
     )
     s = NerHeadFinetune(cfg, Context(labels=["LOC", "PER"]))
+    assert s.position == "first"  # label_token auto: an encoder reads a word off its first token
     s.fit(sentences[:50], sentences[50:])
     test = sentences[50:]
     predicted = s.predict(test)
@@ -376,11 +390,29 @@ def test_causal_lm_tagger_runs_on_left_context(tiny_llama_dir):
 
     cfg = NerLoraConfig(name="lora", backbone=str(tiny_llama_dir), epochs=1, max_length=12, stride=2)
     s = NerLora(cfg, Context(labels=["LOC", "PER"]))
+    assert s.position == "last"  # label_token auto: a causal LM reads a word off its last token
     sentences = [from_tokens(t, g) for t, g in _toy_sentences(6)]
     s.fit(sentences[:4], sentences[4:])
     long = from_tokens(["city"] * 30, ["B-LOC"] * 30)
     (p,) = s.predict([long])
     assert len(p["tags"]) == 30 and s.stats["sentences_split"] == 1  # windowed, not truncated
+
+
+def test_a_tagger_saved_before_label_token_existed_reloads_reading_first_tokens(tiny_llama_dir, tmp_path):
+    from taskfit.config import NerLoraConfig
+    from taskfit.strategies import Context, load_strategy
+    from taskfit.strategies.base import STRATEGY_FILE
+    from taskfit.strategies.ner import NerLora
+
+    cfg = NerLoraConfig(name="lora", backbone=str(tiny_llama_dir), epochs=1)
+    s = NerLora(cfg, Context(labels=["LOC", "PER"]))
+    s.fit([from_tokens(t, g) for t, g in _toy_sentences(4)], [])
+    s.save(tmp_path / "new")
+    assert load_strategy(tmp_path / "new").position == "last"
+    saved = json.loads((tmp_path / "new" / STRATEGY_FILE).read_text(encoding="utf-8"))
+    del saved["strategy"]["label_token"]  # what an earlier taskfit wrote
+    (tmp_path / "new" / STRATEGY_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    assert load_strategy(tmp_path / "new").position == "first"
 
 
 def test_compare_grid_ner_and_server_answers_entities_with_offsets(tiny_bert_dir, tiny_llama_dir, tmp_path):
@@ -458,3 +490,22 @@ def test_ner_config_errors_name_the_task():
         validate_config({**base, "strategies": [{"name": "lora", "sceme": "bio"}]})
     cfg = validate_config({**base, "metric": "strict_f1", "strategies": [{"name": "lora"}]})
     assert cfg.strategies[0].max_length == 128
+
+
+def test_ner_small_k_defaults_leave_classification_alone():
+    from taskfit.config import HeadFinetuneConfig, LoraStrategyConfig, NerHeadFinetuneConfig, NerLoraConfig
+
+    ner_head, ner_lora = NerHeadFinetuneConfig(name="head-finetune"), NerLoraConfig(name="lora")
+    assert (ner_head.lr, ner_head.head_lr, ner_head.epochs, ner_head.patience) == (5e-5, 5e-3, 20, 4)
+    assert (ner_lora.lr, ner_lora.head_lr, ner_lora.epochs, ner_lora.patience) == (5e-3, 5e-3, 20, 4)
+    assert ner_head.label_token == ner_lora.label_token == "auto"
+    head, lora = HeadFinetuneConfig(name="head-finetune"), LoraStrategyConfig(name="lora")
+    assert (head.head_lr, head.epochs, head.patience, lora.lr) == (2e-3, 30, 8, 5e-3)
+    with pytest.raises(TaskfitError, match="label_token"):
+        validate_config(
+            {
+                "task": "ner",
+                "data": {"dataset": "peoples-daily-ner"},
+                "strategies": [{"name": "lora", "label_token": "middle"}],
+            }
+        )

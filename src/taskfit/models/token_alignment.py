@@ -6,7 +6,9 @@ which works the same for WordPiece, for byte-level BPE (one Chinese character = 
 character's offsets) and for a token spanning two characters. The sentence is tokenised as the one string
 the user wrote, not word by word (is_split_into_words would insert spaces for byte-level BPE).
 
-A word's tag goes on its first token; the word's other tokens get -100 (ignored by the loss), or with
+A word's tag goes on its first token (``position="first"``, for encoders) or its last token (``"last"``, for
+causal LMs: with byte-level BPE a Chinese character is 2-3 tokens, and its first token has not yet seen the
+whole character; the last one has); the word's other tokens get -100 (ignored by the loss), or with
 ``label_all`` the inside form of the tag. When a token also starts a later word (a token over '１２'), that
 later word has no token of its own: it reads its tag off the shared token, as a continuation. A sentence
 longer than the model's window is cut into windows overlapping by ``stride`` tokens; each word is
@@ -59,10 +61,15 @@ def encode_words(
     label_all: bool = False,
     inside_id: dict[int, int] | None = None,
     frame: tuple[list[int], list[int]] | None = None,
+    position: str = "first",
 ) -> Encoded:
     """Token windows of ``text`` (words at character ``spans``) with labels from ``tag_ids`` (None: no labels).
 
-    ``inside_id`` maps a tag id to its continuation's id (B-X -> I-X) for ``label_all``."""
+    ``inside_id`` maps a tag id to its continuation's id (B-X -> I-X) for ``label_all``. ``position``: which of
+    a word's tokens carries its label and its prediction, "first" or "last" (``first_of``/``word_token`` then
+    name that token)."""
+    if position not in ("first", "last"):
+        raise ValueError(f"position must be 'first' or 'last', got {position!r}")
     prefix, suffix = frame if frame is not None else special_frame(tokenizer)
     room = max_length - len(prefix) - len(suffix)
     if room < 2:
@@ -75,14 +82,19 @@ def encode_words(
         for c in range(s, e):
             word_of_char[c] = w
     word_token: list[int | None] = [None] * len(spans)
-    token_words: list[list[int]] = [[] for _ in ids]  # words each token is the first token of
+    token_words: list[list[int]] = [[] for _ in ids]  # words each token is the labelled token of
     continues: list[int | None] = [None] * len(ids)  # the word a token continues (label_all)
-    for t, (s, e) in enumerate(offsets):
-        touched = list(dict.fromkeys(word_of_char[c] for c in range(s, e) if word_of_char[c] >= 0))
+    touched_by = [
+        list(dict.fromkeys(word_of_char[c] for c in range(s, e) if word_of_char[c] >= 0)) for s, e in offsets
+    ]
+    for t, touched in enumerate(touched_by):
         for w in touched:
-            if word_token[w] is None:
+            if word_token[w] is None or position == "last":
                 word_token[w] = t
-                token_words[t].append(w)
+    for w, t in enumerate(word_token):
+        if t is not None:
+            token_words[t].append(w)  # in word order: the earliest word owns a shared token
+    for t, touched in enumerate(touched_by):
         if touched and not token_words[t]:
             continues[t] = touched[0]
     shared = [w for t in range(len(ids)) for w in token_words[t][1:]]

@@ -117,7 +117,11 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
     directory = Path(directory)
     saved = read_strategy_file(directory)
     task = saved.get("task", "classification")
-    config = strategy_configs(task)[saved["strategy"]["name"]].model_validate(saved["strategy"])
+    config_class = strategy_configs(task)[saved["strategy"]["name"]]
+    if "label_token" in config_class.model_fields and "label_token" not in saved["strategy"]:
+        # a NER tagger saved before label_token existed read every word off its first token
+        saved["strategy"]["label_token"] = "first"
+    config = config_class.model_validate(saved["strategy"])
     prompt = PromptConfig.model_validate(saved["prompt"]) if saved.get("prompt") else None
     ctx = Context(labels=saved["labels"], prompt=prompt, backbones=backbones or BackboneCache())
     return strategies_for(task)[config.name].load(directory, config, ctx, saved)

@@ -25,7 +25,7 @@ from taskfit.models.token_alignment import (
     special_frame,
 )
 from taskfit.strategies.base import Context, write_strategy_file
-from taskfit.strategies.head_finetune import HeadFinetune
+from taskfit.strategies.head_finetune import HeadFinetune, resolve_pooling
 from taskfit.strategies.peft_encoder import (
     ADAPTER_DIR,
     HEAD_FILE,
@@ -62,6 +62,13 @@ class NerPredictions(list):
     """One entry per sentence: {"tags": word tags in the model's scheme, "entities": [Entity, ...]}."""
 
 
+def label_position(label_token: str, encoder: nn.Module) -> str:
+    """auto: a causal LM's word is read off its last token (it has seen the whole word), an encoder's first."""
+    if label_token != "auto":
+        return label_token
+    return "last" if resolve_pooling("auto", encoder) == "last" else "first"
+
+
 def as_sentence(example) -> NerExample:
     """A prediction request is plain text: split it into words (CJK characters, words, punctuation)."""
     if isinstance(example, NerExample) and example.tokens:
@@ -81,6 +88,7 @@ class NerTagger(HeadFinetune):
         super().__init__(config, ctx, saved_dir)
         self.tokenizer.padding_side = "right"  # causal LMs: positions count from the left, no shift
         self.frame = special_frame(self.tokenizer)
+        self.position = label_position(config.label_token, self.model.encoder)
         self.stats = new_stats()
 
     def _build_model(self, encoder: nn.Module) -> nn.Module:
@@ -109,6 +117,7 @@ class NerTagger(HeadFinetune):
             c.label_all_subtokens,
             self.inside_id,
             self.frame,
+            self.position,
         )
         self.stats["sentences"] += 1
         self.stats["windows"] += len(encoded.windows)
@@ -217,6 +226,7 @@ class NerLora(NerTagger, Lora):
         strategy.tokenizer = backbone.tokenizer
         strategy.tokenizer.padding_side = "right"
         strategy.frame = special_frame(strategy.tokenizer)
+        strategy.position = label_position(config.label_token, backbone.model)
         strategy.stats = new_stats()
         encoder = load_peft_adapter(backbone.model, directory / ADAPTER_DIR)
         strategy.model = TokenClassifier(encoder, len(strategy.tags), config.dropout)
