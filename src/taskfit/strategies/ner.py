@@ -34,7 +34,7 @@ from taskfit.strategies.peft_encoder import (
     Lora,
     load_peft_adapter,
 )
-from taskfit.training.loop import fit_epochs, settings_for
+from taskfit.training.loop import fit_whole_model
 
 
 class TokenClassifier(nn.Module):
@@ -158,20 +158,7 @@ class NerTagger(HeadFinetune):
             gold = [convert_tags(e.tags, c.scheme) for e in examples]
             return ner_metrics(gold, [p["tags"] for p in predicted], c.scheme)["f1"]
 
-        fit_epochs(
-            self._optimizer(),
-            self.model,
-            batch_loss,
-            windows,
-            dev,
-            dev_accuracy=dev_f1,
-            snapshot=lambda: {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            restore=self.model.load_state_dict,
-            set_train_mode=self.model.train,
-            settings=settings_for(c, self.ctx, metric="dev_f1"),
-            log=self.log,
-            advance=self.ctx.advance(f"{c.run_id} train", -(-len(windows) // c.batch_size) * c.epochs),
-        )
+        fit_whole_model(self, self._optimizer(), batch_loss, windows, dev, dev_f1, "dev_f1")
 
     @torch.no_grad()
     def predict(self, examples: list, batch_size: int = 32) -> NerPredictions:
