@@ -78,19 +78,24 @@ NER_COLUMNS = {
 
 def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
     """Entity F1 (seqeval) first, then the other figures and the F1 of every entity type."""
-    key = key or "f1"
-    others = [k for k in NER_COLUMNS if k != key]
-    return Metric(
-        key,
-        NER_COLUMNS[key],
-        others[0],
-        NER_COLUMNS[others[0]],
-        False,
-        (*((k, NER_COLUMNS[k]) for k in others[1:]), *((f"f1_{t}", f"F1 {t}") for t in types)),
+    per_type = tuple((f"f1_{t}", f"F1 {t}") for t in types)
+    return _ranked_by(
+        key or "f1",
+        NER_COLUMNS,
+        list(NER_COLUMNS),
+        per_type,
         unit_interval=True,
         dev_key="dev_f1",
         k_unit="training sentences",
     )
+
+
+def _ranked_by(key: str, columns: dict[str, str], order: list[str], more=(), **options) -> Metric:
+    """A corpus-score metric ranked by ``key``: the next of ``order`` is the second column, the rest (and
+    ``more``) follow."""
+    others = [k for k in order if k != key]
+    extra = (*((k, columns[k]) for k in others[1:]), *more)
+    return Metric(key, columns[key], others[0], columns[others[0]], False, extra, **options)
 
 
 def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
@@ -107,14 +112,10 @@ def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, 
         return Metric(
             key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
         )
-    others = [k for k in ("chrf", "rougeL", "bleu", "perplexity") if k != key]
-    return Metric(
+    return _ranked_by(
         key,
-        GENERATION_COLUMNS[key],
-        others[0],
-        GENERATION_COLUMNS[others[0]],
-        False,
-        tuple((k, GENERATION_COLUMNS[k]) for k in others[1:]),
+        GENERATION_COLUMNS,
+        ["chrf", "rougeL", "bleu", "perplexity"],
         lower_is_better=key == "perplexity",
         k_unit="training pairs",
     )
