@@ -1,0 +1,191 @@
+"""The one table of strategies. Every per-task lookup in taskfit is derived from it.
+
+A strategy is known by its task and name: ``lora`` means sequence-classification LoRA in ``classification``,
+a tag layer over a LoRA backbone in ``ner`` and supervised fine-tuning in ``generation``. Each entry says
+which config class validates its block, which class implements it (imported only when a cell runs, so that
+``taskfit validate`` never imports torch), which backbone kinds it accepts, how a saved run is exported and
+whether a saved run can be updated incrementally (``from:``).
+
+Adding a strategy: its module, its config class, one ``StrategyEntry`` in ``ENTRIES`` (or ``register`` for a
+plugin or a test).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from taskfit.config.classification import (
+    AdapterStrategyConfig,
+    BitFitConfig,
+    ContrastiveConfig,
+    HeadFinetuneConfig,
+    IA3StrategyConfig,
+    InContextConfig,
+    LoraStrategyConfig,
+    PrefixTuningStrategyConfig,
+    PromptFinetuneConfig,
+    PromptTuningStrategyConfig,
+    ZeroShotConfig,
+)
+from taskfit.config.generation import (
+    GenerationFullConfig,
+    GenerationInContextConfig,
+    GenerationLoraConfig,
+    GenerationPromptTuningConfig,
+    GenerationZeroShotConfig,
+)
+from taskfit.config.ner import (
+    NerAdapterConfig,
+    NerBitFitConfig,
+    NerHeadFinetuneConfig,
+    NerInContextConfig,
+    NerLoraConfig,
+    NerZeroShotConfig,
+)
+from taskfit.config.span import (
+    QAHeadFinetuneConfig,
+    QALoraConfig,
+    RelationAdapterConfig,
+    RelationBitFitConfig,
+    RelationHeadFinetuneConfig,
+    RelationLoraConfig,
+)
+from taskfit.errors import TaskfitError, did_you_mean
+
+TASKS = ("classification", "generation", "ner", "relation", "extractive-qa")
+Kind = Literal["encoder", "causal-lm"]
+EITHER: tuple[Kind, ...] = ("encoder", "causal-lm")
+ENCODER: tuple[Kind, ...] = ("encoder",)
+CAUSAL_LM: tuple[Kind, ...] = ("causal-lm",)
+# How a saved run holds its trained weights, which decides what ``taskfit export`` can make of it:
+#   full: a complete model (nothing to merge); peft: a mergeable peft adapter (lora, ia3);
+#   virtual: peft prompt learning (virtual tokens, never mergeable); modules: Houlsby adapters (taskfit-only);
+#   None: nothing trained (the backbone plus a prompt) or a head no plain transformers class holds.
+ExportForm = Literal["full", "peft", "virtual", "modules"] | None
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    task: str
+    name: str
+    config: type  # the pydantic model of its config block (a StrategyBase subclass)
+    implementation: str  # "module:Class", imported on first use
+    kinds: tuple[Kind, ...] = EITHER  # backbone kinds it accepts
+    trains: bool = True  # whether its result can change with the K-shot sample (else: one K=0 cell)
+    export: ExportForm = None
+    incremental: bool = False  # a saved run can be the start of a `from:` update
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the implementation's constructor
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task, self.name)
+
+    def load(self) -> type:
+        """The implementing class (imports torch and the strategy's module)."""
+        module, _, attr = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def accepts(self, kind: str) -> bool:
+        return kind in self.kinds
+
+
+def _e(task: str, name: str, config: type, implementation: str, **kw: Any) -> StrategyEntry:
+    module = implementation if implementation.startswith("taskfit.") else "taskfit.strategies." + implementation
+    return StrategyEntry(task, name, config, module, **kw)
+
+
+# fmt: off
+ENTRIES: tuple[StrategyEntry, ...] = (
+    # classification. head-finetune, lora, ia3, prompt-tuning and prefix-tuning take either kind: a causal LM
+    # becomes a classifier on its last token's hidden state. bitfit needs bias terms (Llama-style LMs have
+    # none); adapters and the SetFit recipe are defined for sentence encoders.
+    _e("classification", "zero-shot", ZeroShotConfig, "zero_shot:ZeroShot", trains=False),
+    _e("classification", "in-context", InContextConfig, "in_context:InContext", kinds=CAUSAL_LM),
+    _e("classification", "head-finetune", HeadFinetuneConfig, "head_finetune:HeadFinetune", export="full", incremental=True),
+    _e("classification", "lora", LoraStrategyConfig, "peft_encoder:Lora", export="peft", incremental=True),
+    _e("classification", "ia3", IA3StrategyConfig, "peft_encoder:IA3", export="peft", incremental=True),
+    _e("classification", "prompt-tuning", PromptTuningStrategyConfig, "peft_encoder:PromptTuning", export="virtual"),
+    _e("classification", "prefix-tuning", PrefixTuningStrategyConfig, "peft_encoder:PrefixTuning", export="virtual"),
+    _e("classification", "bitfit", BitFitConfig, "peft_encoder:BitFit", kinds=ENCODER, export="full", incremental=True),
+    _e("classification", "adapter", AdapterStrategyConfig, "peft_encoder:Adapter", kinds=ENCODER, export="modules", incremental=True),
+    _e("classification", "contrastive", ContrastiveConfig, "contrastive:Contrastive", kinds=ENCODER, export="full"),
+    _e("classification", "prompt-finetune", PromptFinetuneConfig, "prompt_finetune:PromptFinetune", kinds=CAUSAL_LM),
+    # generation: a causal LM writes the target text
+    _e("generation", "zero-shot", GenerationZeroShotConfig, "generation:GenerationPrompting", kinds=CAUSAL_LM, trains=False),
+    _e("generation", "in-context", GenerationInContextConfig, "generation:GenerationFewShot", kinds=CAUSAL_LM),
+    _e("generation", "full-finetune", GenerationFullConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="full"),
+    _e("generation", "lora", GenerationLoraConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="peft"),
+    _e("generation", "prompt-tuning", GenerationPromptTuningConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="virtual"),
+    # ner: taggers read every token's hidden state (encoder or causal LM); the prompted ones generate
+    _e("ner", "head-finetune", NerHeadFinetuneConfig, "ner:NerHeadFinetune"),
+    _e("ner", "lora", NerLoraConfig, "ner:NerLora"),
+    _e("ner", "bitfit", NerBitFitConfig, "ner:NerBitFit", kinds=ENCODER),
+    _e("ner", "adapter", NerAdapterConfig, "ner:NerAdapter", kinds=ENCODER),
+    _e("ner", "zero-shot", NerZeroShotConfig, "ner_prompting:NerPrompting", kinds=CAUSAL_LM, trains=False),
+    _e("ner", "in-context", NerInContextConfig, "ner_prompting:NerFewShot", kinds=CAUSAL_LM),
+    # span tasks read encoder token states
+    _e("relation", "head-finetune", RelationHeadFinetuneConfig, "taskfit.tasks.relation:RelationHeadFinetune", kinds=ENCODER),
+    _e("relation", "lora", RelationLoraConfig, "taskfit.tasks.relation:RelationLora", kinds=ENCODER),
+    _e("relation", "bitfit", RelationBitFitConfig, "taskfit.tasks.relation:RelationBitFit", kinds=ENCODER),
+    _e("relation", "adapter", RelationAdapterConfig, "taskfit.tasks.relation:RelationAdapter", kinds=ENCODER),
+    _e("extractive-qa", "head-finetune", QAHeadFinetuneConfig, "taskfit.tasks.extractive_qa:QAHeadFinetune", kinds=ENCODER),
+    _e("extractive-qa", "lora", QALoraConfig, "taskfit.tasks.extractive_qa:QALora", kinds=ENCODER),
+)
+# fmt: on
+
+
+class Registry:
+    """Entries by (task, name). The module-level ``REGISTRY`` holds the built-in ones; a test or a plugin adds
+    its own with ``register`` (and removes it with ``unregister``)."""
+
+    def __init__(self, entries: Iterable[StrategyEntry]) -> None:
+        self._entries: dict[tuple[str, str], StrategyEntry] = {}
+        for entry in entries:
+            self.register(entry)
+
+    def register(self, entry: StrategyEntry) -> StrategyEntry:
+        if entry.task not in TASKS:
+            raise ValueError(f"unknown task '{entry.task}'; one of {', '.join(TASKS)}")
+        if entry.key in self._entries:
+            raise ValueError(f"strategy '{entry.name}' is already registered for task {entry.task}")
+        name_field = entry.config.model_fields.get("name")
+        if name_field is None or getattr(name_field.annotation, "__args__", (None,))[0] != entry.name:
+            raise ValueError(f"{entry.config.__name__} must declare name: Literal['{entry.name}']")
+        self._entries[entry.key] = entry
+        return entry
+
+    def unregister(self, task: str, name: str) -> None:
+        self._entries.pop((task, name), None)
+
+    def entries(self, task: str | None = None) -> list[StrategyEntry]:
+        return [e for e in self._entries.values() if task is None or e.task == task]
+
+    def names(self, task: str) -> list[str]:
+        return [e.name for e in self.entries(task)]
+
+    def get(self, task: str, name: str) -> StrategyEntry:
+        entry = self._entries.get((task, name))
+        if entry is None:
+            names = self.names(task)
+            raise TaskfitError(
+                f"unknown strategy '{name}' (task: {task}); available: {', '.join(names)}."
+                + did_you_mean(name, names)
+            )
+        return entry
+
+    def configs(self, task: str) -> dict[str, type]:
+        """Strategy name -> config class for a task."""
+        return {e.name: e.config for e in self.entries(task)}
+
+    def entry_of(self, config: Any) -> StrategyEntry:
+        """The entry whose config class validated ``config`` (a config class belongs to one entry)."""
+        for entry in self._entries.values():
+            if type(config) is entry.config:
+                return entry
+        raise TaskfitError(f"{type(config).__name__} is not a registered strategy config")
+
+
+REGISTRY = Registry(ENTRIES)
