@@ -1,0 +1,163 @@
+"""What every config block shares: strictness, search spaces, the strategy base, and the training options
+that every trained strategy takes from one declaration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from taskfit.errors import did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RangeSpace(Strict):
+    """A numeric search range: integers if low and high are both integers, floats otherwise."""
+
+    low: int | float
+    high: int | float
+    log: bool = Field(False, description="sample on a log scale (learning rates)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpace:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0 (got {self.low})")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+SearchSpace = RangeSpace | Annotated[list[Any], Field(min_length=1)]
+NOT_SEARCHABLE = ("id", "name", "backbone", "search", "trials")
+
+
+class StrategyBase(Strict):
+    id: str | None = Field(None, description="row name in results; default: the strategy name")
+    backbone: str = Field(
+        "smollm2", description="minilm, smollm2, a Hugging Face model id, or a local folder"
+    )
+    search: dict[str, SearchSpace] | None = Field(
+        None,
+        description="hyperparameters to tune on the few-shot dev set with Optuna: "
+        "{lr: {low: 1e-4, high: 1e-2, log: true}, r: [4, 8, 16]}",
+    )
+    trials: int = Field(8, ge=1, description="search budget: trials per grid cell")
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _parse_spaces(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        parsed = {}
+        for key, space in value.items():
+            if isinstance(space, dict):
+                try:
+                    space = RangeSpace.model_validate(space)
+                except ValidationError as err:
+                    raise ValueError(
+                        f"search.{key}: {err.errors()[0]['msg'].removeprefix('Value error, ')}"
+                    ) from None
+            elif not isinstance(space, list) or not space:
+                raise ValueError(
+                    f"search.{key}: expected a list of values to try or a range {{low: .., high: ..}}, "
+                    f"got {space!r}"
+                )
+            parsed[key] = space
+        return parsed
+
+    @property
+    def run_id(self) -> str:
+        """The row name: ``id``, or the strategy name plus what sets this row apart (``in-context+contextual``)."""
+        return self.id or self.name + self.variant()  # type: ignore[attr-defined]
+
+    def variant(self) -> str:
+        """Suffix naming settings that make this row a different method, so that rows differ by name."""
+        return ""
+
+    @model_validator(mode="after")
+    def _searchable(self) -> StrategyBase:
+        """Every searched name must be a setting of this strategy and every bound a valid value for it."""
+        if not self.search:
+            return self
+        fields = [f for f in type(self).model_fields if f not in NOT_SEARCHABLE]
+        base = self.model_dump(exclude={"search"})
+        for key, space in self.search.items():
+            if key not in fields:
+                raise ValueError(
+                    f"search: '{key}' is not a setting of {self.name}."  # type: ignore[attr-defined]
+                    + did_you_mean(key, fields)
+                    + f" Searchable: {', '.join(fields)}"
+                )
+            values = [space.low, space.high] if isinstance(space, RangeSpace) else space
+            for value in values:
+                try:
+                    type(self).model_validate({**base, key: value})
+                except ValidationError as err:
+                    raise ValueError(
+                        f"search.{key}: {value!r} is not a valid value ({err.errors()[0]['msg']})"
+                    ) from None
+        return self
+
+
+class TrainingOptions(Strict):
+    """The settings of the shared training loop, declared once with the encoder classifiers' defaults. A
+    strategy family that takes only some of them uses ``training_options(...)``; one whose default differs
+    overrides it with ``option(name, default)``, which keeps the bounds declared here."""
+
+    lr: float = Field(5e-5, gt=0, description="learning rate of the trained encoder parameters")
+    head_lr: float = Field(2e-3, gt=0, description="learning rate of the new head (it starts from scratch)")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(8, ge=1, description="epochs without dev improvement before stopping")
+    pooling: Literal["auto", "mean", "cls", "last"] = Field(
+        "auto", description="auto: mean over tokens for encoders, the last token for causal LMs"
+    )
+    max_length: int = Field(256, ge=8)
+
+
+def option(name: str, default: Any, description: str | None = None) -> Any:
+    """Training option ``name`` with the bounds ``TrainingOptions`` declares and another default. The
+    shared description is for the shared default: an override states its own, or none."""
+    shared = TrainingOptions.model_fields[name]
+    return FieldInfo.merge_field_infos(shared, default=default, description=description)
+
+
+def training_options(*names: str, **defaults: Any) -> type[Strict]:
+    """A mixin holding only the named training options (a strategy's saved config and cell keys list exactly
+    the options it takes); ``defaults`` override a default (a value) or more (a ``Field(...)``)."""
+    unknown = set(names).union(defaults) - set(TrainingOptions.model_fields)
+    if unknown or not set(defaults) <= set(names):
+        raise ValueError(f"training_options: {sorted(unknown or set(defaults) - set(names))} not available")
+    fields: dict[str, Any] = {}
+    for name in names:
+        info = TrainingOptions.model_fields[name]
+        if name in defaults:
+            value = defaults[name]
+            info = (
+                FieldInfo.merge_field_infos(info, value)
+                if isinstance(value, FieldInfo)
+                else option(name, value)
+            )
+        fields[name] = (info.annotation, info)
+    return create_model(f"TrainingOptions_{'_'.join(names)}", __base__=Strict, **fields)

@@ -1,0 +1,70 @@
+"""Prompts for the prompting strategies: the template and verbalizer, the candidates of a prompt search and
+the label-bias calibration options."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from taskfit.config.base import Strict
+
+
+def _as_word_lists(value: Any) -> Any:
+    """A verbalizer may give one word as a string: {pos: " good"} means {pos: [" good"]}."""
+    if isinstance(value, dict):
+        return {str(k): ([v] if isinstance(v, str) else v) for k, v in value.items()}
+    return value
+
+
+class PromptConfig(Strict):
+    template: str = Field(..., description='e.g. "Review: {text}\\nSentiment:{answer}"')
+    verbalizer: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="label -> words scored at {answer}; inserted verbatim (mind the leading space)",
+    )
+    label_descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description="label -> description, for encoder zero-shot by embedding similarity",
+    )
+
+    @field_validator("verbalizer", mode="before")
+    @classmethod
+    def _words_as_lists(cls, value: Any) -> Any:
+        return _as_word_lists(value)
+
+
+class PromptSearchConfig(Strict):
+    """Candidate prompts scored on the few-shot dev set; the best is kept and all are reported."""
+
+    templates: list[str] = Field(default_factory=list, description="alternatives to prompt.template")
+    verbalizers: list[dict[str, list[str]]] = Field(
+        default_factory=list, description="alternatives to prompt.verbalizer"
+    )
+    auto_label_words: int = Field(
+        0,
+        ge=0,
+        description="add this many verbalizers found by LM-BFF label-word search on the training shots",
+    )
+
+    @field_validator("verbalizers", mode="before")
+    @classmethod
+    def _words_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_as_word_lists(v) for v in value]
+        return value
+
+
+Calibration = Literal["none", "contextual", "pmi"]
+CALIBRATION_HELP = "correct the LM's label bias: contextual (content-free inputs) or pmi (domain premise)"
+
+
+class CalibratedPrompting:
+    """Rows of a prompting strategy whose calibration is not its default are named by it: ``zero-shot+pmi``,
+    ``in-context+uncalibrated``."""
+
+    def variant(self) -> str:
+        calibration = getattr(self, "calibration", "none")
+        if calibration == type(self).model_fields["calibration"].default:  # type: ignore[attr-defined]
+            return ""
+        return "+" + {"dev": "dev-calibrated", "none": "uncalibrated"}.get(calibration, calibration)
