@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
+from taskfit.cli import main
 from taskfit.compare import run_experiment
+from taskfit.compare.plan import check_update
 from taskfit.config import validate_config
 from taskfit.errors import TaskfitError
 from tests.conftest import write_csv
@@ -79,16 +82,29 @@ def test_update_reports_old_and_new_before_and_after(old_run, tiny_bert_dir):
         assert kept["after"]["new_data"] >= 0.7, method
 
 
-def test_update_errors(old_run, tiny_bert_dir, tmp_path):
+def test_update_errors(old_run, tiny_bert_dir, tmp_path, capsys):
     tmp, cell = old_run
     base = {"data": _data(tmp, "topic", 50), "device": "cpu"}
+    # the saved run is read when the grid is planned (check_update, called by validate_plan and taskfit validate)
     with pytest.raises(TaskfitError, match="nope does not exist; give a finished classification cell folder"):
-        validate_config({**base, "strategies": [_strategy(tiny_bert_dir)], "from": str(tmp / "nope")})
+        check_update(
+            validate_config({**base, "strategies": [_strategy(tiny_bert_dir)], "from": str(tmp / "nope")})
+        )
     with pytest.raises(TaskfitError, match="holds no saved model"):
-        validate_config({**base, "strategies": [_strategy(tiny_bert_dir)], "from": str(tmp)})
+        check_update(validate_config({**base, "strategies": [_strategy(tiny_bert_dir)], "from": str(tmp)}))
     lora = {"name": "lora", "backbone": str(tiny_bert_dir), "epochs": 1}
     with pytest.raises(TaskfitError, match="is a head-finetune run on .*, but strategies.0 is lora"):
-        validate_config({**base, "strategies": [lora], "from": str(cell)})
+        check_update(validate_config({**base, "strategies": [lora], "from": str(cell)}))
+    with pytest.raises(TaskfitError, match="is a head-finetune run on .*, but strategies.0 is lora"):
+        run_experiment(
+            validate_config({**base, "strategies": [lora], "from": str(cell)}), tmp_path, isolate=False
+        )
+    config_file = tmp_path / "update.yaml"
+    config_file.write_text(
+        yaml.safe_dump({**base, "strategies": [lora], "from": str(cell)}), encoding="utf-8"
+    )
+    assert main(["validate", str(config_file)]) == 2  # taskfit validate reads the saved run too
+    assert "but strategies.0 is lora" in capsys.readouterr().err
     with pytest.raises(TaskfitError, match="ewc needs old_data"):
         validate_config(
             {

@@ -117,6 +117,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         return 0
     config = load_config(args.config, args.set)
+    if config.from_run is not None:  # the saved run is read when the grid is planned; check it here too
+        from taskfit.compare.plan import check_update
+        from taskfit.errors import TaskfitError
+
+        try:
+            check_update(config)
+        except TaskfitError as exc:
+            raise TaskfitError(f"{args.config}: {exc}") from None
     print(
         f"{args.config}: ok ({len(config.strategies)} strategies, "
         f"K {['all' if k is None else k for k in config.data.shot_grid()]}, seeds {config.seeds})"

@@ -54,9 +54,21 @@ def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
     return config
 
 
+def check_update(config: ExperimentConfig) -> None:
+    """``from: RUN_DIR``: the saved run exists and every strategy continues it (same strategy and backbone).
+    Checked here, not by the config's validators, because it reads the saved run from disk."""
+    if config.from_run is None:
+        return
+    from taskfit.continual.incremental import check_saved_run
+
+    for i, strategy in enumerate(config.strategies):
+        check_saved_run(config.from_run, strategy, where=f"strategies.{i}")
+
+
 def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
-    """Reject what cannot work before anything trains: a strategy on the wrong kind of backbone, a bad
-    template or verbalizer, a K larger than the data allows."""
+    """Reject what cannot work before anything trains: a saved run that the update cannot continue, a
+    strategy on the wrong kind of backbone, a bad template or verbalizer, a K larger than the data allows."""
+    check_update(config)
     resolve_device(config.device)
     kinds: dict[str, str] = {}
     needs_prompt = False

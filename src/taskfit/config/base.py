@@ -146,9 +146,9 @@ def option(name: str, default: Any, description: str | None = None) -> Any:
 def training_options(*names: str, **defaults: Any) -> type[Strict]:
     """A mixin holding only the named training options (a strategy's saved config and cell keys list exactly
     the options it takes); ``defaults`` override a default (a value) or more (a ``Field(...)``)."""
-    unknown = set(names).union(defaults) - set(TrainingOptions.model_fields)
-    if unknown or not set(defaults) <= set(names):
-        raise ValueError(f"training_options: {sorted(unknown or set(defaults) - set(names))} not available")
+    bad = (set(names) - set(TrainingOptions.model_fields)) | (set(defaults) - set(names))
+    if bad:  # a programming error in a config module, caught at import
+        raise ValueError(f"training_options: {sorted(bad)} not among the named training options")
     fields: dict[str, Any] = {}
     for name in names:
         info = TrainingOptions.model_fields[name]

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from taskfit.continual.methods import METHODS, Tools
 from taskfit.errors import TaskfitError
+from taskfit.registry import REGISTRY
 from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
 
 # encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
-# into a trainable model
-SUPPORTED = ("head-finetune", "lora", "ia3", "bitfit", "adapter")
+# into a trainable model (the registry marks them incremental)
+SUPPORTED = [e.name for e in REGISTRY.entries("classification") if e.incremental]
 OLD = "old"  # the one "task" of an update: old and new data share it
 
 
