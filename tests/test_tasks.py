@@ -75,6 +75,7 @@ def test_ner_metric_has_an_f1_column_per_entity_type():
 NAMES = "|".join(re.escape(n) for n in TASK_NAMES)
 CHAINS = re.compile(
     rf"""\btask\s*(==|!=)\s*["']({NAMES})["']"""  # task == "ner"
+    rf"""|["']task["'][^)]*\)\s*(==|!=)\s*["']({NAMES})["']"""  # saved.get("task", ...) != "classification"
     rf"""|["']({NAMES})["']\s*(==|!=)\s*[\w.]*\btask\b"""  # "ner" == task
     rf"""|\btask\s+(not\s+)?in\s*[(\[{{]\s*["']({NAMES})["']"""  # task in ("relation", ...)
 )
@@ -98,7 +99,13 @@ def test_no_task_name_chains_outside_the_task_modules():
 
 
 def test_the_chain_pattern_catches_the_forms_it_is_for():
-    for line in ('if task == "ner":', "if config.task != 'generation':", 'if task in ("relation", "x"):'):
+    for line in (
+        'if task == "ner":',
+        "if config.task != 'generation':",
+        'if task in ("relation", "x"):',
+        'ner = getattr(pools, "task", "") == "ner"',
+        'if saved.get("task", "classification") != "classification":',
+    ):
         assert CHAINS.search(line), line
     # not a task name: asyncio's task in serving/batching.py, or a lookup by variable
     for line in ("if self.task is not None and not self.task.done():", "if task not in self.heads:"):

@@ -19,6 +19,7 @@ class Ner(Task):
     name = "ner"
     k_unit = "training sentences"
     per_class = False  # a sentence holds entities of several types: K sentences in all
+    tags_words = True
 
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_ner_pools
