@@ -16,7 +16,8 @@ from taskfit.config import DataConfig, PromptConfig, StrategyBase, TrainingConfi
 class CellSpec(BaseModel):
     """One cell's resolved settings. ``strategy`` is the validated config of its task's strategy class."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, arbitrary_types_allowed=True)
+    # extra fields are ignored: a cell.json written by a later version still reads
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     key: str
     path: str
