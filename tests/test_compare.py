@@ -171,7 +171,7 @@ def test_sigkill_midway_then_rerun_finishes_without_redoing_cells(sentiment_csv,
 
 
 def test_search_tunes_on_dev_only_and_records_the_choice(sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch):
-    import taskfit.compare.search as search_module
+    import taskfit.training.loop as loop_module  # the dev accuracy a trial is judged on (Task.dev_score)
 
     raw = grid(sentiment_csv, tiny_bert_dir, seeds=[0])
     raw["data"]["shots"] = 4
@@ -184,9 +184,9 @@ def test_search_tunes_on_dev_only_and_records_the_choice(sentiment_csv, tiny_ber
         }
     ]
     scored: list[str] = []
-    real_accuracy = search_module.accuracy
+    real_accuracy = loop_module.accuracy
     monkeypatch.setattr(
-        search_module, "accuracy", lambda p, ex: scored.extend(e.source for e in ex) or real_accuracy(p, ex)
+        loop_module, "accuracy", lambda p, ex: scored.extend(e.source for e in ex) or real_accuracy(p, ex)
     )
     summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
     cell = tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0"

@@ -220,10 +220,12 @@ def _inspect_report(args: argparse.Namespace):
     """DATA as NER CoNLL files, a config YAML, a built-in dataset name, or a classification file."""
     from taskfit.config import ColumnsConfig, DataConfig, load_config
     from taskfit.data.catalog import builtin_names, card
-    from taskfit.data.inspect import inspect_data, inspect_ner
+    from taskfit.data.inspect import inspect_data
+    from taskfit.tasks import get_task
 
-    if args.task == "ner":
-        return inspect_ner(args.data, args.dev, args.test)
+    files = get_task(args.task).inspect_files(args.data, args.dev, args.test)
+    if files is not None:  # a task with its own file format (ner: CoNLL)
+        return files
     backbones, max_length = list(args.backbone or []), args.max_length
     task = "classification"
     if args.data.endswith((".yaml", ".yml")):

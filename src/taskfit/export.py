@@ -38,6 +38,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies.base import STRATEGY_FILE, BackboneCache, read_strategy_file
 from taskfit.strategies.peft_encoder import ADAPTER_DIR
+from taskfit.tasks import get_task
 
 HEAD_FILE = "head.safetensors"
 HEAD_META = "taskfit_head.json"
@@ -53,23 +54,22 @@ SAMPLE_TEXTS = (
 )
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
-# How each saved run holds its trained weights, which decides what it can be exported as.
-#   full: a complete model (nothing to merge); peft: a mergeable peft adapter (lora, ia3);
-#   virtual: peft prompt learning (virtual tokens, never mergeable); modules: Houlsby adapters (taskfit-only).
-FORMS = {
-    ("generation", "full-finetune"): "full",
-    ("generation", "lora"): "peft",
-    ("generation", "prompt-tuning"): "virtual",
-    ("classification", "head-finetune"): "full",
-    ("classification", "bitfit"): "full",
-    ("classification", "contrastive"): "full",
-    ("classification", "lora"): "peft",
-    ("classification", "ia3"): "peft",
-    ("classification", "prompt-tuning"): "virtual",
-    ("classification", "prefix-tuning"): "virtual",
-    ("classification", "adapter"): "modules",
-}
-UNTRAINED = {"zero-shot", "in-context"}
+
+def export_form(task: str, name: str) -> str | None:
+    """How a saved run holds its trained weights (``StrategyEntry.export`` in the registry: full, peft,
+    virtual, modules), which decides what it can be exported as; None: nothing a plain model holds."""
+    from taskfit.registry import REGISTRY
+
+    entry = next((e for e in REGISTRY.entries(task) if e.name == name), None)
+    return entry.export if entry is not None else None
+
+
+def trains_nothing(task: str, name: str) -> bool:
+    """A prompted strategy (zero-shot, in-context): its config has no learning rate, it fits no weights."""
+    from taskfit.registry import REGISTRY
+
+    entry = next((e for e in REGISTRY.entries(task) if e.name == name), None)
+    return entry is not None and "lr" not in entry.config.model_fields
 
 
 def export_run(
@@ -106,10 +106,7 @@ def export_run(
         # CPU: an export is a one-off; ONNX tracing and parity are simplest there. No remote code, ever.
         strategy = load_strategy(model_dir, BackboneCache(trust_remote_code=False, device="cpu"))
         with torch.no_grad():
-            if task == "generation":
-                result = export_causal_lm(strategy, tmp, form, merge, texts, atol)
-            else:
-                result = export_classifier(strategy, saved, tmp, form, merge, onnx, texts, atol)
+            result = get_task(task).export(strategy, saved, tmp, form, merge, onnx, texts, atol)
         pickled = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
         if pickled:  # save_pretrained writes safetensors in transformers 5 and peft; guard the promise anyway
             raise TaskfitError(f"export wrote pickle-format files {pickled}; refusing to publish it")
@@ -140,28 +137,17 @@ def find_model_dir(run_dir: str | Path) -> Path:
 def exportable_form(task: str, name: str, backbone: str, merge: bool, onnx: bool, where: Path) -> str:
     """Refuse what cannot be exported before anything loads, saying why and what works instead."""
     serve = f"or serve the run itself with taskfit (taskfit.strategies.load_strategy('{where}'))"
-    if name in UNTRAINED:
+    if trains_nothing(task, name):
         raise TaskfitError(
             f"{name} trains nothing, so there are no weights to export: the model is the backbone "
             f"'{backbone}' itself, and the prompt is in {where / STRATEGY_FILE}"
         )
-    form = FORMS.get((task, name))
-    if task in ("relation", "extractive-qa"):
-        raise TaskfitError(
-            f"export covers generation fine-tunes and encoder classifiers, not {task} runs: their head (entity "
-            f"markers + entity-start states, or a start/end span head with windowed post-processing) has no "
-            f"plain transformers class to export to; {serve}"
-        )
+    form = export_form(task, name)
+    get_task(task).check_export(name, form, onnx, serve)  # the task's own refusals (span heads, onnx LMs)
     if form is None:
         raise TaskfitError(
             f"export covers generation fine-tunes and encoder classifiers, not {task} strategy '{name}' "
             f"(it scores label words with a prompt and verbalizer that no plain model carries); {serve}"
-        )
-    if onnx and task == "generation":
-        raise TaskfitError(
-            "onnx export covers encoder classifiers; a causal LM is served through a decoding loop with a "
-            "key/value cache, which a plain forward graph lacks. Export the merged folder (without onnx) "
-            "and convert it with a tool built for decoders (e.g. optimum-cli export onnx)"
         )
     if merge and form == "virtual":
         what = (

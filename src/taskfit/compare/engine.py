@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from taskfit.compare import store
+from taskfit.compare.cell import CellSpec
 from taskfit.compare.plan import (
     Cell,
     data_fingerprint,
@@ -31,12 +32,11 @@ from taskfit.compare.plan import (
     validate_plan,
 )
 from taskfit.compare.report import write_report
-from taskfit.compare.summary import group_records, leaderboard, metric_for, recommend, shots_order
+from taskfit.compare.summary import group_records, leaderboard, recommend
 from taskfit.compare.worker import (
     CELL_FILE,
     ERROR_FILE,
     cell_process_main,
-    cell_spec,
     read_finished,
     run_cell,
     write_failure,
@@ -46,6 +46,7 @@ from taskfit.data.prepare import load_pools
 from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_text_atomic
 from taskfit.models.backbones import resolve_device
+from taskfit.tasks import get_task
 from taskfit.training.distributed import is_main_process, wait_for_everyone, world_size
 from taskfit.training.loop import TrainingInterrupted
 
@@ -73,7 +74,7 @@ def _now() -> str:
 
 
 def _record(
-    cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: dict | None = None
+    cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: CellSpec | dict | None = None
 ) -> dict:
     m = metrics or {}
     return {
@@ -97,7 +98,7 @@ def _record(
         "search_trials": m.get("search_trials"),
         "chosen": m.get("chosen") or None,
         "error": error or None,
-        "config": spec,
+        "config": spec.as_json() if isinstance(spec, CellSpec) else spec,  # a finished cell's: its cell.json
         "metrics": m or None,
         "updated_at": _now(),
     }
@@ -129,16 +130,16 @@ class _Grid:
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
-    def started(self, cell: Cell, spec: dict) -> None:
+    def started(self, cell: Cell, spec: CellSpec) -> None:
         directory = self.out / cell.path
         directory.mkdir(parents=True, exist_ok=True)
         for stale in ("metrics.json", ERROR_FILE) + (() if self.resume else ("log.txt",)):
             (directory / stale).unlink(missing_ok=True)
-        write_json_atomic(directory / CELL_FILE, spec)
+        write_json_atomic(directory / CELL_FILE, spec.as_json())
         store.upsert(self.db, _record(cell, "running", spec=spec))
         self.say(f"  start  {cell.label}")
 
-    def ended(self, cell: Cell, spec: dict, exitcode: int | None, seconds: float) -> None:
+    def ended(self, cell: Cell, spec: CellSpec, exitcode: int | None, seconds: float) -> None:
         directory = self.out / cell.path
         self.finished += 1
         metrics = read_finished(directory, cell.key)
@@ -146,7 +147,7 @@ class _Grid:
         if metrics is not None:
             store.upsert(self.db, _record(cell, "ok", metrics, spec=spec))
             self.say(
-                f"{where} done   {cell.label}: {headline(metrics)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
+                f"{where} done   {cell.label}: {headline(metrics, self.config.task)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
             )
         else:
             error = _failure_text(directory, exitcode)
@@ -154,33 +155,19 @@ class _Grid:
             self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE})")
 
 
-def headline(metrics: dict) -> str:
+def headline(metrics: dict, task: str = "classification") -> str:
     """A finished cell's main scores in one line."""
-    if "chrf" in metrics:
-        return (
-            f"chrF {metrics['chrf']:.1f}, ROUGE-L {metrics['rougeL']:.1f}, BLEU {metrics['bleu']:.1f}, "
-            f"perplexity {metrics['perplexity']:.2f}"
-        )
-    if "micro_f1" in metrics:  # relation
-        return f"micro-F1 {metrics['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
-    if "exact_match" in metrics and "f1" in metrics:  # extractive-qa
-        return f"F1 {metrics['f1']:.1f}, EM {metrics['exact_match']:.1f}"
-    if "strict_f1" in metrics:  # ner
-        return (
-            f"entity F1 {metrics['f1']:.3f} (strict {metrics['strict_f1']:.3f}), "
-            f"token acc. {metrics['token_accuracy']:.3f}"
-        )
-    return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+    return get_task(task).headline(metrics)
 
 
-def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> None:
+def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) -> None:
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["taskfit.compare.worker"])  # torch & transformers imported once
     else:  # Windows: each cell imports torch itself
         context = multiprocessing.get_context("spawn")
     queue = deque(todo)
-    running: dict[int, tuple[Cell, dict, multiprocessing.process.BaseProcess, float]] = {}
+    running: dict[int, tuple[Cell, CellSpec, multiprocessing.process.BaseProcess, float]] = {}
     try:
         while queue or running:
             while queue and len(running) < workers:
@@ -205,7 +192,7 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, dict]], workers: int) -> N
         raise
 
 
-def _run_in_process(grid: _Grid, todo: list[tuple[Cell, dict]]) -> None:
+def _run_in_process(grid: _Grid, todo: list[tuple[Cell, CellSpec]]) -> None:
     """The same cells in this process, one after another (debugging, tests that patch code)."""
     from taskfit.strategies import BackboneCache
 
@@ -281,7 +268,7 @@ def run_experiment(
         file=stream,
         flush=True,
     )
-    specs = [(c, cell_spec(c, config, threads, workers if isolate else 1, resume)) for c in todo]
+    specs = [(c, CellSpec.build(c, config, threads, workers if isolate else 1, resume)) for c in todo]
     wait_for_everyone()  # the other processes have read which cells are finished before any starts
     if isolate:
         _run_isolated(grid, specs, workers)
@@ -300,7 +287,9 @@ def _follow_main(config: ExperimentConfig, out: Path, cells: list[Cell], resume:
     for cell in todo:
         try:
             run_cell(
-                cell_spec(cell, config, config.threads_per_worker or 1, 1, resume), out / cell.path, backbones
+                CellSpec.build(cell, config, config.threads_per_worker or 1, 1, resume),
+                out / cell.path,
+                backbones,
             )
         except Exception as exc:  # the main process reports it
             print(f"{cell.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -340,7 +329,8 @@ def summarise_grid(
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
-    metric = metric_for(config.task, config.metric, pools.labels if config.task == "ner" else ())
+    task = get_task(config.task)
+    metric = task.metric(config.metric, pools.labels)
     groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
@@ -351,17 +341,7 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
-    if config.task == "ner":
-        notes.append(
-            "entity-level F1 with seqeval (default mode: conlleval's; strict F1: only well-formed entities in "
-            "the scheme); token acc.: share of words with the gold tag; F1 <type>: per entity type; K = "
-            "training sentences in all"
-        )
-    if config.task == "generation":
-        notes.append(
-            "chrF, ROUGE-L and BLEU on a 0-100 scale (sacrebleu, rouge-score; Chinese by characters); "
-            "perplexity of the reference targets (lower is better); the zero-shot row is the untouched model"
-        )
+    notes += task.report_notes()
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(
         "timings measured with "
@@ -369,9 +349,8 @@ def summarise_grid(
         + "; fit s excludes loading the backbone (load_seconds in `taskfit runs show`); peak MB is the peak resident memory of the cell's own process"
     )
     recommendation = recommend(groups, config.budget, majority, len(pools.test))
-    samples = generation_samples(out, groups) if config.task == "generation" else None
-    if samples is not None:
-        recommendation += before_after(groups)
+    samples = task.report_samples(out, groups)
+    recommendation += task.recommendation_notes(groups)
     logs = {}
     for r in ok:
         path = out / r["cell"] / "train_log.jsonl"
@@ -405,43 +384,6 @@ def summarise_grid(
         flush=True,
     )
     return summary
-
-
-def generation_samples(out: Path, groups: list, count: int = 5) -> list[dict]:
-    """The first ``count`` test inputs with every row's output (first seed, largest K): before vs after."""
-    outputs: dict[str, dict[str, str]] = {}
-    targets: dict[str, str] = {}
-    ref = max((g.shots for g in groups if g.ok and g.shots != "0"), key=shots_order, default="0")
-    for g in groups:
-        if not g.ok or g.shots not in (ref, "0"):
-            continue
-        path = out / g.ok[0]["cell"] / "predictions.jsonl"
-        if not path.exists():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines()[:count]:
-            row = json.loads(line)
-            targets[row["input"]] = row["target"]
-            outputs.setdefault(row["input"], {})[g.name] = row["generated"]
-    return [{"input": i, "target": targets[i], "outputs": o} for i, o in outputs.items()]
-
-
-def before_after(groups: list) -> list[str]:
-    """Generation: the untouched model (zero-shot) beside the best tuned row on the same backbone."""
-    lines = []
-    for before in (g for g in groups if g.ok and g.strategy == "zero-shot" and g.shots == "0"):
-        tuned = [g for g in groups if g.ok and g.backbone == before.backbone and g.shots != "0"]
-        if not tuned:
-            continue
-        after = max(tuned, key=lambda g: g.rank)
-
-        def scores(g) -> str:
-            return f"chrF {g.mean('chrf'):.1f}, ROUGE-L {g.mean('rougeL'):.1f}, perplexity {g.mean('perplexity'):.2f}"
-
-        lines.append(
-            f"- **Before vs after** ({before.backbone}): untouched {scores(before)} -> best tuned by "
-            f"{after.metric.label}, {after.name} at K={after.shots}: {scores(after)}."
-        )
-    return lines
 
 
 def load_results(output_dir: str | Path) -> dict:

@@ -15,8 +15,8 @@ from taskfit.config import ExperimentConfig, PromptConfig, StrategyBase
 from taskfit.data.prepare import Pools, default_prompt_fields, sample_splits
 from taskfit.errors import TaskfitError
 from taskfit.models.backbones import detect_kind, resolve_device
-from taskfit.prompts import Template, Verbalizer
-from taskfit.strategies import needed_kind, strategies_for, task_of
+from taskfit.registry import REGISTRY
+from taskfit.tasks import get_task
 
 CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
 
@@ -41,8 +41,8 @@ def shots_label(k: int | None) -> str:
 
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
-    implementation = strategies_for(task_of(strategy))[strategy.name]  # type: ignore[attr-defined]
-    return implementation.uses_training_data or getattr(strategy, "prompt_search", None) is not None
+    entry = REGISTRY.entry_of(strategy)
+    return entry.trains or getattr(strategy, "prompt_search", None) is not None
 
 
 def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
@@ -76,8 +76,9 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         if s.backbone not in kinds:
             kinds[s.backbone] = detect_kind(s.backbone, config.trust_remote_code)
         kind = kinds[s.backbone]
-        wanted = needed_kind(s)
-        if wanted and wanted != kind:
+        entry = REGISTRY.entry_of(s)
+        if not entry.accepts(kind):
+            wanted = entry.kinds[0]
             raise TaskfitError(
                 f"strategy '{s.run_id}' needs {_article(wanted)} {wanted} backbone, but '{s.backbone}' is "
                 f"{_article(kind)} {kind}"
@@ -87,14 +88,7 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
         augment = getattr(s, "augment", None)
         if augment is not None:
             check_augment(s.run_id, augment, config.trust_remote_code, kinds)
-    if config.task == "generation":
-        if config.prompt is not None:
-            Template.parse(config.prompt.template)  # the target goes in its {answer} slot
-    elif needs_prompt and config.task != "ner":  # ner prompts are built in (ner_prompting.py)
-        if config.prompt is None:
-            raise TaskfitError("causal-LM strategies need a 'prompt:' block with a template and a verbalizer")
-        Template.parse(config.prompt.template)
-        Verbalizer.build(config.prompt.verbalizer, pools.labels)
+    get_task(config.task).check_prompt(config.prompt, pools.labels, needs_prompt)
     if any(uses_shots(s) for s in config.strategies):
         for k in config.data.shot_grid():
             for seed in config.seeds:
@@ -171,6 +165,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
             slug += "-" + hashlib.sha256(b.encode()).hexdigest()[:6]
         slugs[b] = slug
     cells = []
+    task = get_task(config.task)
     for s in config.strategies:
         if uses_shots(s):
             grid = [(k, seed) for k in config.data.shot_grid() for seed in config.seeds]
@@ -186,7 +181,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "seed": seed,
                 "device": config.device,
                 "trust_remote_code": config.trust_remote_code,
-                **({"task": config.task} if config.task != "classification" else {}),
+                **({"task": config.task} if task.in_cell_key else {}),
                 **(update_fields(config) if config.from_run else {}),
                 # precision changes results; checkpoints and trackers do not
                 **(

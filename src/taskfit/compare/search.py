@@ -11,8 +11,9 @@ import time
 from taskfit.config import RangeSpace, StrategyBase
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.strategies import Context, Strategy, build_strategy, task_of
-from taskfit.training.loop import accuracy
+from taskfit.registry import REGISTRY
+from taskfit.strategies import Context, Strategy, build_strategy
+from taskfit.tasks import get_task
 
 PRIMITIVE = (str, int, float, bool, type(None))
 
@@ -29,13 +30,8 @@ def suggest(trial, name: str, space):
 
 
 def dev_score(strategy: Strategy, dev: list[Example], task: str) -> tuple[str, float]:
-    """(name, value) of what a trial is judged on; higher is better. Generation: minus the dev target loss
-    (one forward pass; decoding every dev input per trial would cost far more)."""
-    if task == "generation":
-        return "dev_neg_loss", -strategy.perplexity(dev)["loss"]  # type: ignore[attr-defined]
-    if task in ("relation", "extractive-qa"):  # the strategy's own early-stopping score: micro-F1, SQuAD F1
-        return strategy.dev_metric, strategy.dev_score(dev)  # type: ignore[attr-defined]
-    return "dev_accuracy", accuracy(strategy.predict(dev).labels, dev)  # type: ignore[union-attr]
+    """(name, value) of what a trial is judged on; higher is better (the task decides: ``Task.dev_score``)."""
+    return get_task(task).dev_score(strategy, dev)
 
 
 def search_and_fit(
@@ -52,7 +48,7 @@ def search_and_fit(
     base = config.model_dump(exclude={"search"})
     best: Strategy | None = None
     best_score, best_params = -float("inf"), {}
-    task, metric = task_of(config), "dev_accuracy"
+    task, metric = REGISTRY.entry_of(config).task, "dev_accuracy"
     records: list[dict] = []
     for number in range(config.trials):
         trial = study.ask()

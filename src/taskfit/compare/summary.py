@@ -38,59 +38,7 @@ class Metric:
         return -value if self.lower_is_better else value
 
 
-METRICS = {
-    "classification": Metric("accuracy", "accuracy", "macro_f1", "macro-F1", True),
-    "generation": Metric(
-        "chrf",
-        "chrF",
-        "rougeL",
-        "ROUGE-L",
-        False,
-        (("bleu", "BLEU"), ("perplexity", "perplexity")),
-        k_unit="training pairs",
-    ),
-    # F1 over the relation labels, the no-relation label left out (data.no_relation_label)
-    "relation": Metric("micro_f1", "micro-F1", "macro_f1", "macro-F1", True, (("accuracy", "accuracy"),)),
-    # SQuAD scores, 0-100
-    "extractive-qa": Metric("f1", "F1", "exact_match", "EM", False, k_unit="questions in all"),
-}
-
-
-GENERATION_COLUMNS = {
-    "chrf": "chrF",
-    "rougeL": "ROUGE-L",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "bleu": "BLEU",
-    "exact_match": "exact match",
-    "perplexity": "perplexity",
-}
-
-
-NER_COLUMNS = {
-    "f1": "entity F1",
-    "strict_f1": "strict F1",
-    "precision": "precision",
-    "recall": "recall",
-    "token_accuracy": "token acc.",
-}
-
-
-def ner_metric(key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
-    """Entity F1 (seqeval) first, then the other figures and the F1 of every entity type."""
-    per_type = tuple((f"f1_{t}", f"F1 {t}") for t in types)
-    return _ranked_by(
-        key or "f1",
-        NER_COLUMNS,
-        list(NER_COLUMNS),
-        per_type,
-        unit_interval=True,
-        dev_key="dev_f1",
-        k_unit="training sentences",
-    )
-
-
-def _ranked_by(key: str, columns: dict[str, str], order: list[str], more=(), **options) -> Metric:
+def ranked_by(key: str, columns: dict[str, str], order: list[str], more=(), **options) -> Metric:
     """A corpus-score metric ranked by ``key``: the next of ``order`` is the second column, the rest (and
     ``more``) follow."""
     others = [k for k in order if k != key]
@@ -100,25 +48,23 @@ def _ranked_by(key: str, columns: dict[str, str], order: list[str], more=(), **o
 
 def metric_for(task: str, key: str | None = None, types: list[str] | tuple[str, ...] = ()) -> Metric:
     """The task's ranking metric; ``key`` picks another one (e.g. perplexity for open-ended dialogue).
-    ``types``: ner's entity types, one F1 column each."""
-    if task == "ner":
-        return ner_metric(key, types)
-    default = METRICS.get(task, METRICS["classification"])
-    if key is None or key == default.key:
-        return default
-    if task == "extractive-qa":
-        return Metric("exact_match", "EM", "f1", "F1", False, k_unit="questions in all")
-    if task != "generation":
-        return Metric(
-            key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
-        )
-    return _ranked_by(
-        key,
-        GENERATION_COLUMNS,
-        ["chrf", "rougeL", "bleu", "perplexity"],
-        lower_is_better=key == "perplexity",
-        k_unit="training pairs",
-    )
+    ``types``: ner's entity types, one F1 column each. (The task object decides: ``Task.metric``.)"""
+    from taskfit.tasks import get_task
+
+    return get_task(task).metric(key, types)
+
+
+def _default_metric() -> Metric:
+    return metric_for("classification")
+
+
+def __getattr__(name: str):
+    # METRICS (each task's default ranking metric), built on first use: the task modules import this one
+    if name == "METRICS":
+        from taskfit.tasks import TASK_NAMES
+
+        return {task: metric_for(task) for task in TASK_NAMES}
+    raise AttributeError(name)
 
 
 def shots_order(shots: str) -> float:
@@ -133,7 +79,7 @@ class Group:
     shots: str  # "0" (no training data), "8", ..., "all"
     ok: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
-    metric: Metric = METRICS["classification"]
+    metric: Metric = field(default_factory=_default_metric)
 
     @property
     def name(self) -> str:
@@ -196,7 +142,8 @@ class Group:
         }
 
 
-def group_records(records: list[dict], metric: Metric = METRICS["classification"]) -> list[Group]:
+def group_records(records: list[dict], metric: Metric | None = None) -> list[Group]:
+    metric = metric or _default_metric()
     groups: dict[tuple, Group] = {}
     for r in records:
         key = (r["strategy"], r["backbone"], r["shots"])
@@ -227,7 +174,7 @@ def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
 
 def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
     """One row per (strategy, backbone, K); the majority-class baseline last, as the floor to beat."""
-    m = groups[0].metric if groups else METRICS["classification"]
+    m = groups[0].metric if groups else _default_metric()
     extra = [label for _, label in m.extra]
     head = ["strategy", "backbone", "K", m.label, m.second_label, *extra, "runs", "trainable params", "fit s"]
     head += ["predict ex/s", "peak MB", "saved MB"]

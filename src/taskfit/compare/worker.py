@@ -16,12 +16,11 @@ import time
 import traceback
 from pathlib import Path
 
-from taskfit.compare.plan import update_fields
-from taskfit.config import DataConfig, PromptConfig, strategy_configs
+from taskfit.compare.cell import CellSpec
 from taskfit.errors import TaskfitError
-from taskfit.evaluation.metrics import classification_metrics
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy
+from taskfit.tasks import get_task
 from taskfit.training.distributed import RunOptions, is_main_process, world_size
 
 CELL_FILE = "cell.json"
@@ -30,43 +29,25 @@ ERROR_FILE = "error.txt"
 CHECKPOINTS = "checkpoints"
 
 
-def cell_spec(cell, config, threads: int, workers: int = 1, resume: bool = False) -> dict:
+def cell_spec(cell, config, threads: int, workers: int = 1, resume: bool = False) -> CellSpec:
     """What a worker process needs to run one cell (also written to the cell folder as cell.json)."""
-    return {
-        "key": cell.key,
-        "path": cell.path,
-        "strategy": cell.strategy.model_dump(mode="json"),
-        "shots": cell.shots,
-        "seed": cell.seed,
-        "data": config.data.for_shots(cell.shots if cell.shots != 0 else None).model_dump(mode="json"),
-        "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,
-        "device": config.device,
-        "trust_remote_code": config.trust_remote_code,
-        "task": config.task,
-        "threads": threads,
-        "workers": workers,  # cells running at once: timings are measured under that load
-        "training": config.training.model_dump(mode="json"),
-        "resume": resume,
-        **(update_fields(config) if config.from_run else {}),
-    }
+    return CellSpec.build(cell, config, threads, workers, resume)
 
 
-def run_options(spec: dict, directory: Path) -> RunOptions:
+def run_options(spec: CellSpec, directory: Path) -> RunOptions:
     """Checkpoints in the cell folder (resumed from with --resume), trackers writing there too."""
-    from taskfit.config import TrainingConfig
-
-    t = TrainingConfig.model_validate(spec.get("training") or {})
+    t = spec.training
     return RunOptions(
         checkpoint_dir=directory / CHECKPOINTS,
-        resume=bool(spec.get("resume")),
-        fingerprint=spec["key"],
+        resume=spec.resume,
+        fingerprint=spec.key,
         mixed_precision=t.mixed_precision,
         checkpoint_every_steps=t.checkpoint_every_steps,
         checkpoint_every_minutes=t.checkpoint_every_minutes,
         keep_checkpoints=t.keep_checkpoints,
         report_to=list(t.report_to),
         tracking_dir=directory / "tracking",
-        run_name=spec["path"],
+        run_name=spec.path,
     )
 
 
@@ -84,7 +65,7 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def cell_process_main(spec: dict, cell_dir: str, parent_pid: int, environ: dict[str, str]) -> None:
+def cell_process_main(spec: CellSpec, cell_dir: str, parent_pid: int, environ: dict[str, str]) -> None:
     """Entry point of a cell's process: output to log.txt, exit code 0 (ok) or 1 (failed, error.txt).
 
     ``environ`` is the grid process's environment now (the fork server kept the one it started with)."""
@@ -101,7 +82,7 @@ def cell_process_main(spec: dict, cell_dir: str, parent_pid: int, environ: dict[
     quiet_libraries()
     import torch
 
-    torch.set_num_threads(max(1, int(spec["threads"])))
+    torch.set_num_threads(max(1, spec.threads))
     try:
         run_cell(spec, directory)
     except Exception as exc:  # the parent reports it; the other cells go on
@@ -116,32 +97,31 @@ def write_failure(directory: Path, exc: BaseException) -> None:
     write_text_atomic(directory / ERROR_FILE, f"{type(exc).__name__}: {exc}\n\n{detail}")
 
 
-def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None) -> dict:
+def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | None = None) -> dict:
     """Run one cell in this process and write its folder; returns the metrics (also in metrics.json).
 
     With several processes (``accelerate launch``) every one runs the cell and only the main one writes."""
-    from taskfit.data.prepare import load_pools, sample_splits
+    from taskfit.data.prepare import sample_splits
 
+    spec = spec if isinstance(spec, CellSpec) else CellSpec.model_validate(spec)
+    task = get_task(spec.task)
     main = is_main_process()
     run = run_options(spec, directory)
     if main:
         (directory / ERROR_FILE).unlink(missing_ok=True)
         if not run.resume:  # a fresh start: checkpoints of an earlier attempt would only mislead
             shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
-    task = spec.get("task", "classification")
-    strategy_config = strategy_configs(task)[spec["strategy"]["name"]].model_validate(spec["strategy"])
-    data = DataConfig.model_validate(spec["data"])
-    prompt = PromptConfig.model_validate(spec["prompt"]) if spec["prompt"] else None
-    seed = spec["seed"] if spec["seed"] is not None else 0
-    splits = sample_splits(load_pools(data, task), data, seed)
-    if spec["shots"] == 0:  # no training data: nothing to sample, nothing to tune on
+    strategy_config, data, prompt = spec.strategy, spec.data, spec.prompt  # validated once, in CellSpec
+    seed = spec.seed if spec.seed is not None else 0
+    splits = sample_splits(task.load_pools(data), data, seed)
+    if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
         labels=splits.labels,
         prompt=prompt,
         seed=seed,
-        backbones=backbones or BackboneCache(spec["trust_remote_code"], spec["device"]),
+        backbones=backbones or BackboneCache(spec.trust_remote_code, spec.device),
         run=run,
         no_relation_label=data.no_relation_label,
     )
@@ -157,7 +137,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
     started = time.perf_counter()
     load_seconds = 0.0
     incremental = None
-    if strategy_config.search and spec.get("from") is not None:
+    if strategy_config.search and spec.is_update:
         raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
         from dataclasses import replace
@@ -170,11 +150,11 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             write_jsonl_atomic(directory / "search.jsonl", trials)
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
     else:
-        update = spec.get("from") is not None
+        update = spec.is_update
         if update:
             from taskfit.continual.incremental import load_start
 
-            strategy = load_start(spec["from"], strategy_config, ctx)
+            strategy = load_start(spec.from_run, strategy_config, ctx)
             splits.labels = ctx.labels  # the saved head's label order
         else:
             strategy = build_strategy(strategy_config, ctx)
@@ -185,20 +165,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
     started = time.perf_counter()
-    if task == "generation":
-        metrics, rows = evaluate_generation(strategy, splits.test)
-    elif task == "relation":
-        from taskfit.tasks.relation import evaluate_relation
-
-        metrics, rows = evaluate_relation(strategy, splits.test, splits.labels, data.no_relation_label)
-    elif task == "extractive-qa":
-        from taskfit.tasks.extractive_qa import evaluate_qa
-
-        metrics, rows = evaluate_qa(strategy, splits.test)
-    elif task == "ner":
-        metrics, rows = evaluate_ner(strategy, splits.test)
-    else:
-        metrics, rows = evaluate_classification(strategy, splits.test, splits.labels)
+    metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
     trainable, total = strategy.trainable_parameters()
     if main:
@@ -207,7 +174,7 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
         write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
     metrics.update(
         {
-            "key": spec["key"],
+            "key": spec.key,
             "load_seconds": load_seconds,
             "fit_seconds": fit_seconds,
             "predict_seconds": predict_seconds,
@@ -221,8 +188,8 @@ def run_cell(spec: dict, directory: Path, backbones: BackboneCache | None = None
             "chosen": chosen,
             "peak_rss_mb": peak_rss_mb(),
             "saved_mb": folder_mb(directory / "model") if main else None,
-            "threads": spec["threads"],
-            "workers": spec.get("workers", 1),
+            "threads": spec.threads,
+            "workers": spec.workers,
             "processes": world_size(),  # accelerate launch: processes that trained together
             "notes": splits.notes,
         }
@@ -262,7 +229,7 @@ def _accuracies(strategy, old_test, new_test) -> dict:
     }
 
 
-def start_update(spec: dict, strategy, splits, seed: int) -> dict:
+def start_update(spec: CellSpec, strategy, splits, seed: int) -> dict:
     """from: RUN_DIR: the saved model's accuracy on old and new test data, then the continual method anchored
     on it (and on the old training data)."""
     from taskfit.config import CONTINUAL_METHODS
@@ -270,18 +237,18 @@ def start_update(spec: dict, strategy, splits, seed: int) -> dict:
     from taskfit.data.prepare import load_pools, sample_splits
 
     old = None
-    if spec.get("old_data"):
-        old_cfg = DataConfig.model_validate(spec["old_data"])
+    if spec.old_data is not None:
+        old_cfg = spec.old_data
         old = sample_splits(load_pools(old_cfg), old_cfg, seed)
         if set(old.labels) != set(splits.labels):
             raise TaskfitError(
                 f"old_data has labels {old.labels}; the saved run and the new data have {splits.labels}"
             )
-    raw = spec.get("continual") or {"name": "naive"}
+    raw = spec.continual or {"name": "naive"}
     method = CONTINUAL_METHODS[raw["name"]].model_validate(raw)
     attach_method(strategy, method, old.train if old else [], seed)
     return {
-        "from": spec["from"],
+        "from": spec.from_run,
         "method": method.model_dump(mode="json"),
         "old_test": old.test if old else [],
         "before": _accuracies(strategy, old.test if old else [], splits.test),
@@ -297,71 +264,6 @@ def finish_update(update: dict, strategy, splits) -> dict:
         "after": after,
         "old_test_examples": len(update["old_test"]),
     }
-
-
-def evaluate_classification(strategy, test, labels: list[str]) -> tuple[dict, list[dict]]:
-    preds = strategy.predict(test)
-    metrics = classification_metrics([e.label for e in test], preds.labels, labels)
-    if hasattr(strategy, "diagnostics"):  # e.g. in-context: share of predictions = last demonstration's label
-        metrics["diagnostics"] = strategy.diagnostics(preds.labels, [e.label for e in test])
-    rows = [
-        {
-            "text": e.text,
-            "gold": e.label,
-            "predicted": p,
-            "probs": dict(zip(preds.label_names, map(float, pr))),
-        }
-        for e, p, pr in zip(test, preds.labels, preds.probs.tolist())
-    ]
-    return metrics, rows
-
-
-def evaluate_generation(strategy, test) -> tuple[dict, list[dict]]:
-    """BLEU/chrF/ROUGE/exact match of the generated texts, target perplexity, decoding speed."""
-    from taskfit.evaluation.generation_metrics import generation_metrics
-
-    generated = strategy.predict(test)
-    metrics = generation_metrics([e.target for e in test], generated.texts)
-    fit = strategy.perplexity(test)
-    metrics.update(
-        {
-            "perplexity": fit["perplexity"],
-            "target_loss": fit["loss"],
-            "target_tokens": fit["target_tokens"],
-            "generated_tokens": generated.new_tokens,
-            "generate_tokens_per_s": generated.new_tokens / max(generated.seconds, 1e-9),
-        }
-    )
-    rows = [{"input": e.text, "target": e.target, "generated": g} for e, g in zip(test, generated.texts)]
-    return metrics, rows
-
-
-def evaluate_ner(strategy, test) -> tuple[dict, list[dict]]:
-    """seqeval entity P/R/F1 (overall, per type, strict), token accuracy; the predicted entities per sentence
-    with character offsets; for prompted strategies, how much of the LM's output could not be read."""
-    from taskfit.data.ner import convert_tags, entities_of
-    from taskfit.evaluation.ner_metrics import ner_metrics
-
-    scheme = getattr(strategy.config, "scheme", None) or strategy.scheme
-    predicted = strategy.predict(test)
-    gold = [convert_tags(e.tags, scheme) for e in test]
-    metrics = ner_metrics(gold, [p["tags"] for p in predicted], scheme)
-    metrics["n"] = len(test)
-    if hasattr(strategy, "counts"):  # generative: unparseable lines/answers, texts not found in the sentence
-        metrics["parsing"] = dict(strategy.counts)
-    if hasattr(strategy, "stats"):  # taggers: windows, sentences split, words sharing a first token
-        metrics["alignment"] = dict(strategy.stats)
-    rows = []
-    for e, p in zip(test, predicted):
-        row = {
-            "text": e.text,
-            "gold": [g.as_dict() for g in entities_of(e, e.tags)],
-            "predicted": [x.as_dict() for x in p["entities"]],
-        }
-        if "answer" in p:
-            row["answer"] = p["answer"]
-        rows.append(row)
-    return metrics, rows
 
 
 def peak_rss_mb() -> float:
@@ -389,4 +291,4 @@ def read_finished(directory: Path, key: str) -> dict | None:
     return metrics if metrics.get("key") == key else None
 
 
-__all__ = ["Strategy", "cell_process_main", "cell_spec", "read_finished", "run_cell"]
+__all__ = ["CellSpec", "Strategy", "cell_process_main", "cell_spec", "read_finished", "run_cell"]

@@ -17,8 +17,15 @@ from taskfit.registry import REGISTRY
 from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
 
 # encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
-# into a trainable model (the registry marks them incremental)
-SUPPORTED = [e.name for e in REGISTRY.entries("classification") if e.incremental]
+# into a trainable model
+
+
+def updatable(task: str) -> list[str]:
+    """The strategies of a task whose saved runs a `from:` update can start from (the registry says)."""
+    return [e.name for e in REGISTRY.entries(task) if e.incremental]
+
+
+SUPPORTED = tuple(updatable("classification"))
 OLD = "old"  # the one "task" of an update: old and new data share it
 
 
@@ -43,17 +50,21 @@ def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:
     """The saved run's strategy file, once it is known to fit ``config`` (same strategy and backbone)."""
     saved = read_strategy_file(saved_model_dir(from_run))
     was = saved["strategy"]
-    if saved.get("task", "classification") != "classification":
-        raise TaskfitError(f"from: {from_run} is a {saved['task']} run; updates take classification runs")
+    task = saved.get("task", "classification")
+    if not updatable(task):
+        from taskfit.registry import REGISTRY
+
+        tasks = ", ".join(dict.fromkeys(e.task for e in REGISTRY.entries() if e.incremental))
+        raise TaskfitError(f"from: {from_run} is a {task} run; updates take {tasks} runs")
     if (was["name"], was.get("backbone")) != (config.name, config.backbone):
         raise TaskfitError(
             f"from: {from_run} is a {was['name']} run on {was.get('backbone')}, but {where} is {config.name} "
             f"on {config.backbone}; an update continues the same strategy on the same backbone "
             f"(set name: {was['name']}, backbone: {was.get('backbone')})"
         )
-    if config.name not in SUPPORTED:
+    if config.name not in updatable(task):
         raise TaskfitError(
-            f"from: updating a {config.name} run is not supported; supported: {', '.join(SUPPORTED)}"
+            f"from: updating a {config.name} run is not supported; supported: {', '.join(updatable(task))}"
         )
     return saved
 

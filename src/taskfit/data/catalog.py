@@ -43,19 +43,11 @@ class BuiltinDataset:
     conflicts_dropped: int
 
     def summary(self) -> str:
-        if self.card.task == "ner":
-            return ner_summary(self)
-        if self.card.task == "generation":
-            return "\n".join(
-                [
-                    f"{self.card.name}: {self.card.description} (task: generation)",
-                    f"  source:  {self.card.source}",
-                    f"  licence: {self.card.licence}",
-                    f"  sizes:   train {len(self.train)}, dev {len(self.dev)}, test {len(self.test)} pairs",
-                    f"  dropped: {self.duplicates_dropped} duplicate inputs, {self.conflicts_dropped} empty",
-                    *([f"  notes:   {self.card.notes}"] if self.card.notes else []),
-                ]
-            )
+        from taskfit.tasks import get_task
+
+        described = get_task(self.card.task).describe_builtin(self)
+        if described is not None:  # ner, generation: their own figures
+            return described
         counts = {s: Counter(e.label for e in getattr(self, s)) for s in ("train", "dev", "test")}
         lines = [
             f"{self.card.name}: {self.card.description}",
@@ -367,16 +359,13 @@ def card(name: str) -> Card:
 
 
 def load_builtin(name: str) -> BuiltinDataset:
+    from taskfit.tasks import get_task
+
     c = card(name)
-    if c.task == "ner":
-        sentences, dups, conflicts = split_sentences(CARDS[name][1]())
-        return BuiltinDataset(c, sentences["train"], sentences["dev"], sentences["test"], dups, conflicts)
-    if c.task == "generation":
-        pairs, dups, empty = split_pairs(CARDS[name][1]())
-        return BuiltinDataset(c, pairs["train"], pairs["dev"], pairs["test"], dups, empty)
-    splits, dups, conflicts = split_records(CARDS[name][1]())
-    labels = c.labels or tuple(sorted({e.label for e in splits["train"]}))  # type: ignore[type-var]
-    if not c.labels:
+    task = get_task(c.task)
+    splits, dups, conflicts = task.split_builtin(CARDS[name][1]())
+    if not c.labels and task.per_class:  # a label task's card without labels: those found in train
+        labels = tuple(sorted({e.label for e in splits["train"]}))  # type: ignore[type-var]
         from dataclasses import replace
 
         c = replace(c, labels=labels)

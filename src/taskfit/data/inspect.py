@@ -442,15 +442,17 @@ def check_pools(
     """The example-level checks on loaded pools, flagging labels too rare for the grid's largest K."""
     ks = [k for k in data.shot_grid() if k]
     splits = {"train": pools.train, "dev": pools.dev, "test": pools.test}
-    ner = getattr(pools, "task", "") == "ner"
+    from taskfit.tasks import get_task
+
+    task = get_task(getattr(pools, "task", "classification"))
     return check_examples(
         {k: v for k, v in splits.items() if v},
-        [] if ner else pools.labels,  # ner: entity types, not one class per example
+        pools.labels if task.per_class else [],  # ner: entity types, not one class per example
         max(ks, default=None),
         backbones,
         max_length,
         report,
-        windowed=ner,
+        windowed=task.tags_words,
     )
 
 

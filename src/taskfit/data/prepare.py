@@ -96,18 +96,14 @@ def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
 
 
 def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
-    if task == "generation":
-        return load_pair_pools(cfg)
-    if task == "relation":
-        from taskfit.tasks.relation import load_relation_pools
+    """All examples of a data config before k-shot sampling, read the way the task reads them."""
+    from taskfit.tasks import get_task
 
-        return load_relation_pools(cfg)
-    if task == "extractive-qa":
-        from taskfit.tasks.extractive_qa import load_qa_pools
+    return get_task(task).load_pools(cfg)
 
-        return load_qa_pools(cfg)
-    if task == "ner":
-        return load_ner_pools(cfg)
+
+def load_classification_pools(cfg: DataConfig) -> Pools:
+    """Labelled texts (a built-in or files); dev/test carved from train (stratified) when not given."""
     notes: list[str] = []
     if cfg.dataset:
         ds = _builtin(cfg, "classification", "", "duplicates", notes)
@@ -274,7 +270,9 @@ def drop_cross_split_duplicates(
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
     train, dev, notes = pools.train, pools.dev, list(pools.notes)
-    if not pools.labels or pools.task == "ner":  # generation, ner: K pairs/sentences in all, not per class
+    from taskfit.tasks import get_task
+
+    if not pools.labels or not get_task(pools.task).per_class:  # generation, ner: K pairs/sentences in all
         if cfg.k is not None:
             train = k_pairs(pools.train, cfg.k, seed, "train")
         dev_k = cfg.dev_shots or cfg.k

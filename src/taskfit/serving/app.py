@@ -317,7 +317,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
         inputs_total.inc(len(examples))
         return {"model": predictor.name, "task": predictor.task, "predictions": results}
 
-    if predictor.task != "generation":
+    if not predictor.generates:  # the completion and chat endpoints serve text-writing runs only
         return app
 
     def decoding_for(body: _OpenAIBase, max_tokens: int | None) -> DecodingConfig:

@@ -21,6 +21,7 @@ from taskfit.config import DecodingConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies import BackboneCache, load_strategy, read_strategy_file
+from taskfit.tasks import get_task
 
 
 def model_dir(path: str | Path) -> Path:
@@ -43,7 +44,7 @@ class Completion:
 @dataclass
 class Predictor:
     strategy: object
-    task: str  # "classification" or "generation"
+    task: str  # the run's task (taskfit.tasks.TASK_NAMES)
     name: str  # the run's strategy id, shown as the served model's name
     labels: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward pass at a time
@@ -60,30 +61,21 @@ class Predictor:
             list(saved.get("labels") or []),
         )
 
+    @property
+    def generates(self) -> bool:
+        """Whether this run writes text (the completion and chat endpoints)."""
+        return get_task(self.task).generates
+
     # -- the common path: one result dict per input ------------------------------------------------------
 
     def predict(self, examples: Sequence[Example]) -> list[dict]:
         with self.lock, torch.no_grad():
-            if self.task == "generation":
-                return [{"generated": t} for t in self.strategy.predict(list(examples)).texts]  # type: ignore[attr-defined]
-            if self.task == "extractive-qa":  # text: the question, text_pair: the context
-                return [
-                    {"answer": a.text, "start": a.start, "end": a.end, "score": a.score}
-                    for a in self.strategy.predict(list(examples))  # type: ignore[attr-defined]
-                ]
-            if self.task == "ner":  # entities with character offsets into each input text
-                found = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
-                return [{"entities": [e.as_dict() for e in p["entities"]]} for p in found]
-            preds = self.strategy.predict(list(examples))  # type: ignore[attr-defined]
-            return [
-                {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}
-                for label, probs in zip(preds.labels, preds.probs.tolist())
-            ]
+            return get_task(self.task).serve(self.strategy, list(examples))
 
     # -- generation: raw completions and chat turns (OpenAI-compatible endpoints) -------------------------
 
     def _require_generation(self) -> None:
-        if self.task != "generation":
+        if not self.generates:
             raise TaskfitError(f"this run is a {self.task} model; it cannot generate text (use /v1/predict)")
 
     @property

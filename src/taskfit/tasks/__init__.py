@@ -1,1 +1,36 @@
-"""Tasks beyond single-label text classification: each module holds its reader, encoding, model and strategies."""
+"""Tasks: one object per task owning what differs by task (``get_task``), and the modules of the span tasks
+(relation, extractive-qa: their reader, encoding, model and strategies).
+
+``get_task`` imports only the small task-object module; torch-heavy code is imported inside its methods.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from taskfit.errors import TaskfitError, did_you_mean
+from taskfit.tasks.base import Task
+
+# task name -> "module:attribute" of its task object
+_TASKS = {
+    "classification": "taskfit.tasks.classification:CLASSIFICATION",
+    "generation": "taskfit.tasks.generation:GENERATION",
+    "ner": "taskfit.tasks.ner:NER",
+    "relation": "taskfit.tasks.span:RELATION",
+    "extractive-qa": "taskfit.tasks.span:EXTRACTIVE_QA",
+}
+TASK_NAMES: tuple[str, ...] = tuple(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task object of a task name (as in a config's ``task:``)."""
+    where = _TASKS.get(name)
+    if where is None:
+        raise TaskfitError(
+            f"unknown task '{name}'; tasks: {', '.join(TASK_NAMES)}." + did_you_mean(name, TASK_NAMES)
+        )
+    module, _, attr = where.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["TASK_NAMES", "Task", "get_task"]

@@ -1,0 +1,91 @@
+"""What a worker needs to run one grid cell, typed: built by the planner, validated once, read by the worker.
+
+It is written to the cell folder as ``cell.json`` (``CellSpec.as_json``); the field names are those of the
+untyped dict older taskfit versions wrote, so ``taskfit runs show`` reads old and new folders alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
+
+from taskfit.config import DataConfig, PromptConfig, StrategyBase, TrainingConfig
+
+
+class CellSpec(BaseModel):
+    """One cell's resolved settings. ``strategy`` is the validated config of its task's strategy class."""
+
+    # extra fields are ignored: a cell.json written by a later version still reads
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    key: str
+    path: str
+    task: str = "classification"
+    strategy: SerializeAsAny[StrategyBase]
+    shots: int | None
+    seed: int | None
+    data: DataConfig
+    prompt: PromptConfig | None = None
+    device: str = "auto"
+    trust_remote_code: bool = False
+    threads: int = 1
+    workers: int = 1  # cells running at once: timings are measured under that load
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    resume: bool = False
+    # an incremental update (from: RUN_DIR): what it starts from and how it limits forgetting
+    from_run: str | None = Field(None, alias="from")
+    old_data: DataConfig | None = None
+    continual: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_of_task(cls, raw: Any) -> Any:
+        """A strategy given as a dict (cell.json) is validated by its task's config class (the registry)."""
+        if isinstance(raw, dict) and isinstance(raw.get("strategy"), dict):
+            from taskfit.registry import REGISTRY
+
+            task = raw.get("task") or "classification"
+            entry = REGISTRY.get(task, raw["strategy"]["name"])
+            raw = {**raw, "task": task, "strategy": entry.config.model_validate(raw["strategy"])}
+        return raw
+
+    @property
+    def is_update(self) -> bool:
+        return self.from_run is not None
+
+    def as_json(self) -> dict:
+        """cell.json's content (the fields and layout older versions wrote)."""
+        out = self.model_dump(mode="json", by_alias=True, exclude={"from_run", "old_data", "continual"})
+        if self.is_update:
+            out.update(
+                {
+                    "from": self.from_run,
+                    "old_data": self.old_data.model_dump(mode="json") if self.old_data else None,
+                    "continual": self.continual,
+                }
+            )
+        return out
+
+    @classmethod
+    def build(cls, cell, config, threads: int, workers: int = 1, resume: bool = False) -> CellSpec:
+        """The spec of one planned cell (``plan_cells``) of ``config``."""
+        return cls(
+            key=cell.key,
+            path=cell.path,
+            task=config.task,
+            strategy=cell.strategy,
+            shots=cell.shots,
+            seed=cell.seed,
+            data=config.data.for_shots(cell.shots if cell.shots != 0 else None),
+            prompt=config.prompt,
+            device=config.device,
+            trust_remote_code=config.trust_remote_code,
+            threads=threads,
+            workers=workers,
+            training=config.training,
+            resume=resume,
+            from_run=config.from_run,
+            old_data=config.old_data,
+            continual=config.continual.model_dump(mode="json") if config.continual else None,
+        )

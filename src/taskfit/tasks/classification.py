@@ -1,0 +1,73 @@
+"""task: classification (the default). One label per text (or text pair); K counts examples per label."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskfit.tasks.base import Task
+
+
+def label_metric(key: str, default) -> Any:
+    """A label task's ranking metric: the default one, or another share of test examples by its key."""
+    from taskfit.compare.summary import Metric
+
+    if key is None or key == default.key:
+        return default
+    return Metric(
+        key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
+    )
+
+
+def label_rows(test: list, preds: Any, text=lambda e: e.text) -> list[dict]:
+    """predictions.jsonl rows of a label task: text, gold, predicted, the probability of every label."""
+    return [
+        {
+            "text": text(e),
+            "gold": e.label,
+            "predicted": p,
+            "probs": dict(zip(preds.label_names, map(float, pr))),
+        }
+        for e, p, pr in zip(test, preds.labels, preds.probs.tolist())
+    ]
+
+
+def label_scores(strategy: Any, examples: list) -> list[dict]:
+    """Served label predictions: the label and the score of every label."""
+    preds = strategy.predict(examples)
+    return [
+        {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}
+        for label, probs in zip(preds.labels, preds.probs.tolist())
+    ]
+
+
+class Classification(Task):
+    name = "classification"
+    in_cell_key = False
+
+    def load_pools(self, cfg):
+        from taskfit.data.prepare import load_classification_pools
+
+        return load_classification_pools(cfg)
+
+    def metric(self, key: str | None = None, labels: Sequence[str] = ()):
+        from taskfit.compare.summary import Metric
+
+        return label_metric(key, Metric("accuracy", "accuracy", "macro_f1", "macro-F1", True))
+
+    def evaluate(self, strategy, splits, data) -> tuple[dict, list[dict]]:
+        from taskfit.evaluation.metrics import classification_metrics
+
+        test = splits.test
+        preds = strategy.predict(test)
+        metrics = classification_metrics([e.label for e in test], preds.labels, splits.labels)
+        diagnostics = getattr(strategy, "diagnostics", None)
+        if diagnostics is not None:  # e.g. in-context: share of predictions = last demonstration's label
+            metrics["diagnostics"] = diagnostics(preds.labels, [e.label for e in test])
+        return metrics, label_rows(test, preds)
+
+    def serve(self, strategy, examples: list) -> list[dict]:
+        return label_scores(strategy, examples)
+
+
+CLASSIFICATION = Classification()

@@ -1,0 +1,104 @@
+"""Cell keys and the typed cell spec (compare/cell.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from taskfit.compare.cell import CellSpec
+from taskfit.compare.plan import plan_cells, resolve_prompt
+from taskfit.config import DataConfig, LoraStrategyConfig, NerLoraConfig, TrainingConfig, validate_config
+
+FINGERPRINT = "f" * 64
+CONFIGS = {
+    "classification": {
+        "name": "pin",
+        "data": {"dataset": "mr", "shots": [8, 16]},
+        "seeds": [0, 1],
+        "strategies": [
+            {"name": "head-finetune", "backbone": "minilm"},
+            {"name": "zero-shot", "backbone": "smollm2"},
+            {"name": "lora", "backbone": "minilm", "id": "lora-r4", "r": 4},
+        ],
+    },
+    "ner": {
+        "name": "pin",
+        "task": "ner",
+        "data": {"dataset": "peoples-daily-ner", "shots": 16},
+        "strategies": [{"name": "lora", "backbone": "minilm"}, {"name": "zero-shot", "backbone": "smollm2"}],
+    },
+    "generation": {
+        "name": "pin",
+        "task": "generation",
+        "data": {"dataset": "movie-dialog", "shots": 32},
+        "strategies": [{"name": "lora", "backbone": "smollm2"}],
+    },
+}
+# Computed by plan_cells on main before the task objects and CellSpec existed (commit f959d41): finished
+# cells of existing run folders are recognised by these keys, so they must never change.
+PINNED = {
+    "classification": {
+        "head-finetune/minilm/k8/seed-0": "89e2993c3e82b51b",
+        "head-finetune/minilm/k8/seed-1": "c631126e5e11d61d",
+        "head-finetune/minilm/k16/seed-0": "25473ec8620ce105",
+        "head-finetune/minilm/k16/seed-1": "51785ff91476aee0",
+        "zero-shot/smollm2/k0": "5d7b35287c65a8d0",
+        "lora-r4/minilm/k8/seed-0": "66a8ae1d8dfe92a2",
+        "lora-r4/minilm/k8/seed-1": "77ea9fc9f0e2fab7",
+        "lora-r4/minilm/k16/seed-0": "aea9eeff1577caac",
+        "lora-r4/minilm/k16/seed-1": "d21528ec44fff824",
+    },
+    "ner": {"lora/minilm/k16/seed-0": "f7bd4650c2b826bc", "zero-shot/smollm2/k0": "0a66048b3f8bdb85"},
+    "generation": {"lora/smollm2/k32/seed-0": "9aae76dbdadcf859"},
+}
+
+
+def _cells(task: str):
+    config = resolve_prompt(validate_config(CONFIGS[task]))
+    return config, plan_cells(config, FINGERPRINT)
+
+
+@pytest.mark.parametrize("task", sorted(CONFIGS))
+def test_cell_keys_stay_what_they_were(task):
+    _, cells = _cells(task)
+    assert {c.path: c.key for c in cells} == PINNED[task]
+
+
+def test_cell_spec_is_typed_and_cell_json_keeps_its_fields():
+    config, cells = _cells("ner")
+    spec = CellSpec.build(cells[0], config, threads=2, workers=3)
+    assert isinstance(spec.strategy, NerLoraConfig) and isinstance(spec.data, DataConfig)
+    assert spec.data.shots == 16 and spec.task == "ner" and not spec.is_update
+    written = json.loads(json.dumps(spec.as_json()))
+    for field in ("key", "path", "strategy", "shots", "seed", "data", "prompt", "device", "task", "threads"):
+        assert field in written, field
+    assert "from" not in written and "from_run" not in written
+    assert written["strategy"] == cells[0].strategy.model_dump(mode="json")  # every field of the subclass
+    again = CellSpec.model_validate(written)  # read back: the strategy validated by its task's class
+    assert isinstance(again.strategy, NerLoraConfig) and again == spec
+
+
+def test_a_cell_json_of_an_older_version_still_reads():
+    old = {  # as worker.cell_spec wrote it: a classification cell had no "task"
+        "key": "0123456789abcdef",
+        "path": "lora/minilm/k8/seed-0",
+        "strategy": {"name": "lora", "backbone": "minilm", "r": 4},
+        "shots": 8,
+        "seed": 0,
+        "data": {"dataset": "mr", "shots": 8},
+        "prompt": None,
+        "device": "auto",
+        "trust_remote_code": False,
+        "threads": 1,
+        "workers": 1,
+        "training": TrainingConfig().model_dump(mode="json"),
+        "resume": False,
+        "from": "runs/old/lora/minilm/k8/seed-0",
+        "old_data": None,
+        "continual": {"name": "naive"},
+    }
+    spec = CellSpec.model_validate(old)
+    assert isinstance(spec.strategy, LoraStrategyConfig) and spec.task == "classification"
+    assert spec.is_update and spec.from_run == old["from"] and spec.continual == {"name": "naive"}
+    assert spec.as_json()["from"] == old["from"]
