@@ -93,7 +93,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 def shipped_example(name: str, task: str):
     """An example config under examples/ (its data paths made absolute) and the pools it loads."""
     from taskfit.config import load_config
-    from taskfit.data.prepare import load_pools
+    from taskfit.tasks import load_pools
 
     root = Path(__file__).parent.parent
     config = load_config(root / "examples" / name)

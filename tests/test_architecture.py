@@ -1,8 +1,9 @@
 """The shape of the code, checked: no import cycles among taskfit's modules, no module past ~600 lines.
 
 Every ``import`` counts, including those inside functions: a lazy import hides a cycle from the interpreter,
-not from a reader. The edge from a submodule to its parent package (which Python imports first) does not count:
-a package's ``__init__`` re-exporting its submodules is not a cycle.
+not from a reader. Two kinds of edge do not count: from a submodule to its parent package (a package's
+``__init__`` re-exporting its submodules is not a cycle), and imports under ``if TYPE_CHECKING:`` (annotations
+only; they never run).
 """
 
 from __future__ import annotations
@@ -22,12 +23,25 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node, less the bodies of ``if TYPE_CHECKING:`` blocks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+
+
 def import_graph() -> dict[str, set[str]]:
     files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
         is_package = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -39,7 +53,9 @@ def import_graph() -> dict[str, set[str]]:
                 else:
                     module = node.module or ""
                 # `from pkg import submodule` imports the submodule; `from module import name` the module
-                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in files else module for a in node.names]
+                targets = [
+                    f"{module}.{a.name}" if f"{module}.{a.name}" in files else module for a in node.names
+                ]
             for target in targets:
                 while target and target not in files:  # `import taskfit.a.b.c` of a name inside taskfit.a.b
                     target = target.rpartition(".")[0]

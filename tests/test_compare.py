@@ -247,7 +247,7 @@ def test_recommendation_separates_real_differences_from_seed_noise():
 
 def test_plan_covers_the_grid_and_keys_change_only_with_what_decides_a_result(sentiment_csv, tiny_bert_dir):
     from taskfit.compare.plan import data_fingerprint, plan_cells
-    from taskfit.data.prepare import load_pools
+    from taskfit.tasks import load_pools
 
     raw = grid(sentiment_csv, tiny_bert_dir)
     raw["data"]["shots"] = [4, "all", 2]

@@ -5,9 +5,10 @@ import pytest
 
 from taskfit.config import DataConfig
 from taskfit.data.catalog import load_builtin, normalise, split_records
-from taskfit.data.prepare import k_shot, load_pools, sample_splits
+from taskfit.data.prepare import k_shot, sample_splits
 from taskfit.data.readers import Columns, Example, read_examples
 from taskfit.errors import TaskfitError
+from taskfit.tasks import load_pools
 
 from .conftest import write_csv
 

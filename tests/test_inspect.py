@@ -7,8 +7,8 @@ import pytest
 from taskfit.cli import main
 from taskfit.config import DataConfig
 from taskfit.data.inspect import InspectReport, check_examples, inspect_data, scan_file
-from taskfit.data.prepare import load_pools
 from taskfit.data.readers import Example
+from taskfit.tasks import load_pools
 
 
 def by_check(report: InspectReport) -> dict:

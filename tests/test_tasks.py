@@ -35,13 +35,11 @@ def test_every_task_provides_the_whole_interface(name):
         "recommendation_notes",
         "check_prompt",
         "check_export",
-        "export",
-        "split_builtin",
-        "describe_builtin",
         "inspect_files",
     ):
         assert callable(getattr(task, method))
     assert isinstance(task.k_unit, str) and task.k_unit
+    assert task.exporter in ("classifier", "causal-lm", None)
     assert isinstance(task.per_class, bool) and isinstance(task.generates, bool)
     keys = task.metric_keys
     assert keys and task.metric().key == keys[0]  # the first valid key is the default ranking

@@ -6,8 +6,9 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
+
+from taskfit.libraries import quiet_libraries
 
 DEFAULT_GRID = Path(__file__).parent / "compare" / "default.yaml"
 
@@ -418,17 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """taskfit reports its own progress; the libraries' per-load bars and notices only add noise."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
-
-
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     quiet_libraries()
     from taskfit.errors import TaskfitError

@@ -106,7 +106,10 @@ def export_run(
         # CPU: an export is a one-off; ONNX tracing and parity are simplest there. No remote code, ever.
         strategy = load_strategy(model_dir, BackboneCache(trust_remote_code=False, device="cpu"))
         with torch.no_grad():
-            result = get_task(task).export(strategy, saved, tmp, form, merge, onnx, texts, atol)
+            if get_task(task).exporter == "causal-lm":
+                result = export_causal_lm(strategy, tmp, form, merge, texts, atol)
+            else:
+                result = export_classifier(strategy, saved, tmp, form, merge, onnx, texts, atol)
         pickled = [p.name for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
         if pickled:  # save_pretrained writes safetensors in transformers 5 and peft; guard the promise anyway
             raise TaskfitError(f"export wrote pickle-format files {pickled}; refusing to publish it")

@@ -93,7 +93,9 @@ class StrategyEntry:
 
 
 def _e(task: str, name: str, config: type, implementation: str, **kw: Any) -> StrategyEntry:
-    module = implementation if implementation.startswith("taskfit.") else "taskfit.strategies." + implementation
+    module = (
+        implementation if implementation.startswith("taskfit.") else "taskfit.strategies." + implementation
+    )
     return StrategyEntry(task, name, config, module, **kw)
 
 

@@ -42,11 +42,10 @@ from taskfit.compare.worker import (
     write_failure,
 )
 from taskfit.config import ExperimentConfig
-from taskfit.data.prepare import load_pools
 from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_text_atomic
 from taskfit.models.backbones import resolve_device
-from taskfit.tasks import get_task
+from taskfit.tasks import get_task, load_pools
 from taskfit.training.distributed import is_main_process, wait_for_everyone, world_size
 from taskfit.training.loop import TrainingInterrupted
 

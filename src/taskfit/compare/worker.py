@@ -77,7 +77,7 @@ def cell_process_main(spec: CellSpec, cell_dir: str, parent_pid: int, environ: d
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    from taskfit.cli import quiet_libraries
+    from taskfit.libraries import quiet_libraries
 
     quiet_libraries()
     import torch
@@ -234,7 +234,8 @@ def start_update(spec: CellSpec, strategy, splits, seed: int) -> dict:
     on it (and on the old training data)."""
     from taskfit.config import CONTINUAL_METHODS
     from taskfit.continual.incremental import attach_method
-    from taskfit.data.prepare import load_pools, sample_splits
+    from taskfit.data.prepare import sample_splits
+    from taskfit.tasks import load_pools
 
     old = None
     if spec.old_data is not None:

@@ -24,9 +24,10 @@ from taskfit.config import ContinualConfig
 from taskfit.continual.methods import METHODS, Tools, make_optimizer
 from taskfit.continual.metrics import continual_metrics
 from taskfit.continual.model import build_model, predict_task, save_model, tokenize
-from taskfit.data.prepare import Splits, load_pools, sample_splits
+from taskfit.data.prepare import Splits, sample_splits
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from taskfit.models.backbones import load_backbone, resolve_device
+from taskfit.tasks import load_pools
 from taskfit.training.loop import LoopSettings, accuracy, fit_epochs
 
 RESULT_FILE = "result.json"

@@ -1,7 +1,7 @@
 """Data: readers for user files, the built-in catalog, and k-shot sampling."""
 
 from taskfit.data.catalog import builtin_names, load_builtin
-from taskfit.data.prepare import Pools, Splits, k_shot, load_pools, sample_splits
+from taskfit.data.prepare import Pools, Splits, k_shot, sample_splits
 from taskfit.data.readers import Columns, Example, read_examples
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "builtin_names",
     "k_shot",
     "load_builtin",
-    "load_pools",
     "read_examples",
     "sample_splits",
 ]

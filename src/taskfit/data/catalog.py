@@ -31,6 +31,10 @@ class Card:
     label_descriptions: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     task: str = "classification"
+    # how its records become train/dev/test (default: labelled texts, split_records) and its `taskfit
+    # datasets NAME` text (default: label counts per split); set for sentence and pair datasets
+    split: Callable | None = None
+    describe: Callable | None = None
 
 
 @dataclass
@@ -43,11 +47,8 @@ class BuiltinDataset:
     conflicts_dropped: int
 
     def summary(self) -> str:
-        from taskfit.tasks import get_task
-
-        described = get_task(self.card.task).describe_builtin(self)
-        if described is not None:  # ner, generation: their own figures
-            return described
+        if self.card.describe is not None:  # ner, generation: their own figures
+            return self.card.describe(self)
         counts = {s: Counter(e.label for e in getattr(self, s)) for s in ("train", "dev", "test")}
         lines = [
             f"{self.card.name}: {self.card.description}",
@@ -221,6 +222,20 @@ def ner_summary(ds: BuiltinDataset) -> str:
     return "\n".join(lines)
 
 
+def pairs_summary(ds: BuiltinDataset) -> str:
+    c = ds.card
+    return "\n".join(
+        [
+            f"{c.name}: {c.description} (task: generation)",
+            f"  source:  {c.source}",
+            f"  licence: {c.licence}",
+            f"  sizes:   train {len(ds.train)}, dev {len(ds.dev)}, test {len(ds.test)} pairs",
+            f"  dropped: {ds.duplicates_dropped} duplicate inputs, {ds.conflicts_dropped} empty",
+            *([f"  notes:   {c.notes}"] if c.notes else []),
+        ]
+    )
+
+
 SENTIMENT_VERBALIZER = {"positive": [" positive"], "negative": [" negative"]}
 TREC_WORDS = {
     "ABBR": " abbreviation",
@@ -320,6 +335,8 @@ CARDS: dict[str, tuple[Card, Callable[[], list[tuple[str, str, str]]]]] = {
             notes="lower-cased, some replies cut mid-sentence; one reply kept per distinct statement; chat "
             "backbones see the statement as the user turn, others as a line followed by the reply",
             task="generation",
+            split=split_pairs,
+            describe=pairs_summary,
         ),
         _movie_dialog,
     ),
@@ -340,6 +357,8 @@ CARDS: dict[str, tuple[Card, Callable[[], list[tuple[str, str, str]]]]] = {
             "name (countries, cities, rivers); nz (other proper nouns), nx (foreign strings) and titles are "
             "O; no nested entities (中共中央 is one ORG, its 中 is not a LOC); no nrf/nrg tags in this copy",
             task="ner",
+            split=split_sentences,
+            describe=ner_summary,
         ),
         _peoples_daily,
     ),
@@ -359,12 +378,9 @@ def card(name: str) -> Card:
 
 
 def load_builtin(name: str) -> BuiltinDataset:
-    from taskfit.tasks import get_task
-
     c = card(name)
-    task = get_task(c.task)
-    splits, dups, conflicts = task.split_builtin(CARDS[name][1]())
-    if not c.labels and task.per_class:  # a label task's card without labels: those found in train
+    splits, dups, conflicts = (c.split or split_records)(CARDS[name][1]())
+    if not c.labels and c.split is None:  # labelled texts without labels on the card: those found in train
         labels = tuple(sorted({e.label for e in splits["train"]}))  # type: ignore[type-var]
         from dataclasses import replace
 

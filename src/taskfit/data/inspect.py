@@ -413,8 +413,8 @@ def inspect_data(
     data, backbones: list[str] | None = None, max_length: int = 256, task: str = "classification"
 ) -> InspectReport:
     """All checks for a data config: its raw files first (these never stop), then the examples a run sees."""
-    from taskfit.data.prepare import load_pools
     from taskfit.errors import TaskfitError
+    from taskfit.tasks import load_pools
 
     report = InspectReport()
     scan_files(data, report)

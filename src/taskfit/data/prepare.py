@@ -34,7 +34,8 @@ class Pools:
     test: list[Example]
     labels: list[str]
     notes: list[str]
-    task: str = "classification"  # ner: K sentences in all, not K per class
+    task: str = "classification"
+    per_class: bool = True  # K examples of every label; ner: K sentences in all (a sentence has many types)
 
 
 def k_shot(
@@ -93,13 +94,6 @@ def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
                 f"{e.source}: label '{e.label}' in {name} does not occur in train (labels: {', '.join(labels)})."
                 + did_you_mean(e.label or "", labels)
             )
-
-
-def load_pools(cfg: DataConfig, task: str = "classification") -> Pools:
-    """All examples of a data config before k-shot sampling, read the way the task reads them."""
-    from taskfit.tasks import get_task
-
-    return get_task(task).load_pools(cfg)
 
 
 def load_classification_pools(cfg: DataConfig) -> Pools:
@@ -240,7 +234,7 @@ def load_ner_pools(cfg: DataConfig) -> Pools:
             train, dev = order[n:], order[:n]
             notes.append(f"no dev file: held out 10% of train ({len(dev)} sentences)")
     train, dev = _dedupe(cfg, train, dev, test, notes, "sentences", "text")
-    return Pools(train, dev, _limit_test(cfg, test, notes, "sentences"), types, notes, "ner")
+    return Pools(train, dev, _limit_test(cfg, test, notes, "sentences"), types, notes, "ner", per_class=False)
 
 
 def k_pairs(examples: list[Example], k: int, seed: int, what: str = "train", allow_fewer: bool = False):
@@ -270,9 +264,7 @@ def drop_cross_split_duplicates(
 
 def sample_splits(pools: Pools, cfg: DataConfig, seed: int) -> Splits:
     train, dev, notes = pools.train, pools.dev, list(pools.notes)
-    from taskfit.tasks import get_task
-
-    if not pools.labels or not get_task(pools.task).per_class:  # generation, ner: K pairs/sentences in all
+    if not pools.labels or not pools.per_class:  # generation, ner: K pairs/sentences in all
         if cfg.k is not None:
             train = k_pairs(pools.train, cfg.k, seed, "train")
         dev_k = cfg.dev_shots or cfg.k

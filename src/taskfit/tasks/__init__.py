@@ -33,4 +33,9 @@ def get_task(name: str) -> Task:
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["TASK_NAMES", "Task", "get_task"]
+def load_pools(cfg, task: str = "classification"):
+    """All examples of a data config before k-shot sampling, read the way the task reads them."""
+    return get_task(task).load_pools(cfg)
+
+
+__all__ = ["TASK_NAMES", "Task", "get_task", "load_pools"]

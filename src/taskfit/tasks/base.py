@@ -35,6 +35,9 @@ class Task:
     # Whether cell keys name the task: classification keys predate tasks, so they leave it out (and keep
     # the keys of existing run folders).
     in_cell_key: ClassVar[bool] = True
+    # how `taskfit export` writes a run: "classifier" (an encoder/LM classifier with its head), "causal-lm"
+    # (a generation fine-tune), None (check_export refuses first)
+    exporter: ClassVar[str | None] = "classifier"
 
     # -- data --------------------------------------------------------------------------------------------
 
@@ -109,33 +112,7 @@ class Task:
         """Refuse, before anything loads, what this task's runs cannot be exported as; ``serve``: the
         alternative to suggest."""
 
-    def export(
-        self,
-        strategy: Any,
-        saved: dict,
-        tmp: Path,
-        form: str,
-        merge: bool,
-        onnx: bool,
-        texts: list,
-        atol: float,
-    ) -> dict:
-        """Write the exported model into ``tmp``; returns its description (see ``taskfit.export``)."""
-        from taskfit.export import export_classifier
-
-        return export_classifier(strategy, saved, tmp, form, merge, onnx, texts, atol)
-
-    # -- built-in datasets -------------------------------------------------------------------------------
-
-    def split_builtin(self, records: list) -> tuple[dict, int, int]:
-        """A built-in dataset's records -> ({split: examples}, duplicates dropped, conflicts dropped)."""
-        from taskfit.data.catalog import split_records
-
-        return split_records(records)
-
-    def describe_builtin(self, ds: Any) -> str | None:
-        """``taskfit datasets NAME``'s text, or None for the default (label counts per split)."""
-        return None
+    # -- inspect -----------------------------------------------------------------------------------------
 
     def inspect_files(self, train: str, dev: str | None, test: str | None) -> Any:
         """``taskfit inspect --task``: a report on raw files in this task's own format, or None for the

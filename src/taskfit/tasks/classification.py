@@ -10,7 +10,7 @@ from taskfit.tasks.base import Task
 
 def label_metric(key: str, default) -> Any:
     """A label task's ranking metric: the default one, or another share of test examples by its key."""
-    from taskfit.compare.summary import Metric
+    from taskfit.evaluation.ranking import Metric
 
     if key is None or key == default.key:
         return default
@@ -51,7 +51,7 @@ class Classification(Task):
         return load_classification_pools(cfg)
 
     def metric(self, key: str | None = None, labels: Sequence[str] = ()):
-        from taskfit.compare.summary import Metric
+        from taskfit.evaluation.ranking import Metric
 
         return label_metric(key, Metric("accuracy", "accuracy", "macro_f1", "macro-F1", True))
 

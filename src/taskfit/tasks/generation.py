@@ -25,6 +25,7 @@ class Generation(Task):
     k_unit = "training pairs"
     per_class = False
     generates = True
+    exporter = "causal-lm"
 
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_pair_pools
@@ -34,7 +35,7 @@ class Generation(Task):
         return pools
 
     def metric(self, key: str | None = None, labels: Sequence[str] = ()):
-        from taskfit.compare.summary import Metric, ranked_by
+        from taskfit.evaluation.ranking import Metric, ranked_by
 
         if key is None or key == "chrf":
             return Metric(
@@ -103,33 +104,10 @@ class Generation(Task):
                 "and convert it with a tool built for decoders (e.g. optimum-cli export onnx)"
             )
 
-    def export(self, strategy, saved, tmp, form, merge, onnx, texts, atol) -> dict:
-        from taskfit.export import export_causal_lm
-
-        return export_causal_lm(strategy, tmp, form, merge, texts, atol)
-
-    def split_builtin(self, records: list):
-        from taskfit.data.catalog import split_pairs
-
-        return split_pairs(records)
-
-    def describe_builtin(self, ds) -> str:
-        c = ds.card
-        return "\n".join(
-            [
-                f"{c.name}: {c.description} (task: generation)",
-                f"  source:  {c.source}",
-                f"  licence: {c.licence}",
-                f"  sizes:   train {len(ds.train)}, dev {len(ds.dev)}, test {len(ds.test)} pairs",
-                f"  dropped: {ds.duplicates_dropped} duplicate inputs, {ds.conflicts_dropped} empty",
-                *([f"  notes:   {c.notes}"] if c.notes else []),
-            ]
-        )
-
 
 def generation_samples(out: Path, groups: list, count: int = 5) -> list[dict]:
     """The first ``count`` test inputs with every row's output (first seed, largest K): before vs after."""
-    from taskfit.compare.summary import shots_order
+    from taskfit.evaluation.ranking import shots_order
 
     outputs: dict[str, dict[str, str]] = {}
     targets: dict[str, str] = {}

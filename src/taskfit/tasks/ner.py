@@ -17,6 +17,7 @@ COLUMNS = {
 
 class Ner(Task):
     name = "ner"
+    exporter = None  # check_export says why, and what works instead
     k_unit = "training sentences"
     per_class = False  # a sentence holds entities of several types: K sentences in all
     tags_words = True
@@ -28,7 +29,7 @@ class Ner(Task):
 
     def metric(self, key: str | None = None, labels: Sequence[str] = ()):
         """Entity F1 (seqeval) first, then the other figures and the F1 of every entity type (``labels``)."""
-        from taskfit.compare.summary import ranked_by
+        from taskfit.evaluation.ranking import ranked_by
 
         per_type = tuple((f"f1_{t}", f"F1 {t}") for t in labels)
         return ranked_by(
@@ -91,16 +92,6 @@ class Ner(Task):
     def serve(self, strategy, examples: list) -> list[dict]:
         # entities with character offsets into each input text
         return [{"entities": [e.as_dict() for e in p["entities"]]} for p in strategy.predict(examples)]
-
-    def split_builtin(self, records: list):
-        from taskfit.data.catalog import split_sentences
-
-        return split_sentences(records)
-
-    def describe_builtin(self, ds) -> str:
-        from taskfit.data.catalog import ner_summary
-
-        return ner_summary(ds)
 
     def inspect_files(self, train: str, dev: str | None, test: str | None):
         from taskfit.data.inspect import inspect_ner
