@@ -1,5 +1,6 @@
 """Metrics and reports."""
 
-from taskfit.evaluation.metrics import classification_metrics
+from taskfit.lazy import lazy_exports
 
+__getattr__ = lazy_exports(__name__, {"classification_metrics": "taskfit.evaluation.metrics"})
 __all__ = ["classification_metrics"]
