@@ -143,7 +143,7 @@ def _scan_delimited(path: Path, text: str, delimiter: str, report: InspectReport
     if wrong:
         report.add(
             "parse.field-count",
-            "warning",
+            "error",  # the readers refuse such a row (it would shift its fields)
             f"{path}: {len(wrong)} row(s) with a different number of fields than the header ({len(header)})",
             len(wrong),
             wrong,

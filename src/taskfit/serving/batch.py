@@ -8,13 +8,20 @@ continues after the last complete line of the partial file.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from taskfit.data.readers import Columns, Example, _decode_lines, _to_example, infer_format, jsonl_objects
+from taskfit.data.readers import (
+    Columns,
+    Example,
+    _decode_lines,
+    _to_example,
+    infer_format,
+    iter_delimited,
+    jsonl_objects,
+)
 from taskfit.errors import TaskfitError
 from taskfit.serving.predictor import Predictor, iter_chunks
 
@@ -41,15 +48,8 @@ def _iter_examples(path: Path, cols: Columns, fmt: str) -> Iterator[Example]:
             for number, row in jsonl_objects(f, path):
                 yield _to_example(row, cols, path, number, list(row), need_label=False)
             return
-        reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
-        found = list(reader.fieldnames or [])
-        if not found:
-            raise TaskfitError(
-                f"{path}: the file is empty; expected a header row with a '{cols.text}' column"
-            )
-        for row in reader:
-            if any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                yield _to_example(row, cols, path, reader.line_num, found, need_label=False)
+        for line, row, found in iter_delimited(f, path, "," if fmt == "csv" else "\t", cols.text):
+            yield _to_example(row, cols, path, line, found, need_label=False)
 
 
 def _complete_lines(path: Path) -> int:
