@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskfit.data.catalog import normalise
-from taskfit.data.ner import ConllSentence, parse_conll
+from taskfit.data.ner import ConllSentence, check_tags, parse_conll
 from taskfit.data.readers import Example, infer_format
 from taskfit.errors import TaskfitError
 
@@ -51,6 +51,10 @@ class InspectReport:
     @property
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.severity in ("warning", "error")]
+
+    def exit_code(self, strict: bool = False) -> int:
+        """1 when an error was found (the data cannot be used as is), or any warning with ``strict``."""
+        return int(any(f.severity == "error" for f in self.findings) or (strict and bool(self.problems)))
 
     def as_json(self) -> dict:
         return {"findings": [asdict(f) for f in self.findings], "stats": self.stats}
@@ -487,8 +491,10 @@ def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectR
         previous = "O"
         for tag, line in zip(s.tags, s.lines):
             prefix, _, kind = tag.partition("-")
-            if tag != "O" and prefix not in ("B", "I", "E", "S"):
-                unknown.append(f"{path}:{line}: tag {tag!r}")
+            try:
+                check_tags([tag], f"{path}:{line}")  # the reader's own rule: one verdict for one input
+            except TaskfitError as exc:
+                unknown.append(str(exc))
             if prefix == "I" and previous not in (f"B-{kind}", f"I-{kind}"):
                 violations.append(
                     f"{path}:{line}: {tag} after {previous} (expected B-{kind} or I-{kind} before it)"
@@ -505,7 +511,7 @@ def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectR
     if unknown:
         report.add(
             "ner.unknown-tag-format",
-            "warning",
+            "error",  # compare/run refuse them
             f"{path}: {len(unknown)} tag(s) not in BIO form",
             len(unknown),
             unknown,
@@ -517,8 +523,13 @@ def inspect_ner(train: str, dev: str | None = None, test: str | None = None) -> 
     splits: dict[str, list[ConllSentence]] = {}
     for name, path in (("train", train), ("dev", dev), ("test", test)):
         if path:
+            if not Path(path).is_file():
+                report.add("load", "error", f"{name} file not found (or not a file): {path}", 1)
+                continue
             scan_file(path, report, "jsonl")  # encoding, BOM and line endings only
             splits[name] = read_conll(path, report)
+            if not splits[name]:
+                report.add("load", "error", f"{path}: no sentences found", 1)
             check_tag_scheme(splits[name], path, report)
     seen = {t for s in splits.get("train", []) for t in s.tags}
     for name in ("dev", "test"):
