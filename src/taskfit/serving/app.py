@@ -297,6 +297,15 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
                     f"{param}[{i}] has {len(text)} characters; the limit is {settings.max_text_chars}",
                     param=f"{param}.{i}",
                 )
+            try:  # before it joins a batch: the tokenizer would fail the whole batch on it
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(
+                    422,
+                    f"{param}[{i}] is not encodable as UTF-8 (character {exc.start}: {exc.reason}, "
+                    "e.g. a lone surrogate such as \\ud800)",
+                    param=f"{param}.{i}",
+                ) from None
 
     @app.get("/health")
     async def health() -> dict:
