@@ -161,10 +161,14 @@ def test_classifier_service_predicts_and_rejects_bad_requests(classifier_run):
             error(http.post("/v1/completions", json={"prompt": "x"}, headers=auth), 404)
 
             assert http.get("/health").json()["status"] == "ok"  # open: for load balancers' probes
-            assert "/v1/predict" in http.get("/openapi.json").json()["paths"]
+            assert (
+                error(http.get("/openapi.json"), 401)["type"] == "authentication_error"
+            )  # the key guards it too
+            assert "/v1/predict" in http.get("/openapi.json", headers=auth).json()["paths"]
             metrics = http.get("/metrics", headers=auth).text
             assert 'taskfit_requests_total{endpoint="/v1/predict",status="200"} 1.0' in metrics
-            assert 'status="401"} 3.0' in metrics, metrics
+            assert 'taskfit_requests_total{endpoint="/v1/predict",status="401"} 3.0' in metrics, metrics
+            assert 'taskfit_requests_total{endpoint="/v1/predict",status="413"} 3.0' in metrics, metrics
 
 
 def test_concurrent_requests_share_batches(classifier_run):

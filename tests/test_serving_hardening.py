@@ -6,10 +6,16 @@ A stand-in predictor (no model) keeps these fast; it fails the way the tokenizer
 
 from __future__ import annotations
 
+import logging
+import re
+import shlex
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.test_serving import serving
 
@@ -67,3 +73,92 @@ def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_request_fails()
         responses = _concurrently(url, bodies)
     assert [r.status_code for r in responses] == [500] + [200] * 7
     assert max(len(b) for b in predictor.batches) > 1  # they did share a batch, which failed
+
+
+def test_a_500_is_logged_with_its_traceback_and_a_request_id_that_the_body_carries(caplog):
+    with caplog.at_level(logging.ERROR, logger="taskfit.serve"):
+        with serving(StandIn()) as url:
+            response = httpx.post(f"{url}/v1/predict", json={"inputs": ["boom"]}, timeout=20)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    request_id = error["request_id"]
+    assert re.fullmatch(r"[0-9a-f]{16,}", request_id) and request_id in error["message"]
+    assert response.headers["x-request-id"] == request_id
+    logged = [r for r in caplog.records if request_id in r.getMessage()]
+    assert logged and logged[0].exc_info and "the model fell over" in caplog.text
+
+
+def _readme_curl() -> str:
+    (line,) = [
+        x
+        for x in README.read_text(encoding="utf-8").splitlines()
+        if x.startswith("curl ") and "/v1/predict" in x
+    ]
+    return line
+
+
+def test_the_readme_curl_example_works_as_written():
+    line = _readme_curl()
+    key = re.search(r"TASKFIT_API_KEY=(\S+) taskfit serve", README.read_text(encoding="utf-8")).group(1)
+    with serving(StandIn(), api_key=key) as url:
+        port = url.rsplit(":", 1)[1]
+        args = shlex.split(line.replace("localhost:8000", f"127.0.0.1:{port}"))
+        # curl -d sends Content-Type: application/x-www-form-urlencoded; the body is still JSON
+        headers = dict(h.split(": ", 1) for h in args[args.index("-H") + 1 : args.index("-H") + 2])
+        body = args[args.index("-d") + 1]
+        as_curl = httpx.post(
+            f"{url}/v1/predict",
+            content=body.encode(),
+            headers={**headers, "content-type": "application/x-www-form-urlencoded"},
+            timeout=20,
+        )
+        assert as_curl.status_code == 200, as_curl.text
+        assert as_curl.json()["predictions"][0]["label"] == "pos"
+        bare = httpx.post(f"{url}/v1/predict", content=body.encode(), headers=headers, timeout=20)
+        assert bare.status_code == 200, bare.text  # no content-type at all
+        if shutil.which("curl"):
+            out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0 and '"label":"pos"' in out.stdout.replace(" ", ""), out
+
+
+def test_auth_guards_the_spec_and_docs_and_comes_before_body_validation():
+    key = "k-123"
+    auth = {"Authorization": f"Bearer {key}"}
+    with (
+        serving(StandIn(), api_key=key, max_body_bytes=2000) as url,
+        httpx.Client(base_url=url, timeout=20) as http,
+    ):
+        for path in ("/openapi.json", "/docs", "/redoc", "/metrics", "/nowhere"):
+            response = http.get(path)
+            assert response.status_code == 401, (path, response.text)
+            assert response.json()["error"]["type"] == "authentication_error"
+        assert http.get("/openapi.json", headers=auth).status_code == 200
+        assert http.get("/docs", headers=auth).status_code == 200
+        assert http.get("/health").status_code == 200
+        # a malformed body without a key: 401 (who you are) before 422 (what you sent)
+        malformed = http.post(
+            "/v1/predict", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert malformed.status_code == 401, malformed.text
+        assert (
+            http.post(
+                "/v1/predict", content=b"{not json", headers={**auth, "content-type": "application/json"}
+            ).status_code
+            == 422
+        )
+        too_big = http.post(
+            "/v1/predict", content=b"x" * 5000, headers={**auth, "content-type": "application/json"}
+        )
+        assert too_big.status_code == 413
+        chunked = http.post("/v1/predict", content=iter([b"x" * 1500] * 2), headers=auth)
+        assert chunked.status_code == 413
+        metrics = http.get("/metrics", headers=auth).text
+    assert 'taskfit_requests_total{endpoint="/v1/predict",status="413"} 2.0' in metrics, metrics
+    assert 'endpoint="/openapi.json",status="401"} 1.0' in metrics
+    assert 'endpoint="unmatched",status="401"} 1.0' in metrics  # unknown paths share one label
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_without_a_key_the_spec_and_docs_stay_open(path):
+    with serving(StandIn()) as url:
+        assert httpx.get(f"{url}{path}", timeout=20).status_code == 200
