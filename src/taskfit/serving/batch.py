@@ -52,16 +52,22 @@ def _iter_examples(path: Path, cols: Columns, fmt: str) -> Iterator[Example]:
             yield _to_example(row, cols, path, line, found, need_label=False)
 
 
-def _complete_lines(path: Path) -> int:
-    """Complete (newline-terminated) lines of a partial output; a torn last line is cut off."""
+def _complete_lines(path: Path, chunk: int = 1 << 20) -> int:
+    """Complete (newline-terminated) lines of a partial output; a torn last line is cut off. Read in pieces:
+    the partial output of a large input may not fit in memory."""
     if not path.exists():
         return 0
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
+    lines, keep, offset = 0, 0, 0
+    with path.open("r+b") as f:
+        while piece := f.read(chunk):
+            lines += piece.count(b"\n")
+            last = piece.rfind(b"\n")
+            if last >= 0:
+                keep = offset + last + 1
+            offset += len(piece)
+        if keep < offset:
             f.truncate(keep)
-    return data[:keep].count(b"\n")
+    return lines
 
 
 def _check_resumable(partial: Path, done: int, total: int, rows: Iterator[Example], input_path) -> None:
