@@ -214,6 +214,8 @@ def jsonl_objects(lines: Iterable[str], path, expected: str = "") -> Iterator[tu
             raise TaskfitError(
                 f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}){hint}"
             ) from None
+        except RecursionError:  # e.g. a line of 100,000 '[': json recurses once per level
+            raise TaskfitError(f"{path}:{number}: JSON nested too deeply to read{hint}") from None
         if not isinstance(row, dict):
             raise TaskfitError(
                 f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}{hint}"
