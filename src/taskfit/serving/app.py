@@ -466,6 +466,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
         yield sse("[DONE]")
 
     def streamable(body: _OpenAIBase, decoding: DecodingConfig, prompt: list[int]) -> None:
+        if not prompt:  # e.g. prompt "": the model cannot run on zero tokens (a 500 before, found by fuzzing)
+            raise ApiError(422, "the prompt is empty (0 tokens): give some text", param="prompt")
         predictor.check_length(prompt, decoding.max_new_tokens)
         if body.stream and decoding.method == "beam":
             raise ApiError(
