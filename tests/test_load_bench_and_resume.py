@@ -27,7 +27,7 @@ def bench():
 
 
 class SlowStart:
-    """The first forward pass takes ``warmup_s`` (a model's first call); questions about places fail."""
+    """The first forward pass takes ``warmup_s`` (a model's first call); questions (texts with '?') fail."""
 
     name, task, labels = "slow-start", "classification", ["neg", "pos"]
 
@@ -39,19 +39,20 @@ class SlowStart:
             self.calls += 1
             if self.calls == 1:
                 time.sleep(self.warmup_s)
-        if any("where" in e.text for e in examples):
-            raise RuntimeError("no geography in this model")
+        if any("?" in e.text for e in examples):
+            raise RuntimeError("this model answers no questions")
         return [{"label": "pos", "scores": {"neg": 0.0, "pos": 1.0}} for _ in examples]
 
 
 def test_the_time_limit_starts_after_the_warm_up_and_errors_are_counted_apart(bench):
-    with serving(SlowStart(warmup_s=1.5), max_batch_size=1, max_wait_ms=0) as url:
+    with serving(SlowStart(warmup_s=2.5), max_batch_size=1, max_wait_ms=0) as url:
         port = int(url.rsplit(":", 1)[1])
         # a warm-up longer than the time limit: the measured traffic still runs
-        result = bench.load(port, "predict", requests=16, concurrency=4, time_limit=1.0, max_tokens=4)
+        result = bench.load(port, "predict", requests=16, concurrency=4, time_limit=2.0, max_tokens=4)
     assert result["requests"] > 0
-    # 2 of the 8 texts ask "where ...": those requests fail and are reported as errors, not throughput
-    assert result["errors"] == result["errors_by_status"]["500"] > 0
+    # texts 2, 3, 6 and 7 of 8 are questions: those requests fail and are reported as errors, not throughput;
+    # the first round (texts 0-3) is sent before any time limit can pass, however slow the machine
+    assert result["errors"] == result["errors_by_status"]["500"] >= 2 and result["succeeded"] >= 2
     assert result["succeeded"] + result["errors"] == result["requests"]
     assert result["requests_per_s"] == pytest.approx(result["succeeded"] / result["seconds"])
 

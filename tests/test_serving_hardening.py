@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serving import serving
+from tests.test_serving import Gated, queued_behind_a_held_batch, serving
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -67,12 +67,17 @@ def test_a_lone_surrogate_is_a_422_and_its_batch_mates_succeed():
 
 
 def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_request_fails():
-    predictor = StandIn()
-    with serving(predictor, max_batch_size=16, max_wait_ms=400) as url:
-        bodies = [{"json": {"inputs": ["boom"]}}] + [{"json": {"inputs": [f"fine {i}"]}} for i in range(7)]
-        responses = _concurrently(url, bodies)
+    predictor = Gated(StandIn())
+    with serving(predictor, max_batch_size=16, max_wait_ms=0) as url:
+
+        def send(body):
+            return httpx.post(f"{url}/v1/predict", json=body, timeout=60)
+
+        bodies = [{"inputs": ["boom"]}] + [{"inputs": [f"fine {i}"]} for i in range(7)]
+        responses = queued_behind_a_held_batch(url, predictor, send, bodies)
     assert [r.status_code for r in responses] == [500] + [200] * 7
-    assert max(len(b) for b in predictor.batches) > 1  # they did share a batch, which failed
+    # the held request alone, the eight together (which failed), then each of the eight alone
+    assert [len(b) for b in predictor.batches] == [1, 8] + [1] * 8
 
 
 def test_a_500_is_logged_with_its_traceback_and_a_request_id_that_the_body_carries(caplog):
