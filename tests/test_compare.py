@@ -152,6 +152,7 @@ def test_sigkill_midway_then_rerun_finishes_without_redoing_cells(sentiment_csv,
     processes.wait_until(
         lambda: len(processes.find(killed, "metrics.json")) >= 2 or process.poll() is not None,
         "two cells to finish",
+        poll_s=0.05,
     )
     # freeze the grid and its cells at once, so that no other cell finishes between counting and the kill;
     # then kill the grid only and let its orphaned cells run on: they must notice and exit

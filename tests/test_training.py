@@ -277,7 +277,8 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
             )
         return next((pid for pid in processes.tree(killed.pid) if processes.state(pid) == "T"), None)
 
-    processes.wait_until(stopped_at_target, f"the run to stop at checkpoint {target}")
+    # no race left to win: poll gently (each look runs pgrep) and leave the CPU to the run
+    processes.wait_until(stopped_at_target, f"the run to stop at checkpoint {target}", poll_s=0.2)
     # every process of the tree (grid, fork server, the stopped cell) dies as if the machine went down
     pids = processes.freeze(killed.pid)
     processes.signal_all(pids, signal.SIGKILL)
