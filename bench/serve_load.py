@@ -5,7 +5,8 @@
 
 The server runs as a second process (``taskfit serve``, bound to 127.0.0.1); this process sends a bounded
 number of concurrent requests (one input each) to loopback only and stops at ``--time-limit`` seconds.
-Reports throughput (requests/s), p50/p99 latency, errors, and the ratio batched / batch size 1.
+Reports throughput (successful requests/s), p50/p99 latency of the successes, errors by status apart, and
+the ratio batched / batch size 1. The time limit starts after a warm-up round that is not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -63,12 +65,12 @@ def load(
     port: int, endpoint: str, requests: int, concurrency: int, time_limit: float, max_tokens: int
 ) -> dict:
     url = f"http://127.0.0.1:{port}" + ("/v1/predict" if endpoint == "predict" else "/v1/completions")
-    stop_at = time.monotonic() + time_limit
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     client = httpx.Client(timeout=120, limits=limits)  # kept-alive connections, as a real client pools them
+    stop_at = None  # set after the warm-up: a slow first batch must not eat the measured traffic's time
 
     def one(i: int) -> tuple[float, int] | None:
-        if time.monotonic() > stop_at:
+        if stop_at is not None and time.monotonic() > stop_at:
             return None  # the time bound: requests not yet sent are skipped
         text = TEXTS[i % len(TEXTS)]
         body = (
@@ -80,24 +82,31 @@ def load(
         try:
             status = client.post(url, json=body).status_code
         except httpx.HTTPError:
-            status = 0
+            status = 0  # no answer at all (connection refused, reset, timed out)
         return time.perf_counter() - started, status
 
-    with ThreadPoolExecutor(concurrency) as pool:  # warm-up: one round, not counted
+    with ThreadPoolExecutor(concurrency) as pool:  # warm-up: one round, not counted, not timed
         list(pool.map(one, range(concurrency)))
+    stop_at = time.monotonic() + time_limit
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = [r for r in pool.map(one, range(requests)) if r is not None]
     wall = time.perf_counter() - started
     client.close()
-    latencies = sorted(t for t, _ in results)
-    errors = sum(1 for _, s in results if s != 200)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    # throughput and latency count successful requests only; failures are reported beside them
+    latencies = sorted(t for t, s in results if s == 200)
+    failed = Counter(str(s) for _, s in results if s != 200)
+    if len(latencies) > 1:
+        q = statistics.quantiles(latencies, n=100)
+    else:
+        q = (latencies or [float("nan")]) * 99
     return {
         "requests": len(results),
-        "errors": errors,
+        "succeeded": len(latencies),
+        "errors": sum(failed.values()),
+        "errors_by_status": dict(failed),  # "0": no HTTP answer
         "seconds": wall,
-        "requests_per_s": len(results) / wall,
+        "requests_per_s": len(latencies) / wall,
         "p50_ms": 1000 * q[49],
         "p99_ms": 1000 * q[98],
     }
@@ -127,9 +136,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    out["throughput_ratio_batched_over_1"] = (
-        out["batched"]["requests_per_s"] / out["batch_size_1"]["requests_per_s"]
-    )
+    single = out["batch_size_1"]["requests_per_s"]
+    out["throughput_ratio_batched_over_1"] = out["batched"]["requests_per_s"] / single if single else None
     print(json.dumps(out, indent=2))
 
 

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -17,6 +16,8 @@ from taskfit.compare import run_experiment, store
 from taskfit.compare.summary import Group, recommend
 from taskfit.config import BudgetConfig, validate_config
 from taskfit.errors import TaskfitError
+
+from . import processes
 
 
 def grid(train_csv, bert, llama=None, **extra):
@@ -146,22 +147,34 @@ def test_sigkill_midway_then_rerun_finishes_without_redoing_cells(sentiment_csv,
     process = subprocess.Popen(
         [*command, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 120
-    while (
-        len(list(killed.rglob("metrics.json"))) < 2 and process.poll() is None and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
+    # wait on the event (two cells finished), walking with a helper that tolerates folders a running cell
+    # removes meanwhile (its checkpoint rotation): Path.rglob raises FileNotFoundError on those
+    processes.wait_until(
+        lambda: len(processes.find(killed, "metrics.json")) >= 2 or process.poll() is not None,
+        "two cells to finish",
+        poll_s=0.05,
+    )
+    # freeze the grid and its cells at once, so that no other cell finishes between counting and the kill;
+    # then kill the grid only and let its orphaned cells run on: they must notice and exit
+    pids = processes.freeze(process.pid)
     process.send_signal(signal.SIGKILL)
-    process.wait(30)
-    finished = {p: p.stat().st_mtime_ns for p in killed.rglob("metrics.json")}
+    process.wait(processes.FAILSAFE_S)
+    finished = {p: p.stat().st_mtime_ns for p in processes.find(killed, "metrics.json")}
     assert 2 <= len(finished) < 5, "the kill should land mid-grid"
-    time.sleep(2)  # the orphaned cell notices its parent is gone and exits
-    rerun = subprocess.run([*command, str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    processes.signal_all(pids[1:], signal.SIGCONT)
+    processes.wait_until(lambda: processes.gone(pids), "the orphaned cells to exit", poll_s=0.1)
+    rerun = subprocess.run(
+        [*command, str(killed)], env=env, capture_output=True, text=True, timeout=processes.FAILSAFE_S
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"5 cells, {len(finished)} already finished" in rerun.stdout
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not redone
     straight = subprocess.run(
-        [*command, str(tmp_path / "straight")], env=env, capture_output=True, text=True, timeout=300
+        [*command, str(tmp_path / "straight")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=processes.FAILSAFE_S,
     )
     assert straight.returncode == 0, straight.stderr
     resumed = json.loads((killed / "results.json").read_text())

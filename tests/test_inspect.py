@@ -159,7 +159,7 @@ def test_ner_tag_scheme_unseen_tags_and_empty_sentences(tmp_path, capsys):
     )
     (tmp_path / "test.conll").write_text("Acme B-ORG\nCorp I-ORG\nsold O\n")
     args = ["inspect", str(tmp_path / "train.conll"), "--task", "ner", "--test", str(tmp_path / "test.conll")]
-    assert main([*args, "--json", "-"]) == 0
+    assert main([*args, "--json", "-"]) == 1  # the untagged line 12 is an error (the reader refuses it)
     found = {f["check"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
     scheme = found["ner.tag-scheme"]
     assert scheme["count"] == 1 and scheme["where"][0].startswith(

@@ -20,6 +20,7 @@ from taskfit.errors import TaskfitError
 from taskfit.serving.app import ServeSettings, build_asgi
 from taskfit.serving.batch import predict_file
 from taskfit.serving.predictor import Predictor
+from tests import processes
 from tests.conftest import write_csv
 
 KEY = "test-key-123"
@@ -46,6 +47,46 @@ def serving(predictor: Predictor, **settings):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+class Gated:
+    """A predictor whose forward pass on the text 'hold' waits for ``release``: while the model thread is held,
+    concurrent requests queue up, and the next batch takes them all. Batching tests wait on that (the queue
+    depth in /metrics), not on the clock."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.holding, self.release = inner, threading.Event(), threading.Event()
+        self.batches: list[list[str]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, examples):
+        self.batches.append([e.text for e in examples])
+        if any(e.text == "hold" for e in examples):
+            self.holding.set()
+            assert self.release.wait(60), "never released"
+        return self.inner.predict(examples)
+
+
+def queue_depth(url: str, headers: dict | None = None) -> float:
+    metrics = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    return float(
+        next(line.split()[-1] for line in metrics.splitlines() if line.startswith("taskfit_queue_depth"))
+    )
+
+
+def queued_behind_a_held_batch(url: str, gated: Gated, send, requests: list) -> list:
+    """``send(request)`` for each of ``requests`` concurrently, all queued while the model thread is held,
+    then released together: they share one batch (up to max_batch_size) whatever the machine's speed."""
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        held = pool.submit(send, {"inputs": ["hold"]})
+        processes.wait_until(gated.holding.is_set, "the model thread to be busy")
+        futures = [pool.submit(send, r) for r in requests]
+        processes.wait_until(lambda: queue_depth(url) == len(requests), "every request to queue", poll_s=0.02)
+        gated.release.set()
+        held.result()
+        return [f.result() for f in futures]
 
 
 @pytest.fixture(scope="module")
@@ -161,21 +202,25 @@ def test_classifier_service_predicts_and_rejects_bad_requests(classifier_run):
             error(http.post("/v1/completions", json={"prompt": "x"}, headers=auth), 404)
 
             assert http.get("/health").json()["status"] == "ok"  # open: for load balancers' probes
-            assert "/v1/predict" in http.get("/openapi.json").json()["paths"]
+            assert (
+                error(http.get("/openapi.json"), 401)["type"] == "authentication_error"
+            )  # the key guards it too
+            assert "/v1/predict" in http.get("/openapi.json", headers=auth).json()["paths"]
             metrics = http.get("/metrics", headers=auth).text
             assert 'taskfit_requests_total{endpoint="/v1/predict",status="200"} 1.0' in metrics
-            assert 'status="401"} 3.0' in metrics, metrics
+            assert 'taskfit_requests_total{endpoint="/v1/predict",status="401"} 3.0' in metrics, metrics
+            assert 'taskfit_requests_total{endpoint="/v1/predict",status="413"} 3.0' in metrics, metrics
 
 
 def test_concurrent_requests_share_batches(classifier_run):
-    predictor = Predictor.load(classifier_run)
-    with serving(predictor, max_batch_size=16, max_wait_ms=400) as url:
+    predictor = Gated(Predictor.load(classifier_run))
+    with serving(predictor, max_batch_size=16, max_wait_ms=0) as url:
 
-        def one(i):
-            return httpx.post(f"{url}/v1/predict", json={"inputs": [f"good fun {i}"]}, timeout=20).status_code
+        def send(body):
+            return httpx.post(f"{url}/v1/predict", json=body, timeout=60).status_code
 
-        with ThreadPoolExecutor(6) as pool:
-            assert list(pool.map(one, range(6))) == [200] * 6
+        bodies = [{"inputs": [f"good fun {i}"]} for i in range(6)]
+        assert queued_behind_a_held_batch(url, predictor, send, bodies) == [200] * 6
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     batches = float(
         next(line.split()[-1] for line in metrics.splitlines() if line.startswith("taskfit_batch_size_count"))
@@ -183,7 +228,7 @@ def test_concurrent_requests_share_batches(classifier_run):
     inputs = float(
         next(line.split()[-1] for line in metrics.splitlines() if line.startswith("taskfit_batch_size_sum"))
     )
-    assert inputs == 6 and batches < 6  # six requests, fewer forward passes
+    assert inputs == 7 and batches == 2  # the held request, then six requests in one forward pass
 
 
 def test_openai_client_against_a_generation_run(generator_run):

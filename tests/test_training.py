@@ -1,14 +1,12 @@
 """The training loop's checkpoints: resumed runs end exactly where uninterrupted ones do (after SIGTERM, after
 SIGKILL, from the previous checkpoint when the newest is damaged); trackers; the training: config block."""
 
-import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +17,11 @@ from taskfit.config import HeadFinetuneConfig, LoraStrategyConfig, validate_conf
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies import Context, build_strategy
-from taskfit.training.checkpoint import checkpoint_folders, latest_good, verify
+from taskfit.training.checkpoint import STOP_AT_ENV, checkpoint_folders, latest_good, verify
 from taskfit.training.distributed import RunOptions
 from taskfit.training.loop import TrainingInterrupted
 
+from . import processes
 from .test_strategies import LABELS, toy
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -229,9 +228,15 @@ def _cell_config(tmp_path, train_csv, bert, **training):
     return path
 
 
-def _taskfit(*args, **kw):
+def _taskfit(*args, extra_env: dict | None = None, **kw):
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env.pop(STOP_AT_ENV, None)  # only the run that asks for it stops itself
+    env.update(extra_env or {})
     return subprocess.Popen([sys.executable, "-m", "taskfit", *args], env=env, **kw)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 def _cell_result(out: Path):
@@ -251,38 +256,38 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
 ):
     config = _cell_config(tmp_path, sentiment_csv, tiny_bert_dir, checkpoint_every_steps=2)
     done = _taskfit("run", str(config), "--output", str(tmp_path / "whole"), stdout=subprocess.DEVNULL)
+    target = random.Random().randrange(2, 31, 2)  # 120 optimiser steps in all; checkpoints at even steps
+    # the run stops itself once checkpoint `target` is in place: the kill lands at that exact step however
+    # slow or loaded the machine is (no race between polling the folder and the run finishing)
+    err = (tmp_path / "killed.err").open("w")  # a file, not a pipe nobody reads (a full pipe blocks the run)
     killed = _taskfit(
         "run",
         str(config),
         "--output",
         str(tmp_path / "killed"),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=err,
+        extra_env={STOP_AT_ENV: str(target)},
     )
-    target = random.Random().randint(2, 30)  # 120 optimiser steps in all; checkpoints at even steps
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        steps = [int(p.name[5:]) for p in (tmp_path / "killed").rglob("step-*") if p.is_dir()]
-        if steps and max(steps) >= target:
-            break
-        time.sleep(0.005)
-    # freeze the whole process tree at once (grid, fork server, the cell) so the run cannot finish meanwhile,
-    # then every process dies as if the machine went down
-    pids, frontier = [], [killed.pid]
-    while frontier:
-        pid = frontier.pop()
-        pids.append(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGSTOP)
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        frontier += [int(c) for c in children]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+
+    def stopped_at_target():
+        if killed.poll() is not None:
+            raise AssertionError(
+                f"the run ended before checkpoint {target}: {_read(tmp_path / 'killed.err')}"
+            )
+        return next((pid for pid in processes.tree(killed.pid) if processes.state(pid) == "T"), None)
+
+    # no race left to win: poll gently (each look runs pgrep) and leave the CPU to the run
+    processes.wait_until(stopped_at_target, f"the run to stop at checkpoint {target}", poll_s=0.2)
+    # every process of the tree (grid, fork server, the stopped cell) dies as if the machine went down
+    pids = processes.freeze(killed.pid)
+    processes.signal_all(pids, signal.SIGKILL)
     killed.wait()
-    assert done.wait(timeout=180) == 0
-    assert not list((tmp_path / "killed").rglob("metrics.json")), "killed too late: the run had finished"
-    assert list((tmp_path / "killed").rglob("step-*")), "killed before the first checkpoint"
+    err.close()
+    assert done.wait(timeout=processes.FAILSAFE_S) == 0
+    assert not processes.find(tmp_path / "killed", "metrics.json"), "killed too late: the run had finished"
+    steps = [int(p.name[5:]) for p in processes.find(tmp_path / "killed", "step-*", dirs=True)]
+    assert max(steps) == target, steps
     resumed = _taskfit(
         "run",
         str(config),
@@ -292,7 +297,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
         stderr=subprocess.PIPE,
         text=True,
     )
-    _, err = resumed.communicate(timeout=180)
+    _, err = resumed.communicate(timeout=processes.FAILSAFE_S)
     assert resumed.returncode == 0, err
     a, b = _cell_result(tmp_path / "whole"), _cell_result(tmp_path / "killed")
     assert "resumed from" in (b[4] / "log.txt").read_text()

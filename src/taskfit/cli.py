@@ -214,7 +214,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(report.render())
         if args.json:
             write_json_atomic(Path(args.json), report.as_json())
-    return 1 if args.strict and report.problems else 0
+    return report.exit_code(args.strict)  # errors: 1; warnings: 1 only with --strict
 
 
 def _inspect_report(args: argparse.Namespace):
@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", metavar="PATH", help="also write the findings as JSON ('-': JSON on stdout only)"
     )
-    p.add_argument("--strict", action="store_true", help="exit 1 when any warning or error is found")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too (errors always exit 1)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("datasets", help="list built-in datasets, or show one's card")

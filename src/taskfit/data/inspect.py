@@ -17,13 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskfit.data.catalog import normalise
-from taskfit.data.ner import ConllSentence, parse_conll
+from taskfit.data.ner import ConllSentence, check_tags, parse_conll
 from taskfit.data.readers import Example, infer_format
 from taskfit.errors import TaskfitError
 
-LONG_FIELD_FACTOR = 10  # a field this many times the column's median length...
-LONG_FIELD_MIN_CHARS = 500  # ...and at least this long, is suspicious
-MANY_LINES = 3  # a field holding this many line breaks likely swallowed records
 UNK_WARN = 0.01  # warn when more than 1% of tokens are the unknown token
 TRUNC_WARN = 0.01  # warn when more than 1% of texts would be truncated
 EXAMPLES_SHOWN = 3
@@ -51,6 +48,10 @@ class InspectReport:
     @property
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.severity in ("warning", "error")]
+
+    def exit_code(self, strict: bool = False) -> int:
+        """1 when an error was found (the data cannot be used as is), or any warning with ``strict``."""
+        return int(any(f.severity == "error" for f in self.findings) or (strict and bool(self.problems)))
 
     def as_json(self) -> dict:
         return {"findings": [asdict(f) for f in self.findings], "stats": self.stats}
@@ -143,11 +144,12 @@ def _scan_delimited(path: Path, text: str, delimiter: str, report: InspectReport
     if wrong:
         report.add(
             "parse.field-count",
-            "warning",
+            "error",  # the readers refuse such a row (it would shift its fields)
             f"{path}: {len(wrong)} row(s) with a different number of fields than the header ({len(header)})",
             len(wrong),
             wrong,
         )
+    record_like = _record_matcher(header, records, delimiter)
     for col, name in enumerate(header):
         lengths = [len(row[col]) for _, row in records if len(row) > col]
         if not lengths:
@@ -155,30 +157,49 @@ def _scan_delimited(path: Path, text: str, delimiter: str, report: InspectReport
         median = statistics.median(lengths)
         suspicious = []
         for line, row in records:
-            if len(row) <= col:
-                continue
+            if len(row) <= col or "\n" not in row[col]:
+                continue  # a long field on one line cannot hold records: records are lines
             value = row[col]
-            breaks = value.count("\n")
-            record_like = (
-                sum(len(part.split(delimiter)) == len(header) for part in value.split("\n")) if breaks else 0
-            )
-            long = len(value) >= LONG_FIELD_MIN_CHARS and len(value) > LONG_FIELD_FACTOR * max(median, 1)
-            if breaks >= MANY_LINES or record_like or long:
+            parts = value.split("\n")
+            matches = sum(map(record_like, parts))
+            # valid quoted texts span lines too (articles, reviews): only lines shaped like this file's
+            # records (its field count, a known label last) say that a quote swallowed them
+            if matches:
                 suspicious.append(
-                    f"{path}:{line}: field '{name}' spans {breaks + 1} lines, {len(value):,} characters "
-                    f"(median {median:,.0f})"
-                    + (f", {record_like} of its lines look like records" if record_like else "")
-                    + f": {value[:60]!r}…"
+                    f"{path}:{line}: field '{name}' spans {len(parts)} lines, {len(value):,} characters "
+                    f"(median {median:,.0f}), {matches} of its lines look like records: {value[:60]!r}…"
                 )
         if suspicious:
             report.add(
                 "parse.swallowed-records",
                 "warning",
-                f"{path}: {len(suspicious)} '{name}' field(s) span many lines or are over {LONG_FIELD_FACTOR}x the "
-                "median length: likely records swallowed by an unmatched quote",
+                f"{path}: {len(suspicious)} '{name}' field(s) span lines that look like records of this file: "
+                "likely records swallowed by an unmatched quote",
                 len(suspicious),
                 suspicious,
             )
+
+
+LABEL_MAX_VALUES = 50  # a column with at most this many distinct values (and repeats) is read as categorical
+
+
+def _record_matcher(header: list[str], records: list[tuple[int, list[str]]], delimiter: str):
+    """A test for one line of text: does it look like a record of this file? Its field count is the
+    header's and, where the file has categorical columns (labels), its values there are known ones."""
+    good = [row for _, row in records if len(row) == len(header)]
+    categorical: dict[int, set[str]] = {}
+    for col in range(len(header)):
+        values = {row[col].strip() for row in good}
+        if len(values) <= LABEL_MAX_VALUES and len(values) < max(len(good) / 2, 2):
+            categorical[col] = values
+
+    def record_like(line: str) -> bool:
+        fields = line.split(delimiter)
+        if len(fields) != len(header):
+            return False
+        return all(fields[col].strip().strip('"') in values for col, values in categorical.items())
+
+    return record_like
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -489,8 +510,10 @@ def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectR
         previous = "O"
         for tag, line in zip(s.tags, s.lines):
             prefix, _, kind = tag.partition("-")
-            if tag != "O" and prefix not in ("B", "I", "E", "S"):
-                unknown.append(f"{path}:{line}: tag {tag!r}")
+            try:
+                check_tags([tag], f"{path}:{line}")  # the reader's own rule: one verdict for one input
+            except TaskfitError as exc:
+                unknown.append(str(exc))
             if prefix == "I" and previous not in (f"B-{kind}", f"I-{kind}"):
                 violations.append(
                     f"{path}:{line}: {tag} after {previous} (expected B-{kind} or I-{kind} before it)"
@@ -507,7 +530,7 @@ def check_tag_scheme(sentences: list[ConllSentence], path: str, report: InspectR
     if unknown:
         report.add(
             "ner.unknown-tag-format",
-            "warning",
+            "error",  # compare/run refuse them
             f"{path}: {len(unknown)} tag(s) not in BIO form",
             len(unknown),
             unknown,
@@ -519,8 +542,13 @@ def inspect_ner(train: str, dev: str | None = None, test: str | None = None) -> 
     splits: dict[str, list[ConllSentence]] = {}
     for name, path in (("train", train), ("dev", dev), ("test", test)):
         if path:
+            if not Path(path).is_file():
+                report.add("load", "error", f"{name} file not found (or not a file): {path}", 1)
+                continue
             scan_file(path, report, "jsonl")  # encoding, BOM and line endings only
             splits[name] = read_conll(path, report)
+            if not splits[name]:
+                report.add("load", "error", f"{path}: no sentences found", 1)
             check_tag_scheme(splits[name], path, report)
     seen = {t for s in splits.get("train", []) for t in s.tags}
     for name in ("dev", "test"):

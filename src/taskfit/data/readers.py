@@ -159,20 +159,46 @@ def _to_example(
     return Example(text=str(text), label=label, text_pair=pair, source=f"{path}:{line}", target=target)
 
 
+def check_field_count(row: dict, found: list[str], path: Path, line: int) -> None:
+    """A row with more or fewer fields than the header is an error: csv.DictReader would otherwise shift it
+    silently (the 2nd of 4 fields becomes the label, inventing a class; a missing field becomes None)."""
+    extra = row.get(None)  # DictReader's restkey: the fields past the header's
+    missing = sum(1 for key in found if row.get(key) is None)
+    if extra or missing:
+        n = len(found) + len(extra or []) - missing
+        raise TaskfitError(
+            f"{path}:{line}: {n} field{'s' if n != 1 else ''}, but the header has {len(found)} "
+            f'({", ".join(found)}). Quote a field that holds the delimiter ("a, b"), or fix the row; '
+            "`taskfit inspect` lists every such row."
+        )
+
+
+def iter_delimited(
+    lines: Iterable[str], path: Path, delimiter: str, text_column: str
+) -> Iterator[tuple[int, dict, list[str]]]:
+    """(line, row, header) for each non-blank record; a ragged row or a csv error stops with its line."""
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    try:
+        found = list(reader.fieldnames or [])
+        if not found:
+            raise TaskfitError(
+                f"{path}: the file is empty; expected a header row with columns such as '{text_column}'"
+            )
+        for row in reader:
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue  # blank line
+            check_field_count(row, found, path, reader.line_num)
+            yield reader.line_num, row, found
+    except csv.Error as exc:
+        raise TaskfitError(f"{path}:{reader.line_num}: unreadable as CSV/TSV ({exc})") from None
+
+
 def read_delimited(path: Path, cols: Columns, delimiter: str, need_label: bool = True) -> list[Example]:
     text = "\n".join(_decode_lines(path))
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    found = list(reader.fieldnames or [])
-    if not found:
-        raise TaskfitError(
-            f"{path}: the file is empty; expected a header row with columns such as '{cols.text}'"
-        )
-    examples = []
-    for row in reader:
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-            continue  # blank line
-        examples.append(_to_example(row, cols, path, reader.line_num, found, need_label))
-    return examples
+    return [
+        _to_example(row, cols, path, line, found, need_label)
+        for line, row, found in iter_delimited(io.StringIO(text, newline=""), path, delimiter, cols.text)
+    ]
 
 
 def jsonl_objects(lines: Iterable[str], path, expected: str = "") -> Iterator[tuple[int, dict]]:
@@ -188,6 +214,8 @@ def jsonl_objects(lines: Iterable[str], path, expected: str = "") -> Iterator[tu
             raise TaskfitError(
                 f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}){hint}"
             ) from None
+        except RecursionError:  # e.g. a line of 100,000 '[': json recurses once per level
+            raise TaskfitError(f"{path}:{number}: JSON nested too deeply to read{hint}") from None
         if not isinstance(row, dict):
             raise TaskfitError(
                 f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}{hint}"

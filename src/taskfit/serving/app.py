@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,8 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.serving.batching import Batcher
 from taskfit.serving.predictor import Predictor
+
+log = logging.getLogger("taskfit.serve")
 
 
 @dataclass
@@ -115,17 +118,23 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.param = status, message, kind, param
 
 
-def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+def error_body(
+    message: str, kind: str, param: str | None = None, code: str | None = None, request_id: str | None = None
+) -> dict:
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    if request_id:
+        error["request_id"] = request_id  # the id the server log has the traceback under
+    return {"error": error}
 
 
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` gets 413 before the app parses it (declared or streamed)."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, on_reject: Callable[[str], None] = lambda path: None) -> None:
+        self.app, self.max_bytes, self.on_reject = app, max_bytes, on_reject
 
-    async def _reply_413(self, send) -> None:
+    async def _reply_413(self, scope, send) -> None:
+        self.on_reject(scope.get("path", ""))  # counted in /metrics like every other answer
         body = json.dumps(
             error_body(f"request body over the limit of {self.max_bytes} bytes", "request_too_large")
         ).encode()
@@ -147,7 +156,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reply_413(send)
+            await self._reply_413(scope, send)
             return
         # No declared length (a chunked body): read it here, up to the limit, then hand it on.
         chunks, received, more = [], 0, True
@@ -159,10 +168,21 @@ class BodyLimit:
             chunks.append(message)
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                await self._reply_413(send)
+                await self._reply_413(scope, send)
                 return
             more = message.get("more_body", False)
         await self.app(scope, _replay(chunks, receive), send)
+
+
+def _as_json(scope) -> None:
+    """Every POST endpoint takes JSON: a body sent without ``Content-Type: application/json`` (curl's ``-d``
+    says form-urlencoded) is read as JSON rather than refused with 422."""
+    headers = scope.get("headers") or []
+    given = dict(headers).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if not given.endswith(b"json"):
+        scope["headers"] = [(k, v) for k, v in headers if k != b"content-type"] + [
+            (b"content-type", b"application/json")
+        ]
 
 
 def _replay(messages: list[dict], then=None):
@@ -252,16 +272,38 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
     async def _taskfit_error(request: Request, exc: TaskfitError):
         return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=400)
 
+    def endpoint_of(path: str) -> str:
+        """The metrics label: a route's path, or one label for every unknown path (bounded cardinality)."""
+        return path if path in {getattr(r, "path", None) for r in app.routes} else "unmatched"
+
+    app.state.count_request = lambda path, status: requests_total.labels(endpoint_of(path), status).inc()
+
     @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        started = time.perf_counter()
+    async def _gate(request: Request, call_next):
+        """Every request: an id, the API key checked first (before the body is parsed, so 401 comes before
+        422; /docs and /openapi.json included), JSON bodies taken as JSON whatever their Content-Type says
+        (``curl -d`` sends form-urlencoded), a logged traceback behind every 500, and the metrics."""
+        started, request_id = time.perf_counter(), uuid.uuid4().hex
         try:
+            if request.url.path != "/health":
+                authorised(request)
+            if request.method == "POST":
+                _as_json(request.scope)
             response = await call_next(request)
+        except ApiError as exc:
+            response = JSONResponse(error_body(exc.message, exc.kind, exc.param), status_code=exc.status)
         except Exception:
-            requests_total.labels(request.url.path, "500").inc()
-            return JSONResponse(error_body("internal error", "server_error"), status_code=500)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
+            log.exception("request %s: %s %s failed", request_id, request.method, request.url.path)
+            response = JSONResponse(
+                error_body(
+                    f"internal error (request id {request_id}; the server log has the details)",
+                    "server_error",
+                    request_id=request_id,
+                ),
+                status_code=500,
+            )
+        response.headers["x-request-id"] = request_id
+        endpoint = endpoint_of(request.url.path)
         requests_total.labels(endpoint, str(response.status_code)).inc()
         latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
@@ -297,6 +339,15 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
                     f"{param}[{i}] has {len(text)} characters; the limit is {settings.max_text_chars}",
                     param=f"{param}.{i}",
                 )
+            try:  # before it joins a batch: the tokenizer would fail the whole batch on it
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(
+                    422,
+                    f"{param}[{i}] is not encodable as UTF-8 (character {exc.start}: {exc.reason}, "
+                    "e.g. a lone surrogate such as \\ud800)",
+                    param=f"{param}.{i}",
+                ) from None
 
     @app.get("/health")
     async def health() -> dict:
@@ -415,6 +466,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
         yield sse("[DONE]")
 
     def streamable(body: _OpenAIBase, decoding: DecodingConfig, prompt: list[int]) -> None:
+        if not prompt:  # e.g. prompt "": the model cannot run on zero tokens (a 500 before, found by fuzzing)
+            raise ApiError(422, "the prompt is empty (0 tokens): give some text", param="prompt")
         predictor.check_length(prompt, decoding.max_new_tokens)
         if body.stream and decoding.method == "beam":
             raise ApiError(
@@ -521,7 +574,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None):
 
 def build_asgi(predictor: Predictor, settings: ServeSettings):
     """The app wrapped in the body-size limit (outermost, so nothing parses an oversized body)."""
-    return BodyLimit(create_app(predictor, settings), settings.max_body_bytes)
+    app = create_app(predictor, settings)
+    return BodyLimit(app, settings.max_body_bytes, lambda path: app.state.count_request(path, "413"))
 
 
 def serve(

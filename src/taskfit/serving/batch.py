@@ -8,13 +8,20 @@ continues after the last complete line of the partial file.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from taskfit.data.readers import Columns, Example, _decode_lines, _to_example, infer_format, jsonl_objects
+from taskfit.data.readers import (
+    Columns,
+    Example,
+    _decode_lines,
+    _to_example,
+    infer_format,
+    iter_delimited,
+    jsonl_objects,
+)
 from taskfit.errors import TaskfitError
 from taskfit.serving.predictor import Predictor, iter_chunks
 
@@ -41,27 +48,26 @@ def _iter_examples(path: Path, cols: Columns, fmt: str) -> Iterator[Example]:
             for number, row in jsonl_objects(f, path):
                 yield _to_example(row, cols, path, number, list(row), need_label=False)
             return
-        reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
-        found = list(reader.fieldnames or [])
-        if not found:
-            raise TaskfitError(
-                f"{path}: the file is empty; expected a header row with a '{cols.text}' column"
-            )
-        for row in reader:
-            if any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                yield _to_example(row, cols, path, reader.line_num, found, need_label=False)
+        for line, row, found in iter_delimited(f, path, "," if fmt == "csv" else "\t", cols.text):
+            yield _to_example(row, cols, path, line, found, need_label=False)
 
 
-def _complete_lines(path: Path) -> int:
-    """Complete (newline-terminated) lines of a partial output; a torn last line is cut off."""
+def _complete_lines(path: Path, chunk: int = 1 << 20) -> int:
+    """Complete (newline-terminated) lines of a partial output; a torn last line is cut off. Read in pieces:
+    the partial output of a large input may not fit in memory."""
     if not path.exists():
         return 0
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
+    lines, keep, offset = 0, 0, 0
+    with path.open("r+b") as f:
+        while piece := f.read(chunk):
+            lines += piece.count(b"\n")
+            last = piece.rfind(b"\n")
+            if last >= 0:
+                keep = offset + last + 1
+            offset += len(piece)
+        if keep < offset:
             f.truncate(keep)
-    return data[:keep].count(b"\n")
+    return lines
 
 
 def _check_resumable(partial: Path, done: int, total: int, rows: Iterator[Example], input_path) -> None:

@@ -100,16 +100,29 @@ class Batcher:
                     continue
                 (batch if item.key == first.key else other).append(item)
             self.held.extendleft(reversed(other))  # first in line for the next batch
-            try:
-                live, results = await loop.run_in_executor(self.executor, self._run_live, first.key, batch)
-            except Exception as exc:  # every request of the batch gets the error
+            if not await self._settle(first.key, batch):
+                # one bad input must not fail the requests batched with it: each item alone, so that only
+                # the bad one gets the error
                 for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, result in zip(live, results):
-                if not item.future.done():
-                    item.future.set_result(result)
+                    await self._settle(first.key, [item])
+
+    async def _settle(self, key: Hashable, batch: list[_Item]) -> bool:
+        """Run ``batch`` and give each item its result. When it raises, a single item gets the error; a larger
+        batch is left pending and False returned, for the caller to retry its items one by one."""
+        try:
+            live, results = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._run_live, key, batch
+            )
+        except Exception as exc:
+            if len(batch) > 1:
+                return False
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return True
+        for item, result in zip(live, results):
+            if not item.future.done():
+                item.future.set_result(result)
+        return True
 
     def _run_live(self, key: Hashable, batch: list[_Item]) -> tuple[list[_Item], list]:
         """On the model thread: skip items whose request timed out while the batch waited for the thread."""

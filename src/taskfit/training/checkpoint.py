@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import warnings
 from pathlib import Path
 
@@ -38,9 +39,11 @@ def _sha256(path: Path) -> str:
 
 def checkpoint_folders(root: Path) -> list[Path]:
     """Finished (renamed) checkpoint folders, newest first."""
-    if not root.is_dir():
+    try:
+        entries = list(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):  # not there (yet), or removed as the run finished
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+    found = [p for p in entries if p.name.startswith(PREFIX) and p.is_dir()]
     found = [p for p in found if p.name[len(PREFIX) :].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]), reverse=True)
 
@@ -81,8 +84,19 @@ def save_checkpoint(
             os.close(fd)
         for old in checkpoint_folders(root)[keep:]:
             shutil.rmtree(old, ignore_errors=True)
+        _stop_here_if_asked(step)
     accelerator.wait_for_everyone()
     return final
+
+
+STOP_AT_ENV = "TASKFIT_STOP_AT_CHECKPOINT"
+
+
+def _stop_here_if_asked(step: int) -> None:
+    """``TASKFIT_STOP_AT_CHECKPOINT=N``: the process stops itself (SIGSTOP) once checkpoint N is in place, so
+    that a crash test can kill it at an exact step, waiting on that event rather than racing the clock."""
+    if os.environ.get(STOP_AT_ENV) == str(step) and hasattr(signal, "SIGSTOP"):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def verify(folder: Path) -> str | None:
