@@ -185,6 +185,8 @@ SLOW = {
     "test_search_tunes_on_dev_only_and_records_the_choice",
     "test_the_step_accumulates_clean_plus_adversarial_gradients_and_leaves_the_embeddings_alone",
     "test_trains_only_what_it_should_and_reloads_identically",
+    "test_no_request_gets_a_500_and_every_4xx_has_the_json_error_body",
+    "test_the_time_limit_starts_after_the_warm_up_and_errors_are_counted_apart",
 }
 
 

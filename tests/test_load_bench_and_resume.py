@@ -29,7 +29,7 @@ def bench():
 class SlowStart:
     """The first forward pass takes ``warmup_s`` (a model's first call); questions (texts with '?') fail."""
 
-    name, task, labels = "slow-start", "classification", ["neg", "pos"]
+    name, task, labels, generates = "slow-start", "classification", ["neg", "pos"], False
 
     def __init__(self, warmup_s: float) -> None:
         self.warmup_s, self.lock, self.calls = warmup_s, threading.Lock(), 0

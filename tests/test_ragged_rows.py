@@ -7,7 +7,7 @@ import pytest
 
 from taskfit.config import DataConfig
 from taskfit.data.inspect import InspectReport, scan_file
-from taskfit.data.prepare import load_pools
+from taskfit.tasks import load_pools
 from taskfit.data.readers import Columns, read_examples
 from taskfit.errors import TaskfitError
 from taskfit.serving.batch import iter_examples

@@ -26,7 +26,7 @@ class StandIn:
     """Labels every text 'pos'; a text that is not UTF-8-encodable raises as the fast tokenizers do, and the
     text 'boom' raises an error no validation can foresee."""
 
-    name, task, labels = "stand-in", "classification", ["neg", "pos"]
+    name, task, labels, generates = "stand-in", "classification", ["neg", "pos"], False
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
