@@ -16,7 +16,8 @@ from taskfit.data.prepare import Pools, default_prompt_fields, sample_splits
 from taskfit.errors import TaskfitError
 from taskfit.models.backbones import detect_kind, resolve_device
 from taskfit.prompts import Template, Verbalizer
-from taskfit.strategies import needed_kind, strategies_for, task_of
+from taskfit.registry import REGISTRY
+from taskfit.strategies import needed_kind
 
 CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
 
@@ -41,8 +42,7 @@ def shots_label(k: int | None) -> str:
 
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
-    implementation = strategies_for(task_of(strategy))[strategy.name]  # type: ignore[attr-defined]
-    return implementation.uses_training_data or getattr(strategy, "prompt_search", None) is not None
+    return REGISTRY.entry_of(strategy).trains or getattr(strategy, "prompt_search", None) is not None
 
 
 def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:

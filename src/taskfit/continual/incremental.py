@@ -13,7 +13,7 @@ from pathlib import Path
 
 from taskfit.continual.methods import METHODS, Tools
 from taskfit.errors import TaskfitError
-from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
+from taskfit.strategies.base import STRATEGY_FILE, TakesExtraLoss, read_strategy_file
 
 # encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
 # into a trainable model
@@ -60,7 +60,7 @@ def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:
 def load_start(from_run: str, config, ctx):
     """The cell's strategy with the saved run's weights, ready to train on; ``ctx.labels`` become the saved
     head's label order."""
-    from taskfit.strategies import STRATEGIES
+    from taskfit.registry import REGISTRY
 
     directory = saved_model_dir(from_run)
     saved = check_saved_run(from_run, config)
@@ -71,7 +71,7 @@ def load_start(from_run: str, config, ctx):
         )
     ctx.labels = list(saved["labels"])
     try:
-        strategy = STRATEGIES[config.name].load(directory, config, ctx, saved)
+        strategy = REGISTRY.get("classification", config.name).load().load(directory, config, ctx, saved)
     except RuntimeError as exc:  # e.g. tensor size mismatch: architecture options differ from the saved run
         raise TaskfitError(
             f"from: {from_run} does not fit this cell's {config.name} settings: {exc}"
@@ -109,6 +109,8 @@ class SingleHeadView:
 def attach_method(strategy, method, old_train: list, seed: int) -> None:
     """Anchor the method on the saved model and the old data (weights, Fisher, replay buffer); the strategy's
     fit then adds its loss to every batch."""
+    if not isinstance(strategy, TakesExtraLoss):
+        raise TaskfitError(f"from: a {strategy.config.name} run cannot take a continual method's loss")
     view = SingleHeadView(strategy)
     tools = Tools(strategy.tokenizer, strategy.config.max_length, strategy.device, seed)
     hooks = METHODS[method.name](method, tools)
