@@ -14,7 +14,8 @@ from taskfit.config import PromptConfig
 from taskfit.data.ner import from_tokens
 from taskfit.data.readers import Example
 from taskfit.registry import REGISTRY
-from taskfit.strategies import BackboneCache, Context, build_strategy, load_strategy
+from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy, load_strategy
+from taskfit.strategies.base import DevScored
 from tests.conftest import WORDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -127,7 +128,7 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     train, test, labels, prompt = data(entry.task)
     ctx = Context(labels=labels, prompt=prompt, seed=0, backbones=BackboneCache())
     strategy = build_strategy(config, ctx)
-    assert isinstance(strategy, entry.load())
+    assert isinstance(strategy, entry.load()) and isinstance(strategy, Strategy)
 
     trained, total = strategy.trainable_parameters()
     assert total > 0
@@ -144,6 +145,8 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     for name, value in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], value), f"{name} moved"
     before = comparable(entry.task, strategy.predict(test))
+    if isinstance(strategy, DevScored):  # what early stopping and a search read
+        assert strategy.dev_metric.startswith("dev_") and 0 <= strategy.dev_score(test) <= 100
     strategy.save(tmp_path / "model")
     again = load_strategy(tmp_path / "model", BackboneCache())
     assert type(again) is type(strategy)

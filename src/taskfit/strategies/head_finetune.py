@@ -81,11 +81,6 @@ class TrainedEncoder:
     rebuilt by the same constructor with ``saved_dir``: the tuning method puts its weights back.
     """
 
-    dev_metric = "dev_accuracy"  # what dev_score measures, as logged; early stopping maximises it
-    extra_loss: ExtraLoss | None = (
-        None  # added to every batch's loss (an incremental update's continual method)
-    )
-
     def __init__(
         self,
         config: EncoderTrainingConfig,
@@ -139,10 +134,6 @@ class TrainedEncoder:
             ]
         )
 
-    def with_extra_loss(self, loss: torch.Tensor, batch: list) -> torch.Tensor:
-        extra = self.extra_loss
-        return loss if extra is None or (term := extra(batch)) is None else loss + term
-
     def trainable_parameters(self) -> tuple[int, int]:
         return count_parameters(self.model)
 
@@ -158,8 +149,16 @@ class TrainedEncoder:
 class HeadFinetune(TrainedEncoder):
     """Sequence classification: a linear head on the pooled states, cross-entropy on the labels."""
 
+    dev_metric = "dev_accuracy"  # what dev_score measures, as logged; early stopping maximises it
+    # added to every batch's loss when set (an incremental update's continual method)
+    extra_loss: ExtraLoss | None = None
+
     def build_model(self, encoder: nn.Module) -> nn.Module:
         return EncoderClassifier(encoder, len(self.ctx.labels), self.config.dropout, self.config.pooling)
+
+    def with_extra_loss(self, loss: torch.Tensor, batch: list) -> torch.Tensor:
+        extra = self.extra_loss
+        return loss if extra is None or (term := extra(batch)) is None else loss + term
 
     def dev_score(self, examples: list[Example]) -> float:
         return accuracy(self.predict(examples).labels, examples)
