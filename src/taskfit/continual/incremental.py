@@ -13,7 +13,7 @@ from pathlib import Path
 
 from taskfit.continual.methods import METHODS, Tools
 from taskfit.errors import TaskfitError
-from taskfit.strategies.base import STRATEGY_FILE, TakesExtraLoss, read_strategy_file
+from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
 
 # encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
 # into a trainable model
@@ -109,6 +109,8 @@ class SingleHeadView:
 def attach_method(strategy, method, old_train: list, seed: int) -> None:
     """Anchor the method on the saved model and the old data (weights, Fisher, replay buffer); the strategy's
     fit then adds its loss to every batch."""
+    from taskfit.strategies.base import TakesExtraLoss
+
     if not isinstance(strategy, TakesExtraLoss):
         raise TaskfitError(f"from: a {strategy.config.name} run cannot take a continual method's loss")
     view = SingleHeadView(strategy)
