@@ -37,7 +37,7 @@ SMALL = {
     "decoding": {"max_new_tokens": 4},
     "eval_batch_size": 4,
 }
-# entries whose trained part comes with weights of their own (a classifier head, an adapter, a soft prompt)
+# entries that read the training data but train no weights (they choose demonstrations)
 UNTRAINED_WEIGHTS = {"zero-shot", "in-context"}
 
 
@@ -136,9 +136,11 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
         assert trained > 0
     else:
         assert trained == 0
-    model = getattr(strategy, "model", None)
+    # what a tuning method leaves alone must stay bit-identical (the task model, or a causal LM's peft wrapper)
+    modules = [getattr(strategy, a, None) for a in ("model", "net", "lm", "encoder")]
+    model = next((m for m in modules if isinstance(m, torch.nn.Module)), None)
     frozen = {}
-    if isinstance(model, torch.nn.Module):  # what a tuning method leaves alone must stay bit-identical
+    if model is not None:
         frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
 
     strategy.fit(train if entry.trains else [], [])
