@@ -15,7 +15,14 @@ from taskfit.data.ner import from_tokens
 from taskfit.data.readers import Example
 from taskfit.registry import REGISTRY
 from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy, load_strategy
-from taskfit.strategies.base import DevScored
+from taskfit.strategies.base import (
+    CountsParsing,
+    DevScored,
+    Diagnoses,
+    ReportsAlignment,
+    ScoresPerplexity,
+    TakesExtraLoss,
+)
 from tests.conftest import WORDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -129,6 +136,17 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     ctx = Context(labels=labels, prompt=prompt, seed=0, backbones=BackboneCache())
     strategy = build_strategy(config, ctx)
     assert isinstance(strategy, entry.load()) and isinstance(strategy, Strategy)
+
+    # the optional capabilities callers rely on are declared (protocols), not probed with hasattr
+    if entry.task == "generation":
+        assert isinstance(strategy, ScoresPerplexity)
+    if entry.task == "ner":
+        prompted = not entry.trains or entry.name in UNTRAINED_WEIGHTS
+        assert isinstance(strategy, CountsParsing if prompted else ReportsAlignment)
+    if entry.key == ("classification", "in-context"):
+        assert isinstance(strategy, Diagnoses)
+    if entry.incremental:  # a `from:` update adds its continual method's loss
+        assert isinstance(strategy, TakesExtraLoss)
 
     trained, total = strategy.trainable_parameters()
     assert total > 0
