@@ -366,13 +366,13 @@ def test_head_finetune_learns_toy_tags_and_reloads(tiny_bert_dir, tmp_path):
 @pytest.mark.parametrize("name", ["lora", "bitfit", "adapter"])
 def test_parameter_efficient_taggers_train_only_their_part_and_reload(name, tiny_bert_dir, tmp_path):
     from taskfit.config import NER_STRATEGY_CONFIGS
-    from taskfit.strategies import NER_STRATEGIES, Context, load_strategy
+    from taskfit.strategies import Context, build_strategy, load_strategy
 
     extra = {"target_modules": ["query", "value"]} if name == "lora" else {}
     cfg = NER_STRATEGY_CONFIGS[name](
         name=name, backbone=str(tiny_bert_dir), epochs=1, scheme="iobes", **extra
     )
-    s = NER_STRATEGIES[name](cfg, Context(labels=["LOC", "PER"]))
+    s = build_strategy(cfg, Context(labels=["LOC", "PER"]))
     trained, total = s.trainable_parameters()
     assert 0 < trained < total / 2
     sentences = [from_tokens(t, g) for t, g in _toy_sentences(12)]

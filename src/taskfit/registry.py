@@ -77,7 +77,7 @@ class StrategyEntry:
     trains: bool = True  # whether its result can change with the K-shot sample (else: one K=0 cell)
     export: ExportForm = None
     incremental: bool = False  # a saved run can be the start of a `from:` update
-    options: dict[str, Any] = field(default_factory=dict)  # passed to the implementation's constructor
+    options: dict[str, Any] = field(default_factory=dict)  # for the implementation, e.g. {"tuning": "lora"}
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +99,11 @@ def _e(task: str, name: str, config: type, implementation: str, **kw: Any) -> St
     return StrategyEntry(task, name, config, module, **kw)
 
 
+# A trained strategy is a task head times a tuning method (``strategies.tuning``); options name the method.
+FULL, LORA, IA3 = {"tuning": "full"}, {"tuning": "lora"}, {"tuning": "ia3"}
+PROMPT_TUNING, PREFIX_TUNING = {"tuning": "prompt-tuning"}, {"tuning": "prefix-tuning"}
+BITFIT, ADAPTER = {"tuning": "bitfit"}, {"tuning": "adapter"}
+
 # fmt: off
 ENTRIES: tuple[StrategyEntry, ...] = (
     # classification. head-finetune, lora, ia3, prompt-tuning and prefix-tuning take either kind: a causal LM
@@ -106,35 +111,35 @@ ENTRIES: tuple[StrategyEntry, ...] = (
     # none); adapters and the SetFit recipe are defined for sentence encoders.
     _e("classification", "zero-shot", ZeroShotConfig, "zero_shot:ZeroShot", trains=False),
     _e("classification", "in-context", InContextConfig, "in_context:InContext", kinds=CAUSAL_LM),
-    _e("classification", "head-finetune", HeadFinetuneConfig, "head_finetune:HeadFinetune", export="full", incremental=True),
-    _e("classification", "lora", LoraStrategyConfig, "peft_encoder:Lora", export="peft", incremental=True),
-    _e("classification", "ia3", IA3StrategyConfig, "peft_encoder:IA3", export="peft", incremental=True),
-    _e("classification", "prompt-tuning", PromptTuningStrategyConfig, "peft_encoder:PromptTuning", export="virtual"),
-    _e("classification", "prefix-tuning", PrefixTuningStrategyConfig, "peft_encoder:PrefixTuning", export="virtual"),
-    _e("classification", "bitfit", BitFitConfig, "peft_encoder:BitFit", kinds=ENCODER, export="full", incremental=True),
-    _e("classification", "adapter", AdapterStrategyConfig, "peft_encoder:Adapter", kinds=ENCODER, export="modules", incremental=True),
+    _e("classification", "head-finetune", HeadFinetuneConfig, "head_finetune:HeadFinetune", options=FULL, export="full", incremental=True),
+    _e("classification", "lora", LoraStrategyConfig, "head_finetune:HeadFinetune", options=LORA, export="peft", incremental=True),
+    _e("classification", "ia3", IA3StrategyConfig, "head_finetune:HeadFinetune", options=IA3, export="peft", incremental=True),
+    _e("classification", "prompt-tuning", PromptTuningStrategyConfig, "head_finetune:HeadFinetune", options=PROMPT_TUNING, export="virtual"),
+    _e("classification", "prefix-tuning", PrefixTuningStrategyConfig, "head_finetune:HeadFinetune", options=PREFIX_TUNING, export="virtual"),
+    _e("classification", "bitfit", BitFitConfig, "head_finetune:HeadFinetune", options=BITFIT, kinds=ENCODER, export="full", incremental=True),
+    _e("classification", "adapter", AdapterStrategyConfig, "head_finetune:HeadFinetune", options=ADAPTER, kinds=ENCODER, export="modules", incremental=True),
     _e("classification", "contrastive", ContrastiveConfig, "contrastive:Contrastive", kinds=ENCODER, export="full"),
     _e("classification", "prompt-finetune", PromptFinetuneConfig, "prompt_finetune:PromptFinetune", kinds=CAUSAL_LM),
     # generation: a causal LM writes the target text
     _e("generation", "zero-shot", GenerationZeroShotConfig, "generation:GenerationPrompting", kinds=CAUSAL_LM, trains=False),
     _e("generation", "in-context", GenerationInContextConfig, "generation:GenerationFewShot", kinds=CAUSAL_LM),
-    _e("generation", "full-finetune", GenerationFullConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="full"),
-    _e("generation", "lora", GenerationLoraConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="peft"),
-    _e("generation", "prompt-tuning", GenerationPromptTuningConfig, "supervised_finetune:SupervisedFinetune", kinds=CAUSAL_LM, export="virtual"),
+    _e("generation", "full-finetune", GenerationFullConfig, "supervised_finetune:SupervisedFinetune", options=FULL, kinds=CAUSAL_LM, export="full"),
+    _e("generation", "lora", GenerationLoraConfig, "supervised_finetune:SupervisedFinetune", options=LORA, kinds=CAUSAL_LM, export="peft"),
+    _e("generation", "prompt-tuning", GenerationPromptTuningConfig, "supervised_finetune:SupervisedFinetune", options=PROMPT_TUNING, kinds=CAUSAL_LM, export="virtual"),
     # ner: taggers read every token's hidden state (encoder or causal LM); the prompted ones generate
-    _e("ner", "head-finetune", NerHeadFinetuneConfig, "ner:NerHeadFinetune"),
-    _e("ner", "lora", NerLoraConfig, "ner:NerLora"),
-    _e("ner", "bitfit", NerBitFitConfig, "ner:NerBitFit", kinds=ENCODER),
-    _e("ner", "adapter", NerAdapterConfig, "ner:NerAdapter", kinds=ENCODER),
+    _e("ner", "head-finetune", NerHeadFinetuneConfig, "ner:NerTagger", options=FULL),
+    _e("ner", "lora", NerLoraConfig, "ner:NerTagger", options=LORA),
+    _e("ner", "bitfit", NerBitFitConfig, "ner:NerTagger", options=BITFIT, kinds=ENCODER),
+    _e("ner", "adapter", NerAdapterConfig, "ner:NerTagger", options=ADAPTER, kinds=ENCODER),
     _e("ner", "zero-shot", NerZeroShotConfig, "ner_prompting:NerPrompting", kinds=CAUSAL_LM, trains=False),
     _e("ner", "in-context", NerInContextConfig, "ner_prompting:NerFewShot", kinds=CAUSAL_LM),
     # span tasks read encoder token states
-    _e("relation", "head-finetune", RelationHeadFinetuneConfig, "taskfit.tasks.relation:RelationHeadFinetune", kinds=ENCODER),
-    _e("relation", "lora", RelationLoraConfig, "taskfit.tasks.relation:RelationLora", kinds=ENCODER),
-    _e("relation", "bitfit", RelationBitFitConfig, "taskfit.tasks.relation:RelationBitFit", kinds=ENCODER),
-    _e("relation", "adapter", RelationAdapterConfig, "taskfit.tasks.relation:RelationAdapter", kinds=ENCODER),
-    _e("extractive-qa", "head-finetune", QAHeadFinetuneConfig, "taskfit.tasks.extractive_qa:QAHeadFinetune", kinds=ENCODER),
-    _e("extractive-qa", "lora", QALoraConfig, "taskfit.tasks.extractive_qa:QALora", kinds=ENCODER),
+    _e("relation", "head-finetune", RelationHeadFinetuneConfig, "relation:RelationStrategy", options=FULL, kinds=ENCODER),
+    _e("relation", "lora", RelationLoraConfig, "relation:RelationStrategy", options=LORA, kinds=ENCODER),
+    _e("relation", "bitfit", RelationBitFitConfig, "relation:RelationStrategy", options=BITFIT, kinds=ENCODER),
+    _e("relation", "adapter", RelationAdapterConfig, "relation:RelationStrategy", options=ADAPTER, kinds=ENCODER),
+    _e("extractive-qa", "head-finetune", QAHeadFinetuneConfig, "extractive_qa:SpanQA", options=FULL, kinds=ENCODER),
+    _e("extractive-qa", "lora", QALoraConfig, "extractive_qa:SpanQA", options=LORA, kinds=ENCODER),
 )
 # fmt: on
 

@@ -72,7 +72,7 @@ def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:
 def load_start(from_run: str, config, ctx):
     """The cell's strategy with the saved run's weights, ready to train on; ``ctx.labels`` become the saved
     head's label order."""
-    from taskfit.strategies import STRATEGIES
+    from taskfit.registry import REGISTRY
 
     directory = saved_model_dir(from_run)
     saved = check_saved_run(from_run, config)
@@ -83,7 +83,7 @@ def load_start(from_run: str, config, ctx):
         )
     ctx.labels = list(saved["labels"])
     try:
-        strategy = STRATEGIES[config.name].load(directory, config, ctx, saved)
+        strategy = REGISTRY.get("classification", config.name).load().load(directory, config, ctx, saved)
     except RuntimeError as exc:  # e.g. tensor size mismatch: architecture options differ from the saved run
         raise TaskfitError(
             f"from: {from_run} does not fit this cell's {config.name} settings: {exc}"
@@ -121,6 +121,10 @@ class SingleHeadView:
 def attach_method(strategy, method, old_train: list, seed: int) -> None:
     """Anchor the method on the saved model and the old data (weights, Fisher, replay buffer); the strategy's
     fit then adds its loss to every batch."""
+    from taskfit.strategies.base import TakesExtraLoss
+
+    if not isinstance(strategy, TakesExtraLoss):
+        raise TaskfitError(f"from: a {strategy.config.name} run cannot take a continual method's loss")
     view = SingleHeadView(strategy)
     tools = Tools(strategy.tokenizer, strategy.config.max_length, strategy.device, seed)
     hooks = METHODS[method.name](method, tools)

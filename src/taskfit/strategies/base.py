@@ -1,4 +1,18 @@
-"""The one small interface every strategy implements, and what they share."""
+"""The one small interface every strategy implements, the optional capabilities some declare, and what they
+share.
+
+Every strategy has ``config``, ``log``, ``fit``, ``predict``, ``trainable_parameters``, ``save`` and the
+classmethod ``load``; ``predict`` returns its task's type (``Strategy[Predictions]`` for classification and
+relation, ``Strategy[Generations]``, ``Strategy[NerPredictions]``, ``Strategy[list[Answer]]``). What only some
+strategies can do is a small runtime-checkable protocol, so callers ask ``isinstance(s, Diagnoses)``:
+
+  Diagnoses         diagnostics(predicted, gold) -> dict (in-context: how often the last demo's label wins)
+  ScoresPerplexity  perplexity(examples) -> {"loss", "perplexity", "target_tokens"} (generation)
+  DevScored         dev_metric + dev_score(examples): what early stopping and a search maximise
+  TakesExtraLoss    extra_loss: a term added to every training batch's loss (``from:`` updates)
+  CountsParsing     counts: how generated answers parsed (prompted NER)
+  ReportsAlignment  stats: how the last sentences met the tokenizer (NER taggers)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -77,21 +91,63 @@ class Context:
         return self.progress(desc, total) if self.progress else (lambda n: None)
 
 
-class Strategy(Protocol):
-    """fit on (train, dev), predict labels, count what it trains, save/load what it trained."""
+P = TypeVar("P", covariant=True)  # what predict returns
+ExtraLoss = Callable[[list], "torch.Tensor | None"]  # (batch) -> a loss term, or None for none
+
+
+@runtime_checkable
+class Strategy(Protocol[P]):
+    """fit on (train, dev), predict, count what it trains, save what it trained and load it back."""
 
     config: StrategyBase
     log: list[dict]  # one record per epoch/evaluation, written to the run's train_log.jsonl
 
     def fit(self, train: list[Example], dev: list[Example]) -> None: ...
 
-    def predict(self, examples: list[Example]) -> Predictions: ...
+    def predict(self, examples: list[Example]) -> P: ...
 
     def trainable_parameters(self) -> tuple[int, int]:
         """(trained parameters, all parameters)."""
         ...
 
     def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path, config: Any, ctx: Context, saved: dict) -> Strategy[P]:
+        """Rebuild from a saved folder (``saved``: its strategy.json)."""
+        ...
+
+
+@runtime_checkable
+class Diagnoses(Protocol):
+    def diagnostics(self, predicted: list[str], gold: list[str] | None = None) -> dict: ...
+
+
+@runtime_checkable
+class ScoresPerplexity(Protocol):
+    def perplexity(self, examples: list[Example]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class DevScored(Protocol):
+    dev_metric: str  # as logged, e.g. dev_accuracy; higher is better
+
+    def dev_score(self, examples: list[Example]) -> float: ...
+
+
+@runtime_checkable
+class TakesExtraLoss(Protocol):
+    extra_loss: ExtraLoss | None
+
+
+@runtime_checkable
+class CountsParsing(Protocol):
+    counts: dict[str, int]
+
+
+@runtime_checkable
+class ReportsAlignment(Protocol):
+    stats: dict[str, int]
 
 
 def write_strategy_file(

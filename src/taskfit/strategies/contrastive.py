@@ -56,8 +56,6 @@ def make_pairs(examples: list[Example], iterations: int, seed: int) -> list[tupl
 
 
 class Contrastive:
-    uses_training_data = True
-
     def __init__(self, config: ContrastiveConfig, ctx: Context, saved_dir: Path | None = None) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         if saved_dir is None:

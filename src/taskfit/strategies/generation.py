@@ -79,8 +79,6 @@ class GenerationModel:
 class GenerationPrompting:
     """zero-shot (template only) and in-context (``demos`` training pairs before each input)."""
 
-    uses_training_data = False
-
     def __init__(
         self, config: GenerationZeroShotConfig | GenerationInContextConfig, ctx: Context, demos=()
     ) -> None:
@@ -139,8 +137,6 @@ class GenerationPrompting:
 
 class GenerationFewShot(GenerationPrompting):
     """in-context: the same as zero-shot plus demonstrations drawn from the training pairs."""
-
-    uses_training_data = True
 
 
 def read_examples_file(path: Path) -> list[Example]:

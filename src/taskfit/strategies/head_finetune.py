@@ -1,8 +1,11 @@
-"""head-finetune: encoder + linear head on mean-pooled states; full fine-tuning with AdamW, linear warm-up
-and decay, weight decay, dropout, gradient clipping and early stopping on the dev set (best epoch restored).
+"""Sequence classification on an encoder's (or a causal LM's) pooled states: a linear head times a tuning
+method (``strategies.tuning``): head-finetune is full fine-tuning, lora/ia3/prompt-tuning/prefix-tuning/bitfit/
+adapter the parameter-efficient ones (the registry entry's ``options["tuning"]``). All train with AdamW, linear
+warm-up and decay, weight decay, dropout, gradient clipping and early stopping on the dev set (best epoch
+restored). ``TrainedEncoder`` is what every trained task head (NER, relation, extractive QA) shares.
 
-The run folder holds the whole fine-tuned model as safetensors plus the encoder config and tokenizer, so it
-reloads without the original backbone.
+head-finetune's run folder holds the whole fine-tuned model as safetensors plus the encoder config and
+tokenizer, so it reloads without the original backbone; the others save only what they trained.
 """
 
 from __future__ import annotations
@@ -12,22 +15,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from taskfit.config import EncoderTrainingConfig, HeadFinetuneConfig
+from taskfit.config import EncoderTrainingConfig
 from taskfit.data.readers import Example
-from taskfit.errors import TaskfitError
-from taskfit.io import save_safetensors_atomic
-from taskfit.models.backbones import load_backbone, resolve_device
+from taskfit.models.backbones import resolve_device
 from taskfit.models.embeddings import mean_pool
 from taskfit.strategies.base import (
     Context,
+    ExtraLoss,
     Predictions,
     count_parameters,
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.strategies.tuning import WEIGHTS_FILE, TuningMethod, tuning_method, tuning_of
 from taskfit.training.loop import accuracy, fit_whole_model
 
-WEIGHTS_FILE = "model.safetensors"
+__all__ = ["WEIGHTS_FILE", "EncoderClassifier", "HeadFinetune", "TrainedEncoder", "resolve_pooling"]
 
 
 class EncoderClassifier(nn.Module):
@@ -70,89 +73,46 @@ def resolve_pooling(pooling: str, encoder: nn.Module) -> str:
     return "last" if causal else "mean"
 
 
-def freeze(model: EncoderClassifier, embeddings: bool, bottom_layers: int) -> None:
-    encoder = model.encoder
-    if embeddings:
-        for p in encoder.get_input_embeddings().parameters():
-            p.requires_grad_(False)
-        emb_module = getattr(encoder, "embeddings", None)
-        if emb_module is not None:  # BERT-style: positions, token types and their LayerNorm too
-            for p in emb_module.parameters():
-                p.requires_grad_(False)
-    if bottom_layers:
-        layers = _encoder_layers(encoder)
-        if bottom_layers > len(layers):
-            raise TaskfitError(
-                f"freeze_layers={bottom_layers}, but the encoder has only {len(layers)} layers"
-            )
-        for layer in layers[:bottom_layers]:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+class TrainedEncoder:
+    """A task head on a backbone, trained by a tuning method: what the classification head, the NER tagger and
+    the relation and span heads share (building, the optimiser, counting, saving and reloading).
 
+    ``tuning`` is a tuning method, its name, or None for the one the registry entry names. A saved run is
+    rebuilt by the same constructor with ``saved_dir``: the tuning method puts its weights back.
+    """
 
-def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
-    for path in ("encoder.layer", "layers", "transformer.layer", "h"):
-        obj = encoder
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.ModuleList):
-            return obj
-    raise TaskfitError(f"cannot find the layer list of {type(encoder).__name__} to freeze")
-
-
-class HeadFinetune:
-    uses_training_data = True
-
-    def __init__(self, config: EncoderTrainingConfig, ctx: Context, saved_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: EncoderTrainingConfig,
+        ctx: Context,
+        saved_dir: Path | None = None,
+        tuning: TuningMethod | str | None = None,
+    ) -> None:
         self.config, self.ctx, self.log = config, ctx, []
-        if saved_dir is None:
-            backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
-            encoder, self.tokenizer = backbone.model, backbone.tokenizer
-        else:  # reloading a run: architecture from its config, weights from its safetensors
-            from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(saved_dir))
-            self.tokenizer = AutoTokenizer.from_pretrained(saved_dir)
+        if tuning is None or isinstance(tuning, str):
+            tuning = tuning_method(tuning or tuning_of(config), config)
+        self.tuning = tuning
+        encoder, self.tokenizer = tuning.backbone(config, ctx, saved_dir)
         torch.manual_seed(ctx.seed)  # the head's initialisation depends on the seed only
         self.model = self.build_model(encoder)
-        self.adapt()
+        if saved_dir is None:
+            tuning.adapt(self.model, self.log, self.new_tokens())
+        else:
+            tuning.restore(self.model, saved_dir, self.log, self.new_tokens())
         self.device = resolve_device(ctx.backbones.device)
         self.model.to(self.device)
 
     def build_model(self, encoder: nn.Module) -> nn.Module:
-        """The encoder with its task head; a task module overrides it (relation: entity-start states)."""
-        return EncoderClassifier(encoder, len(self.ctx.labels), self.config.dropout, self.config.pooling)
+        """The backbone with the task's head (a module with ``encoder`` and ``head``)."""
+        raise NotImplementedError
 
-    dev_metric = "dev_accuracy"  # what dev_score measures, as logged; early stopping maximises it
+    def new_tokens(self) -> list[int]:
+        """Vocabulary rows the task added, which must train whatever the tuning method freezes."""
+        return []
 
-    def dev_score(self, examples: list[Example]) -> float:
-        return accuracy(self.predict(examples).labels, examples)
-
-    def adapt(self) -> None:
-        """Decide what trains. Here: everything, less what the freeze options name."""
-        c = self.config
-        if c.freeze_encoder:
-            self.model.encoder.requires_grad_(False)
-        freeze(self.model, c.freeze_embeddings, c.freeze_layers)
-
-    def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
-        pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
-        enc = self.tokenizer(
-            [e.text for e in examples],
-            pair,
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_length,
-            return_tensors="pt",
-        )
-        return {
-            k: v.to(self.device)
-            for k, v in enc.items()
-            if k in ("input_ids", "attention_mask", "token_type_ids")
-        }
+    def saved_fields(self) -> dict:
+        """What strategy.json holds besides the config, labels and prompt (e.g. the task)."""
+        return {}
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay, head = [], [], []
@@ -174,6 +134,51 @@ class HeadFinetune:
             ]
         )
 
+    def trainable_parameters(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+    def save(self, directory: Path) -> None:
+        self.tuning.save(self.model, self.tokenizer, directory)
+        write_strategy_file(directory, self.config, self.ctx, self.saved_fields())
+
+    @classmethod
+    def load(cls, directory: Path, config, ctx: Context, saved: dict):
+        return cls(config, ctx, saved_dir=directory)
+
+
+class HeadFinetune(TrainedEncoder):
+    """Sequence classification: a linear head on the pooled states, cross-entropy on the labels."""
+
+    dev_metric = "dev_accuracy"  # what dev_score measures, as logged; early stopping maximises it
+    # added to every batch's loss when set (an incremental update's continual method)
+    extra_loss: ExtraLoss | None = None
+
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        return EncoderClassifier(encoder, len(self.ctx.labels), self.config.dropout, self.config.pooling)
+
+    def with_extra_loss(self, loss: torch.Tensor, batch: list) -> torch.Tensor:
+        extra = self.extra_loss
+        return loss if extra is None or (term := extra(batch)) is None else loss + term
+
+    def dev_score(self, examples: list[Example]) -> float:
+        return accuracy(self.predict(examples).labels, examples)
+
+    def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
+        pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
+        enc = self.tokenizer(
+            [e.text for e in examples],
+            pair,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+        keys = ("input_ids", "attention_mask", "token_type_ids")
+        if self.tuning.virtual_tokens:  # peft ignores token types with virtual tokens (and warns each call)
+            keys = keys[:2]
+        return {k: v.to(self.device) for k, v in enc.items() if k in keys}
+
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         c = self.config
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
@@ -181,11 +186,7 @@ class HeadFinetune:
 
         def batch_loss(batch: list[Example]) -> torch.Tensor:
             targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
-            loss = loss_fn(self.model(**self._batch(batch)), targets)
-            extra = getattr(
-                self, "extra_loss", None
-            )  # an incremental update's continual method (from: RUN_DIR)
-            return loss if extra is None or (term := extra(batch)) is None else loss + term
+            return self.with_extra_loss(loss_fn(self.model(**self._batch(batch)), targets), batch)
 
         fit_whole_model(self, self._optimizer(), batch_loss, train, dev, self.dev_score, self.dev_metric)
 
@@ -198,21 +199,3 @@ class HeadFinetune:
             idx = order[start : start + batch_size]
             logits[idx] = self.model(**self._batch([examples[i] for i in idx])).float().cpu()
         return probs_to_predictions(logits, self.ctx.labels)
-
-    def trainable_parameters(self) -> tuple[int, int]:
-        return count_parameters(self.model)
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.encoder.config.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        save_safetensors_atomic(self.model, directory / WEIGHTS_FILE)
-        write_strategy_file(directory, self.config, self.ctx)
-
-    @classmethod
-    def load(cls, directory: Path, config: HeadFinetuneConfig, ctx: Context, saved: dict) -> HeadFinetune:
-        from safetensors.torch import load_model
-
-        strategy = cls(config, ctx, saved_dir=directory)
-        load_model(strategy.model, str(directory / WEIGHTS_FILE), device=str(strategy.device))
-        return strategy

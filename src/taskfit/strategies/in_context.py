@@ -34,8 +34,6 @@ DEMOS_FILE = "demonstrations.jsonl"
 
 
 class InContext:
-    uses_training_data = True
-
     def __init__(self, config: InContextConfig, ctx: Context) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         self.backbone = ctx.backbones.get(config.backbone)
@@ -45,6 +43,7 @@ class InContext:
         self.pool: list[Example] = []  # the demonstrations (fixed selection) or the candidates (similar)
         # the calibration predict applies: the config's, or for auto the one chosen on dev in fit
         self.calibration = "none" if config.calibration == "auto" else config.calibration
+        self.order_predictions: list[list[str]] = []  # the last predict's labels per demonstration order
 
     def _render(self, demos: list[Example]) -> str:
         return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
@@ -153,7 +152,7 @@ class InContext:
             "last_demonstration_label": last,
             "share_predicted_as_last_demonstration": sum(p == last for p in predicted) / len(predicted),
         }
-        orders = getattr(self, "order_predictions", [])
+        orders = self.order_predictions
         if gold is not None and len(orders) > 1:
             accs = [sum(p == g for p, g in zip(o, gold)) / len(gold) for o in orders]
             out["per_order_accuracy"] = accs

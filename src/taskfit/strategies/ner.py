@@ -3,8 +3,8 @@
 A linear layer reads every token's hidden state and predicts its tag; the loss covers each word's first
 token only (see ``models.token_alignment``). Encoders see both sides of a word; a causal LM (smollm2) sees
 only its left context, which is what its hidden states hold. Everything else (what trains, the optimiser,
-the loop with early stopping on dev entity F1, what is saved) is the classification strategy of the same
-name: the NER classes only swap the model's head and the data path.
+the loop with early stopping on dev entity F1, what is saved) is the tuning method the registry names
+(``strategies.tuning``): the tagger only brings the model's head and the data path.
 """
 
 from __future__ import annotations
@@ -24,16 +24,9 @@ from taskfit.models.token_alignment import (
     merge_predictions,
     special_frame,
 )
-from taskfit.strategies.base import Context, write_strategy_file
-from taskfit.strategies.head_finetune import HeadFinetune, resolve_pooling
-from taskfit.strategies.peft_encoder import (
-    ADAPTER_DIR,
-    HEAD_FILE,
-    Adapter,
-    BitFit,
-    Lora,
-    load_peft_adapter,
-)
+from taskfit.strategies.base import Context
+from taskfit.strategies.head_finetune import TrainedEncoder, resolve_pooling
+from taskfit.strategies.tuning import TuningMethod
 from taskfit.training.loop import fit_whole_model
 
 
@@ -76,31 +69,34 @@ def as_sentence(example) -> NerExample:
     return from_text(example.text, example.source)
 
 
-class NerTagger(HeadFinetune):
-    """head-finetune for NER; the other strategies mix their ``adapt``/``save`` in (see below)."""
+class NerTagger(TrainedEncoder):
+    """A tag layer on every token's hidden state, trained by the registry's tuning method (head-finetune:
+    full, lora, bitfit, adapter)."""
 
-    def __init__(self, config, ctx: Context, saved_dir: Path | None = None) -> None:
+    dev_metric = "dev_f1"
+
+    def __init__(
+        self, config, ctx: Context, saved_dir: Path | None = None, tuning: TuningMethod | str | None = None
+    ) -> None:
         self.tags = tag_names(list(ctx.labels), config.scheme)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.inside_id = {  # B-X (and E-/S-) -> I-X, for label_all_subtokens
             i: self.tag_index.get("I-" + t.partition("-")[2], i) for i, t in enumerate(self.tags) if t != "O"
         }
-        super().__init__(config, ctx, saved_dir)
+        super().__init__(config, ctx, saved_dir, tuning)
         self.tokenizer.padding_side = "right"  # causal LMs: positions count from the left, no shift
         self.frame = special_frame(self.tokenizer)
-        self.position = label_position(config.label_token, self.model.encoder)
         self.stats = new_stats()
 
-    def _build_model(self, encoder: nn.Module) -> nn.Module:
+    def build_model(self, encoder: nn.Module) -> nn.Module:
+        self.position = label_position(self.config.label_token, encoder)
+        # the draws of the sentence classifier's head that earlier versions built (and dropped) first: the
+        # same seed keeps giving the same tag layer, so results stay comparable across versions
+        nn.Linear(encoder.config.hidden_size, len(self.ctx.labels))
         return TokenClassifier(encoder, len(self.tags), self.config.dropout)
 
-    # HeadFinetune.__init__ builds an EncoderClassifier; swap it for a token classifier before adapt()
-    def adapt(self) -> None:
-        self.model = self._build_model(self.model.encoder)
-        self._adapt()
-
-    def _adapt(self) -> None:
-        HeadFinetune.adapt(self)
+    def saved_fields(self) -> dict:
+        return {"task": "ner", "tags": self.tags}
 
     def encode(self, example: NerExample, labelled: bool) -> Encoded:
         c = self.config
@@ -151,14 +147,16 @@ class NerTagger(HeadFinetune):
             logits = self.model(**inputs)  # (B, T, tags)
             return loss_fn(logits.flatten(0, 1), labels.flatten())
 
-        def dev_f1(examples) -> float:
-            from taskfit.evaluation.ner_metrics import ner_metrics
+        fit_whole_model(self, self._optimizer(), batch_loss, windows, dev, self.dev_score, self.dev_metric)
 
-            predicted = self.predict(examples)
-            gold = [convert_tags(e.tags, c.scheme) for e in examples]
-            return ner_metrics(gold, [p["tags"] for p in predicted], c.scheme)["f1"]
+    def dev_score(self, examples: list) -> float:
+        """Entity F1 on tagged sentences."""
+        from taskfit.evaluation.ner_metrics import ner_metrics
 
-        fit_whole_model(self, self._optimizer(), batch_loss, windows, dev, dev_f1, "dev_f1")
+        scheme = self.config.scheme
+        predicted = self.predict(examples)
+        gold = [convert_tags(e.tags, scheme) for e in examples]
+        return ner_metrics(gold, [p["tags"] for p in predicted], scheme)["f1"]
 
     @torch.no_grad()
     def predict(self, examples: list, batch_size: int = 32) -> NerPredictions:
@@ -183,51 +181,6 @@ class NerTagger(HeadFinetune):
             out.append({"tags": tags, "entities": entities_of(s, tags)})
         return out
 
-    def save(self, directory: Path) -> None:
-        super().save(directory)
-        write_strategy_file(directory, self.config, self.ctx, {"task": "ner", "tags": self.tags})
 
-
-class NerHeadFinetune(NerTagger):
-    pass
-
-
-class NerLora(NerTagger, Lora):
-    """LoRA on the backbone through peft (the classification lora's adapt and save), a trained tag layer."""
-
-    def _adapt(self) -> None:
-        Lora.adapt(self)
-
-    @classmethod
-    def load(cls, directory: Path, config, ctx: Context, saved: dict):
-        from safetensors.torch import load_file
-
-        strategy = cls.__new__(cls)
-        strategy.config, strategy.ctx, strategy.log = config, ctx, []
-        strategy.tags = tag_names(list(ctx.labels), config.scheme)
-        strategy.tag_index = {t: i for i, t in enumerate(strategy.tags)}
-        strategy.inside_id = {}
-        from taskfit.models.backbones import load_backbone, resolve_device
-
-        backbone = load_backbone(config.backbone, "encoder", ctx.backbones.trust_remote_code, "cpu")
-        strategy.tokenizer = backbone.tokenizer
-        strategy.tokenizer.padding_side = "right"
-        strategy.frame = special_frame(strategy.tokenizer)
-        strategy.position = label_position(config.label_token, backbone.model)
-        strategy.stats = new_stats()
-        encoder = load_peft_adapter(backbone.model, directory / ADAPTER_DIR)
-        strategy.model = TokenClassifier(encoder, len(strategy.tags), config.dropout)
-        strategy.model.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
-        strategy.device = resolve_device(ctx.backbones.device)
-        strategy.model.to(strategy.device)
-        return strategy
-
-
-class NerBitFit(NerTagger, BitFit):
-    def _adapt(self) -> None:
-        BitFit.adapt(self)
-
-
-class NerAdapter(NerTagger, Adapter):
-    def _adapt(self) -> None:
-        Adapter.adapt(self)
+# The registry's names for the tagger with each tuning method (the entry's options pick it); kept for imports.
+NerHeadFinetune = NerLora = NerBitFit = NerAdapter = NerTagger

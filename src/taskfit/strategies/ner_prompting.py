@@ -99,7 +99,6 @@ def entities_to_tags(sentence: NerExample, entities: list[Entity]) -> list[str]:
 class NerPrompting:
     """zero-shot (instruction only) and in-context (``demos`` tagged training sentences before each input)."""
 
-    uses_training_data = False
     scheme = "bio"
 
     def __init__(self, config: NerPromptingConfig, ctx: Context, demos=()) -> None:
@@ -210,4 +209,4 @@ class NerPrompting:
 
 
 class NerFewShot(NerPrompting):
-    uses_training_data = True
+    """in-context: zero-shot plus tagged training sentences as demonstrations."""

@@ -29,21 +29,19 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
-from taskfit.strategies.peft_encoder import (
+from taskfit.strategies.prompt_search import run_prompt_search
+from taskfit.strategies.tuning import (
     ATTENTION_TARGETS,
     attach_tuning,
     resolve_targets,
     save_tuning,
 )
-from taskfit.strategies.prompt_search import run_prompt_search
 from taskfit.training.loop import accuracy, fit_epochs, settings_for, trainable_state
 
 DEMOS_FILE = "demonstrations.jsonl"
 
 
 class PromptFinetune:
-    uses_training_data = True
-
     def __init__(self, config: PromptFinetuneConfig, ctx: Context, saved_dir: Path | None = None) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         if detect_kind(config.backbone, ctx.backbones.trust_remote_code) != "causal-lm":

@@ -24,11 +24,12 @@ from taskfit.models.backbones import load_backbone, resolve
 from taskfit.models.generation import pack, packed_batch, padded_batch, target_nll
 from taskfit.strategies.base import Context, count_parameters, write_strategy_file
 from taskfit.strategies.generation import GenerationModel, Generations, require_causal_lm
-from taskfit.strategies.peft_encoder import (
+from taskfit.strategies.tuning import (
     ATTENTION_TARGETS,
     attach_tuning,
     resolve_targets,
     save_tuning,
+    tuning_of,
 )
 from taskfit.training.loop import fit_epochs, settings_for, trainable_state
 
@@ -38,8 +39,6 @@ def no_demos(example: Example) -> list[Example]:
 
 
 class SupervisedFinetune:
-    uses_training_data = True
-
     def __init__(self, config: SupervisedFinetuneBase, ctx: Context, saved_dir: Path | None = None) -> None:
         require_causal_lm(config, ctx)
         self.config, self.ctx, self.log = config, ctx, []
@@ -48,7 +47,9 @@ class SupervisedFinetune:
         )
         self.model = GenerationModel(backbone, config, ctx)
         self.lm = backbone.model
-        uses_peft = isinstance(config, (GenerationLoraConfig, GenerationPromptTuningConfig))
+        uses_peft = (
+            tuning_of(config) != "full"
+        )  # the registry entry's tuning method: full, lora, prompt-tuning
         self.peft_model = attach_tuning(
             self.lm, saved_dir, self._peft_config if uses_peft else None, ctx.seed
         )

@@ -27,8 +27,6 @@ SIMILARITY_TEMPERATURE = 0.05
 
 
 class ZeroShot:
-    uses_training_data = False
-
     def __init__(self, config: ZeroShotConfig, ctx: Context) -> None:
         self.config, self.ctx, self.log = config, ctx, []
         self.backbone = ctx.backbones.get(config.backbone)

@@ -6,6 +6,8 @@ than ``max_length`` is split into windows that overlap by ``doc_stride`` tokens 
 (``n_best`` start and end candidates per window, at most ``max_answer_length`` tokens), returned as character
 offsets into the original context. This is the recipe of transformers' ``run_qa.py`` / the QA pipeline.
 
+The model and the strategies (head-finetune, lora) are in ``taskfit.strategies.extractive_qa``.
+
 Data: SQuAD v1.1 JSON (``data[].paragraphs[].qas[]`` with ``answers[].answer_start``) or JSONL rows
 ``{"question", "context", "answers": {"text": [...], "answer_start": [...]}}`` (optionally ``"id"``).
 """
@@ -17,15 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from taskfit.data.readers import Example, _decode_lines, jsonl_objects
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.squad import squad_metrics
-from taskfit.strategies.base import write_strategy_file
-from taskfit.strategies.head_finetune import HeadFinetune
-from taskfit.strategies.peft_encoder import Lora
-from taskfit.training.loop import fit_whole_model
 
 
 @dataclass(frozen=True)
@@ -251,102 +248,6 @@ def best_answers(
                     score = float(start_probs[s] * end_probs[e])
                     best[window.example] = (value, Answer(context[a:b], a, b, score))
     return [b[1] if b else Answer("", 0, 0, 0.0) for b in best]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Model and strategies
-
-
-class SpanQAModel(nn.Module):
-    """Encoder + Linear(H, 2): start and end logits per token (BertForQuestionAnswering's head)."""
-
-    def __init__(self, encoder: nn.Module, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, 2)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        logits = self.head(self.dropout(hidden))  # (B, T, 2)
-        return logits.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e4)  # padding is never an answer
-
-
-class QATask:
-    """Mixed in before head-finetune or lora: windows instead of texts, a span loss, SQuAD F1 on dev."""
-
-    dev_metric = "dev_f1"
-
-    def save(self, directory: Path) -> None:
-        super().save(directory)  # type: ignore[misc]
-        write_strategy_file(
-            directory, self.config, self.ctx, {"task": "extractive-qa"}
-        )  # reloads as this task
-
-    def build_model(self, encoder: nn.Module) -> nn.Module:
-        return SpanQAModel(encoder, self.config.dropout)
-
-    def _pad(self, windows: list[Window]) -> dict[str, torch.Tensor]:
-        width = max(len(w.input_ids) for w in windows)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(windows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(windows), width), dtype=torch.long)
-        types = torch.zeros((len(windows), width), dtype=torch.long)
-        for i, w in enumerate(windows):  # right padding keeps token positions = window positions
-            ids[i, : len(w.input_ids)] = torch.tensor(w.input_ids)
-            mask[i, : len(w.input_ids)] = 1
-            if w.token_type_ids is not None:
-                types[i, : len(w.input_ids)] = torch.tensor(w.token_type_ids)
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if windows[0].token_type_ids is not None:
-            batch["token_type_ids"] = types
-        return {k: v.to(self.device) for k, v in batch.items()}
-
-    def windows(self, examples: list[QAExample]) -> list[Window]:
-        c = self.config
-        return make_windows(self.tokenizer, examples, c.max_length, c.doc_stride)
-
-    def fit(self, train: list[Example], dev: list[Example]) -> None:
-        c = self.config
-        windows = self.windows([as_question(e) for e in train])
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
-
-        def batch_loss(batch: list[Window]) -> torch.Tensor:
-            logits = self.model(**self._pad(batch))  # (B, T, 2)
-            starts = torch.tensor([w.start for w in batch], device=self.device)
-            ends = torch.tensor([w.end for w in batch], device=self.device)
-            return (loss_fn(logits[..., 0], starts) + loss_fn(logits[..., 1], ends)) / 2
-
-        fit_whole_model(self, self._optimizer(), batch_loss, windows, dev, self.dev_score, self.dev_metric)
-
-    @torch.no_grad()
-    def predict(self, examples: list[Example], batch_size: int = 32) -> list[Answer]:
-        self.model.eval()
-        questions = [as_question(e) for e in examples]
-        windows = self.windows(questions)
-        logits: list[torch.Tensor] = []
-        for start in range(0, len(windows), batch_size):
-            chunk = windows[start : start + batch_size]
-            out = self.model(**self._pad(chunk)).float().cpu()
-            logits += [out[i, : len(w.input_ids)] for i, w in enumerate(chunk)]
-        c = self.config
-        return best_answers(questions, windows, logits, c.n_best, c.max_answer_length)
-
-    def dev_score(self, examples: list[Example]) -> float:
-        answers = self.predict(examples)
-        return squad_metrics([a.text for a in answers], [[t for t, _ in e.answers] for e in examples])["f1"]
-
-
-class QAHeadFinetune(QATask, HeadFinetune):
-    pass
-
-
-class QALora(QATask, Lora):
-    pass
-
-
-QA_STRATEGIES = {"head-finetune": QAHeadFinetune, "lora": QALora}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -9,25 +9,20 @@ windowed around the entities, so no marker is ever cut off.
 Data: JSONL, one relation per line, ``{"text": ..., "head": {"start": s, "end": e} | [s, e], "tail": ...,
 "label": ...}`` with character offsets (end exclusive), or ``{"tokens": [...], "head": [s, e], ...}`` with token
 indices (end exclusive, tokens joined by spaces).
+
+The model and the strategies (head-finetune, lora, bitfit, adapter) are in ``taskfit.strategies.relation``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from taskfit.data.readers import Example, _decode_lines, jsonl_objects
 from taskfit.errors import TaskfitError
 from taskfit.evaluation.metrics import classification_metrics
-from taskfit.models.embeddings import mean_pool
-from taskfit.strategies.base import write_strategy_file
-from taskfit.strategies.head_finetune import HeadFinetune, resolve_pooling
-from taskfit.strategies.peft_encoder import Adapter, BitFit, Lora
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 _MARKER_RE = re.compile(r"\[/?E[12]\]")
@@ -182,16 +177,6 @@ def as_relation(example: Example) -> RelationExample:
     return example if isinstance(example, RelationExample) else parse_marked(example.text, example.source)
 
 
-def add_markers(tokenizer, encoder: nn.Module) -> list[int]:
-    """Add the markers as special tokens (never split or lower-cased) and give them embedding rows."""
-    tokenizer.add_tokens(list(MARKERS), special_tokens=True)
-    if encoder.get_input_embeddings().num_embeddings < len(tokenizer):
-        # mean_resizing (transformers' default) fits a covariance over the whole vocabulary: seconds per load
-        # for 4 rows. The model's own (seeded) initialisation is what relation papers used.
-        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    return tokenizer.convert_tokens_to_ids(list(MARKERS))
-
-
 def _windows(n: int, marks: list[int], budget: int) -> list[tuple[int, int]]:
     """Token ranges [a, b) to keep out of ``n`` so that every marker position in ``marks`` (E1, /E1, E2, /E2)
     survives: one window around both entities when they fit, else one around each entity."""
@@ -235,33 +220,7 @@ def encode_relation(tokenizer, example: RelationExample, max_length: int, marker
 
 
 # ---------------------------------------------------------------------------------------------------
-# Model
-
-
-class RelationClassifier(nn.Module):
-    """Encoder + linear head on [h(E1); h(E2)] (entity start) or on one pooled state."""
-
-    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float, entity_pooling: str, pooling: str):
-        super().__init__()
-        self.encoder = encoder
-        self.entity_pooling = entity_pooling
-        self.pooling = resolve_pooling(pooling, encoder)
-        self.dropout = nn.Dropout(dropout)
-        width = 2 if entity_pooling == "entity-start" else 1
-        self.head = nn.Linear(width * encoder.config.hidden_size, n_labels)
-
-    def forward(self, input_ids, attention_mask, head_index, tail_index) -> torch.Tensor:
-        hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask
-        ).last_hidden_state  # (B, T, H)
-        if self.entity_pooling == "entity-start":
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            pooled = torch.cat([hidden[rows, head_index], hidden[rows, tail_index]], dim=-1)  # (B, 2H)
-        elif self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            pooled = mean_pool(hidden, attention_mask)  # (B, H)
-        return self.head(self.dropout(pooled))  # (B, C)
+# Metrics
 
 
 def relation_metrics(
@@ -290,98 +249,6 @@ def relation_metrics(
         f1_score(gold, always, labels=positive, average="micro", zero_division=0)
     )
     return metrics
-
-
-# ---------------------------------------------------------------------------------------------------
-# Strategies: the classification ones with the relation model, batches and dev metric swapped in.
-
-
-class RelationTask:
-    """Mixed in before a classification strategy (head-finetune, lora, bitfit, adapter)."""
-
-    dev_metric = "dev_micro_f1"
-
-    def save(self, directory: Path) -> None:
-        super().save(directory)  # type: ignore[misc]
-        write_strategy_file(directory, self.config, self.ctx, {"task": "relation"})  # reloads as this task
-
-    def build_model(self, encoder: nn.Module) -> nn.Module:
-        self.marker_ids = add_markers(self.tokenizer, encoder)
-        c = self.config
-        return RelationClassifier(encoder, len(self.ctx.labels), c.dropout, c.entity_pooling, c.pooling)
-
-    def adapt(self) -> None:
-        super().adapt()  # type: ignore[misc]
-        self.train_markers()
-
-    def train_markers(self) -> None:
-        """The marker rows are new: they must train even where the embeddings are frozen (bitfit, adapter,
-        freeze_embeddings). peft's trainable-tokens layer trains (and saves) just those rows."""
-        from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
-
-        encoder = self.model.encoder
-        embeddings = encoder.get_input_embeddings()
-        if isinstance(embeddings, TrainableTokensLayer) or embeddings.weight.requires_grad:
-            return
-        layer = TrainableTokensLayer(embeddings, "default")
-        layer.update_layer("default", token_indices=list(self.marker_ids))
-        encoder.set_input_embeddings(layer)
-
-    def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        encoded = [
-            encode_relation(self.tokenizer, as_relation(e), self.config.max_length, self.marker_ids)
-            for e in examples
-        ]
-        width = max(len(ids) for ids, _, _ in encoded)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, (ids, _, _) in enumerate(encoded):  # right padding: the marker positions stay valid
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids)] = 1
-        return {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": mask.to(self.device),
-            "head_index": torch.tensor([h for _, h, _ in encoded], device=self.device),
-            "tail_index": torch.tensor([t for _, _, t in encoded], device=self.device),
-        }
-
-    def dev_score(self, examples: list[Example]) -> float:
-        predicted = self.predict(examples).labels  # type: ignore[attr-defined]
-        gold = [e.label for e in examples]
-        return relation_metrics(gold, predicted, self.ctx.labels, self.ctx.no_relation_label)["micro_f1"]
-
-
-class RelationHeadFinetune(RelationTask, HeadFinetune):
-    pass
-
-
-class RelationLora(RelationTask, Lora):
-    # the new marker rows are saved as peft trainable tokens; the rest of the resized matrix is the base's
-    save_embedding_layers = False
-
-    def peft_config(self, encoder: nn.Module):
-        # peft trains (and saves with the adapter) the marker rows of the otherwise frozen embedding matrix
-        return replace(super().peft_config(encoder), trainable_token_indices=list(self.marker_ids))
-
-    def train_markers(self) -> None:
-        pass  # done by peft_config's trainable_token_indices
-
-
-class RelationBitFit(RelationTask, BitFit):
-    pass
-
-
-class RelationAdapter(RelationTask, Adapter):
-    pass
-
-
-RELATION_STRATEGIES = {
-    "head-finetune": RelationHeadFinetune,
-    "lora": RelationLora,
-    "bitfit": RelationBitFit,
-    "adapter": RelationAdapter,
-}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""Every REGISTRY entry on the tiny models: build, fit one epoch on a few examples, save, load, and get the same
+predictions back; count what trains (> 0 where the entry trains weights, 0 where it does not) and check that
+the weights a tuning method freezes are bit-identical after fit."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from taskfit.config import PromptConfig
+from taskfit.data.ner import from_tokens
+from taskfit.data.readers import Example
+from taskfit.registry import REGISTRY
+from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy, load_strategy
+from taskfit.strategies.base import (
+    CountsParsing,
+    DevScored,
+    Diagnoses,
+    ReportsAlignment,
+    ScoresPerplexity,
+    TakesExtraLoss,
+)
+from tests.conftest import WORDS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LABELS = ["negative", "positive"]
+PROMPT = PromptConfig(
+    template="Review: {text}\nSentiment:{answer}",
+    verbalizer={"positive": [" positive"], "negative": [" negative"]},
+)
+# settings that keep each entry to a second or two; only the ones a config class has are used
+SMALL = {
+    "epochs": 1,
+    "batch_size": 4,
+    "max_length": 32,
+    "doc_stride": 8,
+    "num_iterations": 1,
+    "num_virtual_tokens": 2,
+    "demos": 1,
+    "demos_per_class": 1,
+    "decoding": {"max_new_tokens": 4},
+    "eval_batch_size": 4,
+}
+# entries that read the training data but train no weights (they choose demonstrations)
+UNTRAINED_WEIGHTS = {"zero-shot", "in-context"}
+
+
+def classification(n: int, offset: int = 0) -> list[Example]:
+    pos, neg = ["good great fun", "loved wonderful superb"], ["bad awful boring", "hated terrible dull"]
+    return [
+        Example(f"{(pos if i % 2 else neg)[(i // 2) % 2]} movie {i + offset}", LABELS[i % 2])
+        for i in range(n)
+    ]
+
+
+def ner(n: int) -> list:
+    rng = random.Random(0)
+    filler = [w for w in WORDS[:20] if w not in ("city", "person", "who")]
+    out = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(3, 6)):
+            r = rng.random()
+            if r < 0.25:
+                tokens.append("city"), tags.append("B-LOC")
+            elif r < 0.4:
+                tokens += ["person", "who"]
+                tags += ["B-PER", "I-PER"]
+            else:
+                tokens.append(rng.choice(filler)), tags.append("O")
+        out.append(from_tokens(tokens, tags))
+    return out
+
+
+def data(task: str) -> tuple[list, list, list[str], PromptConfig | None]:
+    """(train, test, labels, prompt) for a task: a few examples, enough for one epoch to move the weights."""
+    if task == "classification":
+        return classification(8), classification(4, offset=50), LABELS, PROMPT
+    if task == "generation":
+        rng = random.Random(0)
+        pairs = [rng.sample(WORDS[:14], 3) for _ in range(8)]
+        examples = [Example(" ".join(p), target=" ".join(reversed(p))) for p in pairs]
+        return examples[:6], examples[6:], [], None
+    if task == "ner":
+        sentences = ner(10)
+        return sentences[:6], sentences[6:], ["LOC", "PER"], None
+    if task == "relation":
+        from taskfit.tasks.relation import read_relations
+
+        train = read_relations(FIXTURES / "relation" / "train.jsonl")[:8]
+        return (
+            train,
+            read_relations(FIXTURES / "relation" / "test.jsonl")[:4],
+            sorted({e.label for e in train}),
+            None,
+        )
+    from taskfit.tasks.extractive_qa import read_qa
+
+    return read_qa(FIXTURES / "qa" / "train.json")[:4], read_qa(FIXTURES / "qa" / "test.jsonl")[:3], [], None
+
+
+def comparable(task: str, predictions):
+    """What must not change between a strategy and its reloaded copy."""
+    if task in ("classification", "relation"):
+        return predictions.labels, predictions.probs
+    if task == "generation":
+        return predictions.texts
+    if task == "ner":
+        return [p["tags"] for p in predictions]
+    return [(a.text, a.start, a.end, round(a.score, 5)) for a in predictions]
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.allclose(a, b, atol=1e-5)
+    if isinstance(a, tuple | list) and a and isinstance(a[-1], torch.Tensor):
+        return a[0] == b[0] and same(a[-1], b[-1])
+    return a == b
+
+
+ENTRIES = [pytest.param(e, id=f"{e.task}/{e.name}") for e in REGISTRY.entries()]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, tiny_llama_dir, tmp_path):
+    backbone = tiny_bert_dir if entry.accepts("encoder") else tiny_llama_dir
+    fields = entry.config.model_fields
+    raw = {"name": entry.name, "backbone": str(backbone), **{k: v for k, v in SMALL.items() if k in fields}}
+    if entry.name == "lora" and entry.accepts("encoder"):
+        raw["target_modules"] = ["query", "value"]
+    config = entry.config.model_validate(raw)
+    train, test, labels, prompt = data(entry.task)
+    ctx = Context(labels=labels, prompt=prompt, seed=0, backbones=BackboneCache())
+    strategy = build_strategy(config, ctx)
+    assert isinstance(strategy, entry.load()) and isinstance(strategy, Strategy)
+
+    # the optional capabilities callers rely on are declared (protocols), not probed with hasattr
+    if entry.task == "generation":
+        assert isinstance(strategy, ScoresPerplexity)
+    if entry.task == "ner":
+        prompted = not entry.trains or entry.name in UNTRAINED_WEIGHTS
+        assert isinstance(strategy, CountsParsing if prompted else ReportsAlignment)
+    if entry.key == ("classification", "in-context"):
+        assert isinstance(strategy, Diagnoses)
+    if entry.incremental:  # a `from:` update adds its continual method's loss
+        assert isinstance(strategy, TakesExtraLoss)
+
+    trained, total = strategy.trainable_parameters()
+    assert total > 0
+    if entry.trains and entry.name not in UNTRAINED_WEIGHTS:
+        assert trained > 0
+    else:
+        assert trained == 0
+    # what a tuning method leaves alone must stay bit-identical (the task model, or a causal LM's peft wrapper)
+    modules = [getattr(strategy, a, None) for a in ("model", "net", "lm", "encoder")]
+    model = next((m for m in modules if isinstance(m, torch.nn.Module)), None)
+    frozen = {}
+    if model is not None:
+        frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+
+    strategy.fit(train if entry.trains else [], [])
+    for name, value in frozen.items():
+        assert torch.equal(dict(model.named_parameters())[name], value), f"{name} moved"
+    before = comparable(entry.task, strategy.predict(test))
+    if isinstance(strategy, DevScored):  # what early stopping and a search read
+        assert strategy.dev_metric.startswith("dev_") and 0 <= strategy.dev_score(test) <= 100
+    strategy.save(tmp_path / "model")
+    again = load_strategy(tmp_path / "model", BackboneCache())
+    assert type(again) is type(strategy)
+    assert same(comparable(entry.task, again.predict(test)), before)
