@@ -7,10 +7,10 @@ import pytest
 
 from taskfit.config import DataConfig
 from taskfit.data.inspect import InspectReport, scan_file
-from taskfit.tasks import load_pools
 from taskfit.data.readers import Columns, read_examples
 from taskfit.errors import TaskfitError
 from taskfit.serving.batch import iter_examples
+from taskfit.tasks import load_pools
 
 
 def ragged_csv(path, bad_line: int = 42, bad: str = "too,many,fields,here"):

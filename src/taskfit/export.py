@@ -140,12 +140,12 @@ def find_model_dir(run_dir: str | Path) -> Path:
 def exportable_form(task: str, name: str, backbone: str, merge: bool, onnx: bool, where: Path) -> str:
     """Refuse what cannot be exported before anything loads, saying why and what works instead."""
     serve = f"or serve the run itself with taskfit (taskfit.strategies.load_strategy('{where}'))"
-    if trains_nothing(task, name):
+    form = export_form(task, name)
+    if form is None and trains_nothing(task, name):
         raise TaskfitError(
             f"{name} trains nothing, so there are no weights to export: the model is the backbone "
             f"'{backbone}' itself, and the prompt is in {where / STRATEGY_FILE}"
         )
-    form = export_form(task, name)
     get_task(task).check_export(name, form, onnx, serve)  # the task's own refusals (span heads, onnx LMs)
     if form is None:
         raise TaskfitError(

@@ -16,17 +16,6 @@ from taskfit.strategies.base import (
 from taskfit.strategies.generation import Generations
 
 
-def task_of(config) -> str:
-    """The task a strategy config belongs to."""
-    return REGISTRY.entry_of(config).task
-
-
-def needed_kind(config) -> str | None:
-    """The backbone kind a strategy config needs (None: either)."""
-    kinds = REGISTRY.entry_of(config).kinds
-    return kinds[0] if len(kinds) == 1 else None
-
-
 def build_strategy(config, ctx: Context) -> Strategy:
     return REGISTRY.entry_of(config).load()(config, ctx)
 
@@ -55,7 +44,5 @@ __all__ = [
     "Strategy",
     "build_strategy",
     "load_strategy",
-    "needed_kind",
     "read_strategy_file",
-    "task_of",
 ]

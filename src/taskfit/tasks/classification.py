@@ -61,9 +61,10 @@ class Classification(Task):
         test = splits.test
         preds = strategy.predict(test)
         metrics = classification_metrics([e.label for e in test], preds.labels, splits.labels)
-        diagnostics = getattr(strategy, "diagnostics", None)
-        if diagnostics is not None:  # e.g. in-context: share of predictions = last demonstration's label
-            metrics["diagnostics"] = diagnostics(preds.labels, [e.label for e in test])
+        from taskfit.strategies.base import Diagnoses
+
+        if isinstance(strategy, Diagnoses):  # e.g. in-context: share of predictions = last demo's label
+            metrics["diagnostics"] = strategy.diagnostics(preds.labels, [e.label for e in test])
         return metrics, label_rows(test, preds)
 
     def serve(self, strategy, examples: list) -> list[dict]:

@@ -48,6 +48,7 @@ class Ner(Task):
         read; for taggers, how words were aligned to tokens."""
         from taskfit.data.ner import convert_tags, entities_of
         from taskfit.evaluation.ner_metrics import ner_metrics
+        from taskfit.strategies.base import CountsParsing, ReportsAlignment
 
         test = splits.test
         scheme = getattr(strategy.config, "scheme", None) or strategy.scheme
@@ -55,12 +56,10 @@ class Ner(Task):
         gold = [convert_tags(e.tags, scheme) for e in test]
         metrics = ner_metrics(gold, [p["tags"] for p in predicted], scheme)
         metrics["n"] = len(test)
-        counts = getattr(strategy, "counts", None)  # generative: unparseable lines/answers, texts not found
-        if counts is not None:
-            metrics["parsing"] = dict(counts)
-        stats = getattr(strategy, "stats", None)  # taggers: windows, sentences split, words sharing a token
-        if stats is not None:
-            metrics["alignment"] = dict(stats)
+        if isinstance(strategy, CountsParsing):  # generative: unparseable lines/answers, texts not found
+            metrics["parsing"] = dict(strategy.counts)
+        if isinstance(strategy, ReportsAlignment):  # taggers: windows, sentences split, words sharing a token
+            metrics["alignment"] = dict(strategy.stats)
         rows = []
         for e, p in zip(test, predicted):
             row = {
