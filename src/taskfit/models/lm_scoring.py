@@ -215,3 +215,23 @@ def verbalizer_scores(
     (``kwargs``: shared_prefix, batch_size, on_batch, grad, ...) combined per label by ``label_scores``."""
     ws = score_words(model, tokenizer, prompts, list(verbalizer.words), **kwargs)
     return label_scores(ws, list(verbalizer.word_labels), n_labels, mean)
+
+
+def label_scorer(model, tokenizer, verbalizer, n_labels: int, config, **kwargs):
+    """``score(prompts, on_batch=None) -> (N, C)`` with a prompting strategy's settings (its ``scoring`` and
+    ``batch_size``); ``kwargs`` go to ``score_words`` (shared_prefix, reuse_prefix_cache)."""
+
+    def score(prompts: list[str], on_batch=None):
+        return verbalizer_scores(
+            model,
+            tokenizer,
+            prompts,
+            verbalizer,
+            n_labels,
+            config.scoring == "mean",
+            batch_size=config.batch_size,
+            on_batch=on_batch,
+            **kwargs,
+        )
+
+    return score

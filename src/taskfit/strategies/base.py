@@ -166,6 +166,34 @@ def write_strategy_file(
     write_json_atomic(directory / STRATEGY_FILE, payload)
 
 
+DEMOS_FILE = "demonstrations.jsonl"  # the demonstrations a prompting strategy shows, saved with its run
+
+
+def save_demonstrations(directory: Path, examples: list) -> None:
+    """A prompting strategy's demonstration pool, one ``dataclasses.asdict`` object per line (none: no file)."""
+    from dataclasses import asdict
+
+    from taskfit.io import write_jsonl_atomic
+
+    if examples:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in examples])
+
+
+def read_demonstrations(directory: Path, make: Callable[[dict], Any] | None = None) -> list:
+    """What ``save_demonstrations`` wrote ([] when nothing was); ``make`` builds one example from its dict
+    (default: an ``Example``, its history turns as tuples)."""
+    path = directory / DEMOS_FILE
+    if not path.exists():
+        return []
+
+    def example(d: dict) -> Example:
+        return Example(**{**d, "history": tuple(tuple(turn) for turn in d.get("history") or ())})
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(make or example)(json.loads(line)) for line in lines if line.strip()]
+
+
 def read_strategy_file(directory: Path) -> dict:
     path = directory / STRATEGY_FILE
     if not path.exists():

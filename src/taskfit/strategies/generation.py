@@ -6,21 +6,23 @@ The untouched model's scores are the "before" that every fine-tuned generation s
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from taskfit.config import GenerationBase, GenerationInContextConfig, GenerationZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import write_jsonl_atomic
 from taskfit.models.backbones import Backbone, detect_kind
 from taskfit.models.generation import Encoded, Renderer, generate, perplexity
-from taskfit.strategies.base import Context, count_parameters, write_strategy_file
-
-DEMOS_FILE = "demonstrations.jsonl"
+from taskfit.strategies.base import (
+    Context,
+    count_parameters,
+    read_demonstrations,
+    save_demonstrations,
+    write_strategy_file,
+)
 
 
 @dataclass
@@ -125,28 +127,13 @@ class GenerationPrompting:
         return 0, count_parameters(self.model.lm)[1]
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.pool:
-            write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.pool])
+        save_demonstrations(directory, self.pool)
         write_strategy_file(directory, self.config, self.ctx, {"task": "generation"})
 
     @classmethod
     def load(cls, directory: Path, config, ctx: Context, saved: dict) -> GenerationPrompting:
-        return cls(config, ctx, read_examples_file(directory / DEMOS_FILE))
+        return cls(config, ctx, read_demonstrations(directory))
 
 
 class GenerationFewShot(GenerationPrompting):
     """in-context: the same as zero-shot plus demonstrations drawn from the training pairs."""
-
-
-def read_examples_file(path: Path) -> list[Example]:
-    """Examples saved with ``dataclasses.asdict`` (one JSON object per line)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            d = json.loads(line)
-            d["history"] = tuple(tuple(turn) for turn in d.get("history") or ())
-            out.append(Example(**d))
-    return out

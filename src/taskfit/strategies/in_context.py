@@ -6,9 +6,7 @@ once and reused (``reuse_prefix_cache``). With ``similar`` each query gets its o
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -16,9 +14,8 @@ import torch
 from taskfit.config import InContextConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import write_jsonl_atomic
 from taskfit.models.embeddings import embed_texts
-from taskfit.models.lm_scoring import verbalizer_scores
+from taskfit.models.lm_scoring import label_scorer
 from taskfit.prompts.calibration import correct
 from taskfit.prompts.demonstrations import render_demonstrations, select_fixed, select_similar
 from taskfit.strategies.base import (
@@ -26,11 +23,11 @@ from taskfit.strategies.base import (
     Predictions,
     count_parameters,
     probs_to_predictions,
+    read_demonstrations,
+    save_demonstrations,
     write_strategy_file,
 )
 from taskfit.strategies.prompt_search import run_prompt_search
-
-DEMOS_FILE = "demonstrations.jsonl"
 
 
 class InContext:
@@ -100,21 +97,15 @@ class InContext:
             prefix = self.shared_prefix()
 
         def scorer(prefix: str | None):
-            def score(batch: list[str], on_batch=None) -> torch.Tensor:
-                return verbalizer_scores(
-                    model,
-                    tok,
-                    batch,
-                    self.verbalizer,
-                    len(self.ctx.labels),
-                    self.config.scoring == "mean",
-                    shared_prefix=prefix,
-                    reuse_prefix_cache=self.config.reuse_prefix_cache,
-                    batch_size=self.config.batch_size,
-                    on_batch=on_batch,
-                )
-
-            return score
+            return label_scorer(
+                model,
+                tok,
+                self.verbalizer,
+                len(self.ctx.labels),
+                self.config,
+                shared_prefix=prefix,
+                reuse_prefix_cache=self.config.reuse_prefix_cache,
+            )
 
         self.order_predictions = []
         probs = None
@@ -164,12 +155,11 @@ class InContext:
 
     def save(self, directory: Path) -> None:
         write_strategy_file(directory, self.config, self.ctx, {"calibration": self.calibration})
-        write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.pool])
+        save_demonstrations(directory, self.pool)
 
     @classmethod
     def load(cls, directory: Path, config: InContextConfig, ctx: Context, saved: dict) -> InContext:
         strategy = cls(config, ctx)
-        lines = (directory / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
-        strategy.pool = [Example(**json.loads(line)) for line in lines if line.strip()]
+        strategy.pool = read_demonstrations(directory)
         strategy.calibration = saved.get("calibration", strategy.calibration)
         return strategy

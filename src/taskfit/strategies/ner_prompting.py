@@ -9,23 +9,25 @@ never fatal. Decoding is the generation task's (greedy, a max_new_tokens bound, 
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 from taskfit.config import DecodingConfig, NerInContextConfig, NerPromptingConfig
 from taskfit.data.ner import Entity, NerExample, tag_spans
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import write_jsonl_atomic
 from taskfit.models.backbones import detect_kind
 from taskfit.models.generation import Renderer, generate
-from taskfit.strategies.base import Context, count_parameters, write_strategy_file
+from taskfit.strategies.base import (
+    Context,
+    count_parameters,
+    read_demonstrations,
+    save_demonstrations,
+    write_strategy_file,
+)
 from taskfit.strategies.ner import NerPredictions, as_sentence
 
-DEMOS_FILE = "demonstrations.jsonl"
 TEMPLATE = "{text}\nEntities:\n{answer}"
 NONE = "none"
 _LINE = re.compile(r"^\s*(?:[-*•]\s*)?([^:：]{1,30}?)\s*[:：]\s*(.+?)\s*$")
@@ -187,24 +189,23 @@ class NerPrompting:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        if self.pool:
-            write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.pool])
+        save_demonstrations(directory, self.pool)
         write_strategy_file(directory, self.config, self.ctx, {"task": "ner"})
 
     @classmethod
     def load(cls, directory: Path, config, ctx: Context, saved: dict) -> NerPrompting:
-        pool = []
-        path = directory / DEMOS_FILE
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                d = json.loads(line)
-                d.update(
-                    history=(),
-                    tokens=tuple(d["tokens"]),
-                    spans=tuple(map(tuple, d["spans"])),
-                    tags=tuple(d["tags"]),
-                )
-                pool.append(NerExample(**d))
+        def sentence(d: dict) -> NerExample:
+            return NerExample(
+                **{
+                    **d,
+                    "history": (),
+                    "tokens": tuple(d["tokens"]),
+                    "spans": tuple(map(tuple, d["spans"])),
+                    "tags": tuple(d["tags"]),
+                }
+            )
+
+        pool = read_demonstrations(directory, sentence)
         return cls(config, ctx, pool)
 
 

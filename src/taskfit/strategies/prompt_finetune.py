@@ -8,8 +8,6 @@ projections; ``tuning: full`` trains every weight. Demonstrations can be placed 
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,7 +15,6 @@ import torch
 from taskfit.config import PromptFinetuneConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.io import write_jsonl_atomic
 from taskfit.models.backbones import detect_kind, load_backbone
 from taskfit.models.lm_scoring import verbalizer_scores
 from taskfit.prompts.calibration import correct, fit_label_bias
@@ -27,6 +24,8 @@ from taskfit.strategies.base import (
     Predictions,
     count_parameters,
     probs_to_predictions,
+    read_demonstrations,
+    save_demonstrations,
     write_strategy_file,
 )
 from taskfit.strategies.prompt_search import run_prompt_search
@@ -37,8 +36,6 @@ from taskfit.strategies.tuning import (
     save_tuning,
 )
 from taskfit.training.loop import accuracy, fit_epochs, settings_for, trainable_state
-
-DEMOS_FILE = "demonstrations.jsonl"
 
 
 class PromptFinetune:
@@ -73,9 +70,8 @@ class PromptFinetune:
         self.peft_model = attach_tuning(
             self.lm, saved_dir, lora_config if config.tuning == "lora" else None, ctx.seed
         )
-        if saved_dir is not None and (saved_dir / DEMOS_FILE).exists():
-            lines = (saved_dir / DEMOS_FILE).read_text(encoding="utf-8").splitlines()
-            self.demos = [Example(**json.loads(line)) for line in lines if line.strip()]
+        if saved_dir is not None:
+            self.demos = read_demonstrations(saved_dir)
 
     def _prefix(self) -> str | None:
         return render_demonstrations(self.template, self.verbalizer, self.demos) if self.demos else None
@@ -150,8 +146,7 @@ class PromptFinetune:
 
     def save(self, directory: Path) -> None:
         save_tuning(directory, self.peft_model, self.lm)
-        if self.demos:
-            write_jsonl_atomic(directory / DEMOS_FILE, [asdict(e) for e in self.demos])
+        save_demonstrations(directory, self.demos)
         bias = {"label_bias": self.label_bias.tolist()} if self.label_bias is not None else {}
         write_strategy_file(directory, self.config, self.ctx, bias)
 

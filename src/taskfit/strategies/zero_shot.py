@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
-from taskfit.models.lm_scoring import verbalizer_scores
+from taskfit.models.lm_scoring import label_scorer
 from taskfit.prompts.calibration import correct
 from taskfit.strategies.base import (
     Context,
@@ -58,17 +56,7 @@ class ZeroShot:
             return probs_to_predictions(texts @ labels.T / SIMILARITY_TEMPERATURE, self.ctx.labels)
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
 
-        def score(prompts: list[str], on_batch=None) -> torch.Tensor:
-            return verbalizer_scores(
-                model,
-                tok,
-                prompts,
-                self.verbalizer,
-                len(self.ctx.labels),
-                self.config.scoring == "mean",
-                batch_size=self.config.batch_size,
-                on_batch=on_batch,
-            )
+        score = label_scorer(model, tok, self.verbalizer, len(self.ctx.labels), self.config)
 
         scores = score([self.template.prompt(e) for e in examples], advance)
         scores = correct(score, scores, self.template, self.config.calibration)
