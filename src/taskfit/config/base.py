@@ -143,6 +143,11 @@ def option(name: str, default: Any, description: str | None = None) -> Any:
     return FieldInfo.merge_field_infos(shared, default=default, description=description)
 
 
+# the options of a strategy trained by the shared loop without a separate head (generation SFT,
+# prompt-finetune): what training_options gives them besides their own
+LOOP_OPTIONS = ("lr", "epochs", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "patience")
+
+
 def training_options(*names: str, **defaults: Any) -> type[Strict]:
     """A mixin holding only the named training options (a strategy's saved config and cell keys list exactly
     the options it takes); ``defaults`` override a default (a value) or more (a ``Field(...)``)."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from taskfit.config.augment import AdversarialConfig, AugmentConfig, adversarial_field, augment_field
-from taskfit.config.base import StrategyBase, TrainingOptions, option, training_options
+from taskfit.config.base import LOOP_OPTIONS, StrategyBase, TrainingOptions, option, training_options
 from taskfit.config.prompt import CALIBRATION_HELP, CalibratedPrompting, Calibration, PromptSearchConfig
 
 
@@ -129,14 +129,8 @@ class ContrastiveConfig(
 class PromptFinetuneConfig(
     CalibratedPrompting,
     training_options(
-        "lr",
-        "epochs",
-        "batch_size",
-        "warmup_ratio",
-        "weight_decay",
+        *LOOP_OPTIONS,
         "label_smoothing",
-        "max_grad_norm",
-        "patience",
         lr=Field(1e-3, description="1e-3 suits lora; use ~1e-5 for full"),
         epochs=10,
         weight_decay=0.0,

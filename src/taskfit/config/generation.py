@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from taskfit.config.augment import AdversarialConfig, adversarial_field
-from taskfit.config.base import StrategyBase, Strict, option, training_options
+from taskfit.config.base import LOOP_OPTIONS, StrategyBase, Strict, option, training_options
 
 
 class DecodingConfig(Strict):
@@ -53,13 +53,7 @@ class GenerationInContextConfig(GenerationBase):
 
 class SupervisedFinetuneBase(
     training_options(
-        "lr",
-        "epochs",
-        "batch_size",
-        "warmup_ratio",
-        "weight_decay",
-        "max_grad_norm",
-        "patience",
+        *LOOP_OPTIONS,
         lr=1e-3,
         epochs=3,
         weight_decay=0.0,

@@ -198,14 +198,23 @@ def _base_backbone(config, ctx) -> tuple[nn.Module, Any]:
 # Methods
 
 
-class FullFinetune:
-    """Everything trains, less what freeze_encoder/freeze_embeddings/freeze_layers name."""
+class OnBaseBackbone:
+    """What full fine-tuning, bitfit and adapters share: built on the pretrained backbone, no virtual tokens."""
 
-    name = "full"
+    name = "base"
     virtual_tokens = False
 
     def __init__(self, config) -> None:
         self.config = config
+
+    def backbone(self, config, ctx, saved_dir: Path | None) -> tuple[nn.Module, Any]:
+        return _base_backbone(config, ctx)
+
+
+class FullFinetune(OnBaseBackbone):
+    """Everything trains, less what freeze_encoder/freeze_embeddings/freeze_layers name."""
+
+    name = "full"
 
     def backbone(self, config, ctx, saved_dir: Path | None) -> tuple[nn.Module, Any]:
         if saved_dir is None:
@@ -339,17 +348,10 @@ class WithAdapter(nn.Module):
         return self.adapter(self.inner(x))
 
 
-class TrainedSubset:
+class TrainedSubset(OnBaseBackbone):
     """bitfit and adapter: the head plus a small part of the encoder train; save and reload only those."""
 
     name = "subset"
-    virtual_tokens = False
-
-    def __init__(self, config) -> None:
-        self.config = config
-
-    def backbone(self, config, ctx, saved_dir: Path | None) -> tuple[nn.Module, Any]:
-        return _base_backbone(config, ctx)
 
     def open_up(self, model: nn.Module, log: list[dict]) -> None:
         raise NotImplementedError
