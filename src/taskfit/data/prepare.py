@@ -131,13 +131,29 @@ def load_classification_pools(cfg: DataConfig) -> Pools:
 
 def _hold_out(cfg: DataConfig, train, dev, test, notes: list[str], unit: str):
     """User files without a test or dev file: carve them out of train (stratified when labelled)."""
+    given, carved = len(train), []
     if not test:
         train, test = _carve(train, 0.2, cfg.split_seed)
         notes.append(f"no test file: held out 20% of train ({len(test)} {unit}, split_seed={cfg.split_seed})")
+        carved.append("test (20%)")
     if not dev:
         train, dev = _carve(train, 0.1, cfg.split_seed + 1)
         notes.append(f"no dev file: held out 10% of train ({len(dev)} {unit})")
+        carved.append("dev (10%)")
+    check_carved(cfg, train, dev, test, given, carved, unit)
     return train, dev, test
+
+
+def check_carved(cfg: DataConfig, train, dev, test, given: int, carved: list[str], unit: str) -> None:
+    """Say up front when holding out dev/test leaves a split empty (training would fail later, obscurely)."""
+    if not carved:
+        return
+    for name, split in (("train", train), ("dev", dev), ("test", test)):
+        if not split:
+            raise TaskfitError(
+                f"{cfg.train}: {name} has 0 {unit} after holding out {' and '.join(carved)} of its {given}; "
+                f"give dev/test files (data.dev, data.test) or more data"
+            )
 
 
 def _dedupe(cfg: DataConfig, train, dev, test, notes: list[str], unit: str, what: str):
@@ -219,6 +235,7 @@ def load_ner_pools(cfg: DataConfig) -> Pools:
                 "add examples of them to train or remove them"
             )
         rng = random.Random(cfg.split_seed)  # sentences carved at random: there is no class to stratify by
+        given, carved = len(train), []
         if not test:
             order = train[:]
             rng.shuffle(order)
@@ -227,12 +244,15 @@ def load_ner_pools(cfg: DataConfig) -> Pools:
             notes.append(
                 f"no test file: held out 20% of train ({len(test)} sentences, split_seed={cfg.split_seed})"
             )
+            carved.append("test (20%)")
         if not dev:
             order = train[:]
             rng.shuffle(order)
             n = max(1, round(len(order) * 0.1))
             train, dev = order[n:], order[:n]
             notes.append(f"no dev file: held out 10% of train ({len(dev)} sentences)")
+            carved.append("dev (10%)")
+        check_carved(cfg, train, dev, test, given, carved, "sentences")
     train, dev = _dedupe(cfg, train, dev, test, notes, "sentences", "text")
     return Pools(train, dev, _limit_test(cfg, test, notes, "sentences"), types, notes, "ner", per_class=False)
 
