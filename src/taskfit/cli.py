@@ -138,10 +138,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from taskfit.data.readers import Columns
     from taskfit.errors import TaskfitError
     from taskfit.progress import make_progress
-    from taskfit.serving.batch import iter_examples, predict_file
+    from taskfit.serving.batch import check_predict_job, iter_examples, predict_file
     from taskfit.serving.predictor import Predictor, iter_chunks
 
-    cols = Columns(text=args.text_column, label=None, text_pair=args.text_pair_column)
+    cols = Columns(
+        text=args.text_column,
+        label=None,
+        text_pair=args.text_pair_column,
+        mapping_hint="Name yours with --text-column (and --text-pair-column for pairs).",
+    )
+    if args.output:  # refuse a job that cannot run before spending tens of seconds loading the model
+        check_predict_job(
+            args.run_dir, args.input, args.output, cols, args.format, args.resume, args.overwrite
+        )
     if is_continual_run(args.run_dir):  # one head per task: the task is chosen by name
         predictor = load_continual_model(args.run_dir).for_task(args.task_name)
     elif args.task_name:

@@ -33,6 +33,8 @@ class Columns:
     text_pair: str | None = None
     target: str | None = None  # set for generation: the target column
     messages: str | None = None  # set for chat-format generation data
+    # how a user names their columns, for the "column not found" error: the config key, or a command's flags
+    mapping_hint: str = "Map yours with data.columns (e.g. columns: {text: review, label: sentiment})."
 
 
 FORMATS = ("csv", "tsv", "jsonl", "hf")
@@ -82,12 +84,14 @@ def _decode_lines(path: Path) -> list[str]:
     return out
 
 
-def _field(row: dict, key: str, path: Path, line: int, columns_found: list[str]) -> object:
+def _field(
+    row: dict, key: str, path: Path, line: int, columns_found: list[str], hint: str = Columns.mapping_hint
+) -> object:
     if key not in row:
         raise TaskfitError(
             f"{path}:{line}: column '{key}' not found; columns found: {', '.join(map(str, columns_found))}."
             + did_you_mean(key, columns_found)
-            + " Map yours with data.columns (e.g. columns: {text: review, label: sentiment})."
+            + f" {hint}"
         )
     return row[key]
 
@@ -97,7 +101,7 @@ CHAT_ROLES = ("system", "user", "assistant")
 
 def _chat_example(row: dict, cols: Columns, path: Path, line: int, found: list[str]) -> Example:
     """A ``messages`` list: the last message must be the assistant's (the target), the one before a user's."""
-    messages = _field(row, cols.messages, path, line, found)  # type: ignore[arg-type]
+    messages = _field(row, cols.messages, path, line, found, cols.mapping_hint)  # type: ignore[arg-type]
     if isinstance(messages, str):
         try:
             messages = json.loads(messages)
@@ -133,24 +137,24 @@ def _to_example(
 ) -> Example:
     if cols.messages:
         return _chat_example(row, cols, path, line, found)
-    text = _field(row, cols.text, path, line, found)
+    text = _field(row, cols.text, path, line, found, cols.mapping_hint)
     if text is None or not str(text).strip():
         raise TaskfitError(
             f"{path}:{line}: empty text in column '{cols.text}'. Remove the row or fill it in."
         )
     pair = None
     if cols.text_pair:
-        pair = _field(row, cols.text_pair, path, line, found)
+        pair = _field(row, cols.text_pair, path, line, found, cols.mapping_hint)
         pair = None if pair is None else str(pair)
     label = None
     if cols.label and (need_label or cols.label in row):
-        value = _field(row, cols.label, path, line, found)
+        value = _field(row, cols.label, path, line, found, cols.mapping_hint)
         if value is None or str(value).strip() == "":
             raise TaskfitError(f"{path}:{line}: empty label in column '{cols.label}'.")
         label = str(value).strip()
     target = None
     if cols.target:
-        value = _field(row, cols.target, path, line, found)
+        value = _field(row, cols.target, path, line, found, cols.mapping_hint)
         if value is None or not str(value).strip():
             raise TaskfitError(
                 f"{path}:{line}: empty target in column '{cols.target}'. Remove the row or fill it in."

@@ -96,6 +96,28 @@ def _check_resumable(partial: Path, done: int, total: int, rows: Iterator[Exampl
         )
 
 
+def check_predict_job(
+    run_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    cols: Columns,
+    fmt: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+) -> int:
+    """Everything that can refuse a prediction job without loading the model: the output and its partial
+    file, every input row (a streaming pass). Returns the number of input rows."""
+    output = Path(output_path)
+    partial = output.with_name(output.name + ".partial")
+    if output.exists() and not overwrite:
+        raise TaskfitError(f"{output} exists; pass --overwrite to replace it")
+    if partial.exists() and not resume and not overwrite:
+        raise TaskfitError(
+            f"{partial} holds an interrupted prediction; pass --resume to continue it or --overwrite to start over"
+        )
+    return sum(1 for _ in iter_examples(input_path, cols, fmt))
+
+
 def predict_file(
     run_dir: str | Path,
     input_path: str | Path,
@@ -112,16 +134,10 @@ def predict_file(
     cols = cols or Columns(label=None)
     output = Path(output_path)
     partial = output.with_name(output.name + ".partial")
-    if output.exists() and not overwrite:
-        raise TaskfitError(f"{output} exists; pass --overwrite to replace it")
-    if partial.exists() and not resume and not overwrite:
-        raise TaskfitError(
-            f"{partial} holds an interrupted prediction; pass --resume to continue it or --overwrite to start over"
-        )
+    total = check_predict_job(run_dir, input_path, output_path, cols, fmt, resume, overwrite)
     if overwrite and not resume:
         partial.unlink(missing_ok=True)
     done = _complete_lines(partial)
-    total = sum(1 for _ in iter_examples(input_path, cols, fmt))  # a streaming pass: validates every row
     predictor = predictor or Predictor.load(run_dir)
     advance = progress("predict", total) if progress else (lambda n: None)
     advance(min(done, total))
