@@ -24,8 +24,13 @@ def tiny_bert(path: Path) -> Path:
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, architectures=["BertModel"],
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        architectures=["BertModel"],
     )
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -43,10 +48,18 @@ def main(out: Path) -> None:
     texts = [f"{w} movie" for w in ("good great", "bad awful", "loved fun", "hated boring")]
     train = [Example(t, LABELS[i % 2 == 0]) for i, t in enumerate(texts * 3)]
     sentences = [
-        NerExample(text="张三北京", tokens=tuple("张三北京"), spans=tuple((i, i + 1) for i in range(4)),
-                   tags=("B-PER", "I-PER", "B-LOC", "I-LOC")),
-        NerExample(text="李四好人", tokens=tuple("李四好人"), spans=tuple((i, i + 1) for i in range(4)),
-                   tags=("B-PER", "I-PER", "O", "O")),
+        NerExample(
+            text="张三北京",
+            tokens=tuple("张三北京"),
+            spans=tuple((i, i + 1) for i in range(4)),
+            tags=("B-PER", "I-PER", "B-LOC", "I-LOC"),
+        ),
+        NerExample(
+            text="李四好人",
+            tokens=tuple("李四好人"),
+            spans=tuple((i, i + 1) for i in range(4)),
+            tags=("B-PER", "I-PER", "O", "O"),
+        ),
     ]
     runs = {
         ("classification", "head-finetune"): {},
@@ -61,7 +74,9 @@ def main(out: Path) -> None:
             {"name": name, "backbone": str(bert), "epochs": 2, "batch_size": 4, **extra}
         )
         labels = ["LOC", "PER"] if task == "ner" else LABELS
-        strategy = build_strategy(config, Context(labels, None, seed=0, backbones=BackboneCache(device="cpu")))
+        strategy = build_strategy(
+            config, Context(labels, None, seed=0, backbones=BackboneCache(device="cpu"))
+        )
         data = sentences if task == "ner" else train
         strategy.fit(data * 2, data)
         folder = out / f"{task}-{name}"
