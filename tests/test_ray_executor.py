@@ -37,8 +37,8 @@ FAILSAFE_S = 300
 
 
 def small_grid(csv, bert, **extra) -> dict:
-    """Three cells: zero-shot (K=0) and head-finetune at K=4 on two seeds."""
-    raw = grid(csv, bert, **extra)
+    """Two cells: zero-shot (K=0), then head-finetune at K=4 (each Ray cell imports torch afresh: seconds)."""
+    raw = grid(csv, bert, **{"seeds": [0], **extra})
     raw["data"]["shots"] = [4]
     raw["ray"] = {"memory_gb_per_cell": 0.25, **raw.get("ray", {})}
     return raw
@@ -187,22 +187,23 @@ def test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost(
     summary = run_experiment(validate_config(raw), out)
     killer.join(FAILSAFE_S)
     assert "retry  head-finetune" in capsys.readouterr().out
-    assert all(r["status"] == "ok" for r in summary["cells"]) and len(summary["cells"]) == 3
+    assert all(r["status"] == "ok" for r in summary["cells"]) and len(summary["cells"]) == 2
     tries = {
         str(p.parent.relative_to(out)): json.loads(p.read_text())["tries"] for p in out.rglob("metrics.json")
     }
-    assert sorted(tries.values()) == [1, 1, 2]
+    assert tries == {"zero-shot/tiny-bert0/k0": 1, "head-finetune/tiny-bert0/k4/seed-0": 2}
+    assert len(killed["finished"]) == 1  # zero-shot ran first
     for path, stamp in killed["finished"].items():  # finished before the kill: not redone
         assert path.stat().st_mtime_ns == stamp
     db = store.open_existing(out)
     rows = store.rows(db)
     assert sorted(r["cell"] for r in rows) == sorted(tries) and all(r["status"] == "ok" for r in rows)
-    assert len((out / "cells.csv").read_text().splitlines()) == 4
+    assert len((out / "cells.csv").read_text().splitlines()) == 3
 
 
 @needs_ray
 def test_a_killed_ray_driver_resumes_without_redoing_finished_cells(sentiment_csv, tiny_bert_dir, tmp_path):
-    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=1)
+    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=2)  # one at a time
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     # the driver starts its own one-machine cluster; killing its process group kills driver and cluster
@@ -225,7 +226,7 @@ def test_a_killed_ray_driver_resumes_without_redoing_finished_cells(sentiment_cs
     finally:
         _stop_group(driver)
     finished = {p: p.stat().st_mtime_ns for p in processes.find(out, "metrics.json")}
-    assert 1 <= len(finished) < 3, "the kill should land mid-grid"
+    assert len(finished) == 1, "the kill should land mid-grid"
     lines = []
 
     class Lines:
@@ -236,10 +237,10 @@ def test_a_killed_ray_driver_resumes_without_redoing_finished_cells(sentiment_cs
             pass
 
     summary = run_experiment(validate_config(raw), out, stream=Lines())  # starts and stops its own Ray
-    assert f"3 cells, {len(finished)} already finished" in "".join(lines)
+    assert "2 cells, 1 already finished" in "".join(lines)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     rows = store.rows(store.open_existing(out))
-    assert len(rows) == 3 and len({r["cell"] for r in rows}) == 3
+    assert len(rows) == 2 and len({r["cell"] for r in rows}) == 2
     assert all(r["status"] == "ok" for r in summary["cells"])
 
 
