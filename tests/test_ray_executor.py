@@ -164,22 +164,25 @@ def _stopped_ray_worker(root: int) -> int | None:
 def test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost(
     sentiment_csv, tiny_bert_dir, tmp_path, local_ray, monkeypatch, capsys
 ):
-    # one cell at a time (2 threads on 2 CPUs); training cells stop themselves at their first checkpoint
-    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=2)
+    # both cells at once (1 thread each on 2 CPUs); the training cell stops itself at its first checkpoint
+    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=1)
     raw["training"] = {"checkpoint_every_steps": 1}
     monkeypatch.setenv(STOP_AT_ENV, "1")
     out = tmp_path / "out"
     killed = {}
 
-    def kill_the_first_stopped_cell() -> None:
+    def kill_the_stopped_cell_once_the_other_finished() -> None:
         pid = processes.wait_until(
-            lambda: _stopped_ray_worker(os.getpid()), "a stopped cell", FAILSAFE_S, 0.1
+            lambda: processes.find(out, "metrics.json") and _stopped_ray_worker(os.getpid()),
+            "zero-shot to finish and head-finetune to stop",
+            FAILSAFE_S,
+            0.1,
         )
         killed["finished"] = {p: p.stat().st_mtime_ns for p in processes.find(out, "metrics.json")}
         os.environ.pop(STOP_AT_ENV)  # the retry (submitted after the kill) runs through
         os.kill(pid, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_the_first_stopped_cell, daemon=True)
+    killer = threading.Thread(target=kill_the_stopped_cell_once_the_other_finished, daemon=True)
     killer.start()
     summary = run_experiment(validate_config(raw), out)
     killer.join(FAILSAFE_S)
@@ -189,7 +192,7 @@ def test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost(
         str(p.parent.relative_to(out)): json.loads(p.read_text())["tries"] for p in out.rglob("metrics.json")
     }
     assert tries == {"zero-shot/tiny-bert0/k0": 1, "head-finetune/tiny-bert0/k4/seed-0": 2}
-    assert len(killed["finished"]) == 1  # zero-shot ran first
+    assert len(killed["finished"]) == 1  # zero-shot's
     for path, stamp in killed["finished"].items():  # finished before the kill: not redone
         assert path.stat().st_mtime_ns == stamp
     db = store.open_existing(out)
@@ -200,25 +203,32 @@ def test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost(
 
 @needs_ray
 def test_a_killed_ray_driver_resumes_without_redoing_finished_cells(sentiment_csv, tiny_bert_dir, tmp_path):
-    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=2)  # one at a time
+    # both cells at once; the training cell stops itself at its first checkpoint, so the kill lands mid-grid
+    raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=1)
+    raw["training"] = {"checkpoint_every_steps": 1}
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
-    # the driver starts its own one-machine cluster; killing its process group kills driver and cluster
+    # the driver starts its own one-machine cluster (in the driver's process group; its workers have theirs)
     driver = subprocess.Popen(
         [sys.executable, "-m", "taskfit", "compare", str(tmp_path / "grid.yaml"), "--output", str(out)],
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", STOP_AT_ENV: "1"},
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         processes.wait_until(
-            lambda: processes.find(out, "metrics.json") or driver.poll() is not None,
-            "a first finished cell",
+            lambda: (
+                (processes.find(out, "metrics.json") and _stopped_ray_worker(driver.pid))
+                or driver.poll() is not None
+            ),
+            "zero-shot to finish and head-finetune to stop",
             FAILSAFE_S,
-            0.05,
+            0.1,
         )
+        everything = processes.tree(driver.pid)
         os.killpg(driver.pid, signal.SIGKILL)
+        processes.signal_all(everything, signal.SIGKILL)  # the stopped cell too: it would wait forever
         driver.wait(FAILSAFE_S)
     finally:
         _stop_group(driver)
@@ -234,7 +244,7 @@ def test_a_killed_ray_driver_resumes_without_redoing_finished_cells(sentiment_cs
             pass
 
     summary = run_experiment(validate_config(raw), out, stream=Lines())  # starts and stops its own Ray
-    assert "2 cells, 1 already finished" in "".join(lines)
+    assert "2 cells, 1 already finished (1 interrupted earlier)" in "".join(lines)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     rows = store.rows(store.open_existing(out))
     assert len(rows) == 2 and len({r["cell"] for r in rows}) == 2
