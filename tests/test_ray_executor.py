@@ -164,6 +164,11 @@ def _stopped_ray_worker(root: int) -> int | None:
 def test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost(
     sentiment_csv, tiny_bert_dir, tmp_path, local_ray, monkeypatch, capsys
 ):
+    too_big = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", ray={"gpus_per_cell": 1})
+    with pytest.raises(
+        TaskfitError, match="no node of the Ray cluster can run a cell: each asks 1 CPU, 1 GPU"
+    ):
+        run_experiment(validate_config(too_big), tmp_path / "too-big")  # this cluster has no GPU: no hang
     # both cells at once (1 thread each on 2 CPUs); the training cell stops itself at its first checkpoint
     raw = small_grid(sentiment_csv, tiny_bert_dir, executor="ray", threads_per_worker=1)
     raw["training"] = {"checkpoint_every_steps": 1}
