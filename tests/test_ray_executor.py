@@ -126,7 +126,11 @@ def _nodes_alive(n: int) -> bool:
 def test_ray_grid_on_a_head_and_a_worker_node_matches_the_local_executor(
     sentiment_csv, tiny_bert_dir, tmp_path, loopback_cluster, capsys
 ):
+    broken = tmp_path / "broken-bert"
+    shutil.copytree(tiny_bert_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")  # loads fine until the weights
     raw = small_grid(sentiment_csv, tiny_bert_dir)
+    raw["strategies"].append({"name": "lora", "backbone": str(broken), "epochs": 1})  # fails, not retried
     local = run_experiment(validate_config(raw), tmp_path / "local", isolate=False)
     ray.init(address=loopback_cluster, log_to_driver=False)  # to wait for the second node only
     processes.wait_until(lambda: _nodes_alive(2), "the second Ray node", FAILSAFE_S, 0.2)
@@ -137,7 +141,7 @@ def test_ray_grid_on_a_head_and_a_worker_node_matches_the_local_executor(
         ["compare", str(tmp_path / "grid.yaml"), "--output", str(out)]
         + ["--executor", "ray", "--address", loopback_cluster]
     )
-    assert code == 0, capsys.readouterr().out
+    assert code == 1  # the broken cell failed; the others finished
     ran = json.loads((out / "results.json").read_text())
     assert leaderboard_values(ran) == leaderboard_values(local)
     cell = out / "head-finetune/tiny-bert0/k4/seed-0"
@@ -146,6 +150,9 @@ def test_ray_grid_on_a_head_and_a_worker_node_matches_the_local_executor(
     for name in ("cell.json", "log.txt", "predictions.jsonl", "model/config.json"):
         assert (cell / name).exists(), name  # the files came back through Ray and were written here
     assert not ray.is_initialized()  # the driver disconnected from the cluster it was given
+    failed = out / "lora/broken-bert/k4/seed-0"
+    assert "safetensors" in (failed / "error.txt").read_text() and not (failed / "metrics.json").exists()
+    assert "retry" not in capsys.readouterr().out
 
 
 def _stopped_ray_worker(root: int) -> int | None:
