@@ -273,3 +273,34 @@ def test_address_needs_the_ray_executor(sentiment_csv, tiny_bert_dir, tmp_path, 
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid(sentiment_csv, tiny_bert_dir)))
     assert main(["compare", str(tmp_path / "grid.yaml"), "--address", "auto"]) == 2
     assert "--executor ray" in capsys.readouterr().err
+
+
+def test_received_files_land_in_the_cell_folder_with_metrics_last(tmp_path):
+    from taskfit.compare.ray_executor import receive
+
+    cell = tmp_path / "cell"
+    (cell / "model").mkdir(parents=True)
+    (cell / "model" / "stale.bin").write_bytes(b"an earlier try's")
+    (cell / "log.txt").write_text("try 1\n")
+    files = {
+        "metrics.json": json.dumps({"key": "k", "accuracy": 1.0}).encode(),  # first here, written last
+        "log.txt": b"try 2\n",
+        "model/config.json": b"{}",
+        "predictions.jsonl": b'{"label": "a"}\n',
+    }
+    receive(cell, files, {"executor": "ray", "tries": 2})
+    assert sorted(str(p.relative_to(cell)) for p in cell.rglob("*") if p.is_file()) == [
+        "log.txt",
+        "metrics.json",
+        "model/config.json",
+        "predictions.jsonl",
+    ]
+    assert (cell / "log.txt").read_text() == "try 1\ntry 2\n"
+    assert json.loads((cell / "metrics.json").read_text()) == {
+        "key": "k",
+        "accuracy": 1.0,
+        "executor": "ray",
+        "tries": 2,
+    }
+    last = (cell / "metrics.json").stat().st_mtime_ns
+    assert all(p.stat().st_mtime_ns <= last for p in cell.rglob("*"))
