@@ -145,6 +145,9 @@ def pairs_csv(tmp_path):
 SLOW = {
     "test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run",
     "test_sigkill_midway_then_rerun_finishes_without_redoing_cells",
+    "test_ray_grid_on_a_head_and_a_worker_node_matches_the_local_executor",
+    "test_a_killed_cell_worker_is_retried_and_nothing_is_redone_or_lost",
+    "test_a_killed_ray_driver_resumes_without_redoing_finished_cells",
     "test_naive_forgets_the_first_task",
     "test_prompt_finetune_learns_through_the_verbalizer",
     "test_two_gloo_processes_match_one_process_with_the_same_global_batch",

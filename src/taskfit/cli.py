@@ -19,6 +19,14 @@ def _load(args: argparse.Namespace):
     config = load_config(args.config or DEFAULT_GRID, args.set)
     if getattr(args, "workers", None):
         config = config.model_copy(update={"workers": args.workers})
+    if getattr(args, "executor", None):
+        config = config.model_copy(update={"executor": args.executor})
+    if getattr(args, "address", None):
+        from taskfit.errors import TaskfitError
+
+        if config.executor != "ray":
+            raise TaskfitError("--address is the Ray cluster's: add --executor ray (or executor: ray)")
+        config = config.model_copy(update={"ray": config.ray.model_copy(update={"address": args.address})})
     return config
 
 
@@ -310,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="unfinished cells continue from their newest good checkpoint (default: they start over)",
         )
+        p.add_argument(
+            "--executor",
+            choices=["local", "ray"],
+            help="local: cells in processes here (default); ray: cells as tasks on a Ray cluster",
+        )
+        p.add_argument("--address", help="with --executor ray: HOST:PORT, ray://HOST:PORT or auto")
         p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(

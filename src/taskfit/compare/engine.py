@@ -257,7 +257,16 @@ def run_experiment(
             store.upsert(grid.db, _record(cell, "ok", metrics, spec=spec))
         else:
             todo.append(cell)
-    workers, threads = plan_workers(config, max(len(todo), 1))
+    executor = None
+    if config.executor == "ray":  # cells as Ray tasks; this process still writes every file
+        from taskfit.compare.ray_executor import RayExecutor
+
+        if not isolate:
+            raise TaskfitError("executor: ray runs each cell as a Ray task: drop --in-process (or use local)")
+        executor = RayExecutor(config)
+        workers, threads = executor.connect(len(todo))
+    else:
+        workers, threads = plan_workers(config, max(len(todo), 1))
     grid.total = len(todo)
     print(
         f"{config.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished"
@@ -269,7 +278,9 @@ def run_experiment(
     )
     specs = [(c, CellSpec.build(c, config, threads, workers if isolate else 1, resume)) for c in todo]
     wait_for_everyone()  # the other processes have read which cells are finished before any starts
-    if isolate:
+    if executor is not None:
+        executor.run(grid, specs)
+    elif isolate:
         _run_isolated(grid, specs, workers)
     else:
         _run_in_process(grid, specs)

@@ -97,6 +97,27 @@ class TrainingConfig(Strict):
     )
 
 
+class RayConfig(Strict):
+    """``executor: ray``: where the cluster is and what each cell asks of it (docs/scale-out.md)."""
+
+    address: str | None = Field(
+        None,
+        description="the cluster: host:port of a `ray start --head`, ray://host:port (Ray Client) or auto; "
+        "null: a Ray cluster on this machine only, started and stopped with the grid",
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        description="reruns of a cell whose worker process or node died (a cell that fails is not rerun)",
+    )
+    gpus_per_cell: float = Field(
+        0, ge=0, description="GPUs each cell reserves (1 for GPU training; 0.5 to share)"
+    )
+    memory_gb_per_cell: float | None = Field(
+        3, gt=0, description="memory each cell reserves on its node, in GiB; null: not declared"
+    )
+
+
 class ExperimentConfig(Strict):
     """One experiment: a grid of strategies x backbones x shots x seeds on the same k-shot splits."""
 
@@ -129,6 +150,10 @@ class ExperimentConfig(Strict):
     threads_per_worker: int | None = Field(
         None, ge=1, description="torch threads per cell; default cores/workers"
     )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: cells in processes on this machine; ray: cells as tasks on a Ray cluster"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="with executor: ray")
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
