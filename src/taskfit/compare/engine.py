@@ -224,9 +224,9 @@ def run_experiment(
     ``resume``: an unfinished cell continues from its newest good checkpoint instead of starting over.
     Under ``accelerate launch`` every process runs the cells together, in process; only the main one writes."""
     stream = stream or sys.stdout
-    config = resolve_prompt(config)
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
+    config = resolve_prompt(config, pools.labels)
     validate_plan(config, pools)
     cells = plan_cells(config, data_fingerprint(pools))
     if not is_main_process():

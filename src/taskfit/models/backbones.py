@@ -76,8 +76,20 @@ def smollm2_folder() -> Path:
     return target
 
 
+def backbone_overrides() -> dict[str, str]:
+    """``TASKFIT_BACKBONES="minilm=/path/a,smollm2=/path/b"``: load these folders for those names. For tests
+    and demos that run the documented commands on tiny models; the cell keys still carry the names."""
+    pairs = [p.split("=", 1) for p in os.environ.get("TASKFIT_BACKBONES", "").split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise TaskfitError("TASKFIT_BACKBONES: expected NAME=FOLDER pairs separated by commas")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def resolve(name: str) -> str:
     """Where ``from_pretrained`` should look for ``name``."""
+    override = backbone_overrides().get(name)
+    if override:
+        return override
     if name == "minilm":
         return str(minilm_folder())
     if name == "smollm2":
