@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from taskfit.errors import TaskfitError
+from taskfit.progress import format_duration
 
 DEFAULT_BUDGET = "15m"  # a laptop CPU: the default grid on mr takes 12 minutes on 2 cores
 
@@ -217,15 +218,6 @@ def _str(dumper: yaml.SafeDumper, value: str):
 
 
 _Dumper.add_representer(str, _str)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 # Per-cell cost on 2 cores with 2 cells at once (BENCHMARKS.md, the default grid on mr): seconds to load,
