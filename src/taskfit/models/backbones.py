@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,14 +50,21 @@ def smollm2_folder() -> Path:
         return target
     gguf_dir = package_dir(SMOLLM2_PACKAGE)
     print(
-        f"taskfit: converting {SMOLLM2_GGUF} to fp32 safetensors once (~20 s), cached in {target}",
+        f"taskfit: first use of smollm2: converting {SMOLLM2_GGUF} to fp32 safetensors once (about 20 s on "
+        f"2 cores; later runs load the copy), cached in {target}",
         file=sys.stderr,
         flush=True,
     )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF)
+    from taskfit.libraries import quiet_gguf_conversion
+
+    started = time.perf_counter()
+    with quiet_gguf_conversion():  # transformers' own per-tensor bar would repeat the line above
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_dir), gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF)
     # save_pretrained refuses while the GGUF quantizer is attached; the weights are already plain fp32,
     # and a saved quantization_config would make the next load look for a GGUF file again.
     model.hf_quantizer = None
@@ -73,6 +81,7 @@ def smollm2_folder() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)  # another process won the race; its copy is complete
         if not (target / "model.safetensors").exists():
             raise
+    print(f"taskfit: smollm2 converted in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return target
 
 
