@@ -38,6 +38,8 @@ def _quickstart(args: argparse.Namespace):
     if getattr(args, "output", None) and args.command != "init":
         quick.raw["output_dir"] = args.output
     quick.raw = apply_overrides(quick.raw, args.set)
+    if args.set:
+        quick.found.append(f"overrides (--set, applied to the grid above): {'; '.join(args.set)}")
     validate_config(quick.raw)  # a --set that breaks it fails here, before anything is written
     return quick
 
