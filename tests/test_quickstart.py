@@ -159,4 +159,4 @@ def test_encoder_zero_shot_with_labels_pos_neg_beats_majority_without_descriptio
     assert resolved.prompt.label_descriptions == {"neg": "a negative review", "pos": "a positive review"}
     summary = run_experiment(config, tmp_path / "out", isolate=False)
     accuracy = summary["cells"][0]["accuracy"]
-    assert accuracy > summary["majority_baseline"] + 0.2
+    assert accuracy > summary["majority_baseline"]["accuracy"] + 0.2
