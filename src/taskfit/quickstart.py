@@ -225,7 +225,7 @@ _Dumper.add_representer(str, _str)
 COSTS = {
     ("zero-shot", "smollm2"): (6.0, 0.0, 14.0),
     ("zero-shot", "minilm"): (3.0, 0.0, 100.0),
-    ("in-context", "smollm2"): (6.0, 0.6, 4.6),
+    ("in-context", "smollm2"): (6.0, 0.05, 13.0),  # one demonstration per class: short prompts
     ("head-finetune", "minilm"): (3.0, 0.9, 115.0),
     ("lora", "minilm"): (3.0, 0.6, 110.0),
     ("contrastive", "minilm"): (3.0, 0.8, 80.0),
@@ -344,7 +344,13 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     counts = Counter(e.label for e in pools.train)
     smallest = min(counts[lab] for lab in pools.labels)
     ks = [k for k in (8, 16, 32) if k <= smallest] or [max(1, smallest)]
-    prompt = derive_prompt(list(pools.labels), texts)
+    builtin = raw["data"].get("dataset")
+    if builtin:  # its own prompt (data card), filled in when the grid runs: nothing to write
+        from taskfit.data.prepare import default_prompt_fields
+
+        prompt = default_prompt_fields(validate_config_data(raw))
+    else:
+        prompt = derive_prompt(list(pools.labels), texts)
     rows = [("zero-shot", "smollm2"), ("zero-shot", "minilm"), ("in-context", "smollm2")]
     rows += [("head-finetune", "minilm"), ("lora", "minilm"), ("contrastive", "minilm")]
     if is_cjk(" ".join(texts)):
@@ -379,7 +385,8 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
         data["test_limit"] = test_limit
     raw["seeds"] = list(range(seeds))
     if any(b == "smollm2" for _, b in rows) or ("zero-shot", "minilm") in rows:
-        raw["prompt"] = prompt
+        if not builtin:  # a built-in dataset's own prompt is filled in when the grid runs
+            raw["prompt"] = prompt
         words = ", ".join(f"{lab} -> {prompt['verbalizer'][lab][0]!r}" for lab in pools.labels)
         found.append(f"prompt: {prompt['template']!r}; label words {words}")
         descs = ", ".join(f"{lab} -> {prompt['label_descriptions'][lab]!r}" for lab in pools.labels)
@@ -389,6 +396,12 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
         f"grid: {len(rows)} strategies, K {ks}, {seeds} seed(s): " + ", ".join(f"{n} ({b})" for n, b in rows)
     )
     return Quickstart(raw, found, cuts, cost())
+
+
+def validate_config_data(raw: dict):
+    from taskfit.config import DataConfig
+
+    return DataConfig.model_validate(raw["data"])
 
 
 def _strategy_rows(rows: list[tuple[str, str]]) -> list[dict]:
