@@ -67,8 +67,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         quick = _quickstart(args)
         config = validate_config(quick.raw)
         out = Path(args.output or config.output_dir or Path("runs") / config.name)
-        path = write_config(quick, args.config, out / "taskfit.yaml", overwrite=True)
+        path = out / "taskfit.yaml"
         print(quick.describe(), file=sys.stderr)
+        if path.exists() and path.read_text(encoding="utf-8") != quick.config_yaml(args.config):
+            kept = path.with_name("taskfit.previous.yaml")  # maybe the user's edits: never lost
+            path.replace(kept)
+            print(f"{path} differed from this run's config (edited?): kept as {kept}", file=sys.stderr)
+        write_config(quick, args.config, path, overwrite=True)
         print(f"config: {path} (edit it and rerun with: taskfit compare {path})", file=sys.stderr, flush=True)
         if args.workers:
             config = config.model_copy(update={"workers": args.workers})
