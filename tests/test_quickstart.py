@@ -160,3 +160,15 @@ def test_encoder_zero_shot_with_labels_pos_neg_beats_majority_without_descriptio
     summary = run_experiment(config, tmp_path / "out", isolate=False)
     accuracy = summary["cells"][0]["accuracy"]
     assert accuracy > summary["majority_baseline"]["accuracy"] + 0.2
+
+
+def test_a_conll_file_gives_a_ner_grid(tmp_path):
+    lines = []
+    for i in range(40):
+        lines += [f"Alice{i % 3} B-PER", "went O", "to O", f"Rome{i % 2} B-LOC", ". O", ""]
+    conll = tmp_path / "tags.conll"
+    conll.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    quick = quickstart.plan(str(conll))
+    assert quick.raw["task"] == "ner" and quick.raw["data"]["format"] == "conll"
+    assert {s["name"] for s in quick.raw["strategies"]} == {"head-finetune", "lora"}
+    assert "labels: LOC, PER" in quick.describe()
