@@ -80,6 +80,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         summary = run_experiment(config, out, isolate=not args.in_process, resume=args.resume)
         print(f"\nrerun or continue: taskfit compare {path}", file=sys.stderr)
         return 1 if sum(r["failed"] for r in summary["strategies"]) else 0
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k in ("text", "label", "text_pair", "budget", "name")
+        if getattr(args, k, None)
+    ]
+    if given:
+        from taskfit.errors import TaskfitError
+
+        raise TaskfitError(
+            f"{', '.join(given)}: only with a data file (taskfit compare my.csv); a config sets these itself "
+            "(data.columns, name): edit it or use --set"
+        )
     summary = run_experiment(_load(args), args.output, isolate=not args.in_process, resume=args.resume)
     failed = sum(r["failed"] for r in summary["strategies"])
     return 1 if failed else 0
