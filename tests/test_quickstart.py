@@ -75,6 +75,8 @@ def test_init_writes_a_config_that_validates(tmp_path, monkeypatch, capsys):
     assert main(["validate", "my.yaml"]) == 0
     assert main(["init", "my.csv"]) == 2  # exists: not overwritten without --force
     assert "--force" in capsys.readouterr().err
+    assert main(["compare", "my.yaml", "--budget", "1h"]) == 2  # a config's grid is its own
+    assert "--budget: only with a data file" in capsys.readouterr().err
 
 
 def test_eta_lists_the_pending_cells_on_the_free_slots():
