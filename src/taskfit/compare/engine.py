@@ -287,6 +287,7 @@ def run_experiment(
     wait_for_everyone()  # the other processes have read which cells are finished before any starts
     if isolate:
         _run_isolated(grid, specs, workers)
+        print(grid.progress.clear(), end="", file=stream)  # the live status line, if one is drawn
     else:
         _run_in_process(grid, specs)
     return summarise_grid(grid, cells, pools, config_yaml, data_warnings)
