@@ -21,7 +21,7 @@ READMES = {"en": ROOT / "README.md", "zh": ROOT / "README.zh-CN.md"}
 # The Chinese README may add commands on the Chinese built-in datasets (its own examples); all others match.
 CHINESE_ONLY = ("zh-sentiment", "peoples-daily-ner")
 # Commands that are not taskfit's: they install, or talk to a running server. Not run here (make demo is
-# what `make test` itself does; curl needs `taskfit serve` running, which tests/test_serving.py covers).
+# what `make test` itself does; curl needs `taskfit serve` running: tests/test_serving_hardening.py runs it).
 EXTERNAL = ("make ", ". .venv/bin/activate", "python3 -m venv ", "pip install ", "curl ")
 # Run as written, in this order, in one folder holding my.csv (a later one reads what an earlier one wrote).
 QUICK = [
