@@ -80,12 +80,16 @@ def test_init_writes_a_config_that_validates(tmp_path, monkeypatch, capsys):
 
 
 def test_eta_lists_the_pending_cells_on_the_free_slots():
-    finished = [("a", "8", 10.0), ("a", "8", 12.0), ("b", "8", 4.0)]
-    running = [("a", "16", 5.0)]  # a: no K=16 finished yet -> the mean of a (11 s), 5 s of it done
-    pending = [("a", "16"), ("b", "16"), ("c", "8")]  # c: never seen -> the mean of every cell (26/3 s)
-    # slots: [6, 0] -> a16 on slot 2 (11) -> b16 on slot 1 (6 + 4 = 10) -> c8 on slot 1 (10 + 26/3)
-    assert estimate_left(finished, running, pending, workers=2) == pytest.approx(10 + 26 / 3)
+    finished = [("a", "8", 10.0), ("a", "8", 12.0), ("b", "8", 4.0), ("z", "0", 30.0)]
+    # a at K=16: only K=8 finished -> its mean 11 s scaled by (16 + 8) / (8 + 8) = 16.5 s; 5 s of it done
+    running = [("a", "16", 5.0)]
+    # b at K=16: 4 * 1.5 = 6 s; c never seen: the mean of the cells that train (a, b; not z), 26/3 s
+    pending = [("a", "16"), ("b", "16"), ("c", "8"), ("y", "0")]  # y: like z (no training), 30 s
+    # slots [11.5, 0] -> a16 on slot 2 (16.5) -> b16 on slot 1 (17.5) -> c8 on slot 2 (16.5 + 26/3 = 25.17)
+    # -> y on slot 1 (17.5 + 30 = 47.5)
+    assert estimate_left(finished, running, pending, workers=2) == pytest.approx(47.5)
     assert estimate_left(finished, [], [("a", "8")], workers=1) == pytest.approx(11)
+    assert estimate_left(finished, [], [("a", "all")], workers=1) == pytest.approx(11)  # K=all: unscaled
     assert estimate_left([], running, pending, workers=2) is None
 
 

@@ -60,17 +60,37 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+K_FIXED = (
+    8  # a cell's time ~ (K + K_FIXED): loading and predicting cost about what training on 8 per class does
+)
+
+
+def _scale(k: str) -> float | None:
+    return float(k) + K_FIXED if k.isdigit() else None
+
+
+def _scaled_mean(k: str, times: list[tuple[str, float]]) -> float:
+    """Mean of (K', seconds) moved to K by the (K + K_FIXED) rule; unscaled where a K is not a number."""
+    target = _scale(k)
+    out = [s * (target / _scale(kk)) if target and _scale(kk) else s for kk, s in times]
+    return sum(out) / len(out)
+
+
 def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) -> float | None:
     """Seconds a cell of ``group`` (strategy and backbone) at K=``k`` should take, from the finished cells
-    (group, K, seconds): the same group and K, else the same group, else every finished cell."""
-    for match in (
-        lambda g, kk: g == group and kk == k,
-        lambda g, kk: g == group,
-        lambda g, kk: True,
-    ):
-        times = [s for g, kk, s in finished if match(g, kk)]
-        if times:
-            return sum(times) / len(times)
+    (group, K, seconds): the same group at the same K; else the same group at other K, scaled by
+    (K + 8); else the other cells that also train (K > 0) or also don't (K = 0), scaled; else all cells."""
+    same = [(kk, s) for g, kk, s in finished if g == group]
+    exact = [s for kk, s in same if kk == k]
+    if exact:
+        return sum(exact) / len(exact)
+    if same:
+        return _scaled_mean(k, same)
+    alike = [(kk, s) for _, kk, s in finished if (kk == "0") == (k == "0")]
+    if alike:
+        return _scaled_mean(k, alike)
+    if finished:
+        return sum(s for _, _, s in finished) / len(finished)
     return None
 
 
