@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/taskfit compare
+	@echo "taskfit is installed in .venv: '. .venv/bin/activate' (or call .venv/bin/taskfit), then: taskfit compare my.csv"
 
 test: install
 	$(BIN)/python -m pytest -q

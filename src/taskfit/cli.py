@@ -30,11 +30,76 @@ def _load(args: argparse.Namespace):
     return config
 
 
+def _quickstart(args: argparse.Namespace):
+    """``taskfit compare DATA_FILE`` / ``taskfit init DATA_FILE``: the config derived from the data alone."""
+    from taskfit.config import apply_overrides, validate_config
+    from taskfit.quickstart import DEFAULT_BUDGET, plan
+
+    quick = plan(
+        args.config,
+        text=args.text,
+        label=args.label,
+        text_pair=args.text_pair,
+        budget=args.budget or DEFAULT_BUDGET,
+        name=args.name,
+    )
+    if getattr(args, "output", None) and args.command != "init":
+        quick.raw["output_dir"] = args.output
+    quick.raw = apply_overrides(quick.raw, args.set)
+    if args.set:
+        quick.found.append(f"overrides (--set, applied to the grid above): {'; '.join(args.set)}")
+    validate_config(quick.raw)  # a --set that breaks it fails here, before anything is written
+    return quick
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from taskfit.quickstart import write_config
+
+    quick = _quickstart(args)
+    path = Path(args.output or f"{quick.raw['name']}.yaml")
+    write_config(quick, args.config, path, overwrite=args.force)
+    print(quick.describe(), file=sys.stderr)
+    print(f"wrote {path}; run it with:\n  taskfit compare {path}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from taskfit.compare import run_experiment
 
     if args.config is None:
         print(f"no config given: running the default grid ({DEFAULT_GRID})", file=sys.stderr)
+    elif args.command == "compare" and _is_data(args.config):
+        from taskfit.config import validate_config
+        from taskfit.quickstart import write_config
+
+        quick = _quickstart(args)
+        config = validate_config(quick.raw)
+        out = Path(args.output or config.output_dir or Path("runs") / config.name)
+        path = out / "taskfit.yaml"
+        print(quick.describe(), file=sys.stderr)
+        if path.exists() and path.read_text(encoding="utf-8") != quick.config_yaml(args.config):
+            kept = path.with_name("taskfit.previous.yaml")  # maybe the user's edits: never lost
+            path.replace(kept)
+            print(f"{path} differed from this run's config (edited?): kept as {kept}", file=sys.stderr)
+        write_config(quick, args.config, path, overwrite=True)
+        print(f"config: {path} (edit it and rerun with: taskfit compare {path})", file=sys.stderr, flush=True)
+        if args.workers:
+            config = config.model_copy(update={"workers": args.workers})
+        summary = run_experiment(config, out, isolate=not args.in_process, resume=args.resume)
+        print(f"\nrerun or continue: taskfit compare {path}", file=sys.stderr)
+        return 1 if sum(r["failed"] for r in summary["strategies"]) else 0
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k in ("text", "label", "text_pair", "budget", "name")
+        if getattr(args, k, None)
+    ]
+    if given:
+        from taskfit.errors import TaskfitError
+
+        raise TaskfitError(
+            f"{', '.join(given)}: only with a data file (taskfit compare my.csv); a config sets these itself "
+            "(data.columns, name): edit it or use --set"
+        )
     summary = run_experiment(_load(args), args.output, isolate=not args.in_process, resume=args.resume)
     failed = sum(r["failed"] for r in summary["strategies"])
     return 1 if failed else 0
@@ -287,6 +352,21 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_data(arg: str) -> bool:
+    from taskfit.quickstart import looks_like_data
+
+    return looks_like_data(arg)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """What ``compare DATA_FILE`` and ``init DATA_FILE`` take besides the file."""
+    p.add_argument("--text", help="the text column (default: detected)")
+    p.add_argument("--label", help="the label column (default: detected)")
+    p.add_argument("--text-pair", help="the second text column of sentence-pair data")
+    p.add_argument("--budget", help="time the grid should fit, e.g. 15m (default), 1h, 600s")
+    p.add_argument("--name", help="experiment name (default: the file's name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfit", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,7 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "config",
             nargs="?" if name == "compare" else None,
-            help="YAML config (compare: default grid on mr)",
+            help="YAML config (compare: default grid on mr)"
+            + (
+                "; or a data file / built-in dataset name: the grid is derived from it"
+                if name == "compare"
+                else ""
+            ),
         )
         p.add_argument(
             "--set",
@@ -325,6 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--address", help="with --executor ray: HOST:PORT, ray://HOST:PORT or auto")
         p.set_defaults(func=cmd_compare)
+        if name == "compare":
+            _data_options(p)
+
+    p = sub.add_parser(
+        "init", help="write the config `taskfit compare DATA_FILE` would run, without running it"
+    )
+    p.add_argument("config", metavar="DATA_FILE", help="CSV/TSV/JSONL/CoNLL file or a built-in dataset name")
+    p.add_argument("--output", help="config file to write (default: <name>.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    _data_options(p)
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
         "continual",

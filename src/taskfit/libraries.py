@@ -3,6 +3,7 @@ only add noise. Nothing here imports them (a CLI command that loads no model mus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -20,3 +21,23 @@ def quiet_libraries() -> None:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+
+
+@contextlib.contextmanager
+def quiet_gguf_conversion():
+    """transformers converts a GGUF with a plain tqdm bar that no verbosity setting reaches: turn it off while
+    taskfit converts (and says so itself)."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf
+    except ImportError:  # another transformers layout: its bar shows, nothing breaks
+        yield
+        return
+    original = getattr(gguf, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf.tqdm = lambda *args, **kwargs: original(*args, **{**kwargs, "disable": True})
+    try:
+        yield
+    finally:
+        gguf.tqdm = original

@@ -1,10 +1,14 @@
-"""Progress reporting: a tqdm bar on a terminal, plain periodic lines otherwise (logs, CI)."""
+"""Progress reporting: a tqdm bar on a terminal, plain periodic lines otherwise (logs, CI); and the grid's
+progress with an estimate of the time left."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def make_progress(stream=None, min_interval: float = 10.0) -> Callable[[str, int], Callable[[int], None]]:
@@ -40,3 +44,160 @@ def make_progress(stream=None, min_interval: float = 10.0) -> Callable[[str, int
         return advance_lines
 
     return start
+
+
+# -- the grid's progress: elapsed, done/left, an estimate of the time left ----------------------------------
+
+STEP_LINE = re.compile(r"^\s+(?P<desc>.+): (?P<done>\d+)/(?P<total>\d+) \(")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+K_FIXED = (
+    8  # a cell's time ~ (K + K_FIXED): loading and predicting cost about what training on 8 per class does
+)
+
+
+def _scale(k: str) -> float | None:
+    return float(k) + K_FIXED if k.isdigit() else None
+
+
+def _scaled_mean(k: str, times: list[tuple[str, float]]) -> float:
+    """Mean of (K', seconds) moved to K by the (K + K_FIXED) rule; unscaled where a K is not a number."""
+    target = _scale(k)
+    out = [s * (target / _scale(kk)) if target and _scale(kk) else s for kk, s in times]
+    return sum(out) / len(out)
+
+
+def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) -> float | None:
+    """Seconds a cell of ``group`` (strategy and backbone) at K=``k`` should take, from the finished cells
+    (group, K, seconds): the same group at the same K; else the same group at other K, scaled by
+    (K + 8); else the other cells that also train (K > 0) or also don't (K = 0), scaled; else all cells."""
+    same = [(kk, s) for g, kk, s in finished if g == group]
+    exact = [s for kk, s in same if kk == k]
+    if exact:
+        return sum(exact) / len(exact)
+    if same:
+        return _scaled_mean(k, same)
+    alike = [(kk, s) for _, kk, s in finished if (kk == "0") == (k == "0")]
+    if alike:
+        return _scaled_mean(k, alike)
+    if finished:
+        return sum(s for _, _, s in finished) / len(finished)
+    return None
+
+
+def estimate_left(
+    finished: list[tuple[str, str, float]],
+    running: list[tuple[str, str, float]],
+    pending: list[tuple[str, str]],
+    workers: int,
+) -> float | None:
+    """Seconds until the grid ends: the running cells' (group, K, elapsed) finish first, then the pending
+    (group, K) cells start in order on whichever of ``workers`` slots frees first (list scheduling, as the
+    engine runs them). None until a cell has finished (nothing to estimate from)."""
+    if not finished:
+        return None
+    slots = [max(0.0, (cell_estimate(g, k, finished) or 0.0) - elapsed) for g, k, elapsed in running]
+    slots += [0.0] * max(0, workers - len(slots))
+    for g, k in pending:
+        i = min(range(len(slots)), key=slots.__getitem__)
+        slots[i] += cell_estimate(g, k, finished) or 0.0
+    return max(slots, default=0.0)
+
+
+class GridProgress:
+    """What a person watching a grid wants: elapsed time, cells done and left, the time left, and each running
+    cell's step (from the progress lines the cell writes to its log.txt). On a terminal one status line is
+    redrawn in place; elsewhere a plain line every ``line_every`` seconds."""
+
+    def __init__(self, cells: list[tuple[str, str, str]], workers: int, stream, out, clock=time.monotonic):
+        """``cells``: (path, group, K) of each cell to run, in the order the engine starts them."""
+        self.pending = {path: (group, k) for path, group, k in cells}
+        self.total, self.workers, self.stream, self.out, self.clock = len(cells), workers, stream, out, clock
+        self.started_at = clock()
+        self.running: dict[str, tuple[str, str, float]] = {}
+        self.finished: list[tuple[str, str, float]] = []
+        self.live = hasattr(stream, "isatty") and stream.isatty()
+        self.line_every, self.last_line = 60.0, self.started_at
+        self.drawn = False
+
+    def start(self, path: str) -> None:
+        group, k = self.pending.pop(path, ("?", "?"))
+        self.running[path] = (group, k, self.clock())
+
+    def end(self, path: str) -> None:
+        group, k, since = self.running.pop(path, ("?", "?", self.clock()))
+        self.finished.append((group, k, self.clock() - since))
+
+    def left(self) -> float | None:
+        now = self.clock()
+        running = [(g, k, now - since) for g, k, since in self.running.values()]
+        return estimate_left(self.finished, running, list(self.pending.values()), self.workers)
+
+    def summary(self, count: bool = True) -> str:
+        """``elapsed 3m12s, 10/38 done, 28 left, about 7m05s left`` (``count=False``: without "10/38 done",
+        for the lines that start with [10/38])."""
+        done = len(self.finished)
+        text = f"elapsed {format_duration(self.clock() - self.started_at)}"
+        if count:
+            text += f", {done}/{self.total} done"
+        left = self.left()
+        if done < self.total:
+            text += f", {self.total - done} left"
+            text += (
+                ", time left: estimated after the first cell"
+                if left is None
+                else f", about {format_duration(left)} left"
+            )
+        return text
+
+    def steps(self) -> str:
+        parts = []
+        for path in self.running:
+            step = last_step(self.out / path / "log.txt") if self.out is not None else None
+            parts.append(f"{path}" + (f" {step}" if step else ""))
+        return "; ".join(parts)
+
+    def clear(self) -> str:
+        """Printed before a normal line on a terminal: erases the status line."""
+        if self.drawn:
+            self.drawn = False
+            return "\r\x1b[K"
+        return ""
+
+    def tick(self) -> None:
+        """Called about once a second while cells run."""
+        now = self.clock()
+        if self.live:
+            line = f"  {self.summary()} | running: {self.steps()}"
+            width = shutil.get_terminal_size((120, 20)).columns
+            self.stream.write("\r\x1b[K" + line[: width - 1])
+            self.stream.flush()
+            self.drawn = True
+        elif now - self.last_line >= self.line_every:
+            self.last_line = now
+            print(f"  progress: {self.summary()}; running: {self.steps()}", file=self.stream, flush=True)
+
+
+def last_step(log: Path) -> str | None:
+    """The newest ``desc: done/total`` line a cell's progress wrote to its log, as ``desc done/total``."""
+    try:
+        with log.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        m = STEP_LINE.match(line)
+        if m:
+            return f"{m['desc']} {m['done']}/{m['total']}"
+    return None

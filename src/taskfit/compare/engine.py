@@ -45,6 +45,7 @@ from taskfit.config import ExperimentConfig
 from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_text_atomic
 from taskfit.models.backbones import resolve_device
+from taskfit.progress import GridProgress
 from taskfit.tasks import get_task, load_pools
 from taskfit.training.distributed import is_main_process, wait_for_everyone, world_size
 from taskfit.training.loop import TrainingInterrupted
@@ -125,9 +126,10 @@ class _Grid:
         self.db = store.connect(out)
         self.total = 0
         self.finished = 0
+        self.progress: GridProgress | None = None  # set once the cells to run are known
 
     def say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print((self.progress.clear() if self.progress else "") + text, file=self.stream, flush=True)
 
     def started(self, cell: Cell, spec: CellSpec) -> None:
         directory = self.out / cell.path
@@ -136,6 +138,8 @@ class _Grid:
             (directory / stale).unlink(missing_ok=True)
         write_json_atomic(directory / CELL_FILE, spec.as_json())
         store.upsert(self.db, _record(cell, "running", spec=spec))
+        if self.progress:
+            self.progress.start(cell.path)
         self.say(f"  start  {cell.label}")
 
     def ended(self, cell: Cell, spec: CellSpec, exitcode: int | None, seconds: float) -> None:
@@ -143,15 +147,19 @@ class _Grid:
         self.finished += 1
         metrics = read_finished(directory, cell.key)
         where = f"[{self.finished}/{self.total}]"
+        tail = ""
+        if self.progress:
+            self.progress.end(cell.path)
+            tail = f" | {self.progress.summary(count=False)}"
         if metrics is not None:
             store.upsert(self.db, _record(cell, "ok", metrics, spec=spec))
             self.say(
-                f"{where} done   {cell.label}: {headline(metrics, self.config.task)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all)"
+                f"{where} done   {cell.label}: {headline(metrics, self.config.task)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all){tail}"
             )
         else:
             error = _failure_text(directory, exitcode)
             store.upsert(self.db, _record(cell, "failed", error=error, spec=spec))
-            self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE})")
+            self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE}){tail}")
 
 
 def headline(metrics: dict, task: str = "classification") -> str:
@@ -179,7 +187,9 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) 
                 )
                 process.start()
                 running[process.sentinel] = (cell, spec, process, time.perf_counter())
-            for sentinel in multiprocessing.connection.wait(list(running)):
+            if grid.progress:
+                grid.progress.tick()
+            for sentinel in multiprocessing.connection.wait(list(running), timeout=1.0):
                 cell, spec, process, started = running.pop(sentinel)  # type: ignore[call-overload]
                 process.join()
                 grid.ended(cell, spec, process.exitcode, time.perf_counter() - started)
@@ -224,9 +234,9 @@ def run_experiment(
     ``resume``: an unfinished cell continues from its newest good checkpoint instead of starting over.
     Under ``accelerate launch`` every process runs the cells together, in process; only the main one writes."""
     stream = stream or sys.stdout
-    config = resolve_prompt(config)
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
+    config = resolve_prompt(config, pools.labels)
     validate_plan(config, pools)
     cells = plan_cells(config, data_fingerprint(pools))
     if not is_main_process():
@@ -268,6 +278,12 @@ def run_experiment(
     else:
         workers, threads = plan_workers(config, max(len(todo), 1))
     grid.total = len(todo)
+    grid.progress = GridProgress(
+        [(c.path, f"{c.strategy.run_id}/{c.strategy.backbone}", shots_label(c.shots)) for c in todo],
+        workers if isolate else 1,
+        stream,
+        out,
+    )
     print(
         f"{config.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished"
         + (f" ({stale} interrupted earlier)" if stale else "")
@@ -282,6 +298,7 @@ def run_experiment(
         executor.run(grid, specs)
     elif isolate:
         _run_isolated(grid, specs, workers)
+        print(grid.progress.clear(), end="", file=stream)  # the live status line, if one is drawn
     else:
         _run_in_process(grid, specs)
     return summarise_grid(grid, cells, pools, config_yaml, data_warnings)

@@ -45,13 +45,30 @@ def uses_shots(strategy: StrategyBase) -> bool:
     return entry.trains or getattr(strategy, "prompt_search", None) is not None
 
 
-def resolve_prompt(config: ExperimentConfig) -> ExperimentConfig:
-    """Fill in the built-in dataset's prompt when the config has none."""
+def resolve_prompt(config: ExperimentConfig, labels: list[str] | None = None) -> ExperimentConfig:
+    """Fill in the built-in dataset's prompt when the config has none; with ``labels``, also the label
+    descriptions encoder zero-shot needs, derived from the label names (``pos`` -> "positive").
+
+    Derived descriptions are added only where they change what zero-shot would embed (an abbreviated label
+    with no description or verbalizer word), so grids that never relied on them keep their cell keys."""
     if config.prompt is None:
         fields = default_prompt_fields(config.data)
         if fields:
-            return config.model_copy(update={"prompt": PromptConfig(**fields)})
-    return config
+            config = config.model_copy(update={"prompt": PromptConfig(**fields)})
+    if labels is None or config.task != "classification":
+        return config
+    if not any(getattr(s, "name", None) == "zero-shot" for s in config.strategies):
+        return config
+    from taskfit.quickstart import derive_prompt, derived_label_descriptions
+
+    derived = derived_label_descriptions(config.prompt, list(labels))
+    if not derived:
+        return config
+    if config.prompt is None:  # an encoder-only grid with no prompt block: the whole prompt from the names
+        return config.model_copy(update={"prompt": PromptConfig(**derive_prompt(list(labels)))})
+    descriptions = {**config.prompt.label_descriptions, **derived}
+    prompt = config.prompt.model_copy(update={"label_descriptions": descriptions})
+    return config.model_copy(update={"prompt": prompt})
 
 
 def check_update(config: ExperimentConfig) -> None:

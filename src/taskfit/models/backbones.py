@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,14 +50,21 @@ def smollm2_folder() -> Path:
         return target
     gguf_dir = package_dir(SMOLLM2_PACKAGE)
     print(
-        f"taskfit: converting {SMOLLM2_GGUF} to fp32 safetensors once (~20 s), cached in {target}",
+        f"taskfit: first use of smollm2: converting {SMOLLM2_GGUF} to fp32 safetensors once (about 20 s on "
+        f"2 cores; later runs load the copy), cached in {target}",
         file=sys.stderr,
         flush=True,
     )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF)
+    from taskfit.libraries import quiet_gguf_conversion
+
+    started = time.perf_counter()
+    with quiet_gguf_conversion():  # transformers' own per-tensor bar would repeat the line above
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_dir), gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=SMOLLM2_GGUF)
     # save_pretrained refuses while the GGUF quantizer is attached; the weights are already plain fp32,
     # and a saved quantization_config would make the next load look for a GGUF file again.
     model.hf_quantizer = None
@@ -73,11 +81,24 @@ def smollm2_folder() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)  # another process won the race; its copy is complete
         if not (target / "model.safetensors").exists():
             raise
+    print(f"taskfit: smollm2 converted in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return target
+
+
+def backbone_overrides() -> dict[str, str]:
+    """``TASKFIT_BACKBONES="minilm=/path/a,smollm2=/path/b"``: load these folders for those names. For tests
+    and demos that run the documented commands on tiny models; the cell keys still carry the names."""
+    pairs = [p.split("=", 1) for p in os.environ.get("TASKFIT_BACKBONES", "").split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise TaskfitError("TASKFIT_BACKBONES: expected NAME=FOLDER pairs separated by commas")
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def resolve(name: str) -> str:
     """Where ``from_pretrained`` should look for ``name``."""
+    override = backbone_overrides().get(name)
+    if override:
+        return override
     if name == "minilm":
         return str(minilm_folder())
     if name == "smollm2":

@@ -1,0 +1,96 @@
+"""Every shell command in README.md and README.zh-CN.md: both READMEs hold the same ones, every taskfit
+command parses, and the quick ones run as written on a small CSV with the tiny test models
+(TASKFIT_BACKBONES substitutes them for minilm and smollm2)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskfit.cli import build_parser
+from tests.test_quickstart import reviews_csv
+
+ROOT = Path(__file__).parent.parent
+READMES = {"en": ROOT / "README.md", "zh": ROOT / "README.zh-CN.md"}
+# The Chinese README may add commands on the Chinese built-in datasets (its own examples); all others match.
+CHINESE_ONLY = ("zh-sentiment", "peoples-daily-ner")
+# Commands that are not taskfit's: they install, or talk to a running server. Not run here (make demo is
+# what `make test` itself does; curl needs `taskfit serve` running: tests/test_serving_hardening.py runs it).
+EXTERNAL = ("make ", ". .venv/bin/activate", "python3 -m venv ", "pip install ", "curl ")
+# Run as written, in this order, in one folder holding my.csv (a later one reads what an earlier one wrote).
+QUICK = [
+    "taskfit compare my.csv",
+    "taskfit compare runs/my/taskfit.yaml",
+    "taskfit init my.csv",
+    "taskfit validate my.yaml",
+    "taskfit runs list runs/my [--status failed] [--strategy lora]",
+    ".venv/bin/taskfit datasets",
+]
+
+
+def commands(path: Path) -> list[str]:
+    """The command lines of the fenced bash blocks, without comments."""
+    out = []
+    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
+        for line in block.splitlines():
+            line = re.sub(r"(^|\s)#\s.*$", "", line).strip()
+            if line:
+                out.append(line)
+    return out
+
+
+def argv(command: str) -> list[str]:
+    """The arguments of a taskfit command: optional parts in brackets ([--onnx], [NAME]) and leading
+    environment assignments dropped."""
+    words = shlex.split(re.sub(r"\s\[[-A-Z][^\]]*\]", "", command))
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        words.pop(0)
+    assert words[0] in ("taskfit", ".venv/bin/taskfit"), command
+    return words[1:]
+
+
+def test_both_readmes_hold_the_same_commands_and_each_parses():
+    en, zh = commands(READMES["en"]), commands(READMES["zh"])
+    assert "taskfit compare my.csv" in en[:4], "the README's second step is taskfit compare my.csv"
+    assert set(en) - set(zh) == set(), "commands in README.md missing from README.zh-CN.md"
+    extra = set(zh) - set(en)
+    assert all(any(name in c for name in CHINESE_ONLY) for c in extra), extra
+    parser = build_parser()
+    for command in dict.fromkeys(en + zh):
+        if command.startswith(EXTERNAL):
+            continue
+        try:
+            parser.parse_args(argv(command))
+        except SystemExit:
+            pytest.fail(f"a README command does not parse: {command}")
+    assert all(q in en for q in QUICK), [q for q in QUICK if q not in en]
+
+
+def test_readme_commands_run_on_tiny_data(tmp_path, tiny_bert_dir, tiny_llama_dir):
+    reviews_csv(tmp_path / "my.csv", n=40)  # review text in comment_body, labels pos/neg in verdict
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TASKFIT_BACKBONES": f"minilm={tiny_bert_dir},smollm2={tiny_llama_dir}",
+        "TASKFIT_NO_FETCH": "1",
+    }
+    for command in QUICK:
+        proc = subprocess.run(
+            [sys.executable, "-m", "taskfit", *argv(command)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        if command == "taskfit compare my.csv":
+            assert "Best by accuracy" in proc.stdout and "taskfit compare runs/my/taskfit.yaml" in proc.stderr
+        if command == "taskfit compare runs/my/taskfit.yaml":
+            assert "already finished" in proc.stdout and " to run" not in proc.stdout
