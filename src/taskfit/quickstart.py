@@ -287,8 +287,8 @@ def plan(
     fmt: str | None = None,
 ) -> Quickstart:
     """The config for ``data`` (a file or a built-in dataset name), sized to ``budget``."""
-    from taskfit.config import validate_config
-    from taskfit.tasks import load_pools
+    from taskfit.config import ExperimentConfig, validate_config
+    from taskfit.tasks import get_task, load_pools
 
     seconds = parse_budget(budget)
     block, task, fmt = _source(data, fmt)
@@ -319,7 +319,7 @@ def plan(
         )
     name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("-") or "my-data"
     raw: dict = {"name": name}
-    if task != "classification":
+    if task != ExperimentConfig.model_fields["task"].default:  # the written config holds only what differs
         raw["task"] = task
     raw["data"] = block
     probe = validate_config({**raw, "strategies": [{"name": "head-finetune", "backbone": "minilm"}]})
@@ -333,7 +333,7 @@ def plan(
         f"data: {data} -> task {task}, {len(pools.train)}/{len(pools.dev)}/{len(pools.test)} train/dev/test",
     )
     found.append(f"labels: {', '.join(pools.labels)}; script: {script}")
-    if task == "ner":
+    if get_task(task).tags_words:  # one tag per word (ner): K sentences, the taggers' grid
         return _plan_ner(raw, pools, found, seconds)
     return _plan_classification(raw, pools, texts, found, seconds)
 

@@ -6,6 +6,7 @@ untyped dict older taskfit versions wrote, so ``taskfit runs show`` reads old an
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
@@ -89,3 +90,41 @@ class CellSpec(BaseModel):
             old_data=config.old_data,
             continual=config.continual.model_dump(mode="json") if config.continual else None,
         )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def cell_record(
+    cell: Any, status: str, metrics: dict | None = None, error: str = "", spec: CellSpec | dict | None = None
+) -> dict:
+    """A cell's row in taskfit.db (``compare.store``); ``cell``: the planned ``compare.plan.Cell``."""
+    from taskfit.compare.plan import shots_label
+
+    m = metrics or {}
+    return {
+        "cell": cell.path,
+        "key": cell.key,
+        "strategy": cell.strategy.run_id,
+        "method": cell.strategy.name,  # type: ignore[attr-defined]
+        "backbone": cell.strategy.backbone,
+        "shots": shots_label(cell.shots),
+        "seed": cell.seed,
+        "status": status,
+        "accuracy": m.get("accuracy"),
+        "macro_f1": m.get("macro_f1"),
+        "trainable_params": m.get("trainable_params"),
+        "total_params": m.get("total_params"),
+        "load_seconds": m.get("load_seconds"),
+        "fit_seconds": m.get("fit_seconds"),
+        "predict_examples_per_s": m.get("predict_examples_per_s"),
+        "peak_rss_mb": m.get("peak_rss_mb"),
+        "saved_mb": m.get("saved_mb"),
+        "search_trials": m.get("search_trials"),
+        "chosen": m.get("chosen") or None,
+        "error": error or None,
+        "config": spec.as_json() if isinstance(spec, CellSpec) else spec,  # a finished cell's: its cell.json
+        "metrics": m or None,
+        "updated_at": _now(),
+    }

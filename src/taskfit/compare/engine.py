@@ -16,13 +16,12 @@ import signal
 import sys
 import time
 from collections import deque
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 from taskfit.compare import store
-from taskfit.compare.cell import CellSpec
+from taskfit.compare.cell import CellSpec, cell_record
 from taskfit.compare.plan import (
     Cell,
     data_fingerprint,
@@ -69,41 +68,6 @@ def plan_workers(config: ExperimentConfig, pending: int) -> tuple[int, int]:
     return workers, threads
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _record(
-    cell: Cell, status: str, metrics: dict | None = None, error: str = "", spec: CellSpec | dict | None = None
-) -> dict:
-    m = metrics or {}
-    return {
-        "cell": cell.path,
-        "key": cell.key,
-        "strategy": cell.strategy.run_id,
-        "method": cell.strategy.name,  # type: ignore[attr-defined]
-        "backbone": cell.strategy.backbone,
-        "shots": shots_label(cell.shots),
-        "seed": cell.seed,
-        "status": status,
-        "accuracy": m.get("accuracy"),
-        "macro_f1": m.get("macro_f1"),
-        "trainable_params": m.get("trainable_params"),
-        "total_params": m.get("total_params"),
-        "load_seconds": m.get("load_seconds"),
-        "fit_seconds": m.get("fit_seconds"),
-        "predict_examples_per_s": m.get("predict_examples_per_s"),
-        "peak_rss_mb": m.get("peak_rss_mb"),
-        "saved_mb": m.get("saved_mb"),
-        "search_trials": m.get("search_trials"),
-        "chosen": m.get("chosen") or None,
-        "error": error or None,
-        "config": spec.as_json() if isinstance(spec, CellSpec) else spec,  # a finished cell's: its cell.json
-        "metrics": m or None,
-        "updated_at": _now(),
-    }
-
-
 def _failure_text(directory: Path, exitcode: int | None) -> str:
     path = directory / ERROR_FILE
     if path.exists():
@@ -137,7 +101,7 @@ class _Grid:
         for stale in ("metrics.json", ERROR_FILE) + (() if self.resume else ("log.txt",)):
             (directory / stale).unlink(missing_ok=True)
         write_json_atomic(directory / CELL_FILE, spec.as_json())
-        store.upsert(self.db, _record(cell, "running", spec=spec))
+        store.upsert(self.db, cell_record(cell, "running", spec=spec))
         if self.progress:
             self.progress.start(cell.path)
         self.say(f"  start  {cell.label}")
@@ -152,13 +116,13 @@ class _Grid:
             self.progress.end(cell.path)
             tail = f" | {self.progress.summary(count=False)}"
         if metrics is not None:
-            store.upsert(self.db, _record(cell, "ok", metrics, spec=spec))
+            store.upsert(self.db, cell_record(cell, "ok", metrics, spec=spec))
             self.say(
                 f"{where} done   {cell.label}: {headline(metrics, self.config.task)} (fit {metrics['fit_seconds']:.1f} s, {seconds:.0f} s in all){tail}"
             )
         else:
             error = _failure_text(directory, exitcode)
-            store.upsert(self.db, _record(cell, "failed", error=error, spec=spec))
+            store.upsert(self.db, cell_record(cell, "failed", error=error, spec=spec))
             self.say(f"{where} FAILED {cell.label}: {error} (details: {directory / ERROR_FILE}){tail}")
 
 
@@ -197,7 +161,7 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) 
         for cell, _spec, process, _ in running.values():
             process.terminate()  # a training cell writes a checkpoint at its next step, then stops
             process.join(30)
-            store.upsert(grid.db, _record(cell, "interrupted", spec=_spec))
+            store.upsert(grid.db, cell_record(cell, "interrupted", spec=_spec))
         raise
 
 
@@ -264,7 +228,7 @@ def run_experiment(
         spec_path = out / cell.path / CELL_FILE
         if metrics is not None:
             spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else None
-            store.upsert(grid.db, _record(cell, "ok", metrics, spec=spec))
+            store.upsert(grid.db, cell_record(cell, "ok", metrics, spec=spec))
         else:
             todo.append(cell)
     executor = None

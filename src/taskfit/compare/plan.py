@@ -55,7 +55,7 @@ def resolve_prompt(config: ExperimentConfig, labels: list[str] | None = None) ->
         fields = default_prompt_fields(config.data)
         if fields:
             config = config.model_copy(update={"prompt": PromptConfig(**fields)})
-    if labels is None or config.task != "classification":
+    if labels is None or not get_task(config.task).describes_labels:
         return config
     if not any(getattr(s, "name", None) == "zero-shot" for s in config.strategies):
         return config

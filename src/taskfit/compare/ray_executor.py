@@ -170,7 +170,7 @@ class RayExecutor:
         """Run ``todo`` ([(cell, spec)]) on the cluster, keeping as many in flight as it can hold."""
         if not todo:
             return
-        from taskfit.compare.engine import _record
+        from taskfit.compare.cell import cell_record
 
         ray = self.ray
         task = ray.remote(
@@ -212,7 +212,7 @@ class RayExecutor:
                         error = f"try {attempt}: {type(exc).__name__}: {_first_line(exc)}"
                         if attempt <= self.settings.max_retries:
                             grid.say(f"  retry  {cell.label}: {error}")
-                            store.upsert(grid.db, _record(cell, "running", error=error, spec=spec))
+                            store.upsert(grid.db, cell_record(cell, "running", error=error, spec=spec))
                             submit(cell, spec, attempt + 1)
                         else:
                             write_text_atomic(
@@ -231,7 +231,7 @@ class RayExecutor:
         except BaseException:
             for ref, (cell, spec, _attempt, _started) in running.items():
                 ray.cancel(ref, force=True)
-                store.upsert(grid.db, _record(cell, "interrupted", spec=spec))
+                store.upsert(grid.db, cell_record(cell, "interrupted", spec=spec))
             raise
         finally:
             self.close()

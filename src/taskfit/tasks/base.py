@@ -31,7 +31,9 @@ class Task:
     k_unit: ClassVar[str] = "per class"  # what K counts: "K=16 per class", "K=64 training pairs", ...
     per_class: ClassVar[bool] = True  # K examples of every label (else K examples in all, seeded)
     generates: ClassVar[bool] = False  # a served run writes text (completions, chat endpoints)
-    tags_words: ClassVar[bool] = False  # one tag per word: the taggers window long sentences, not truncate
+    tags_words: ClassVar[bool] = False
+    # encoder zero-shot embeds a description of each label: missing ones are derived from the label names
+    describes_labels: ClassVar[bool] = False  # one tag per word: the taggers window long sentences, not truncate
     # Whether cell keys name the task: classification keys predate tasks, so they leave it out (and keep
     # the keys of existing run folders).
     in_cell_key: ClassVar[bool] = True

@@ -43,6 +43,7 @@ def label_scores(strategy: Any, examples: list) -> list[dict]:
 
 class Classification(Task):
     name = "classification"
+    describes_labels = True
     in_cell_key = False
 
     def load_pools(self, cfg):
