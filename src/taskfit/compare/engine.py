@@ -32,6 +32,7 @@ from taskfit.compare.plan import (
     validate_plan,
 )
 from taskfit.compare.report import write_report
+from taskfit.compare.selection import bootstrap_interval, yardstick
 from taskfit.compare.summary import group_records, leaderboard, recommend
 from taskfit.compare.worker import (
     CELL_FILE,
@@ -329,10 +330,13 @@ def summarise_grid(
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
     task = get_task(config.task)
-    metric = task.metric(config.metric, pools.labels)
+    metric = yardstick(task.metric(config.metric, pools.labels), config.metric, pools, data_warnings or [])
     groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
+    for g in groups:  # the test score's interval over test examples and seeds (label tasks)
+        if g.ok and pools.labels:
+            g.interval = bootstrap_interval(out, g.ok, metric.key, list(pools.labels))
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
     notes += [update_note(r) for r in ok if r["metrics"].get("incremental")]
@@ -340,6 +344,11 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
+    if groups and groups[0].by == "dev":
+        notes.append(
+            f"rows are ranked by {metric.label} on each cell's dev sample (for trained strategies the dev set "
+            "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
+        )
     notes += task.report_notes()
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(

@@ -114,7 +114,9 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     strategy_config, data, prompt = spec.strategy, spec.data, spec.prompt  # validated once, in CellSpec
     seed = spec.seed if spec.seed is not None else 0
     splits = sample_splits(task.load_pools(data), data, seed)
+    selection_dev = splits.dev  # what the grid ranks this cell by (never test)
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
+        selection_dev = dev_sample(splits.dev, seed)  # nothing fits on it: a plain held-out estimate
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
@@ -167,6 +169,7 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     started = time.perf_counter()
     metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
+    metrics.update(task.selection_metrics(strategy, selection_dev, splits.labels))
     trainable, total = strategy.trainable_parameters()
     if main:
         strategy.save(directory / "model")
@@ -201,6 +204,17 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
+
+
+DEV_SAMPLE_MAX = 500
+
+
+def dev_sample(dev: list, seed: int) -> list:
+    """At most DEV_SAMPLE_MAX dev examples (seeded): a K=0 cell's selection score need not predict a whole
+    large dev pool."""
+    import random
+
+    return dev if len(dev) <= DEV_SAMPLE_MAX else random.Random(seed).sample(dev, DEV_SAMPLE_MAX)
 
 
 def augment_training_data(

@@ -68,6 +68,11 @@ class Task:
 
         return "dev_accuracy", accuracy(strategy.predict(dev).labels, dev)
 
+    def selection_metrics(self, strategy: Any, dev: list, labels: Sequence[str]) -> dict:
+        """A fitted strategy's scores on dev (``dev_<metric key>``), what a grid ranks its rows by so that
+        test is never used to choose; empty when this task records none (its rows are then ranked on test)."""
+        return {}
+
     def headline(self, metrics: dict) -> str:
         """A finished cell's main scores in one console line."""
         return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
