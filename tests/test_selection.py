@@ -140,3 +140,62 @@ def test_imbalanced_data_ranks_by_macro_f1_and_never_recommends_the_majority_ans
     assert "macro-F1 (ranking metric)" in table and "dev macro-F1 (ranks)" in table
     zero = next(r for r in summary["strategies"] if r["strategy"] == "zero-shot")
     assert zero["ranked_by"] == "macro_f1 on dev" and zero["test_interval"] is not None
+
+
+def test_the_final_model_trains_on_train_plus_dev_and_predict_uses_it(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from taskfit.cli import main
+    from taskfit.strategies.head_finetune import HeadFinetune
+
+    seen = []
+    original = HeadFinetune.fit
+
+    def counting_fit(self, train, dev):
+        seen.append((len(train), len(dev), self.config.epochs))
+        return original(self, train, dev)
+
+    monkeypatch.setattr(HeadFinetune, "fit", counting_fit)
+    raw = {
+        "name": "final",
+        "data": {"train": str(sentiment_csv), "shots": 2, "dev_shots": 2},
+        "seeds": [0],
+        "workers": 1,
+        "strategies": [{"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 3}],
+        "final": "head-finetune",
+    }
+    cfg = validate_config(raw)
+    run_experiment(cfg, tmp_path / "out", isolate=False)
+    from taskfit.tasks import load_pools
+
+    pools = load_pools(cfg.data)
+    card = json.loads((tmp_path / "out" / "final" / "final.json").read_text())
+    assert seen[-1][:2] == (len(pools.train) + len(pools.dev), 0)  # every label, nothing held out
+    assert card["labelled_examples"] == len(pools.train) + len(pools.dev) and card["row"] == "head-finetune"
+    assert 1 <= seen[-1][2] <= 3 and card["settings"]["epochs"] == seen[-1][2]  # the grid's chosen epochs
+    assert "Trained on" in (tmp_path / "out" / "final" / "README.md").read_text()
+    (tmp_path / "in.csv").write_text("text\ngood great movie\nawful boring plot\n")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "out"), "--input", str(tmp_path / "in.csv")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert len(lines) == 2 and all(x["label"] in ("positive", "negative") for x in lines)
+
+
+def test_a_final_that_names_no_strategy_is_refused_up_front(sentiment_csv, tiny_bert_dir, tmp_path):
+    import pytest
+
+    from taskfit.errors import TaskfitError
+
+    raw = {
+        "name": "final",
+        "data": {"train": str(sentiment_csv), "shots": 2},
+        "strategies": [{"name": "zero-shot", "backbone": str(tiny_bert_dir)}],
+        "final": "lora",
+    }
+    with pytest.raises(
+        TaskfitError, match="final: 'lora' is not a strategy id of this grid; one of zero-shot"
+    ):
+        run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    assert not (tmp_path / "out" / "final").exists()

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import time
@@ -23,6 +24,7 @@ import yaml
 
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec
+from taskfit.compare.final import check_final
 from taskfit.compare.plan import (
     Cell,
     data_fingerprint,
@@ -33,7 +35,7 @@ from taskfit.compare.plan import (
 )
 from taskfit.compare.report import write_report
 from taskfit.compare.selection import bootstrap_interval, yardstick
-from taskfit.compare.summary import group_records, leaderboard, recommend
+from taskfit.compare.summary import group_records, leaderboard, recommend, recommended_row
 from taskfit.compare.worker import (
     CELL_FILE,
     ERROR_FILE,
@@ -229,6 +231,7 @@ def run_experiment(
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
     validate_plan(config, pools)
+    check_final(config)
     cells = plan_cells(config, data_fingerprint(pools))
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
@@ -391,7 +394,30 @@ def summarise_grid(
         file=stream,
         flush=True,
     )
+    card = final_model(config, out, groups, majority, pools, stream)
+    if card is not None:
+        summary["final"] = {k: card[k] for k in ("row", "backbone", "why", "labelled_examples", "estimate")}
+        write_json_atomic(out / "results.json", summary)
     return summary
+
+
+def final_model(config: ExperimentConfig, out: Path, groups, majority, pools, stream) -> dict | None:
+    """The chosen row refitted on every label into out/final (compare.final); a failure is reported, and
+    the grid's results stand."""
+    from taskfit.compare.final import fit_final
+
+    if config.final == "none" or not get_task(config.task).fits_final or config.from_run or world_size() > 1:
+        return None  # for now: classification grids, one process, not incremental updates
+    try:
+        return fit_final(config, out, groups, recommended_row(groups, majority), pools, stream)
+    except TaskfitError:
+        raise
+    except Exception as exc:  # the comparison itself succeeded: say what failed and keep its results
+        print(f"final: fitting the final model failed: {type(exc).__name__}: {exc}", file=stream, flush=True)
+        shutil.rmtree(out / "final", ignore_errors=True)  # never leave an older final model to be served
+        (out / "final").mkdir()
+        write_failure(out / "final", exc)
+        return None
 
 
 def load_results(output_dir: str | Path) -> dict:

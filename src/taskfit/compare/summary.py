@@ -324,20 +324,34 @@ def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[st
     return lines, [g for g, _, _ in close]
 
 
+def _at_reference(
+    ok: list[Group], majority: dict | None
+) -> tuple[str, list[Group], list[Group], list[Group]]:
+    """(the largest K, its rows best first, those at or below the majority-class predictor, the others)."""
+    trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
+    ref = trained_ks[-1] if trained_ks else "0"
+    at_ref = sorted((g for g in ok if g.shots in (ref, "0")), key=lambda g: -g.rank)
+    m = at_ref[0].metric
+    # a row no better than always answering the majority label is never recommended, however high its score
+    floor_rows = [g for g in at_ref if (f := g.floor(majority)) is not None and g.rank <= m.ranked(f) + 1e-9]
+    return ref, at_ref, floor_rows, [g for g in at_ref if g not in floor_rows]
+
+
+def recommended_row(groups: list[Group], majority: dict | None) -> Group | None:
+    """The row ``recommend`` recommends (None: nothing finished, or nothing beats the majority class)."""
+    ok = [g for g in groups if g.ok]
+    return _at_reference(ok, majority)[3][0] if ok and _at_reference(ok, majority)[3] else None
+
+
 def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int) -> list[str]:
     """Plain-language findings, most important first (Markdown list items)."""
     ok = [g for g in groups if g.ok]
     if not ok:
         return ["- Every cell failed: nothing to recommend (see the failures below)."]
     trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
-    ref = trained_ks[-1] if trained_ks else "0"
-    at_ref = [g for g in ok if g.shots in (ref, "0")]
-    at_ref.sort(key=lambda g: -g.rank)
+    ref, at_ref, floor_rows, candidates = _at_reference(ok, majority)
     m = at_ref[0].metric
     lines = [f"- Ranked by {m.label}, not accuracy: {m.why}."] if m.why else []
-    # a row no better than always answering the majority label is never recommended, however high its score
-    floor_rows = [g for g in at_ref if (f := g.floor(majority)) is not None and g.rank <= m.ranked(f) + 1e-9]
-    candidates = [g for g in at_ref if g not in floor_rows]
     on = " on dev" if m and at_ref[0].by == "dev" else ""
     if not candidates:
         lines.append(

@@ -130,6 +130,11 @@ class ExperimentConfig(Strict):
         None, ge=1, description="torch threads per cell; default cores/workers"
     )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    final: str | None = Field(
+        None,
+        description="after the grid, refit a row on every labelled example (train + dev) into runs/NAME/final: "
+        "default the recommended row (classification); a strategy id names another; none skips it",
+    )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
     )

@@ -38,6 +38,9 @@ class Task:
     # how `taskfit export` writes a run: "classifier" (an encoder/LM classifier with its head), "causal-lm"
     # (a generation fine-tune), None (check_export refuses first)
     exporter: ClassVar[str | None] = "classifier"
+    # whether `taskfit compare` refits the chosen row on every label into runs/NAME/final (its rows are ranked
+    # on dev scores: ``selection_metrics``)
+    fits_final: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------------
 

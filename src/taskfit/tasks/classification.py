@@ -44,6 +44,7 @@ def label_scores(strategy: Any, examples: list) -> list[dict]:
 class Classification(Task):
     name = "classification"
     in_cell_key = False
+    fits_final = True
 
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_classification_pools
