@@ -24,3 +24,58 @@ def test_a_rare_label_is_in_as_many_folds_as_it_can_be():
     assert sum(any(labels[i] == "b" for i in f) for f in folds) == 2
     with pytest.raises(ValueError, match="at least 2 folds"):
         stratified_folds(labels, 1, seed=0)
+
+
+def test_the_selection_rules_on_hand_built_fold_scores():
+    from taskfit.compare.cv import choose_epochs, choose_non_default
+
+    # epochs: the best mean fold curve, the earliest on a tie, never 0 (the untrained model)
+    assert choose_epochs([{1: 0.5, 2: 0.7, 3: 0.7}, {1: 0.6, 2: 0.8, 3: 0.8}]) == 2
+    assert choose_epochs([{0: 0.9, 1: 0.5}]) == 1 and choose_epochs([]) is None
+    default = [{"dev_accuracy": v} for v in (0.70, 0.72, 0.68, 0.70)]
+    steady = [{"dev_accuracy": v + 0.05} for v in (0.70, 0.72, 0.68, 0.70)]  # +0.05 on every fold
+    noisy = [{"dev_accuracy": v} for v in (0.90, 0.60, 0.80, 0.55)]  # higher on average, but by chance
+    assert choose_non_default(default, steady, "dev_accuracy")["chosen"] is True
+    rule = choose_non_default(default, noisy, "dev_accuracy")
+    assert rule["chosen"] is False and rule["gain"] > 0 and rule["noise"] > rule["gain"]
+
+
+def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
+):
+    import json
+
+    from taskfit.compare import run_experiment
+    from taskfit.config import validate_config
+    from taskfit.strategies.head_finetune import HeadFinetune
+
+    seen = []
+    original = HeadFinetune.fit
+
+    def counting_fit(self, train, dev):
+        seen.append(
+            (len(train), len(dev), self.config.epochs, {e.text for e in train}, {e.text for e in dev})
+        )
+        return original(self, train, dev)
+
+    monkeypatch.setattr(HeadFinetune, "fit", counting_fit)
+    raw = {
+        "name": "cv",
+        "data": {"train": str(sentiment_csv), "shots": 4, "dev_shots": 2, "selection": "cv", "folds": 3},
+        "seeds": [0],
+        "workers": 1,
+        "final": "none",
+        "strategies": [{"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 3}],
+    }
+    run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    *folds, last = seen
+    assert len(folds) == 3 and all(n_dev > 0 for _, n_dev, *_ in folds)
+    pool = last[3]
+    assert last[:2] == (12, 0) and len(pool) == 12  # 4 + 2 per class, 2 classes, nothing held out
+    for n_train, n_dev, _, train, dev in folds:
+        assert n_train + n_dev == 12 and not train & dev and train | dev == pool
+    assert set().union(*(f[4] for f in folds)) == pool  # every example held out exactly once
+    metrics = json.loads(
+        (tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0" / "metrics.json").read_text()
+    )
+    assert metrics["cv"]["folds"] == 3 and metrics["cv"]["epochs"] == last[2] and "dev_accuracy" in metrics

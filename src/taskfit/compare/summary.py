@@ -343,6 +343,22 @@ def recommended_row(groups: list[Group], majority: dict | None) -> Group | None:
     return _at_reference(ok, majority)[3][0] if ok and _at_reference(ok, majority)[3] else None
 
 
+def _majority_line(at_ref: list[Group], majority: dict | None) -> list[str]:
+    m = at_ref[0].metric
+    if not (majority and majority.get(m.key) is not None and m.key in ("accuracy", "macro_f1")):
+        return []
+    below = [g.name for g in at_ref if (g.score or 0) <= majority[m.key] + 1e-9]
+    text = f"- Majority-class baseline (always '{majority['label']}'): test {m.label} {majority[m.key]:.3f}"
+    return [
+        text
+        + (
+            f"; at or below it on test: {', '.join(below)}."
+            if below
+            else "; every strategy beats it on test."
+        )
+    ]
+
+
 def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int) -> list[str]:
     """Plain-language findings, most important first (Markdown list items)."""
     ok = [g for g in groups if g.ok]
@@ -360,7 +376,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
             + ", ".join(g.name for g in at_ref)
             + ". More labels, another backbone or a better prompt may help."
         )
-        return lines
+        return lines + _majority_line(at_ref, majority)
     best = candidates[0]
     most = "the most labels tried" if m.k_unit == "per class" else "the most tried"
     where = f"at K={ref} {m.k_unit} ({most})" if ref != "0" else "without training data"
@@ -431,17 +447,5 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
                 + "; ".join(f"{n} {d:+.3f} from K={lo} to K={hi}" for d, n, lo, hi in gains)
                 + "."
             )
-    if majority and majority.get(m.key) is not None and m.key in ("accuracy", "macro_f1"):
-        below = [g.name for g in at_ref if (g.score or 0) <= majority[m.key] + 1e-9]
-        text = (
-            f"- Majority-class baseline (always '{majority['label']}'): test {m.label} {majority[m.key]:.3f}"
-        )
-        lines.append(
-            text
-            + (
-                f"; at or below it on test: {', '.join(below)}."
-                if below
-                else "; every strategy beats it on test."
-            )
-        )
+    lines += _majority_line(at_ref, majority)
     return lines

@@ -139,6 +139,11 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     started = time.perf_counter()
     load_seconds = 0.0
     incremental = None
+    cv_metrics: dict = {}
+    # cross-validated selection: cells that learn from the sample, when the labels allow folds
+    cross_validate = (
+        data.selection == "cv" and bool(splits.train) and not spec.is_update and bool(splits.labels)
+    )
     if strategy_config.search and spec.is_update:
         raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
@@ -159,17 +164,25 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
             strategy = load_start(spec.from_run, strategy_config, ctx)
             splits.labels = ctx.labels  # the saved head's label order
         else:
-            strategy = build_strategy(strategy_config, ctx)
+            strategy = None if cross_validate else build_strategy(strategy_config, ctx)
         trials, chosen = [], {}
         load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
         incremental = start_update(spec, strategy, splits, seed) if update else None
         started = time.perf_counter()
-        strategy.fit(splits.train, splits.dev)
+        if cross_validate:  # k folds over train + dev choose; then one fit on all of them (compare/cv.py)
+            from taskfit.compare.cv import cv_fit
+
+            strategy, cv_metrics = cv_fit(
+                strategy_config, ctx, splits.train, splits.dev, data.folds, task, build_strategy
+            )
+            selection_dev = []  # the folds scored it: dev is in its training data now
+        else:
+            strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
     started = time.perf_counter()
     metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
-    metrics.update(task.selection_metrics(strategy, selection_dev, splits.labels))
+    metrics.update(cv_metrics or task.selection_metrics(strategy, selection_dev, splits.labels))
     trainable, total = strategy.trainable_parameters()
     if main:
         strategy.save(directory / "model")
