@@ -79,3 +79,50 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
         (tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0" / "metrics.json").read_text()
     )
     assert metrics["cv"]["folds"] == 3 and metrics["cv"]["epochs"] == last[2] and "dev_accuracy" in metrics
+
+
+def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise():
+    from dataclasses import dataclass, field
+
+    from pydantic import BaseModel
+
+    from taskfit.compare.cv import cv_fit
+    from taskfit.data.readers import Example
+    from taskfit.strategies import Context
+    from taskfit.strategies.base import Predictions
+    from taskfit.tasks import get_task
+
+    class Cfg(BaseModel):  # in-context's setting that CV chooses
+        calibration: str = "auto"
+
+    @dataclass
+    class Fake:  # contextual is right on every example; none on half of them
+        config: Cfg
+        log: list = field(default_factory=list)
+        fits: list = field(default_factory=list)
+
+        def fit(self, train, dev):
+            self.fits.append((len(train), len(dev)))
+
+        def predict(self, examples):
+            import torch
+
+            right = self.config.calibration == "contextual"
+            labels = [
+                e.label if right or i % 2 else ("b" if e.label == "a" else "a")
+                for i, e in enumerate(examples)
+            ]
+            return Predictions(labels, torch.zeros(len(examples), 2), ["a", "b"])
+
+    built = []
+
+    def build(cfg, ctx):
+        built.append(Fake(cfg))
+        return built[-1]
+
+    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
+    ctx = Context(labels=["a", "b"], seed=0)
+    strategy, metrics = cv_fit(Cfg(), ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
+    assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
+    assert metrics["dev_accuracy"] == 1.0

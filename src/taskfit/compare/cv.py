@@ -80,7 +80,8 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
 
     update: dict = {}
     calibration = None
-    if getattr(config, "calibration", None) == "auto":  # in-context: none unless contextual clearly wins
+    # in-context: none unless contextual clearly wins (per-query prefixes, selection: similar, take none)
+    if getattr(config, "calibration", None) == "auto" and getattr(config, "selection", None) != "similar":
         _, plain = run_folds(fold_config.model_copy(update={"calibration": "none"}))
         curves, calibrated = run_folds(fold_config.model_copy(update={"calibration": "contextual"}))
         calibration = choose_non_default(plain, calibrated, "dev_accuracy")
