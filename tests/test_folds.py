@@ -79,6 +79,10 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
         (tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0" / "metrics.json").read_text()
     )
     assert metrics["cv"]["folds"] == 3 and metrics["cv"]["epochs"] == last[2] and "dev_accuracy" in metrics
+    # one out-of-fold prediction per labelled example (the ensemble's weights use each label once)
+    assert len(metrics["oof"]) == 12 and all(
+        set(r["probs"]) == {"negative", "positive"} for r in metrics["oof"]
+    )
 
 
 def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise():
@@ -126,3 +130,33 @@ def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise
     assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
     assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
     assert metrics["dev_accuracy"] == 1.0
+
+
+def test_ensemble_weights_use_each_labelled_example_once():
+    from taskfit.compare.ensemble import ensemble_weights
+    from taskfit.data.folds import stratified_folds
+
+    labels = ["a", "b"]
+    gold = ["a", "b"] * 10
+    folds = stratified_folds(gold, 5, seed=0)
+    held_by = {i: f for f, members in enumerate(folds) for i in members}
+    assert len(held_by) == len(gold)  # one fold holds each example out: one out-of-fold prediction each
+
+    def rows(right_on):  # a row right on the examples ``right_on`` picks
+        return [
+            {
+                "gold": g,
+                "probs": {g: 0.9, ("b" if g == "a" else "a"): 0.1}
+                if right_on(i)
+                else {g: 0.2, ("b" if g == "a" else "a"): 0.8},
+            }
+            for i, g in enumerate(gold)
+        ]
+
+    oof = {"good": rows(lambda i: i % 5 != 0), "bad": rows(lambda i: i % 2 == 0)}
+    weights = ensemble_weights(oof, labels)
+    assert abs(sum(weights.values()) - 1) < 1e-9 and weights["good"] > weights["bad"]
+    import pytest
+
+    with pytest.raises(ValueError, match="same labelled examples"):
+        ensemble_weights({"x": oof["good"], "y": oof["good"][::-1]}, labels)

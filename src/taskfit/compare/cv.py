@@ -13,6 +13,8 @@ from dataclasses import replace
 
 from taskfit.data.folds import stratified_folds
 
+OOF_MAX = 2000  # out-of-fold probabilities are kept in metrics.json for pools up to this size
+
 
 def mean_curve(curves: list[dict[int, float]]) -> dict[int, float]:
     """Per epoch, the mean over the folds that reached it (every fold, as fold fits run every epoch)."""
@@ -66,8 +68,11 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         fold_config = config.model_copy(update={"patience": config.epochs})
     fold_ctx = replace(ctx, run=replace(ctx.run, checkpoint_dir=None), progress=None)
 
+    oof: dict[str, list] = {}
+
     def run_folds(cfg) -> tuple[list[dict[int, float]], list[dict]]:
         curves, scores = [], []
+        held_out: list = [None] * len(pool)  # each pool example's prediction by the fold that held it out
         for held in index:
             held_set = set(held)
             fold_train = [e for i, e in enumerate(pool) if i not in held_set]
@@ -76,6 +81,11 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
             strategy.fit(fold_train, fold_dev)
             curves.append(_curve(strategy.log))
             scores.append(task.selection_metrics(strategy, fold_dev, ctx.labels))
+            if len(pool) <= OOF_MAX:
+                preds = strategy.predict(fold_dev)
+                for i, probs in zip(held, preds.probs.tolist()):
+                    held_out[i] = dict(zip(preds.label_names, map(float, probs)))
+        oof[getattr(cfg, "calibration", "") or ""] = held_out
         return curves, scores
 
     update: dict = {}
@@ -103,6 +113,13 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     floors = [s["dev_majority"] for s in scores if "dev_majority" in s]
     if floors:
         metrics["dev_majority"] = {key: statistics.mean(f[key] for f in floors) for key in floors[0]}
+    kept = oof.get(update.get("calibration", getattr(config, "calibration", "") or "")) or next(
+        iter(oof.values()), None
+    )
+    if kept is not None and all(
+        p is not None for p in kept
+    ):  # for an ensemble's weights: no label used twice
+        metrics["oof"] = [{"gold": e.label, "probs": p} for e, p in zip(pool, kept)]
     metrics["cv"] = {
         "folds": k,
         "pool": len(pool),
