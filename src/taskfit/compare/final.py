@@ -22,6 +22,7 @@ from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 FINAL_DIR = "final"
+AUTO_MAX = 2000  # unasked (final unset), a final model is fitted on a user's own file up to this many labels
 CARD = "final.json"
 
 
@@ -107,6 +108,19 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
     stream = stream or sys.stdout
     if config.final == "none":
         return None
+    labelled = [*pools.train, *pools.dev]
+    if config.final is None and (config.data.dataset is not None or len(labelled) > AUTO_MAX):
+        # unasked, a built-in benchmark's or a large pool's refit could take longer than the grid itself
+        why = (
+            f"a built-in dataset ({config.data.dataset})"
+            if config.data.dataset
+            else f"{len(labelled)} labels"
+        )
+        print(
+            f"final: not fitted by default for {why}; set final: auto (the recommended row) or final: <id>",
+            file=stream,
+        )
+        return None
     group, why = pick_row(groups, config.final)
     if group is None:
         if recommended is None:
@@ -118,7 +132,6 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         return None
     logs = _logs(out, group)
     settings, changed = final_settings(strategy_config, group, logs)
-    labelled = [*pools.train, *pools.dev]
     key = hashlib.sha256(
         json.dumps(
             [
