@@ -192,6 +192,9 @@ SLOW = {
     "test_trains_only_what_it_should_and_reloads_identically",
     "test_no_request_gets_a_500_and_every_4xx_has_the_json_error_body",
     "test_the_time_limit_starts_after_the_warm_up_and_errors_are_counted_apart",
+    "test_imbalanced_data_ranks_by_macro_f1_and_never_recommends_the_majority_answer",
+    "test_the_final_model_trains_on_train_plus_dev_and_predict_uses_it",
+    "test_cv_selection_fits_the_folds_then_all_of_train_plus_dev",
 }
 
 

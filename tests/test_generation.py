@@ -225,7 +225,8 @@ def test_one_seed_generation_rows_are_ranked_without_a_made_up_test():
         )
     )
     assert "Best by chrF at K=64 training pairs" in text and "**full (bb)** chrF 60.0" in text
-    assert "no significance test for chrF" in text and "Not distinguishable" not in text
+    assert "With one seed there is no estimate of the seed-to-seed variance" in text
+    assert "Not distinguishable" not in text and "clearly behind it" not in text
     assert "Cheapest within noise of the best" in text and "zero-shot" not in text.split("Cheapest")[1]
 
     # open-ended dialogue: rank by the references' perplexity, lower first

@@ -53,7 +53,7 @@ def test_run_writes_every_cell_and_a_table(sentiment_csv, tiny_llama_dir, tiny_b
     assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == [0, 1]
     table = (out / "results.md").read_text()
     assert "| head-finetune |" in table and "Majority-class baseline" in table
-    assert "| strategy | backbone | K | accuracy |" in capsys.readouterr().out
+    assert "| strategy | backbone | K | dev accuracy (ranks) | accuracy |" in capsys.readouterr().out
 
 
 def test_a_failing_cell_is_reported_and_the_rest_finish(

@@ -128,7 +128,7 @@ def export_run(
 
 def find_model_dir(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
-    for candidate in (run_dir, run_dir / "model"):
+    for candidate in (run_dir, run_dir / "model", run_dir / "final" / "model"):  # a grid: its final model
         if (candidate / STRATEGY_FILE).exists():
             return candidate
     raise TaskfitError(

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ import yaml
 
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec, cell_record
+from taskfit.compare.final import check_final
 from taskfit.compare.plan import (
     Cell,
     data_fingerprint,
@@ -31,7 +33,8 @@ from taskfit.compare.plan import (
     validate_plan,
 )
 from taskfit.compare.report import write_report
-from taskfit.compare.summary import group_records, leaderboard, recommend
+from taskfit.compare.selection import bootstrap_interval, yardstick
+from taskfit.compare.summary import group_records, leaderboard, recommend, recommended_row
 from taskfit.compare.worker import (
     CELL_FILE,
     ERROR_FILE,
@@ -202,6 +205,7 @@ def run_experiment(
     pools = load_pools(config.data, config.task)
     config = resolve_prompt(config, pools.labels)
     validate_plan(config, pools)
+    check_final(config)
     cells = plan_cells(config, data_fingerprint(pools))
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
@@ -321,10 +325,13 @@ def summarise_grid(
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
     task = get_task(config.task)
-    metric = task.metric(config.metric, pools.labels)
+    metric = yardstick(task.metric(config.metric, pools.labels), config.metric, pools, data_warnings or [])
     groups = group_records(records, metric)
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
+    for g in groups:  # the test score's interval over test examples and seeds (label tasks)
+        if g.ok and pools.labels:
+            g.interval = bootstrap_interval(out, g.ok, metric.key, list(pools.labels))
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
     notes += [update_note(r) for r in ok if r["metrics"].get("incremental")]
@@ -332,6 +339,11 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
+    if groups and groups[0].by == "dev":
+        notes.append(
+            f"rows are ranked by {metric.label} on each cell's dev sample (for trained strategies the dev set "
+            "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
+        )
     notes += task.report_notes()
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(
@@ -374,7 +386,30 @@ def summarise_grid(
         file=stream,
         flush=True,
     )
+    card = final_model(config, out, groups, majority, pools, stream)
+    if card is not None:
+        summary["final"] = {k: card[k] for k in ("row", "backbone", "why", "labelled_examples", "estimate")}
+        write_json_atomic(out / "results.json", summary)
     return summary
+
+
+def final_model(config: ExperimentConfig, out: Path, groups, majority, pools, stream) -> dict | None:
+    """The chosen row refitted on every label into out/final (compare.final); a failure is reported, and
+    the grid's results stand."""
+    from taskfit.compare.final import fit_final
+
+    if config.final == "none" or not get_task(config.task).fits_final or config.from_run or world_size() > 1:
+        return None  # for now: classification grids, one process, not incremental updates
+    try:
+        return fit_final(config, out, groups, recommended_row(groups, majority), pools, stream)
+    except TaskfitError:
+        raise
+    except Exception as exc:  # the comparison itself succeeded: say what failed and keep its results
+        print(f"final: fitting the final model failed: {type(exc).__name__}: {exc}", file=stream, flush=True)
+        shutil.rmtree(out / "final", ignore_errors=True)  # never leave an older final model to be served
+        (out / "final").mkdir()
+        write_failure(out / "final", exc)
+        return None
 
 
 def load_results(output_dir: str | Path) -> dict:

@@ -165,6 +165,11 @@ def unset_options(strategy: StrategyBase) -> set[str]:
     return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
 
 
+def unset_data(data) -> set[str]:
+    """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET)."""
+    return {"selection", "folds"} if data.selection is None else set()
+
+
 def update_fields(config: ExperimentConfig) -> dict:
     """An incremental update (from: RUN_DIR): what it starts from and how it limits forgetting."""
     return {
@@ -192,7 +197,9 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
             resolved = {
                 "format": CELL_FORMAT,
                 "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
-                "data": config.data.for_shots(k).model_dump(mode="json") if k != 0 else None,
+                "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data))
+                if k != 0
+                else None,
                 "data_fingerprint": fingerprint,
                 "prompt": config.prompt.model_dump(mode="json") if config.prompt else None,
                 "seed": seed,

@@ -191,7 +191,7 @@ def write_report(
 ) -> dict[str, Path]:
     """``samples``: generation only, [{input, target, outputs: {row name: text}}] (before vs after)."""
     plots = {
-        "shots": shots_plot(groups, majority["accuracy"] if majority else None),
+        "shots": shots_plot(groups, (majority or {}).get(groups[0].metric.key) if groups else None),
         "cost": cost_plot(groups),
         "learning": learning_plot(groups, logs),
     }

@@ -7,7 +7,6 @@ difference from seed noise.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -47,14 +46,25 @@ class Group:
     ok: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     metric: Metric = field(default_factory=_default_metric)
+    # what ranks the rows: "dev" (each cell's score on data it did not test on: the selection score) when
+    # every row recorded one, else "test" (run folders written before taskfit recorded dev scores)
+    by: str = "test"
+    interval: tuple[float, float] | None = (
+        None  # bootstrap CI of the test score (over test examples and seeds)
+    )
 
     @property
     def name(self) -> str:
         return f"{self.strategy} ({self.backbone})"
 
     @property
+    def ranked_key(self) -> str:
+        """The column the rows are ranked by: the metric on dev (selection) or on test."""
+        return f"dev_{self.metric.key}" if self.by == "dev" else self.metric.key
+
+    @property
     def by_seed(self) -> dict[int | None, float]:
-        return {r["seed"]: self.value(r, self.metric.key) for r in self.ok}
+        return {r["seed"]: self.value(r, self.ranked_key) for r in self.ok}
 
     @staticmethod
     def value(record: dict, key: str) -> float | None:
@@ -68,13 +78,31 @@ class Group:
 
     @property
     def score(self) -> float | None:
-        """Mean of the task's ranking metric."""
+        """Mean of the task's ranking metric on test."""
         return self.mean(self.metric.key)
 
     @property
+    def selection(self) -> float | None:
+        """Mean of the ranking metric on dev (None unless every finished cell recorded it)."""
+        v = self.values(f"dev_{self.metric.key}")
+        return statistics.mean(v) if v and len(v) == len(self.ok) else None
+
+    @property
     def rank(self) -> float:
-        """``score`` as a sort key where larger is better."""
-        return self.metric.ranked(self.score)
+        """The ranked score (``selection`` or ``score``) as a sort key where larger is better."""
+        return self.metric.ranked(self.selection if self.by == "dev" else self.score)
+
+    def floor(self, majority: dict | None) -> float | None:
+        """What always answering the majority label scores on the ranked data (None: unknown)."""
+        if self.by == "dev":
+            v = [
+                f
+                for r in self.ok
+                if (f := ((r.get("metrics") or {}).get("dev_majority") or {}).get(self.metric.key))
+                is not None
+            ]
+            return statistics.mean(v) if v and len(v) == len(self.ok) else None
+        return (majority or {}).get(self.metric.key)
 
     def mean(self, key: str) -> float | None:
         v = self.values(key)
@@ -98,6 +126,10 @@ class Group:
                 for key in (self.metric.key, self.metric.second, *(k for k, _ in self.metric.extra))
                 for stat in ("mean", "std")
             },
+            "ranked_by": f"{self.metric.key} on {self.by}",
+            "selection_mean": self.selection,
+            "selection_std": self.std(f"dev_{self.metric.key}") if self.by == "dev" else None,
+            "test_interval": list(self.interval) if self.interval else None,
             "trainable_params": first.get("trainable_params"),
             "total_params": first.get("total_params"),
             "fit_seconds_mean": self.mean("fit_seconds"),
@@ -118,6 +150,10 @@ def group_records(records: list[dict], metric: Metric | None = None) -> list[Gro
             key, Group(r["strategy"], r["backbone"], r["method"], r["shots"], metric=metric)
         )
         (g.ok if r["status"] == "ok" else g.failed).append(r)
+    finished = [g for g in groups.values() if g.ok]
+    if finished and all(g.selection is not None for g in finished):  # never mix dev- and test-ranked rows
+        for g in groups.values():
+            g.by = "dev"
     return sorted(groups.values(), key=lambda g: (shots_order(g.shots), -g.rank))
 
 
@@ -142,14 +178,18 @@ def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
 def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
     """One row per (strategy, backbone, K); the majority-class baseline last, as the floor to beat."""
     m = groups[0].metric if groups else _default_metric()
+    dev = bool(groups) and groups[0].by == "dev"
     extra = [label for _, label in m.extra]
-    head = ["strategy", "backbone", "K", m.label, m.second_label, *extra, "runs", "trainable params", "fit s"]
-    head += ["predict ex/s", "peak MB", "saved MB"]
+    first = f"{m.label} (ranking metric)" if m.why else m.label  # say so when it is not the task's default
+    sel = [f"dev {m.label} (ranks)"] if dev else []
+    head = ["strategy", "backbone", "K", *sel, first, m.second_label, *extra, "runs", "trainable params"]
+    head += ["fit s", "predict ex/s", "peak MB", "saved MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         d = g.as_dict()
         runs = f"{d['runs']}" + (f" ({d['failed']} failed)" if d["failed"] else "")
-        scores = [
+        scores = [_fmt(d["selection_mean"], d["selection_std"], m)] if dev else []
+        scores += [
             _fmt(d[f"{key}_mean"], d[f"{key}_std"], m) for key in (m.key, m.second, *(k for k, _ in m.extra))
         ]
         lines.append(
@@ -158,15 +198,19 @@ def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
             f"{_num(d['predict_examples_per_s'], '.1f')} | {_num(d['peak_rss_mb'], ',.0f')} | {_num(d['saved_mb'], '.2f')} |"
         )
     if majority:
+        values = [_num(majority.get(key), ".3f") for key in (m.key, m.second)]
+        cells = ["—"] * len(sel) + values + ["—"] * len(extra)
         lines.append(
-            f"| majority class (always '{majority['label']}') | — | 0 | {majority['accuracy']:.3f} | — | — | 0 | — | — | — | — |"
+            f"| majority class (always '{majority['label']}') | — | 0 | {' | '.join(cells)} | 0 | — | — | — | — | — |"
         )
     return "\n".join(lines)
 
 
-def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float | None, str]:
-    """p-value that a and b have equal accuracy: paired over seeds when both were seen on several seeds
-    (a seed-independent group counts as the same value on every seed), else a test-set sampling bound."""
+def paired_p_value(a: Group, b: Group, n_test: int = 0) -> tuple[float | None, str]:
+    """p-value that a and b score the same, paired over seeds (a seed-independent group counts as the same
+    value on every seed). With fewer than two paired seeds there is no estimate of the seed-to-seed variance
+    and so no test: (None, why). (A test set's binomial sampling error alone would ignore the variance
+    between training samples, which is larger in few-shot runs; ``n_test`` is kept for callers.)"""
     from scipy import stats
 
     sa, sb = a.by_seed, b.by_seed
@@ -182,12 +226,19 @@ def paired_p_value(a: Group, b: Group, n_test: int) -> tuple[float | None, str]:
         if statistics.pstdev(diffs) < 1e-12:
             return (1.0 if abs(diffs[0]) < 1e-12 else 0.0), "paired over seeds"
         return float(stats.ttest_1samp(diffs, 0.0).pvalue), "paired over seeds"
-    if not a.metric.proportion:  # a corpus score has no closed-form sampling error: no test
-        return None, "one seed, no significance test for this score"
-    # one seed: only the test set's sampling error is known
-    pa, pb = a.score or 0.0, b.score or 0.0
-    se = math.sqrt(max(pa * (1 - pa) + pb * (1 - pb), 1e-12) / max(n_test, 1))
-    return float(2 * stats.norm.sf(abs(pa - pb) / se)), "test-set sampling error (one seed)"
+    return None, "one seed: no estimate of the seed-to-seed variance"
+
+
+def selection_regret(groups: list[Group]) -> tuple[float, Group, Group] | None:
+    """(chosen row's test score minus the best test score, chosen, best on test) among ``groups`` (ranked
+    rows, best first), or None when the rows were ranked on test (no regret to measure) or lack test."""
+    rows = [g for g in groups if g.ok and g.score is not None]
+    if not rows or rows[0].by != "dev":
+        return None
+    chosen = rows[0]
+    best = max(rows, key=lambda g: g.metric.ranked(g.score))
+    regret = chosen.score - best.score  # type: ignore[operator]
+    return (-regret if chosen.metric.lower_is_better else regret), chosen, best
 
 
 def within_budget(g: Group, budget: BudgetConfig) -> bool:
@@ -218,12 +269,94 @@ def _budget_text(budget: BudgetConfig) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _describe(g: Group) -> str:
+def _describe(g: Group, interval: bool = False) -> str:
     d = g.as_dict()
     runs = f"{d['runs']} seed{'s' if d['runs'] != 1 else ''}" if g.shots != "0" else "no training data"
     m = g.metric
-    name = "" if m.proportion else f"{m.label} "  # accuracy is implied; say which score otherwise
-    return f"**{g.name}** {name}{_fmt(d[f'{m.key}_mean'], d[f'{m.key}_std'], m)} ({runs})"
+    name = (
+        "" if m.proportion and not m.why else f"{m.label} "
+    )  # accuracy is implied; say which score otherwise
+    test = _fmt(d[f"{m.key}_mean"], d[f"{m.key}_std"], m)
+    if interval and g.interval:
+        test += f" [95% CI {g.interval[0]:.3f}-{g.interval[1]:.3f}]"
+    if g.by == "dev":
+        return (
+            f"**{g.name}** {name}dev {_fmt(d['selection_mean'], d['selection_std'], m)}, test {test} ({runs})"
+        )
+    return f"**{g.name}** {name}{test} ({runs})"
+
+
+def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[str], list[Group]]:
+    """Lines on how the other rows compare with the best, and the rows within noise of it. A claim that a
+    row is behind needs an estimate of the seed-to-seed variance: with one seed none is made."""
+    if not others:  # one row: nothing to compare it with
+        return [], []
+    close, beaten, untested = [], [], []
+    for g in others:
+        p, how = paired_p_value(best, g, n_test)
+        if p is None:
+            untested.append(g)
+        else:
+            (close if p >= NOISE_P else beaten).append((g, p, how))
+    lines = []
+    if close:
+        lines.append(
+            f"- **Not distinguishable from it** (paired over seeds, p ≥ {NOISE_P}): "
+            + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
+            + ". These gaps may be seed noise; more seeds would tell."
+        )
+    if beaten:
+        if close or untested:
+            lines.append(
+                f"- **Behind it** (paired over seeds, p < {NOISE_P}): "
+                + ", ".join(g.name for g, _, _ in beaten)
+                + "."
+            )
+        else:
+            lines.append(f"- Every other strategy is clearly behind it (paired over seeds, p < {NOISE_P}).")
+    if untested:
+        lines.append(
+            "- With one seed there is no estimate of the seed-to-seed variance, so no row can be called clearly "
+            "behind the best or within noise of it: the ranking is by the means alone (the test set's sampling "
+            "error leaves out the variance between training samples). Run more seeds (`seeds: [0, 1, 2]`) to tell "
+            "rows apart."
+        )
+    return lines, [g for g, _, _ in close]
+
+
+def _at_reference(
+    ok: list[Group], majority: dict | None
+) -> tuple[str, list[Group], list[Group], list[Group]]:
+    """(the largest K, its rows best first, those at or below the majority-class predictor, the others)."""
+    trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
+    ref = trained_ks[-1] if trained_ks else "0"
+    at_ref = sorted((g for g in ok if g.shots in (ref, "0")), key=lambda g: -g.rank)
+    m = at_ref[0].metric
+    # a row no better than always answering the majority label is never recommended, however high its score
+    floor_rows = [g for g in at_ref if (f := g.floor(majority)) is not None and g.rank <= m.ranked(f) + 1e-9]
+    return ref, at_ref, floor_rows, [g for g in at_ref if g not in floor_rows]
+
+
+def recommended_row(groups: list[Group], majority: dict | None) -> Group | None:
+    """The row ``recommend`` recommends (None: nothing finished, or nothing beats the majority class)."""
+    ok = [g for g in groups if g.ok]
+    return _at_reference(ok, majority)[3][0] if ok and _at_reference(ok, majority)[3] else None
+
+
+def _majority_line(at_ref: list[Group], majority: dict | None) -> list[str]:
+    m = at_ref[0].metric
+    if not (majority and majority.get(m.key) is not None and m.key in ("accuracy", "macro_f1")):
+        return []
+    below = [g.name for g in at_ref if (g.score or 0) <= majority[m.key] + 1e-9]
+    text = f"- Majority-class baseline (always '{majority['label']}'): test {m.label} {majority[m.key]:.3f}"
+    return [
+        text
+        + (
+            f"; at or below it on test: {', '.join(below)}."
+            if below
+            else "; every strategy beats it on test."
+        )
+    ]
 
 
 def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int) -> list[str]:
@@ -232,47 +365,54 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     if not ok:
         return ["- Every cell failed: nothing to recommend (see the failures below)."]
     trained_ks = sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order)
-    ref = trained_ks[-1] if trained_ks else "0"
-    at_ref = [g for g in ok if g.shots in (ref, "0")]
-    at_ref.sort(key=lambda g: -g.rank)
-    best = at_ref[0]
-    most = "the most labels tried" if best.metric.k_unit == "per class" else "the most tried"
-    where = f"at K={ref} {best.metric.k_unit} ({most})" if ref != "0" else "without training data"
-    lines = [f"- **Best by {best.metric.label} {where}:** {_describe(best)}."]
-    close, beaten, untested = [], [], []
-    for g in at_ref[1:]:
-        p, how = paired_p_value(best, g, n_test)
-        if p is None:  # no test possible: never counted as "within noise" of the best
-            untested.append(g)
-        else:
-            (close if p >= NOISE_P else beaten).append((g, p, how))
-    if close:
-        how = close[0][2]
-        why = (
-            ". These gaps may be seed noise; more seeds would tell."
-            if how.startswith("paired")
-            else ". These gaps are within the test set's sampling error; more seeds and test examples would tell."
-        )
+    ref, at_ref, floor_rows, candidates = _at_reference(ok, majority)
+    m = at_ref[0].metric
+    lines = [f"- Ranked by {m.label}, not accuracy: {m.why}."] if m.why else []
+    on = " on dev" if m and at_ref[0].by == "dev" else ""
+    if not candidates:
         lines.append(
-            f"- **Not distinguishable from it** ({how}, p ≥ {NOISE_P}): "
-            + "; ".join(f"{_describe(g)}, p = {p:.2f}" for g, p, _ in close)
-            + why
+            f"- **Nothing to recommend:** every strategy scores at or below the majority-class predictor "
+            f"(always '{(majority or {}).get('label', '?')}') on {m.label}{on}: "
+            + ", ".join(g.name for g in at_ref)
+            + ". More labels, another backbone or a better prompt may help."
         )
-    elif untested:
+        return lines + _majority_line(at_ref, majority)
+    best = candidates[0]
+    most = "the most labels tried" if m.k_unit == "per class" else "the most tried"
+    where = f"at K={ref} {m.k_unit} ({most})" if ref != "0" else "without training data"
+    lines.append(f"- **Best by {m.label}{on} {where}:** {_describe(best, interval=True)}.")
+    if best.by == "dev":
         lines.append(
-            f"- With one seed there is no significance test for {best.metric.label} (a corpus score); "
-            "the ranking is by the means alone: run more seeds to tell close rows apart."
+            "- Chosen on dev scores (never on test); the test score beside it is an independent check, its interval "
+            "a bootstrap over test examples and seeds."
         )
-    else:
-        lines.append(f"- Every other strategy is clearly behind it (p < {NOISE_P}).")
-    contenders = [best] + [g for g, _, _ in close]
+        regret = selection_regret(at_ref)
+        if regret is not None:
+            value, chosen, top = regret
+            lines.append(
+                f"- **Selection regret** (chosen row's test {m.label} minus the best test {m.label}): {value:+.3f}"
+                + (
+                    f" ({top.name} scored {top.score:.3f} on test)."
+                    if top is not chosen
+                    else " (the chosen row is also the best on test)."
+                )
+            )
+    if floor_rows:
+        lines.append(
+            f"- Not recommended, at or below the majority-class predictor on {m.label}{on}: "
+            + ", ".join(g.name for g in floor_rows)
+            + "."
+        )
+    compare, close = _comparisons(best, candidates[1:], n_test)
+    lines += compare
+    contenders = [best, *close]
     if any(v is not None for v in budget.model_dump().values()):
-        fits = [g for g in at_ref if within_budget(g, budget)]
+        fits = [g for g in candidates if within_budget(g, budget)]
         if fits:
             lines.append(f"- **Best within your budget** ({_budget_text(budget)}): {_describe(fits[0])}.")
         else:
             lines.append(f"- Nothing at K={ref} fits your budget ({_budget_text(budget)}).")
-    else:
+    elif len(candidates) > 1:
         cheapest = min(
             contenders,
             key=lambda g: (
@@ -293,7 +433,7 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
         for k in trained_ks:
             cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
             per_k.append(f"K={k}: {cands[0].name} {cands[0].score:.3f}")
-        lines.append("- **Best at each K:** " + "; ".join(per_k) + ".")
+        lines.append(f"- **Best at each K** (test {m.label}): " + "; ".join(per_k) + ".")
         gains = []
         for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
             curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
@@ -307,10 +447,5 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
                 + "; ".join(f"{n} {d:+.3f} from K={lo} to K={hi}" for d, n, lo, hi in gains)
                 + "."
             )
-    if majority and best.metric.key == "accuracy":
-        below = [g.name for g in at_ref if (g.score or 0) <= majority["accuracy"] + 1e-9]
-        text = f"- Majority-class baseline (always '{majority['label']}'): {majority['accuracy']:.3f}"
-        lines.append(
-            text + (f"; at or below it: {', '.join(below)}." if below else "; every strategy beats it.")
-        )
+    lines += _majority_line(at_ref, majority)
     return lines

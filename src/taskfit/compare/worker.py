@@ -114,7 +114,9 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     strategy_config, data, prompt = spec.strategy, spec.data, spec.prompt  # validated once, in CellSpec
     seed = spec.seed if spec.seed is not None else 0
     splits = sample_splits(task.load_pools(data), data, seed)
+    selection_dev = splits.dev  # what the grid ranks this cell by (never test)
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
+        selection_dev = dev_sample(splits.dev, seed)  # nothing fits on it: a plain held-out estimate
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
@@ -137,6 +139,11 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     started = time.perf_counter()
     load_seconds = 0.0
     incremental = None
+    cv_metrics: dict = {}
+    # cross-validated selection: cells that learn from the sample, when the labels allow folds
+    cross_validate = (
+        data.selection == "cv" and bool(splits.train) and not spec.is_update and bool(splits.labels)
+    )
     if strategy_config.search and spec.is_update:
         raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
@@ -157,16 +164,25 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
             strategy = load_start(spec.from_run, strategy_config, ctx)
             splits.labels = ctx.labels  # the saved head's label order
         else:
-            strategy = build_strategy(strategy_config, ctx)
+            strategy = None if cross_validate else build_strategy(strategy_config, ctx)
         trials, chosen = [], {}
         load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
         incremental = start_update(spec, strategy, splits, seed) if update else None
         started = time.perf_counter()
-        strategy.fit(splits.train, splits.dev)
+        if cross_validate:  # k folds over train + dev choose; then one fit on all of them (compare/cv.py)
+            from taskfit.compare.cv import cv_fit
+
+            strategy, cv_metrics = cv_fit(
+                strategy_config, ctx, splits.train, splits.dev, data.folds, task, build_strategy
+            )
+            selection_dev = []  # the folds scored it: dev is in its training data now
+        else:
+            strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
     started = time.perf_counter()
     metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
+    metrics.update(cv_metrics or task.selection_metrics(strategy, selection_dev, splits.labels))
     trainable, total = strategy.trainable_parameters()
     if main:
         strategy.save(directory / "model")
@@ -201,6 +217,17 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
+
+
+DEV_SAMPLE_MAX = 500
+
+
+def dev_sample(dev: list, seed: int) -> list:
+    """At most DEV_SAMPLE_MAX dev examples (seeded): a K=0 cell's selection score need not predict a whole
+    large dev pool."""
+    import random
+
+    return dev if len(dev) <= DEV_SAMPLE_MAX else random.Random(seed).sample(dev, DEV_SAMPLE_MAX)
 
 
 def augment_training_data(

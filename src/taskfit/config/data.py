@@ -54,6 +54,12 @@ class DataConfig(Strict):
         None, ge=1, description="evaluate on a fixed subset of this many test examples"
     )
     split_seed: int = Field(0, description="seed for carving dev/test out of train when they are not given")
+    selection: Literal["dev", "cv"] | None = Field(
+        None,
+        description="how a cell makes its choices (epochs, calibration) and scores itself for the ranking: dev "
+        "(default: the dev sample) or cv (stratified k folds over train + dev, then a fit on all of them)",
+    )
+    folds: int = Field(5, ge=2, le=20, description="with selection: cv, the number of folds")
     dedupe: bool = Field(
         False,
         description="drop from train (and dev) texts that also occur in a later split (never from test)",

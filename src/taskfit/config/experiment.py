@@ -155,6 +155,12 @@ class ExperimentConfig(Strict):
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="with executor: ray")
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    final: str | None = Field(
+        None,
+        description="after the grid, refit a row on every labelled example (train + dev) into runs/NAME/final: "
+        "auto = the recommended row (classification), a strategy id names another, none skips it; unset = auto "
+        "for your own file of up to 2,000 labels, none for built-in datasets and larger pools",
+    )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
     )

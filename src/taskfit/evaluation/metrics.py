@@ -25,6 +25,13 @@ def classification_metrics(gold: list[str], predicted: list[str], labels: list[s
         },
         "predicted_distribution": dict(Counter(predicted)),
         "gold_distribution": dict(Counter(gold)),
-        "majority_baseline": {"label": majority_label, "accuracy": majority_count / len(gold)},
+        "majority_baseline": {
+            "label": majority_label,
+            "accuracy": majority_count / len(gold),
+            # the same always-one-label predictor on the other yardstick (ranked by when labels are imbalanced)
+            "macro_f1": float(
+                f1_score(gold, [majority_label] * len(gold), labels=labels, average="macro", zero_division=0)
+            ),
+        },
         "n": len(gold),
     }

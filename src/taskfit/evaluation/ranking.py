@@ -20,6 +20,7 @@ class Metric:
     unit_interval: bool = False  # a 0-1 corpus score (entity F1): 3 decimals, though not a proportion
     dev_key: str | None = None  # what the training log records per epoch on dev, when not accuracy/loss
     k_unit: str = "per class"  # what K counts: "K=16 per class", "K=64 training pairs", ...
+    why: str = ""  # why this metric ranks when taskfit chose it over the task's default (imbalanced labels)
 
     def ranked(self, value: float | None) -> float:
         """A sort key where larger is better; a missing value ranks last."""

@@ -27,7 +27,7 @@ from taskfit.tasks import get_task
 def model_dir(path: str | Path) -> Path:
     """A run cell folder or its ``model/`` folder -> the folder holding strategy.json."""
     path = Path(path)
-    for candidate in (path, path / "model"):
+    for candidate in (path, path / "model", path / "final" / "model"):  # a grid folder: its final model
         if (candidate / "strategy.json").exists():
             return candidate
     raise TaskfitError(f"{path}: not a saved run; expected strategy.json here or in {path / 'model'}")

@@ -40,6 +40,9 @@ class Task:
     # how `taskfit export` writes a run: "classifier" (an encoder/LM classifier with its head), "causal-lm"
     # (a generation fine-tune), None (check_export refuses first)
     exporter: ClassVar[str | None] = "classifier"
+    # whether `taskfit compare` refits the chosen row on every label into runs/NAME/final (its rows are ranked
+    # on dev scores: ``selection_metrics``)
+    fits_final: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------------
 
@@ -69,6 +72,11 @@ class Task:
         from taskfit.training.loop import accuracy
 
         return "dev_accuracy", accuracy(strategy.predict(dev).labels, dev)
+
+    def selection_metrics(self, strategy: Any, dev: list, labels: Sequence[str]) -> dict:
+        """A fitted strategy's scores on dev (``dev_<metric key>``), what a grid ranks its rows by so that
+        test is never used to choose; empty when this task records none (its rows are then ranked on test)."""
+        return {}
 
     def headline(self, metrics: dict) -> str:
         """A finished cell's main scores in one console line."""

@@ -14,9 +14,9 @@ def label_metric(key: str, default) -> Any:
 
     if key is None or key == default.key:
         return default
-    return Metric(
-        key, key.replace("_", "-"), "accuracy" if key != "accuracy" else "macro_f1", "accuracy", True
-    )
+    labels = {"macro_f1": "macro-F1", "micro_f1": "micro-F1"}
+    second = "accuracy" if key != "accuracy" else "macro_f1"
+    return Metric(key, labels.get(key, key.replace("_", "-")), second, labels.get(second, second), True)
 
 
 def label_rows(test: list, preds: Any, text=lambda e: e.text) -> list[dict]:
@@ -45,6 +45,7 @@ class Classification(Task):
     name = "classification"
     describes_labels = True
     in_cell_key = False
+    fits_final = True
 
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_classification_pools
@@ -67,6 +68,20 @@ class Classification(Task):
         if isinstance(strategy, Diagnoses):  # e.g. in-context: share of predictions = last demo's label
             metrics["diagnostics"] = strategy.diagnostics(preds.labels, [e.label for e in test])
         return metrics, label_rows(test, preds)
+
+    def selection_metrics(self, strategy, dev: list, labels: Sequence[str]) -> dict:
+        if not dev:
+            return {}
+        from taskfit.evaluation.metrics import classification_metrics
+
+        m = classification_metrics([e.label for e in dev], strategy.predict(dev).labels, list(labels))
+        majority = m["majority_baseline"]
+        return {
+            "dev_accuracy": m["accuracy"],
+            "dev_macro_f1": m["macro_f1"],
+            "dev_majority": {"accuracy": majority["accuracy"], "macro_f1": majority["macro_f1"]},
+            "dev_examples_scored": len(dev),
+        }
 
     def serve(self, strategy, examples: list) -> list[dict]:
         return label_scores(strategy, examples)

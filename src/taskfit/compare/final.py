@@ -1,0 +1,218 @@
+"""The final model: after the grid, the recommended row refitted on every labelled example (train + dev).
+
+A grid cell learns from K examples per class while the dev sample chooses its best epoch; the model a user
+deploys should learn from every label they have. Nothing is held out for early stopping here, so the
+number of epochs is the one the grid's cells chose on dev (the median of their restored best epochs), and
+in-context's ``calibration: auto`` takes the choice its cells made. The folder ``runs/NAME/final/`` is a
+normal run folder (``model/``) with a card (``final.json``, ``README.md``) saying what was chosen, why, on
+how many labels, and the grid's estimate of its score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from taskfit.errors import TaskfitError
+from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+FINAL_DIR = "final"
+AUTO_MAX = 2000  # unasked (final unset), a final model is fitted on a user's own file up to this many labels
+CARD = "final.json"
+
+
+def _logs(out: Path, group) -> list[list[dict]]:
+    logs = []
+    for r in group.ok:
+        path = out / r["cell"] / "train_log.jsonl"
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            logs.append([json.loads(line) for line in lines if line.strip()])
+    return logs
+
+
+def chosen_epochs(logs: list[list[dict]]) -> int | None:
+    """The epoch count the cells' dev sets chose: the median restored best epoch (at least 1), else the
+    median number of epochs trained; None when no cell trained by epochs."""
+    counts = []
+    for log in logs:
+        restored = [e["epoch"] for e in log if e.get("event") == "restored_best"]
+        trained = [e["epoch"] for e in log if "event" not in e and isinstance(e.get("epoch"), int)]
+        if restored:
+            counts.append(restored[-1])
+        elif trained:
+            counts.append(max(trained))
+    return max(1, round(statistics.median(counts))) if counts else None
+
+
+def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dict]:
+    """The strategy config for the final fit and what was changed from the grid's (and why)."""
+    update: dict = {}
+    chosen = group.as_dict()["chosen"]
+    if chosen:  # search: the values most seeds chose
+        for key in chosen[0]:
+            update[key] = Counter(json.dumps(c.get(key)) for c in chosen).most_common(1)[0][0]
+            update[key] = json.loads(update[key])
+    if "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
+        update["epochs"] = n
+    if getattr(strategy, "calibration", None) == "auto":
+        picks = [
+            e["chosen"] for log in logs for e in log if e.get("event") == "calibration" and e.get("chosen")
+        ]
+        if picks:
+            update["calibration"] = Counter(picks).most_common(1)[0][0]
+    return strategy.model_copy(update=update), update
+
+
+def check_final(config) -> None:
+    """Refuse, before anything trains, a ``final:`` that names no strategy of the grid."""
+    if config.final in (None, "auto", "none"):
+        return
+    ids = [s.run_id for s in config.strategies]
+    if config.final not in ids:
+        raise TaskfitError(
+            f"final: '{config.final}' is not a strategy id of this grid; one of {', '.join(ids)} (or none)"
+        )
+    from taskfit.tasks import get_task
+
+    if not get_task(config.task).fits_final:
+        raise TaskfitError(
+            f"final: a final model is fitted for classification grids only (task: {config.task}); use final: none"
+        )
+
+
+def pick_row(groups, final: str | None):
+    """The row to refit: ``final`` names a strategy id (else the recommended row: the first ranked one
+    that beats the majority-class predictor)."""
+    ok = [g for g in groups if g.ok]
+    if final not in (None, "auto"):
+        named = [g for g in ok if g.strategy == final]
+        if not named:
+            ids = sorted({g.strategy for g in ok})
+            raise TaskfitError(
+                f"final: '{final}' is not a finished row of this grid; one of {', '.join(ids)}"
+            )
+        return max(named, key=lambda g: g.rank), f"named in the config (final: {final})"
+    return None, ""
+
+
+def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dict | None:
+    """Refit the chosen row on train + dev and write ``out/final``; returns the card (None: skipped)."""
+    from taskfit.strategies import BackboneCache, Context, build_strategy
+
+    stream = stream or sys.stdout
+    if config.final == "none":
+        return None
+    labelled = [*pools.train, *pools.dev]
+    if config.final is None and (config.data.dataset is not None or len(labelled) > AUTO_MAX):
+        # unasked, a built-in benchmark's or a large pool's refit could take longer than the grid itself
+        why = (
+            f"a built-in dataset ({config.data.dataset})"
+            if config.data.dataset
+            else f"{len(labelled)} labels"
+        )
+        print(
+            f"final: not fitted by default for {why}; set final: auto (the recommended row) or final: <id>",
+            file=stream,
+        )
+        return None
+    group, why = pick_row(groups, config.final)
+    if group is None:
+        if recommended is None:
+            print("final: nothing was recommended, so no final model is fitted", file=stream)
+            return None
+        group, why = recommended, "the recommended row (best on dev, above the majority-class predictor)"
+    strategy_config = next((s for s in config.strategies if s.run_id == group.strategy), None)
+    if strategy_config is None:
+        return None
+    logs = _logs(out, group)
+    settings, changed = final_settings(strategy_config, group, logs)
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                settings.model_dump(mode="json"),
+                [(e.text, e.label) for e in labelled],
+                config.prompt and config.prompt.model_dump(mode="json"),
+            ],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:16]
+    directory = out / FINAL_DIR
+    card_path = directory / CARD
+    if card_path.exists() and (directory / "model").exists():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.get("key") == key:
+            print(f"final: {directory} is up to date", file=stream)
+            return card
+    print(f"final: fitting {group.name} on all {len(labelled)} labelled examples -> {directory}", file=stream)
+    seed = config.seeds[0]
+    ctx = Context(
+        labels=list(pools.labels),
+        prompt=config.prompt,
+        seed=seed,
+        backbones=BackboneCache(config.trust_remote_code, config.device),
+        no_relation_label=config.data.no_relation_label,
+    )
+    strategy = build_strategy(settings, ctx)
+    started = time.perf_counter()
+    strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
+    fit_seconds = time.perf_counter() - started
+    strategy.save(directory / "model")
+    write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
+    m = group.metric
+    d = group.as_dict()
+    card = {
+        "key": key,
+        "row": group.strategy,
+        "backbone": group.backbone,
+        "why": why,
+        "ranked_by": d["ranked_by"],
+        "labelled_examples": len(labelled),
+        "train_examples": len(pools.train),
+        "dev_examples": len(pools.dev),
+        "labels": list(pools.labels),
+        "settings": settings.model_dump(mode="json"),
+        "changed_from_grid": changed,
+        "grid_row": {"K": group.shots, "seeds": d["runs"]},
+        "estimate": {
+            "metric": m.key,
+            "dev_mean": d["selection_mean"],
+            "dev_std": d["selection_std"],
+            "test_mean": d[f"{m.key}_mean"],
+            "test_std": d[f"{m.key}_std"],
+            "test_interval_95": d["test_interval"],
+        },
+        "fit_seconds": fit_seconds,
+    }
+    write_json_atomic(card_path, card)
+    write_text_atomic(directory / "README.md", card_text(card, m.label))
+    return card
+
+
+def card_text(card: dict, label: str) -> str:
+    est = card["estimate"]
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    interval = est["test_interval_95"]
+    lines = [
+        f"# Final model: {card['row']} ({card['backbone']})",
+        "",
+        f"- **Why this row:** {card['why']}; ranked by {card['ranked_by']}.",
+        f"- **Trained on** every labelled example: {card['labelled_examples']} "
+        f"({card['train_examples']} train + {card['dev_examples']} dev), not the grid's K={card['grid_row']['K']} sample.",
+        f"- **Settings changed from the grid's:** {card['changed_from_grid'] or 'none'} (the number of epochs "
+        "is the one the grid's dev sets chose, since nothing is held out here to stop early).",
+        f"- **Estimate of its {label}** (from the grid row, {card['grid_row']['seeds']} seed(s), trained on fewer "
+        f"labels, so likely an underestimate): dev {fmt(est['dev_mean'])}, test {fmt(est['test_mean'])}"
+        + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+        + ". This model itself has no held-out score: every label trained it.",
+        "",
+        f"Use it: `taskfit predict {Path('runs') / '<name>'} --input FILE`, `taskfit serve`, `taskfit export` "
+        "given the grid folder use this folder.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""Fold construction for cross-validated selection."""
+
+import pytest
+
+from taskfit.data.folds import stratified_folds
+
+
+def test_folds_are_stratified_seeded_disjoint_and_cover_the_pool():
+    labels = ["a"] * 12 + ["b"] * 7 + ["c"] * 5
+    folds = stratified_folds(labels, 5, seed=0)
+    flat = [i for f in folds for i in f]
+    assert sorted(flat) == list(range(len(labels)))  # disjoint and covering
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    for f in folds:  # every label in every fold (each has at least 5 examples)
+        assert {labels[i] for i in f} == {"a", "b", "c"}
+        assert abs(sum(labels[i] == "a" for i in f) - 12 / 5) < 1.5  # stratified
+    assert stratified_folds(labels, 5, seed=0) == folds
+    assert stratified_folds(labels, 5, seed=1) != folds
+
+
+def test_a_rare_label_is_in_as_many_folds_as_it_can_be():
+    labels = ["a"] * 10 + ["b"] * 2
+    folds = stratified_folds(labels, 4, seed=3)
+    assert sum(any(labels[i] == "b" for i in f) for f in folds) == 2
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        stratified_folds(labels, 1, seed=0)
+
+
+def test_the_selection_rules_on_hand_built_fold_scores():
+    from taskfit.compare.cv import choose_epochs, choose_non_default
+
+    # epochs: the best mean fold curve, the earliest on a tie, never 0 (the untrained model)
+    assert choose_epochs([{1: 0.5, 2: 0.7, 3: 0.7}, {1: 0.6, 2: 0.8, 3: 0.8}]) == 2
+    assert choose_epochs([{0: 0.9, 1: 0.5}]) == 1 and choose_epochs([]) is None
+    default = [{"dev_accuracy": v} for v in (0.70, 0.72, 0.68, 0.70)]
+    steady = [{"dev_accuracy": v + 0.05} for v in (0.70, 0.72, 0.68, 0.70)]  # +0.05 on every fold
+    noisy = [{"dev_accuracy": v} for v in (0.90, 0.60, 0.80, 0.55)]  # higher on average, but by chance
+    assert choose_non_default(default, steady, "dev_accuracy")["chosen"] is True
+    rule = choose_non_default(default, noisy, "dev_accuracy")
+    assert rule["chosen"] is False and rule["gain"] > 0 and rule["noise"] > rule["gain"]
+
+
+def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
+):
+    import json
+
+    from taskfit.compare import run_experiment
+    from taskfit.config import validate_config
+    from taskfit.strategies.head_finetune import HeadFinetune
+
+    seen = []
+    original = HeadFinetune.fit
+
+    def counting_fit(self, train, dev):
+        seen.append(
+            (len(train), len(dev), self.config.epochs, {e.text for e in train}, {e.text for e in dev})
+        )
+        return original(self, train, dev)
+
+    monkeypatch.setattr(HeadFinetune, "fit", counting_fit)
+    raw = {
+        "name": "cv",
+        "data": {"train": str(sentiment_csv), "shots": 4, "dev_shots": 2, "selection": "cv", "folds": 3},
+        "seeds": [0],
+        "workers": 1,
+        "final": "none",
+        "strategies": [{"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 3}],
+    }
+    run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    *folds, last = seen
+    assert len(folds) == 3 and all(n_dev > 0 for _, n_dev, *_ in folds)
+    pool = last[3]
+    assert last[:2] == (12, 0) and len(pool) == 12  # 4 + 2 per class, 2 classes, nothing held out
+    for n_train, n_dev, _, train, dev in folds:
+        assert n_train + n_dev == 12 and not train & dev and train | dev == pool
+    assert set().union(*(f[4] for f in folds)) == pool  # every example held out exactly once
+    metrics = json.loads(
+        (tmp_path / "out" / "head-finetune" / "tiny-bert0" / "k4" / "seed-0" / "metrics.json").read_text()
+    )
+    assert metrics["cv"]["folds"] == 3 and metrics["cv"]["epochs"] == last[2] and "dev_accuracy" in metrics
+    # one out-of-fold prediction per labelled example (the ensemble's weights use each label once)
+    assert len(metrics["oof"]) == 12 and all(
+        set(r["probs"]) == {"negative", "positive"} for r in metrics["oof"]
+    )
+
+
+def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise():
+    from dataclasses import dataclass, field
+
+    from pydantic import BaseModel
+
+    from taskfit.compare.cv import cv_fit
+    from taskfit.data.readers import Example
+    from taskfit.strategies import Context
+    from taskfit.strategies.base import Predictions
+    from taskfit.tasks import get_task
+
+    class Cfg(BaseModel):  # in-context's setting that CV chooses
+        calibration: str = "auto"
+
+    @dataclass
+    class Fake:  # contextual is right on every example; none on half of them
+        config: Cfg
+        log: list = field(default_factory=list)
+        fits: list = field(default_factory=list)
+
+        def fit(self, train, dev):
+            self.fits.append((len(train), len(dev)))
+
+        def predict(self, examples):
+            import torch
+
+            right = self.config.calibration == "contextual"
+            labels = [
+                e.label if right or i % 2 else ("b" if e.label == "a" else "a")
+                for i, e in enumerate(examples)
+            ]
+            return Predictions(labels, torch.zeros(len(examples), 2), ["a", "b"])
+
+    built = []
+
+    def build(cfg, ctx):
+        built.append(Fake(cfg))
+        return built[-1]
+
+    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
+    ctx = Context(labels=["a", "b"], seed=0)
+    strategy, metrics = cv_fit(Cfg(), ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
+    assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
+    assert metrics["dev_accuracy"] == 1.0
+
+
+def test_ensemble_weights_use_each_labelled_example_once():
+    from taskfit.compare.ensemble import ensemble_weights
+    from taskfit.data.folds import stratified_folds
+
+    labels = ["a", "b"]
+    gold = ["a", "b"] * 10
+    folds = stratified_folds(gold, 5, seed=0)
+    held_by = {i: f for f, members in enumerate(folds) for i in members}
+    assert len(held_by) == len(gold)  # one fold holds each example out: one out-of-fold prediction each
+
+    def rows(right_on):  # a row right on the examples ``right_on`` picks
+        return [
+            {
+                "gold": g,
+                "probs": {g: 0.9, ("b" if g == "a" else "a"): 0.1}
+                if right_on(i)
+                else {g: 0.2, ("b" if g == "a" else "a"): 0.8},
+            }
+            for i, g in enumerate(gold)
+        ]
+
+    oof = {"good": rows(lambda i: i % 5 != 0), "bad": rows(lambda i: i % 2 == 0)}
+    weights = ensemble_weights(oof, labels)
+    assert abs(sum(weights.values()) - 1) < 1e-9 and weights["good"] > weights["bad"]
+    import pytest
+
+    with pytest.raises(ValueError, match="same labelled examples"):
+        ensemble_weights({"x": oof["good"], "y": oof["good"][::-1]}, labels)
