@@ -31,6 +31,7 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.training.optim import adamw
 
 ENCODER_FILE = "encoder.safetensors"
 HEAD_FILE = "head.safetensors"
@@ -95,7 +96,8 @@ class Contrastive:
         torch.manual_seed(self.ctx.seed)
         pairs = make_pairs(train, c.num_iterations, self.ctx.seed)
         steps = -(-len(pairs) // c.batch_size) * c.epochs
-        optimizer = torch.optim.AdamW([p for p in self.encoder.parameters() if p.requires_grad], lr=c.lr)
+        params = [p for p in self.encoder.parameters() if p.requires_grad]
+        optimizer = adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * steps), steps)
         advance = self.ctx.advance(f"{c.run_id} contrastive", steps)
         for epoch in range(1, c.epochs + 1):

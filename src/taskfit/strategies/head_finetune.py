@@ -29,6 +29,7 @@ from taskfit.strategies.base import (
 )
 from taskfit.strategies.tuning import WEIGHTS_FILE, TuningMethod, tuning_method, tuning_of
 from taskfit.training.loop import accuracy, fit_whole_model
+from taskfit.training.optim import adamw
 
 __all__ = ["WEIGHTS_FILE", "EncoderClassifier", "HeadFinetune", "TrainedEncoder", "resolve_pooling"]
 
@@ -126,12 +127,13 @@ class TrainedEncoder:
             else:
                 decay.append(p)
         c = self.config
-        return torch.optim.AdamW(
+        return adamw(
             [
                 {"params": decay, "lr": c.lr, "weight_decay": c.weight_decay},
                 {"params": no_decay, "lr": c.lr, "weight_decay": 0.0},
                 {"params": head, "lr": c.head_lr, "weight_decay": c.weight_decay},
-            ]
+            ],
+            fused=self.ctx.run.fused_optimizer,
         )
 
     def trainable_parameters(self) -> tuple[int, int]:
