@@ -60,3 +60,33 @@ def test_fused_optimizer_is_checked_and_not_part_of_the_cell_key(sentiment_csv, 
     assert plan_cells(off, "f")[0].key == plan_cells(plain, "f")[0].key
     with pytest.raises(TaskfitError):
         validate_config({**raw, "training": {"fused_optimizer": "always"}})
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_token_ids_kept_per_example_pad_like_the_tokenizer(tiny_bert_dir, tiny_llama_dir, pair):
+    """fit tokenises each example once and pads per batch: the batches equal the tokenizer's own padding
+    (both sides, with and without text pairs, truncated at max_length)."""
+    from taskfit.config import HeadFinetuneConfig
+    from taskfit.data.readers import Example
+    from taskfit.strategies import Context, build_strategy
+
+    from .test_strategies import LABELS
+
+    words = "good bad movie plot acting long short very much".split()
+    examples = [
+        Example(" ".join(words[: 1 + i % 9] * (1 + i // 9)), LABELS[i % 2], "a pair" if pair else None)
+        for i in range(20)
+    ]
+    for backbone in (tiny_bert_dir, tiny_llama_dir):
+        config = HeadFinetuneConfig(name="head-finetune", backbone=str(backbone), max_length=12)
+        strategy = build_strategy(config, Context(LABELS))
+        for side in ("right", "left"):
+            strategy.tokenizer.padding_side = side
+            plain = strategy._batch(examples)
+            strategy._encoded = {}
+            for batch in (examples[:7], examples, examples):  # partly cached, then all cached
+                cached = strategy._batch(batch)
+            strategy._encoded = None
+            assert cached.keys() == plain.keys()
+            for k in plain:
+                assert torch.equal(cached[k], plain[k]), (backbone, side, k)
