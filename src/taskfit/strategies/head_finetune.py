@@ -166,8 +166,9 @@ class HeadFinetune(TrainedEncoder):
         return accuracy(self.predict(examples).labels, examples)
 
     # While fitting: each example's token ids by id(example), tokenised on first use and padded per batch, so
-    # that the training and dev sets are tokenised once per cell rather than once per epoch.
-    _encoded: dict[int, dict[str, list[int]]] | None = None
+    # that the training and dev sets are tokenised once per cell rather than once per epoch. The entry holds
+    # the example too, so that its id cannot be reused by another object while the cache lives.
+    _encoded: dict[int, tuple[Example, dict[str, list[int]]]] | None = None
 
     def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
@@ -182,8 +183,8 @@ class HeadFinetune(TrainedEncoder):
         if new:
             enc = self._tokenize(new)
             for i, e in enumerate(new):
-                cache[id(e)] = {k: v[i] for k, v in enc.items() if k in keys}
-        return self._pad([cache[id(e)] for e in examples])
+                cache[id(e)] = (e, {k: v[i] for k, v in enc.items() if k in keys})
+        return self._pad([cache[id(e)][1] for e in examples])
 
     def _tokenize(self, examples: list[Example], **kwargs):
         pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
