@@ -90,3 +90,21 @@ def test_token_ids_kept_per_example_pad_like_the_tokenizer(tiny_bert_dir, tiny_l
             assert cached.keys() == plain.keys()
             for k in plain:
                 assert torch.equal(cached[k], plain[k]), (backbone, side, k)
+
+
+def test_contrastive_embeds_pretokenised_rows_like_texts(tiny_bert_dir):
+    """contrastive tokenises its training texts once per fit: embedding those rows equals embedding the texts."""
+    from taskfit.config import ContrastiveConfig
+    from taskfit.strategies import Context, build_strategy
+
+    from .test_strategies import LABELS, toy
+
+    strategy = build_strategy(
+        ContrastiveConfig(name="contrastive", backbone=str(tiny_bert_dir), max_length=8), Context(LABELS)
+    )
+    texts = [e.text + " more words" * (i % 4) for i, e in enumerate(toy(8))]
+    enc = strategy.tokenizer(texts, truncation=True, max_length=8)
+    rows = [{k: v[i] for k, v in enc.items()} for i in range(len(texts))]
+    strategy.encoder.eval()
+    with torch.no_grad():
+        assert torch.equal(strategy._embed(texts), strategy._embed(rows=rows))

@@ -31,7 +31,34 @@ from taskfit.strategies.tuning import WEIGHTS_FILE, TuningMethod, tuning_method,
 from taskfit.training.loop import accuracy, fit_whole_model
 from taskfit.training.optim import adamw
 
-__all__ = ["WEIGHTS_FILE", "EncoderClassifier", "HeadFinetune", "TrainedEncoder", "resolve_pooling"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "EncoderClassifier",
+    "HeadFinetune",
+    "TrainedEncoder",
+    "pad_rows",
+    "resolve_pooling",
+]
+
+
+def pad_rows(tokenizer, rows: list[dict[str, list[int]]], device) -> dict[str, torch.Tensor]:
+    """The tokenizer's own padding of a batch (its side and pad values), from token ids kept per example: what
+    ``tokenizer(texts, padding=True)`` returns, without tokenising the texts again."""
+    values = {
+        "input_ids": tokenizer.pad_token_id,
+        "attention_mask": 0,
+        "token_type_ids": tokenizer.pad_token_type_id,
+    }
+    width = max(len(r["input_ids"]) for r in rows)
+    left = tokenizer.padding_side == "left"
+    out = {}
+    for k in rows[0]:
+        fill = [values[k]]
+        padded = [
+            fill * (width - len(r[k])) + r[k] if left else r[k] + fill * (width - len(r[k])) for r in rows
+        ]
+        out[k] = torch.tensor(padded, dtype=torch.long).to(device)
+    return out
 
 
 class EncoderClassifier(nn.Module):
@@ -184,28 +211,13 @@ class HeadFinetune(TrainedEncoder):
             enc = self._tokenize(new)
             for i, e in enumerate(new):
                 cache[id(e)] = (e, {k: v[i] for k, v in enc.items() if k in keys})
-        return self._pad([cache[id(e)][1] for e in examples])
+        return pad_rows(self.tokenizer, [cache[id(e)][1] for e in examples], self.device)
 
     def _tokenize(self, examples: list[Example], **kwargs):
         pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
         return self.tokenizer(
             [e.text for e in examples], pair, truncation=True, max_length=self.config.max_length, **kwargs
         )
-
-    def _pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """The tokenizer's own padding of a batch (its side and pad values), from token ids kept per example."""
-        tok = self.tokenizer
-        values = {"input_ids": tok.pad_token_id, "attention_mask": 0, "token_type_ids": tok.pad_token_type_id}
-        width = max(len(r["input_ids"]) for r in rows)
-        left = tok.padding_side == "left"
-        out = {}
-        for k in rows[0]:
-            padded = [
-                [values[k]] * (width - len(r[k])) + r[k] if left else r[k] + [values[k]] * (width - len(r[k]))
-                for r in rows
-            ]
-            out[k] = torch.tensor(padded, dtype=torch.long).to(self.device)
-        return out
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         c = self.config
