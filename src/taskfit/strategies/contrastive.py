@@ -15,7 +15,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -123,13 +122,13 @@ class Contrastive:
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), c.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
+                losses.append(loss.detach())  # read once per epoch: no host sync per step
                 advance(1)
             self.log.append(
                 {
                     "epoch": epoch,
                     "pairs": len(pairs),
-                    "train_loss": float(np.mean(losses)),
+                    "train_loss": torch.stack(losses).double().mean().item(),
                     "seconds": time.perf_counter() - started,
                 }
             )
