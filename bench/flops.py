@@ -166,6 +166,32 @@ def smollm2_scoring(reps: int) -> tuple[dict[str, float], dict]:
     return {k: (v, flops / v / 1e9) for k, v in seconds.items()}, {"tokens": tokens, "flops": flops}
 
 
+def tokenize_vs_pad(reps: int) -> dict[str, float]:
+    """ms per batch of 16 mr texts: tokenising them (what head-finetune did every batch of every epoch) vs
+    padding token ids kept from one tokenisation (what it does now)."""
+    from transformers import AutoTokenizer
+
+    from taskfit.models.backbones import resolve
+    from taskfit.strategies.head_finetune import pad_rows
+    from taskfit.tasks import load_pools
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
+    texts = [e.text for e in load_pools(DataConfig(dataset="mr", shots=16)).train][: 16 * 20]
+    enc = tokenizer(texts, truncation=True, max_length=256)
+    rows = [{k: v[i] for k, v in enc.items()} for i in range(len(texts))]
+    batches = range(0, len(texts), BATCH)
+    calls = {
+        "tokenise per batch": lambda: [
+            tokenizer(
+                texts[i : i + BATCH], padding=True, truncation=True, max_length=256, return_tensors="pt"
+            )
+            for i in batches
+        ],
+        "pad kept token ids": lambda: [pad_rows(tokenizer, rows[i : i + BATCH], "cpu") for i in batches],
+    }
+    return {k: v * 1e3 / len(batches) for k, v in interleaved(calls, reps).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,6 +208,8 @@ def main() -> None:
         for name, gflops in peak.items():
             print(f"matmul {name}: {gflops:.1f} GFLOP/s")
         best = max(peak.values())
+        for name, ms in tokenize_vs_pad(args.reps).items():
+            print(f"{name}: {ms:.2f} ms per batch of {BATCH}")
         rows, info = head_finetune_step(args.reps)
         print(
             f"\nminilm head-finetune step, batch {BATCH}, {info['tokens']:.0f} real / {info['padded']:.0f} padded "
