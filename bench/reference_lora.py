@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from taskfit.config import DataConfig, LoraStrategyConfig
-from taskfit.data.prepare import load_pools, sample_splits
+from taskfit.data.prepare import sample_splits
 from taskfit.models.backbones import resolve
 from taskfit.strategies import Context, build_strategy
+from taskfit.tasks import load_pools
 
 EPOCHS, BATCH, LR = 10, 8, 5e-3
 

@@ -15,9 +15,10 @@ import time
 import numpy as np
 
 from taskfit.config import ContrastiveConfig, DataConfig
-from taskfit.data.prepare import load_pools, sample_splits
+from taskfit.data.prepare import sample_splits
 from taskfit.models.backbones import resolve
 from taskfit.strategies import Context, build_strategy
+from taskfit.tasks import load_pools
 
 
 def run_taskfit(splits, seed):

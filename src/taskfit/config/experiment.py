@@ -76,7 +76,7 @@ class BudgetConfig(Strict):
 
 class TrainingConfig(Strict):
     """How the gradient-based strategies run, checkpoint and report. Only ``mixed_precision`` changes what a
-    cell computes (so only it is part of a cell's key); the rest is about not losing work."""
+    cell computes (so only it is part of a cell's key); the rest is about speed and not losing work."""
 
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(
         "no", description="autocast precision through accelerate; fp16 needs a GPU, bf16 a recent GPU or CPU"
@@ -88,6 +88,11 @@ class TrainingConfig(Strict):
         15.0,
         gt=0,
         description="minutes of training between checkpoints (short runs never write one); null: off",
+    )
+    fused_optimizer: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="AdamW's fused kernel: auto (wherever torch has it for the device), on (required), off "
+        "(torch's default implementation); the same update to float rounding, so not part of a cell's key",
     )
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept per cell while it trains")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(

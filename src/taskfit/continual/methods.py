@@ -18,6 +18,7 @@ from torch import nn
 
 from taskfit.continual.model import MultiHeadClassifier, adapter_name, tokenize
 from taskfit.data.readers import Example
+from taskfit.training.optim import adamw
 
 
 @dataclass
@@ -252,17 +253,21 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def make_optimizer(model: nn.Module, lr: float, head_lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """head-finetune's groups: no decay on biases and LayerNorms, the heads at their own learning rate."""
+def make_optimizer(
+    model: nn.Module, lr: float, head_lr: float, weight_decay: float, fused: str = "auto"
+) -> torch.optim.Optimizer:
+    """head-finetune's groups: no decay on biases and LayerNorms, the heads at their own learning rate; AdamW
+    fused where torch supports it (``training.optim.adamw``)."""
     decay, no_decay, heads = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (heads if name.startswith("heads.") else no_decay if p.ndim < 2 else decay).append(p)
-    return torch.optim.AdamW(
+    return adamw(
         [
             {"params": decay, "lr": lr, "weight_decay": weight_decay},
             {"params": no_decay, "lr": lr, "weight_decay": 0.0},
             {"params": heads, "lr": head_lr, "weight_decay": weight_decay},
-        ]
+        ],
+        fused=fused,
     )

@@ -15,7 +15,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -31,6 +30,8 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
+from taskfit.strategies.head_finetune import pad_rows
+from taskfit.training.optim import adamw
 
 ENCODER_FILE = "encoder.safetensors"
 HEAD_FILE = "head.safetensors"
@@ -71,10 +72,15 @@ class Contrastive:
         self.coef = torch.zeros(len(ctx.labels), self.encoder.config.hidden_size)  # (C, H)
         self.intercept = torch.zeros(len(ctx.labels))  # (C,)
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
-        ).to(self.device)
+    def _embed(self, texts: list[str] | None = None, rows: list[dict] | None = None) -> torch.Tensor:
+        """L2-normalised mean-pooled embeddings of texts, or of texts tokenised before (``rows``: token ids per
+        text, padded here as the tokenizer pads)."""
+        if rows is not None:
+            enc = pad_rows(self.tokenizer, rows, self.device)
+        else:
+            enc = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
+            ).to(self.device)
         hidden = self.encoder(**enc).last_hidden_state  # (B, T, H)
         return torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)  # (B, H)
 
@@ -95,16 +101,20 @@ class Contrastive:
         torch.manual_seed(self.ctx.seed)
         pairs = make_pairs(train, c.num_iterations, self.ctx.seed)
         steps = -(-len(pairs) // c.batch_size) * c.epochs
-        optimizer = torch.optim.AdamW([p for p in self.encoder.parameters() if p.requires_grad], lr=c.lr)
+        params = [p for p in self.encoder.parameters() if p.requires_grad]
+        optimizer = adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * steps), steps)
         advance = self.ctx.advance(f"{c.run_id} contrastive", steps)
+        # each training text tokenised once (not once per pair and epoch), padded per batch
+        enc = self.tokenizer([e.text for e in train], truncation=True, max_length=c.max_length)
+        rows = [{k: v[i] for k, v in enc.items()} for i in range(len(train))]
         for epoch in range(1, c.epochs + 1):
             self.encoder.train()
             started, losses = time.perf_counter(), []
             for start in range(0, len(pairs), c.batch_size):
                 batch = pairs[start : start + c.batch_size]
-                left = self._embed([train[i].text for i, _, _ in batch])
-                right = self._embed([train[j].text for _, j, _ in batch])
+                left = self._embed(rows=[rows[i] for i, _, _ in batch])
+                right = self._embed(rows=[rows[j] for _, j, _ in batch])
                 target = torch.tensor([t for _, _, t in batch], device=self.device)
                 loss = torch.nn.functional.mse_loss((left * right).sum(-1), target)
                 optimizer.zero_grad(set_to_none=True)
@@ -112,13 +122,13 @@ class Contrastive:
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), c.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
+                losses.append(loss.detach())  # read once per epoch: no host sync per step
                 advance(1)
             self.log.append(
                 {
                     "epoch": epoch,
                     "pairs": len(pairs),
-                    "train_loss": float(np.mean(losses)),
+                    "train_loss": torch.stack(losses).double().mean().item(),
                     "seconds": time.perf_counter() - started,
                 }
             )

@@ -29,8 +29,36 @@ from taskfit.strategies.base import (
 )
 from taskfit.strategies.tuning import WEIGHTS_FILE, TuningMethod, tuning_method, tuning_of
 from taskfit.training.loop import accuracy, fit_whole_model
+from taskfit.training.optim import adamw
 
-__all__ = ["WEIGHTS_FILE", "EncoderClassifier", "HeadFinetune", "TrainedEncoder", "resolve_pooling"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "EncoderClassifier",
+    "HeadFinetune",
+    "TrainedEncoder",
+    "pad_rows",
+    "resolve_pooling",
+]
+
+
+def pad_rows(tokenizer, rows: list[dict[str, list[int]]], device) -> dict[str, torch.Tensor]:
+    """The tokenizer's own padding of a batch (its side and pad values), from token ids kept per example: what
+    ``tokenizer(texts, padding=True)`` returns, without tokenising the texts again."""
+    values = {
+        "input_ids": tokenizer.pad_token_id,
+        "attention_mask": 0,
+        "token_type_ids": tokenizer.pad_token_type_id,
+    }
+    width = max(len(r["input_ids"]) for r in rows)
+    left = tokenizer.padding_side == "left"
+    out = {}
+    for k in rows[0]:
+        fill = [values[k]]
+        padded = [
+            fill * (width - len(r[k])) + r[k] if left else r[k] + fill * (width - len(r[k])) for r in rows
+        ]
+        out[k] = torch.tensor(padded, dtype=torch.long).to(device)
+    return out
 
 
 class EncoderClassifier(nn.Module):
@@ -126,12 +154,13 @@ class TrainedEncoder:
             else:
                 decay.append(p)
         c = self.config
-        return torch.optim.AdamW(
+        return adamw(
             [
                 {"params": decay, "lr": c.lr, "weight_decay": c.weight_decay},
                 {"params": no_decay, "lr": c.lr, "weight_decay": 0.0},
                 {"params": head, "lr": c.head_lr, "weight_decay": c.weight_decay},
-            ]
+            ],
+            fused=self.ctx.run.fused_optimizer,
         )
 
     def trainable_parameters(self) -> tuple[int, int]:
@@ -163,21 +192,32 @@ class HeadFinetune(TrainedEncoder):
     def dev_score(self, examples: list[Example]) -> float:
         return accuracy(self.predict(examples).labels, examples)
 
+    # While fitting: each example's token ids by id(example), tokenised on first use and padded per batch, so
+    # that the training and dev sets are tokenised once per cell rather than once per epoch. The entry holds
+    # the example too, so that its id cannot be reused by another object while the cache lives.
+    _encoded: dict[int, tuple[Example, dict[str, list[int]]]] | None = None
+
     def _batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Padded to the longest example in the batch (dynamic padding), not to a fixed length."""
-        pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
-        enc = self.tokenizer(
-            [e.text for e in examples],
-            pair,
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_length,
-            return_tensors="pt",
-        )
         keys = ("input_ids", "attention_mask", "token_type_ids")
         if self.tuning.virtual_tokens:  # peft ignores token types with virtual tokens (and warns each call)
             keys = keys[:2]
-        return {k: v.to(self.device) for k, v in enc.items() if k in keys}
+        cache = self._encoded
+        if cache is None:
+            enc = self._tokenize(examples, padding=True, return_tensors="pt")
+            return {k: v.to(self.device) for k, v in enc.items() if k in keys}
+        new = list({id(e): e for e in examples if id(e) not in cache}.values())
+        if new:
+            enc = self._tokenize(new)
+            for i, e in enumerate(new):
+                cache[id(e)] = (e, {k: v[i] for k, v in enc.items() if k in keys})
+        return pad_rows(self.tokenizer, [cache[id(e)][1] for e in examples], self.device)
+
+    def _tokenize(self, examples: list[Example], **kwargs):
+        pair = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
+        return self.tokenizer(
+            [e.text for e in examples], pair, truncation=True, max_length=self.config.max_length, **kwargs
+        )
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         c = self.config
@@ -188,7 +228,11 @@ class HeadFinetune(TrainedEncoder):
             targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)
             return self.with_extra_loss(loss_fn(self.model(**self._batch(batch)), targets), batch)
 
-        fit_whole_model(self, self._optimizer(), batch_loss, train, dev, self.dev_score, self.dev_metric)
+        self._encoded = {}
+        try:
+            fit_whole_model(self, self._optimizer(), batch_loss, train, dev, self.dev_score, self.dev_metric)
+        finally:
+            self._encoded = None
 
     @torch.no_grad()
     def predict(self, examples: list[Example], batch_size: int = 64) -> Predictions:

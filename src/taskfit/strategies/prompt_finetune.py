@@ -36,6 +36,7 @@ from taskfit.strategies.tuning import (
     save_tuning,
 )
 from taskfit.training.loop import accuracy, fit_epochs, settings_for, trainable_state
+from taskfit.training.optim import adamw
 
 
 class PromptFinetune:
@@ -109,7 +110,7 @@ class PromptFinetune:
             return torch.nn.functional.cross_entropy(scores, targets, label_smoothing=c.label_smoothing)
 
         fit_epochs(
-            torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+            adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr, weight_decay=c.weight_decay),
             self.lm,
             batch_loss,
             train,

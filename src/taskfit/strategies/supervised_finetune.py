@@ -32,6 +32,7 @@ from taskfit.strategies.tuning import (
     tuning_of,
 )
 from taskfit.training.loop import fit_epochs, settings_for, trainable_state
+from taskfit.training.optim import adamw
 
 
 def no_demos(example: Example) -> list[Example]:
@@ -129,7 +130,7 @@ class SupervisedFinetune:
         make_batches = self._batches(encoded)
         steps = len(make_batches(torch.Generator().manual_seed(0))) * c.epochs
         fit_epochs(
-            torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+            adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr, weight_decay=c.weight_decay),
             self.net,
             lambda batch: self.batch_loss([encoded[index[id(e)]] for e in batch]),
             train,

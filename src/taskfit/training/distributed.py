@@ -45,6 +45,7 @@ class RunOptions:
     resume: bool = False
     fingerprint: str = ""  # checkpoints written under another cell key are not resumed from
     mixed_precision: str = "no"
+    fused_optimizer: str = "auto"  # training.optim.adamw's choice: auto, on, off
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = None
     keep_checkpoints: int = 2

@@ -186,6 +186,7 @@ def fit_epochs(
         log.append({"epoch": 0, s.metric: value})
 
     def save(reason: str) -> None:
+        flush()
         loop = {**state, "best": None if state["best"] == -math.inf else state["best"]}
         payload = {"fingerprint": run.fingerprint, "reason": reason, "loop": loop, "log": log}
         payload["has_best"] = best_state is not None
@@ -193,6 +194,13 @@ def fit_epochs(
         save_checkpoint(
             accelerator, checkpoints, state["optimizer_steps"], payload, tensors, run.keep_checkpoints
         )
+
+    pending: list[torch.Tensor] = []  # this epoch's weighted batch losses not yet in state["losses"]
+
+    def flush() -> None:
+        if pending:
+            state["losses"] += torch.stack(pending).float().tolist()
+            pending.clear()
 
     if run.report_to:
         _init_trackers(accelerator, run)
@@ -227,7 +235,7 @@ def fit_epochs(
                             s.adversarial,
                             no_sync=lambda: accelerator.no_sync(net),
                         )
-                state["losses"].append(loss.item() * weight)
+                pending.append(loss.detach() * weight)  # read once per epoch: no host sync per step
                 advance(1)
                 if not boundary:
                     continue
@@ -240,17 +248,16 @@ def fit_epochs(
                 if checkpoints is None:
                     continue
                 every = run.checkpoint_every_steps
-                flags = torch.tensor(
+                flags = torch.tensor(  # on the host unless processes must agree (no device sync per step)
                     [
                         stop["signal"] is not None,
                         bool(run.checkpoint_every_minutes)
                         and time.monotonic() - last_save > 60 * (run.checkpoint_every_minutes or 0),
                     ],
                     dtype=torch.float,
-                    device=accelerator.device,
                 )
                 if world > 1:  # every process must agree, or the collectives of a save would hang
-                    flags = accelerator.reduce(flags, "max")
+                    flags = accelerator.reduce(flags.to(accelerator.device), "max").cpu()
                 if flags.any() or (every and state["optimizer_steps"] % every == 0):
                     save("signal" if flags[0] else "periodic")
                     last_save = time.monotonic()
@@ -259,6 +266,7 @@ def fit_epochs(
                         f"training stopped by {stop['signal'] or 'a signal'} at epoch {epoch}, batch {step}; "
                         f"checkpoint in {checkpoints}: rerun with --resume to continue from it"
                     )
+            flush()
             losses = torch.tensor(state["losses"], dtype=torch.float64, device=accelerator.device)
             if world > 1:
                 losses = accelerator.reduce(losses, "sum") / world
