@@ -50,20 +50,11 @@ def run_cell_task(spec_json: dict, environ: dict[str, str]) -> dict:
         os.dup2(log.fileno(), 2)
         streams = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
-        code = 0
+        code = 1
         try:
-            from taskfit.compare.worker import run_cell, write_failure
-            from taskfit.libraries import quiet_libraries
+            from taskfit.compare.worker import run_cell_quietly
 
-            quiet_libraries()
-            import torch
-
-            torch.set_num_threads(max(1, spec.threads))
-            try:
-                run_cell(spec, directory)
-            except Exception as exc:  # reported by the driver; the other cells go on
-                write_failure(directory, exc)
-                code = 1
+            code = run_cell_quietly(spec, directory)  # a failure: error.txt, reported by the driver
         finally:
             log.flush()
             sys.stdout, sys.stderr = streams

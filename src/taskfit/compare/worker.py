@@ -78,6 +78,16 @@ def cell_process_main(spec: CellSpec, cell_dir: str, parent_pid: int, environ: d
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
+    code = run_cell_quietly(spec, directory)
+    sys.stdout.flush()
+    if code:
+        sys.exit(code)  # not os._exit: multiprocessing's exit handlers release what the libraries allocated
+
+
+def run_cell_quietly(spec: CellSpec, directory: Path) -> int:
+    """A cell in a process of its own (a fork-server child or a Ray worker): libraries quiet, the cell's
+    threads; 0 when it finished, 1 when it failed (error.txt written; whoever runs the grid reports it and
+    the other cells go on)."""
     from taskfit.libraries import quiet_libraries
 
     quiet_libraries()
@@ -86,11 +96,10 @@ def cell_process_main(spec: CellSpec, cell_dir: str, parent_pid: int, environ: d
     torch.set_num_threads(max(1, spec.threads))
     try:
         run_cell(spec, directory)
-    except Exception as exc:  # the parent reports it; the other cells go on
+    except Exception as exc:
         write_failure(directory, exc)
-        sys.stdout.flush()
-        sys.exit(1)  # not os._exit: multiprocessing's exit handlers release what the libraries allocated
-    sys.stdout.flush()
+        return 1
+    return 0
 
 
 def write_failure(directory: Path, exc: BaseException) -> None:
