@@ -106,6 +106,16 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """ray.init (here and in the executor) replaces SIGTERM's handler and leaves it after shutdown; the
+    tests after these check that training puts the default handlers back, so put them back here too."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 @pytest.fixture
 def local_ray():
     """Ray started in this process: two CPUs, no dashboard; shut down after the test."""
@@ -304,3 +314,15 @@ def test_received_files_land_in_the_cell_folder_with_metrics_last(tmp_path):
     }
     last = (cell / "metrics.json").stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= last for p in cell.rglob("*"))
+
+
+@needs_ray
+def test_the_executor_puts_back_the_signal_handlers_ray_init_replaces(tmp_path, sentiment_csv, tiny_bert_dir):
+    from taskfit.compare.ray_executor import RayExecutor
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    executor = RayExecutor(validate_config({**small_grid(sentiment_csv, tiny_bert_dir), "executor": "ray"}))
+    executor.connect(pending=1)  # starts a local cluster in this process: ray.init takes SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    executor.close()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -103,6 +104,7 @@ class RayExecutor:
         self.ray = import_ray()
         self.threads = config.threads_per_worker or 1
         self.owned = False  # a cluster this executor started (or connected to) is shut down by it
+        self.saved_handlers: dict = {}  # signal handlers ray.init replaced, put back by close()
 
     def _need(self) -> dict[str, float]:
         need = {"CPU": float(self.threads), "GPU": float(self.settings.gpus_per_cell)}
@@ -116,6 +118,9 @@ class RayExecutor:
             return 1, self.threads
         ray = self.ray
         if not ray.is_initialized():
+            # ray.init replaces this process's SIGTERM handler and leaves it after shutdown: close() puts
+            # back what was there (taskfit's own stop handling, or the default)
+            self.saved_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
             kwargs = {"log_to_driver": False, "logging_level": "WARNING", "configure_logging": False}
             try:
                 if self.settings.address:
@@ -156,6 +161,10 @@ class RayExecutor:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
         self.owned = False
+        for sig, handler in self.saved_handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        self.saved_handlers = {}
 
     def run(self, grid, todo: list[tuple]) -> None:
         """Run ``todo`` ([(cell, spec)]) on the cluster, keeping as many in flight as it can hold."""
