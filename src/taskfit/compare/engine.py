@@ -41,6 +41,7 @@ from taskfit.compare.worker import (
     cell_process_main,
     read_finished,
     run_cell,
+    truncation_line,
     write_failure,
 )
 from taskfit.config import ExperimentConfig
@@ -335,6 +336,11 @@ def summarise_grid(
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
     notes += [update_note(r) for r in ok if r["metrics"].get("incremental")]
+    notes += [
+        f"{r['cell']}: {truncation_line(r['metrics']['truncation'])}"
+        for r in ok
+        if r["metrics"].get("texts_truncated")
+    ]
     notes.append(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"

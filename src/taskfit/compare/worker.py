@@ -192,6 +192,11 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     started = time.perf_counter()
     metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
+    truncation = getattr(strategy, "truncation", None)  # prompting strategies: what max_length cut on test
+    if truncation:
+        metrics.update({"texts_truncated": truncation["texts_truncated"], "truncation": truncation})
+        if truncation["texts_truncated"]:
+            print(truncation_line(truncation), flush=True)
     metrics.update(cv_metrics or task.selection_metrics(strategy, selection_dev, splits.labels))
     trainable, total = strategy.trainable_parameters()
     if main:
@@ -227,6 +232,16 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
+
+
+def truncation_line(t: dict) -> str:
+    demos = t.get("demonstrations_truncated", 0)
+    return (
+        f"max_length {t['max_length']}: {t['texts_truncated']} texts cut to fit (test: "
+        f"{t['inputs_truncated']} of {t['inputs']} inputs"
+        + (f", {demos} demonstration texts" if demos else "")
+        + "); raise max_length to keep them whole"
+    )
 
 
 DEV_SAMPLE_MAX = 500

@@ -8,7 +8,14 @@ from pydantic import Field, model_validator
 
 from taskfit.config.augment import AdversarialConfig, AugmentConfig, adversarial_field, augment_field
 from taskfit.config.base import LOOP_OPTIONS, StrategyBase, TrainingOptions, option, training_options
-from taskfit.config.prompt import CALIBRATION_HELP, CalibratedPrompting, Calibration, PromptSearchConfig
+from taskfit.config.prompt import (
+    CALIBRATION_HELP,
+    ENCODER_MAX_LENGTH_HELP,
+    PROMPT_MAX_LENGTH_HELP,
+    CalibratedPrompting,
+    Calibration,
+    PromptSearchConfig,
+)
 
 
 class ZeroShotConfig(CalibratedPrompting, StrategyBase):
@@ -24,6 +31,7 @@ class ZeroShotConfig(CalibratedPrompting, StrategyBase):
         "sum", description="sum or per-token mean log-probability of a word"
     )
     batch_size: int = Field(16, ge=1)
+    max_length: int | None = Field(None, ge=8, description=PROMPT_MAX_LENGTH_HELP + ENCODER_MAX_LENGTH_HELP)
 
 
 class InContextConfig(CalibratedPrompting, StrategyBase):
@@ -84,6 +92,7 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
 
     scoring: Literal["sum", "mean"] = "sum"
     batch_size: int = Field(16, ge=1)
+    max_length: int | None = Field(None, ge=8, description=PROMPT_MAX_LENGTH_HELP)
 
 
 class EncoderTrainingConfig(TrainingOptions, StrategyBase):

@@ -55,6 +55,17 @@ class PromptSearchConfig(Strict):
         return value
 
 
+# None (the default) leaves the key out of cell keys (compare/plan.py KEYED_WHEN_SET): cells planned before the
+# option existed keep their keys.
+PROMPT_MAX_LENGTH_HELP = (
+    "token budget of a prompt (causal LM): longer prompts have their demonstrations' texts cut first (longest "
+    "first), then the input's; the template and the answer slot stay whole. Default: 1024, or the backbone's "
+    "trained context if smaller"
+)
+ENCODER_MAX_LENGTH_HELP = (
+    "; encoder zero-shot: tokens embedded per text (longer texts lose their end), default 256"
+)
+
 Calibration = Literal["none", "contextual", "pmi"]
 CALIBRATION_HELP = "correct the LM's label bias: contextual (content-free inputs) or pmi (domain premise)"
 

@@ -14,6 +14,7 @@ import torch
 from taskfit.config import InContextConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
+from taskfit.models import token_budget
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scorer
 from taskfit.prompts.calibration import correct
@@ -41,6 +42,7 @@ class InContext:
         # the calibration predict applies: the config's, or for auto the one chosen on dev in fit
         self.calibration = "none" if config.calibration == "auto" else config.calibration
         self.order_predictions: list[list[str]] = []  # the last predict's labels per demonstration order
+        self.truncation: dict = {}
 
     def _render(self, demos: list[Example]) -> str:
         return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
@@ -83,7 +85,9 @@ class InContext:
 
     def predict(self, examples: list[Example]) -> Predictions:
         model, tok = self.backbone.model, self.backbone.tokenizer
-        prompts = [self.template.prompt(e) for e in examples]
+        queries = [token_budget.query(self.template, e) for e in examples]
+        budget = token_budget.prompt_budget(model, tok, self.config.max_length, self.verbalizer)
+        tally = token_budget.Tally(budget.max_length)
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
         if self.config.selection == "similar":
             embedder = self.ctx.backbones.get(self.config.embedder, "encoder")
@@ -91,10 +95,16 @@ class InContext:
             query_emb = embed_texts(embedder.model, embedder.tokenizer, [e.text for e in examples])
             n = self.config.demos_per_class * len(self.ctx.labels)
             neighbours = select_similar(pool_emb, query_emb, n)
-            prompts = [self._render([self.pool[i] for i in idx]) + p for idx, p in zip(neighbours, prompts)]
-            prefix = None
+            prompts = []
+            for i, (idx, q) in enumerate(zip(neighbours, queries)):
+                demos = self._pieces([self.pool[j] for j in idx])
+                fitted = budget.fit(demos, q)
+                tally.add(i, fitted, demos)
+                prompts.append(fitted.prefix + fitted.prompt)
+            orders: list[dict[str | None, list[tuple[int, str]]]] = [{None: list(enumerate(prompts))}]
         else:
-            prefix = self.shared_prefix()
+            orders = [self._fit_order(budget, tally, order, queries) for order in self.orders()]
+        self._record(tally.summary())
 
         def scorer(prefix: str | None):
             return label_scorer(
@@ -109,19 +119,41 @@ class InContext:
 
         self.order_predictions = []
         probs = None
-        for order in self.orders():  # one order unless order_ensemble > 1
-            score = scorer(self._render(order) if prefix is not None else None)
-            scores = correct(
-                score,
-                score(prompts, advance if probs is None else None),
-                self.template,
-                self.calibration,
-            )
-            order_probs = torch.softmax(scores.float(), dim=-1)
+        for groups in orders:  # one order unless order_ensemble > 1
+            scores = torch.empty(len(examples), len(self.ctx.labels))
+            # one group (one shared prefix) unless the budget cut the demonstrations differently per query;
+            # calibration is measured after each group's own prefix
+            for prefix, members in groups.items():
+                score = scorer(prefix)
+                rows = [i for i, _ in members]
+                group_scores = score([p for _, p in members], advance if probs is None else None)
+                scores[rows] = correct(score, group_scores, self.template, self.calibration).float()
+            order_probs = torch.softmax(scores, dim=-1)
             self.order_predictions.append([self.ctx.labels[i] for i in order_probs.argmax(-1).tolist()])
             probs = order_probs if probs is None else probs + order_probs
         assert probs is not None
         return probs_to_predictions(torch.log(probs / len(self.order_predictions)), self.ctx.labels)
+
+    def _pieces(self, demos: list[Example]) -> token_budget.Filled:
+        return token_budget.demonstrations(self.template, self.verbalizer, demos, self.config.separator)
+
+    def _fit_order(
+        self, budget, tally, order: list[Example], queries
+    ) -> dict[str | None, list[tuple[int, str]]]:
+        """The queries' prompts after this demonstration order, fitted to the budget, grouped by their
+        (shared) prefix: one group when nothing was cut, as without a budget."""
+        demos = self._pieces(order)
+        groups: dict[str | None, list[tuple[int, str]]] = {}
+        for i, q in enumerate(queries):
+            fitted = budget.fit(demos, q)
+            tally.add(i, fitted, demos)
+            groups.setdefault(fitted.prefix, []).append((i, fitted.prompt))
+        return groups
+
+    def _record(self, summary: dict) -> None:
+        self.truncation = summary  # what the last predict cut to fit max_length
+        if summary["texts_truncated"]:
+            self.log.append({"event": "truncated", **summary})
 
     def orders(self) -> list[list[Example]]:
         """The chosen demonstration order, then ``order_ensemble - 1`` seeded permutations of it."""

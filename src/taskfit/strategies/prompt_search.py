@@ -17,16 +17,28 @@ import torch
 from taskfit.config import PromptConfig, PromptSearchConfig
 from taskfit.data.readers import Example
 from taskfit.models.lm_scoring import next_token_logprobs
+from taskfit.models.token_budget import NO_DEMONSTRATIONS, TokenBudget, prompt_budget, query
 from taskfit.prompts import Template
 
 WORD = re.compile(r"^ [A-Za-z]{3,}$")  # a whole word with its leading space, as verbalizers need
 
 
 def search_label_words(
-    model, tokenizer, template: Template, train: list[Example], labels: list[str], n_candidates: int
+    model,
+    tokenizer,
+    template: Template,
+    train: list[Example],
+    labels: list[str],
+    n_candidates: int,
+    budget: TokenBudget | None = None,
 ) -> list[dict[str, list[str]]]:
-    """``n_candidates`` verbalizers: the i-th takes each label's i-th best word."""
-    logp = next_token_logprobs(model, tokenizer, [template.prompt(e) for e in train])  # (N, V)
+    """``n_candidates`` verbalizers: the i-th takes each label's i-th best word. ``budget``: the strategy's
+    token budget, which the training prompts are cut to (their inputs; the template stays whole)."""
+    if budget is None:
+        prompts = [template.prompt(e) for e in train]
+    else:
+        prompts = [budget.fit(NO_DEMONSTRATIONS, query(template, e)).prompt for e in train]
+    logp = next_token_logprobs(model, tokenizer, prompts)  # (N, V)
     per_label = torch.stack(
         [logp[[i for i, e in enumerate(train) if e.label == lab]].mean(0) for lab in labels]
     )  # (C, V)
@@ -107,8 +119,16 @@ def run_prompt_search(strategy, model, tokenizer, train: list[Example], dev: lis
         strategy.log.append({"event": "prompt_search_skipped", "reason": "no dev examples"})
         return
     labels = strategy.ctx.labels
+    # strategies with a max_length option (zero-shot, in-context) cut the search's prompts to it too
+    budget = (
+        prompt_budget(model, tokenizer, strategy.config.max_length)
+        if "max_length" in type(strategy.config).model_fields
+        else None
+    )
     found = (
-        search_label_words(model, tokenizer, strategy.template, train, labels, search.auto_label_words)
+        search_label_words(
+            model, tokenizer, strategy.template, train, labels, search.auto_label_words, budget
+        )
         if search.auto_label_words
         else []
     )

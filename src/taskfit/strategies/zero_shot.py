@@ -9,6 +9,14 @@ from taskfit.config import ZeroShotConfig
 from taskfit.data.readers import Example
 from taskfit.models.embeddings import embed_texts
 from taskfit.models.lm_scoring import label_scorer
+from taskfit.models.token_budget import (
+    DEFAULT_ENCODER_MAX_LENGTH,
+    NO_DEMONSTRATIONS,
+    Tally,
+    count_over,
+    prompt_budget,
+    query,
+)
 from taskfit.prompts.calibration import correct
 from taskfit.strategies.base import (
     Context,
@@ -30,6 +38,7 @@ class ZeroShot:
         self.backbone = ctx.backbones.get(config.backbone)
         if self.backbone.kind == "causal-lm":
             self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
+        self.truncation: dict = {}  # what the last predict cut to fit max_length (Tally.summary)
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         """Nothing to train; with prompt_search, the prompt is chosen on dev."""
@@ -51,16 +60,36 @@ class ZeroShot:
     def predict(self, examples: list[Example]) -> Predictions:
         model, tok = self.backbone.model, self.backbone.tokenizer
         if self.backbone.kind == "encoder":
-            texts = embed_texts(model, tok, [e.text for e in examples])
-            labels = embed_texts(model, tok, self.label_descriptions())
+            length = self.config.max_length or DEFAULT_ENCODER_MAX_LENGTH
+            inputs, descriptions = [e.text for e in examples], self.label_descriptions()
+            texts = embed_texts(model, tok, inputs, max_length=length)
+            labels = embed_texts(model, tok, descriptions, max_length=length)
+            cut = count_over(tok, inputs, length)
+            self._record(
+                {"max_length": length, "texts_truncated": cut + count_over(tok, descriptions, length)}
+                | {"inputs_truncated": cut, "inputs": len(inputs)}
+            )
             return probs_to_predictions(texts @ labels.T / SIMILARITY_TEMPERATURE, self.ctx.labels)
         advance = self.ctx.advance(f"{self.config.run_id} predict", len(examples))
 
         score = label_scorer(model, tok, self.verbalizer, len(self.ctx.labels), self.config)
+        budget = prompt_budget(model, tok, self.config.max_length, self.verbalizer)
+        tally = Tally(budget.max_length)
+        prompts = []
+        for i, e in enumerate(examples):
+            fitted = budget.fit(NO_DEMONSTRATIONS, query(self.template, e))
+            tally.add(i, fitted)
+            prompts.append(fitted.prompt)
+        self._record(tally.summary())
 
-        scores = score([self.template.prompt(e) for e in examples], advance)
+        scores = score(prompts, advance)
         scores = correct(score, scores, self.template, self.config.calibration)
         return probs_to_predictions(scores, self.ctx.labels)
+
+    def _record(self, summary: dict) -> None:
+        self.truncation = summary
+        if summary["texts_truncated"]:
+            self.log.append({"event": "truncated", **summary})
 
     def trainable_parameters(self) -> tuple[int, int]:
         return 0, count_parameters(self.backbone.model)[1]
