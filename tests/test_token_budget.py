@@ -66,6 +66,22 @@ def test_a_prompt_that_fits_is_unchanged(tokenizer):
     assert fitted.cut == 0
 
 
+def test_pair_templates_render_as_the_template_does(tokenizer):
+    pair = Template.parse("{{P}} {text} ? {text_pair} =>{answer} .")
+    demos = [Example(words(3), "negative", text_pair=words(2, 4))]
+    q = Example(words(4), text_pair=words(30, 1))
+    pieces = demonstrations(pair, VERBALIZER, demos)
+    assert pieces.render() == render_demonstrations(pair, VERBALIZER, demos)
+    assert query(pair, q).render() == pair.prompt(q)
+    budget = n_tokens(tokenizer, pieces.render() + pair.prompt(q)) - 3
+    fitted = TokenBudget(tokenizer, budget).fit(pieces, query(pair, q))
+    # the demonstration's two short texts are cut first: the input's hypothesis stays whole
+    assert fitted.prompt.endswith(" ? " + q.text_pair + " =>") and fitted.inputs_cut == 0
+    assert fitted.cut >= 1 and n_tokens(tokenizer, fitted.prefix + fitted.prompt) <= budget
+    with pytest.raises(TaskfitError, match="text_pair"):
+        query(pair, Example("no pair"))
+
+
 def test_demonstrations_are_cut_first_and_the_template_stays(tokenizer):
     demos = demo_set([60, 10, 80, 70])
     text = words(30, 5)

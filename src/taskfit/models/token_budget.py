@@ -97,10 +97,6 @@ def join(parts: list[Filled]) -> Filled:
     return Filled(tuple(fixed), tuple(texts))
 
 
-def with_suffix(part: Filled, suffix: str) -> Filled:
-    return Filled((*part.fixed[:-1], part.fixed[-1] + suffix), part.texts)
-
-
 def demonstrations(template, verbalizer, demos: list[Example], separator: str = "\n\n") -> Filled:
     """What ``render_demonstrations`` renders, in pieces: each demonstration's texts can be cut, its answer
     word and the template around it cannot."""
@@ -135,16 +131,21 @@ class TokenBudget:
 
     def __init__(self, tokenizer, max_length: int, reserve: int = 0) -> None:
         self.tokenizer, self.max_length, self.reserve = tokenizer, max_length, reserve
-        self._tokens: dict[str, list[int]] = {}
+        # text -> (token ids, each token's end offset): a shared demonstration is tokenized once, not per query
+        self._tokens: dict[str, tuple[list[int], list[int] | None]] = {}
         self.special = len(tokenizer("")["input_ids"])  # e.g. a BOS token the tokenizer adds
 
-    def count(self, text: str) -> int:
-        return len(self._ids(text))
-
-    def _ids(self, text: str) -> list[int]:
+    def _tokenize(self, text: str) -> tuple[list[int], list[int] | None]:
         if text not in self._tokens:
-            self._tokens[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if getattr(self.tokenizer, "is_fast", False):
+                enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+                self._tokens[text] = (enc["input_ids"], [end for _, end in enc["offset_mapping"]])
+            else:
+                self._tokens[text] = (self.tokenizer(text, add_special_tokens=False)["input_ids"], None)
         return self._tokens[text]
+
+    def count(self, text: str) -> int:
+        return len(self._tokenize(text)[0])
 
     def total(self, text: str) -> int:
         """Tokens the LM reads for ``text`` (joint tokenization, special tokens included)."""
@@ -152,16 +153,15 @@ class TokenBudget:
 
     def head(self, text: str, n: int) -> str:
         """The first ``n`` tokens of ``text``, as text (cut at a token boundary, nothing added)."""
+        ids, ends = self._tokenize(text)
+        if n >= len(ids):
+            return text
         if n <= 0:
             return ""
-        if getattr(self.tokenizer, "is_fast", False):
-            offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
-                "offset_mapping"
-            ]
-            return text if n >= len(offsets) else text[: offsets[n - 1][1]]
-        ids = self._ids(text)
+        if ends is not None:
+            return text[: ends[n - 1]]
         # a slow tokenizer has no offsets: decode, dropping a character split across the cut
-        return text if n >= len(ids) else self.tokenizer.decode(ids[:n]).rstrip("\ufffd")
+        return self.tokenizer.decode(ids[:n]).rstrip("\ufffd")
 
     def fit(self, demos: Filled, query: Filled) -> Fitted:
         """``demos`` (the rendered demonstrations, separators included) and ``query`` (the input's template
@@ -180,8 +180,11 @@ class TokenBudget:
             )
         demo_lengths = [self.count(t) for t in demos.texts]
         query_lengths = [self.count(t) for t in query.texts]
-        room = limit - fixed
-        for _ in range(8):  # joint tokenization can differ from the sum of the parts by a few tokens
+        # The parts' token counts are an estimate of the joined prompt's (a space before a text is its own
+        # token alone but merges with the text's first word when joined): shrink the room while the joined
+        # prompt is over the budget, give it back while it is under, and keep the largest fit.
+        room, best = limit - fixed, None
+        for _ in range(8):
             demo_caps = fit_lengths(demo_lengths, room - sum(query_lengths))
             query_caps = fit_lengths(query_lengths, room - sum(demo_caps))
             demo_texts = tuple(self.head(t, c) for t, c in zip(demos.texts, demo_caps))
@@ -189,13 +192,18 @@ class TokenBudget:
             prefix, prompt = demos.render(demo_texts), query.render(query_texts)
             over = self.total(prefix + prompt) - limit
             if over <= 0:
+                best = (demo_caps, query_caps, prefix, prompt)
+            if over == 0 or (over < 0 and query_caps == query_lengths and demo_caps == demo_lengths):
                 break
+            if over > 0 and best is not None:
+                break  # giving room back overshot: the last fit is the largest
             room -= over
-        else:
+        if best is None:
             raise TaskfitError(
-                f"max_length {self.max_length}: could not fit the prompt (the tokenizer merges text across the "
-                "template's pieces); raise max_length"
+                f"max_length {self.max_length}: could not fit the prompt (the tokenizer splits the joined "
+                "text differently from its pieces); raise max_length by a few tokens"
             )
+        demo_caps, query_caps, prefix, prompt = best
         inputs_cut = sum(c < n for c, n in zip(query_caps, query_lengths))
         demos_cut = tuple(i for i, (c, n) in enumerate(zip(demo_caps, demo_lengths)) if c < n)
         return Fitted(prefix, prompt, inputs_cut + len(demos_cut), inputs_cut, demos_cut)
@@ -252,7 +260,10 @@ def causal_max_length(config_value: int | None, model) -> int:
 def count_over(tokenizer, texts: list[str], max_length: int) -> int:
     """How many of ``texts`` are longer than ``max_length`` tokens (special tokens included): those an
     encoder truncates."""
-    return sum(len(tokenizer(t)["input_ids"]) > max_length for t in texts)
+    # tokenizing one token past the limit is enough to tell, and never warns about over-long inputs
+    return sum(
+        len(tokenizer(t, truncation=True, max_length=max_length + 1)["input_ids"]) > max_length for t in texts
+    )
 
 
 def prompt_budget(model, tokenizer, max_length: int | None, verbalizer=None) -> TokenBudget:
