@@ -315,7 +315,7 @@ def _inspect_report(args: argparse.Namespace):
         config = load_config(args.data)
         data, task = config.data, config.task
         backbones = backbones or list(dict.fromkeys(s.backbone for s in config.strategies))
-        lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
+        lengths = [s.max_length for s in config.strategies if getattr(s, "max_length", None) is not None]
         max_length = max_length or min(lengths, default=256)
     elif args.data in builtin_names():
         data = DataConfig(dataset=args.data, shots=args.shots)

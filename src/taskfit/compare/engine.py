@@ -298,7 +298,7 @@ def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
 
     report = InspectReport()
     scan_files(config.data, report)
-    lengths = [s.max_length for s in config.strategies if hasattr(s, "max_length")]
+    lengths = [s.max_length for s in config.strategies if getattr(s, "max_length", None) is not None]
     backbones = list(dict.fromkeys(s.backbone for s in config.strategies))
     check_pools(config.data, pools, backbones, min(lengths, default=256), report)
     warnings = [f"{f.check}: {f.message}" for f in report.problems]
