@@ -162,7 +162,9 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         from taskfit.compare.search import search_and_fit
 
         ctx.run = replace(run, checkpoint_dir=None)  # trials are short and many: no checkpoints
-        strategy, trials = search_and_fit(strategy_config, ctx, splits.train, splits.dev)
+        strategy, trials = search_and_fit(
+            strategy_config, ctx, splits.train, splits.dev, spec.parallel_search
+        )
         if main:
             write_jsonl_atomic(directory / "search.jsonl", trials)
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
