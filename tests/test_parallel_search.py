@@ -123,7 +123,7 @@ class FakeRay(types.SimpleNamespace):
 
     def get(self, ref):
         fn, args = self.calls[ref]
-        return {"metric": "dev_accuracy", "score": score_of(args[0]), "seconds": 0.0}
+        return {"metric": "dev_accuracy", "score": score_of(args[0]), "seconds": 0.0, "node": "n1"}
 
     def cancel(self, ref, force=False):
         pass
@@ -150,7 +150,7 @@ def test_a_batch_runs_its_first_trial_here_and_the_rest_as_tasks_up_to_the_slots
     results = run_batch(params)
     assert [r.score for r in results] == [score_of(p) for p in params]  # in the batch's order
     assert here[0] == params[0] and len(fake.calls) + len(here) == 4
-    assert [r.fitted for r in results][0] == "here"
+    assert results[0].fitted == "here" and {r.node for r in results[1:]} == {"n1"}
 
 
 def test_the_local_executor_runs_the_trials_one_after_another_with_a_note(
@@ -207,7 +207,8 @@ def test_parallel_trials_on_ray_choose_what_the_sequential_search_chooses(
         json.loads(line) for line in (tmp_path / "local" / cell / "search.jsonl").read_text().splitlines()
     ]
     assert [r.get("trial") for r in records] == [0, 1, 2, None]
-    drop = ("seconds", "refit_seconds")
+    assert any("node" in r for r in records[:3])  # a trial ran as a task of its own
+    drop = ("seconds", "refit_seconds", "node")
     assert [{k: v for k, v in r.items() if k not in drop} for r in records] == [
         {k: v for k, v in r.items() if k not in drop} for r in expected
     ]

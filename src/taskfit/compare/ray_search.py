@@ -44,7 +44,10 @@ def run_trial_task(
     trust_remote_code, device = ctx_fields.pop("trust_remote_code"), ctx_fields.pop("device")
     ctx = Context(backbones=BackboneCache(trust_remote_code, device), **ctx_fields)
     result = fit_trial(candidate, ctx, train, dev, task)
-    return {"metric": result.metric, "score": result.score, "seconds": result.seconds}
+    import ray
+
+    node = ray.util.get_node_ip_address()
+    return {"metric": result.metric, "score": result.score, "seconds": result.seconds, "node": node}
 
 
 def cluster_batch_runner(candidate, ctx, train: list, dev: list, task: str, parallel):
@@ -89,7 +92,9 @@ def cluster_batch_runner(candidate, ctx, train: list, dev: list, task: str, para
             )
             for ref in done:
                 out = ray.get(ref)  # a trial that raised fails the cell, as a sequential trial would
-                results[running.pop(ref)] = TrialResult(out["metric"], out["score"], out["seconds"])
+                results[running.pop(ref)] = TrialResult(
+                    out["metric"], out["score"], out["seconds"], node=out["node"]
+                )
 
         try:
             while pending or running:

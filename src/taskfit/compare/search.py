@@ -46,6 +46,7 @@ class TrialResult:
     score: float
     seconds: float
     fitted: Strategy | None = None  # the fitted strategy, when the trial ran in this process
+    node: str | None = None  # the Ray node that ran it, when it ran as a task of its own
 
 
 RunBatch = Callable[[list[dict]], list[TrialResult]]  # the trials' params -> their results, in that order
@@ -93,9 +94,13 @@ def run_search(
         results = run_batch(params)
         for trial, values, result in zip(asked, params, results, strict=True):
             study.tell(trial, result.score)
-            records.append(
-                {"trial": number, "params": values, result.metric: result.score, "seconds": result.seconds}
-            )
+            record = {
+                "trial": number,
+                "params": values,
+                result.metric: result.score,
+                "seconds": result.seconds,
+            }
+            records.append(record | ({"node": result.node} if result.node else {}))
             label = result.metric.replace("_", " ")
             print(f"search trial {number}: {values} -> {label} {result.score:.3f}", flush=True)
             if result.score > best_score:  # ties keep the earlier trial
