@@ -149,8 +149,9 @@ def test_a_batch_runs_its_first_trial_here_and_the_rest_as_tasks_up_to_the_slots
     params = [{"lr": 1e-3 * i, "epochs": 1} for i in range(1, 5)]
     results = run_batch(params)
     assert [r.score for r in results] == [score_of(p) for p in params]  # in the batch's order
-    assert here[0] == params[0] and len(fake.calls) + len(here) == 4
-    assert results[0].fitted == "here" and {r.node for r in results[1:]} == {"n1"}
+    # one slot besides the cell's: one trial at a time elsewhere while the cell fits the next one itself
+    assert here == params[:2] and [args[0] for _fn, args in fake.calls] == [params[3], params[2]]
+    assert [r.node for r in results] == [None, None, "n1", "n1"] and results[0].fitted == "here"
 
 
 def test_the_local_executor_runs_the_trials_one_after_another_with_a_note(
