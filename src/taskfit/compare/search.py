@@ -2,7 +2,8 @@
 
 The test split is never seen here. The best trial's fitted strategy is kept (no refit), so a search costs
 ``trials`` fits and nothing more. Under ``executor: ray`` with ``ray.parallel_trials`` > 1 the trials of a
-batch run at once on the cluster (``compare.ray_search``); the ask/tell loop below is the same for both.
+batch run at once on the cluster (``compare.ray_search``; one refit more when the best ran elsewhere); the
+ask/tell loop below is the same for both.
 """
 
 from __future__ import annotations
