@@ -112,10 +112,16 @@ def run_search(
 
 
 def search_and_fit(
-    config: StrategyBase, ctx: Context, train: list[Example], dev: list[Example], parallel=None
+    config: StrategyBase,
+    ctx: Context,
+    train: list[Example],
+    dev: list[Example],
+    parallel=None,
+    cluster_runner: Callable[..., RunBatch] | None = None,
 ) -> tuple[Strategy, list[dict]]:
     """The cell's search. ``parallel`` (a ``compare.cell.ParallelSearch``, set by the Ray executor): trials
-    asked at once and run on the cluster, the study's storage."""
+    asked at once, the study's storage; ``cluster_runner`` (``ray_search.cluster_batch_runner``, passed in
+    so that this module needs nothing of Ray) runs such a batch."""
     if not dev:
         raise TaskfitError(
             f"strategy '{config.run_id}' has a search: block but there is no dev set to choose on"
@@ -128,10 +134,8 @@ def search_and_fit(
         return type(config).model_validate({**base, **params})
 
     at_once, run_batch = 1, lambda params: [fit_trial(candidate(params[0]), ctx, train, dev, task)]
-    if parallel is not None and parallel.trials > 1:
-        from taskfit.compare.ray_search import cluster_batch_runner
-
-        at_once, run_batch = parallel.trials, cluster_batch_runner(candidate, ctx, train, dev, task, parallel)
+    if parallel is not None and parallel.trials > 1 and cluster_runner is not None:
+        at_once, run_batch = parallel.trials, cluster_runner(candidate, ctx, train, dev, task, parallel)
     best_params, best, records = run_search(study, config.search or {}, config.trials, at_once, run_batch)
     assert best is not None
     metric, chosen = best.metric, {"event": "chosen", "params": best_params, best.metric: best.score}
