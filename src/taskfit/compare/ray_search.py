@@ -23,9 +23,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from taskfit.compare.ray_executor import ENV_PREFIXES
 from taskfit.compare.search import TrialResult, fit_trial
-
-ENV_PREFIXES = ("TASKFIT_",)
 
 
 def run_trial_task(
