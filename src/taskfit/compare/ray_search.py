@@ -23,8 +23,10 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from taskfit.compare.ray_executor import ENV_PREFIXES
 from taskfit.compare.search import TrialResult, fit_trial
+
+# as ray_executor.ENV_PREFIXES; not imported from there: worker -> ray_search -> ray_executor -> worker
+ENV_PREFIXES = ("TASKFIT_",)
 
 
 def run_trial_task(
