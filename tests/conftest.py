@@ -143,6 +143,7 @@ def pairs_csv(tmp_path):
 # ~2 s on the 2-core machine under load (pytest --durations=0). Listed here by test function name so that
 # the list is one place to read and to edit.
 SLOW = {
+    "test_parallel_trials_on_ray_choose_what_the_sequential_search_chooses",
     "test_the_executor_puts_back_the_signal_handlers_ray_init_replaces",
     "test_compare_a_csv_without_config_then_rerun_its_config",
     "test_readme_commands_run_on_tiny_data",

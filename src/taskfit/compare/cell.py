@@ -14,6 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validat
 from taskfit.config import DataConfig, PromptConfig, StrategyBase, TrainingConfig
 
 
+class ParallelSearch(BaseModel):
+    """``executor: ray``: how a ``search:`` cell runs its trials (``compare.ray_search``). Set by the Ray
+    executor, never part of the cell's key (``search.parallel_trials_key`` decides what is)."""
+
+    trials: int = 1  # asked before any is told (ray.parallel_trials)
+    slots: int = 1  # trials running at once, the cell's own included (at most what the cluster holds)
+    storage: str | None = None  # ray.search_storage: an RDB URL for the study, else in memory
+    study_name: str = "taskfit"
+    resources: dict[str, float] = Field(default_factory=dict)  # what a trial's Ray task reserves
+
+
 class CellSpec(BaseModel):
     """One cell's resolved settings. ``strategy`` is the validated config of its task's strategy class."""
 
@@ -38,6 +49,7 @@ class CellSpec(BaseModel):
     from_run: str | None = Field(None, alias="from")
     old_data: DataConfig | None = None
     continual: dict[str, Any] | None = None
+    parallel_search: ParallelSearch | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -57,7 +69,11 @@ class CellSpec(BaseModel):
 
     def as_json(self) -> dict:
         """cell.json's content (the fields and layout older versions wrote)."""
-        out = self.model_dump(mode="json", by_alias=True, exclude={"from_run", "old_data", "continual"})
+        out = self.model_dump(
+            mode="json", by_alias=True, exclude={"from_run", "old_data", "continual", "parallel_search"}
+        )
+        if self.parallel_search is not None:  # only then: a local cell's cell.json stays as it was
+            out["parallel_search"] = self.parallel_search.model_dump(mode="json")
         if self.is_update:
             out.update(
                 {

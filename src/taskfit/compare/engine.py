@@ -246,6 +246,12 @@ def run_experiment(
         workers, threads = executor.connect(len(todo))
     else:
         workers, threads = plan_workers(config, max(len(todo), 1))
+        if config.ray.parallel_trials > 1 and any(c.strategy.search for c in todo):
+            print(  # the same seeded results as on the cluster up to TPE's startup trials (search.py)
+                f"note: ray.parallel_trials: {config.ray.parallel_trials} applies to executor: ray only; "
+                "here each search cell runs its trials one after another",
+                file=stream,
+            )
     grid.total = len(todo)
     grid.progress = GridProgress(
         [(c.path, f"{c.strategy.run_id}/{c.strategy.backbone}", shots_label(c.shots)) for c in todo],

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from taskfit.compare.search import parallel_trials_key
 from taskfit.config import ExperimentConfig, PromptConfig, StrategyBase
 from taskfit.data.prepare import Pools, default_prompt_fields, sample_splits
 from taskfit.errors import TaskfitError
@@ -208,6 +209,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 "trust_remote_code": config.trust_remote_code,
                 **({"task": config.task} if task.in_cell_key else {}),
                 **(update_fields(config) if config.from_run else {}),
+                **parallel_trials_key(config, s),  # only where batched trials change the proposals
                 # precision changes results; checkpoints and trackers do not
                 **(
                     {"mixed_precision": config.training.mixed_precision}

@@ -146,6 +146,23 @@ class RayExecutor:
             )
         return max(1, min(pending, self._capacity(need))), self.threads
 
+    def _with_search(self, cell, spec, need: dict[str, float]):
+        """A search cell's spec with how its trials run here: ``ray.parallel_trials`` asked at once, as many
+        running as the cluster holds, ``ray.search_storage``."""
+        settings = self.settings
+        if not spec.strategy.search or (settings.parallel_trials == 1 and settings.search_storage is None):
+            return spec
+        from taskfit.compare.cell import ParallelSearch
+
+        parallel = ParallelSearch(
+            trials=settings.parallel_trials,
+            slots=max(1, min(settings.parallel_trials, spec.strategy.trials, self._capacity(need))),
+            storage=settings.search_storage,
+            study_name=f"taskfit/{cell.path}/{cell.key}",
+            resources=need,
+        )
+        return spec.model_copy(update={"parallel_search": parallel})
+
     @staticmethod
     def _describe(need: dict[str, float]) -> str:
         return ", ".join(
@@ -184,8 +201,13 @@ class RayExecutor:
             name="taskfit-cell",
         )(run_cell_task)
         need = self._need()
-        queue = list(todo)
+        queue = [(cell, self._with_search(cell, spec, need)) for cell, spec in todo]
         running: dict = {}  # ObjectRef -> (cell, spec, try number, started)
+
+        def room(spec) -> bool:
+            """A search cell with parallel trials counts as the cells its trials may take (ray_search.py)."""
+            used = sum(_slots(s) for _c, s, _a, _t in running.values())
+            return not running or used + _slots(spec) <= self._capacity(need)
 
         def submit(cell, spec, attempt: int) -> None:
             environ = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
@@ -194,7 +216,7 @@ class RayExecutor:
 
         try:
             while queue or running:
-                while queue and len(running) < self._capacity(need):
+                while queue and room(queue[0][1]):
                     cell, spec = queue.pop(0)
                     grid.started(cell, spec)
                     submit(cell, spec, 1)
@@ -235,6 +257,10 @@ class RayExecutor:
             raise
         finally:
             self.close()
+
+
+def _slots(spec) -> int:
+    return spec.parallel_search.slots if spec.parallel_search is not None else 1
 
 
 def _first_line(exc: BaseException) -> str:

@@ -159,10 +159,13 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
         from dataclasses import replace
 
+        from taskfit.compare.ray_search import cluster_batch_runner
         from taskfit.compare.search import search_and_fit
 
         ctx.run = replace(run, checkpoint_dir=None)  # trials are short and many: no checkpoints
-        strategy, trials = search_and_fit(strategy_config, ctx, splits.train, splits.dev)
+        strategy, trials = search_and_fit(
+            strategy_config, ctx, splits.train, splits.dev, spec.parallel_search, cluster_batch_runner
+        )
         if main:
             write_jsonl_atomic(directory / "search.jsonl", trials)
         chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}

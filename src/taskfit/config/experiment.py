@@ -121,6 +121,19 @@ class RayConfig(Strict):
     memory_gb_per_cell: float | None = Field(
         3, gt=0, description="memory each cell reserves on its node, in GiB; null: not declared"
     )
+    parallel_trials: int = Field(
+        1,
+        ge=1,
+        description="trials of a search: cell asked at once and run in parallel on the cluster, each reserving "
+        "what a cell does; 1: one after another, as locally. Up to Optuna TPE's 10 random startup trials the "
+        "proposals are the same as sequential ones; past them TPE proposes a batch before seeing its results, "
+        "so they differ (and such cells are keyed by this value). The local executor ignores it",
+    )
+    search_storage: str | None = Field(
+        None,
+        description="an Optuna RDB storage URL (sqlite:///PATH on the node that runs the cell, "
+        "postgresql://...) to keep each search cell's study in; null: in memory",
+    )
 
 
 class ExperimentConfig(Strict):
