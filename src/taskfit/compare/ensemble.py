@@ -118,10 +118,10 @@ def _cost(members: list[dict]) -> dict:
 
 
 def _row(
-    g: Group, strategy: str, backbone: str, kind: str, records: list[dict], fits: int, note: str
+    g: Group, strategy: str, backbone: str, shots: str, kind: str, records: list[dict], fits: int, note: str
 ) -> Group:
     return Group(
-        strategy, backbone, "ensemble", g.shots, ok=records, metric=g.metric, by=g.by,
+        strategy, backbone, "ensemble", shots, ok=records, metric=g.metric, by=g.by,
         ensemble=kind, fits=fits, note=note,
     )  # fmt: skip
 
@@ -150,7 +150,7 @@ def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
     else:
         note += "; not selectable: its seeds were scored on different dev samples (or saved none)"
     name = f"{g.strategy} (seed ensemble of {len(members)})"
-    return _row(g, name, g.backbone, "seeds", [record], len(members), note)
+    return _row(g, name, g.backbone, g.shots, "seeds", [record], len(members), note)
 
 
 def _fit_records(record: dict, source: str, out: Path, labels: list[str]) -> list[dict] | None:
@@ -200,9 +200,9 @@ def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str]
 
 
 def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], size: int = POOL_SIZE):
-    """The top ``size`` rows of one K (best first by the selection score) that can be ensembled, weighted per
-    seed on out-of-fold predictions (when the best candidates have them) or dev predictions; None if fewer
-    than two rows can."""
+    """The top ``size`` rows of one K (``candidates`` best first by the selection score; rows without
+    training data join any K) that can be ensembled, weighted per seed on out-of-fold predictions (when two
+    rows or more have them) or else on dev predictions; None if fewer than two rows can."""
     if not candidates or candidates[0].by != "dev":  # ranked on test: choosing members would use test
         return None
     has_oof = [g for g in candidates if all((r.get("metrics") or {}).get("oof") for r in g.ok)]
@@ -216,6 +216,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
             pool.append(g)
     if len(pool) < 2:
         return None
+    shots = max((g.shots for g in pool), key=shots_order)  # the K of its trained members
     records, weights_seen = [], {g.name: [] for g in pool}
     for seed in seeds:
         fitted = _fit_seed(pool, seed, source, out, labels)
@@ -224,7 +225,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
             continue
         weights, aligned, members = fitted
         probs = sum(w * _matrix(t, labels) for w, t in zip(weights.values(), tests))  # type: ignore[arg-type]
-        record = {"cell": f"ensemble/k{pool[0].shots}/seed-{seed}", "seed": seed, "status": "ok"}
+        record = {"cell": f"ensemble/k{shots}/seed-{seed}", "seed": seed, "status": "ok"}
         record.update(_label_metrics([r["gold"] for r in tests[0]], probs, labels))  # type: ignore[index]
         fit = sum(w * _matrix(rows, labels) for w, rows in zip(weights.values(), aligned.values()))
         record.update(_label_metrics([r["gold"] for r in next(iter(aligned.values()))], fit, labels, "dev_"))
@@ -249,7 +250,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     name = "ensemble of " + " + ".join(g.strategy for g in pool)
     backbones = "/".join(dict.fromkeys(g.backbone for g in pool))
     fits = sum(len(g.ok) for g in pool)
-    return _row(pool[0], name, backbones, "strategies", records, fits, note)
+    return _row(pool[0], name, backbones, shots, "strategies", records, fits, note)
 
 
 def ensemble_rows(groups: list[Group], out: Path, labels: list[str], kinds=KINDS) -> list[Group]:
