@@ -182,3 +182,27 @@ def test_a_tiny_grid_reports_its_ensemble_rows(sentiment_csv, tiny_bert_dir, tmp
     assert "never chosen" in "\n".join(summary["recommendation"])
     with open(out / "cells.csv", encoding="utf-8") as f:
         assert sum(r["status"] == "ensemble" for r in csv.DictReader(f)) == 3  # 1 seed row + 2 seeds
+
+
+def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
+):
+    seen = _recording(monkeypatch)
+    raw = {
+        "name": "ens-cv",
+        "data": {"train": str(sentiment_csv), "shots": [2], "dev_shots": 2, "selection": "cv", "folds": 2},
+        "seeds": [0, 1],
+        "workers": 1,
+        "final": "none",
+        "ensembles": ["strategies"],
+        "strategies": [
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
+            {"name": "bitfit", "backbone": str(tiny_bert_dir), "epochs": 1},
+        ],
+    }
+    from taskfit.compare import run_experiment
+
+    summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    (row,) = summary["ensembles"]
+    assert "out-of-fold" in row["note"] and row["runs"] == 2  # one weight fit per seed
+    assert seen and all(len(rows) == 8 for fits in seen for rows in fits.values())  # 2 + 2 per class, once
