@@ -5,7 +5,7 @@ import csv
 import json
 
 from taskfit.compare import ensemble
-from taskfit.compare.ensemble import ensemble_rows, seed_ensemble, strategy_ensemble
+from taskfit.compare.ensemble import ensemble_lines, ensemble_rows, seed_ensemble, strategy_ensemble
 from taskfit.compare.summary import group_records, leaderboard
 from taskfit.config import validate_config
 
@@ -150,6 +150,13 @@ def test_ensemble_rows_are_marked_in_the_leaderboard(tmp_path):
     assert [r.ensemble for r in rows] == ["strategies", "seeds", "seeds"]
     table = leaderboard(groups, None, rows)
     assert "good (seed ensemble of 2)" in table and "ensemble of good + fair" in table and "(4 fits)" in table
+    (line,) = ensemble_lines(rows, groups[0])
+    assert "K=4" in line and "never chosen" in line and "ensemble of good + fair" in line
+    fair = next(g for g in groups if g.strategy == "fair")  # were it recommended, better ensembles are named
+    assert (
+        "Ahead of the recommended row on dev: ensemble of good + fair (bb), good (seed ensemble of 2) (bb)."
+        in (ensemble_lines(rows, fair)[0])
+    )
 
 
 def test_a_tiny_grid_reports_its_ensemble_rows(sentiment_csv, tiny_bert_dir, tmp_path):
