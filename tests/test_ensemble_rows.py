@@ -186,6 +186,7 @@ def test_a_tiny_grid_reports_its_ensemble_rows(sentiment_csv, tiny_bert_dir, tmp
     assert {e["shots"] for e in summary["ensembles"]} == {"2"}  # the strategy ensemble is a K=2 row
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "head-finetune (seed ensemble of 2)" in md and "ensemble of " in md
+    assert "head-finetune (seed ensemble of 2)" in (out / "report.html").read_text(encoding="utf-8")
     assert "never chosen" in "\n".join(summary["recommendation"])
     with open(out / "cells.csv", encoding="utf-8") as f:
         assert sum(r["status"] == "ensemble" for r in csv.DictReader(f)) == 3  # 1 seed row + 2 seeds

@@ -148,7 +148,7 @@ def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
         dev = np.mean([_matrix([k[key] for key in keys], labels) for k in keyed], axis=0)
         record.update(_label_metrics([key[1] for key in keys], dev, labels, prefix="dev_"))
     else:
-        note += "; not selectable: its seeds were scored on different dev samples (or saved none)"
+        note += "; not selectable: its seeds were scored on different dev samples or folds (or saved none)"
     name = f"{g.strategy} (seed ensemble of {len(members)})"
     return _row(g, name, g.backbone, g.shots, "seeds", [record], len(members), note)
 
