@@ -197,6 +197,8 @@ SLOW = {
     "test_imbalanced_data_ranks_by_macro_f1_and_never_recommends_the_majority_answer",
     "test_the_final_model_trains_on_train_plus_dev_and_predict_uses_it",
     "test_cv_selection_fits_the_folds_then_all_of_train_plus_dev",
+    "test_a_tiny_grid_reports_its_ensemble_rows",
+    "test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions",
 }
 
 

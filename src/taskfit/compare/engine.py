@@ -23,6 +23,7 @@ import yaml
 
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec, cell_record
+from taskfit.compare.ensemble import csv_records, ensemble_lines, ensemble_notes, ensemble_rows
 from taskfit.compare.final import check_final
 from taskfit.compare.plan import (
     Cell,
@@ -366,6 +367,11 @@ def summarise_grid(
     recommendation = recommend(groups, config.budget, majority, len(pools.test))
     samples = task.report_samples(out, groups)
     recommendation += task.recommendation_notes(groups)
+    ensembles = []
+    if config.ensembles and pools.labels:  # from the saved probabilities: nothing refits, nothing is chosen
+        ensembles = ensemble_rows(groups, out, list(pools.labels), config.ensembles)
+        recommendation += ensemble_lines(ensembles, recommended_row(groups, majority))
+        notes += ensemble_notes(ensembles)
     logs = {}
     for r in ok:
         path = out / r["cell"] / "train_log.jsonl"
@@ -373,7 +379,7 @@ def summarise_grid(
             logs[r["cell"]] = [
                 json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line
             ]
-    table = leaderboard(groups, majority)
+    table = leaderboard(groups, majority, ensembles)
     summary = {
         "name": config.name,
         "output_dir": str(out),
@@ -381,6 +387,7 @@ def summarise_grid(
         "majority_baseline": majority,
         "recommendation": recommendation,
         "strategies": [g.as_dict() for g in groups],
+        **({"ensembles": [g.as_dict() | {"seeds": g.ok} for g in ensembles]} if config.ensembles else {}),
         "cells": [{k: v for k, v in r.items() if k not in ("config", "metrics")} for r in records],
     }
     write_json_atomic(out / "results.json", summary)
@@ -388,9 +395,9 @@ def summarise_grid(
         out / "results.md",
         f"# {config.name}\n\n{table}\n\n" + "\n".join([*recommendation, *(f"- {n}" for n in notes)]) + "\n",
     )
-    write_text_atomic(out / "cells.csv", store.to_csv(records))
+    write_text_atomic(out / "cells.csv", store.to_csv(records + csv_records(ensembles)))
     paths = write_report(
-        out, config.name, groups, recommendation, notes, logs, majority, config_yaml, samples
+        out, config.name, groups, recommendation, notes, logs, majority, config_yaml, samples, ensembles
     )
     print("\n" + table + "\n\n" + "\n".join(recommendation), file=stream)
     print(

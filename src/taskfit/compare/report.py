@@ -188,8 +188,10 @@ def write_report(
     majority: dict | None,
     config_yaml: str,
     samples: list[dict] | None = None,
+    ensembles: list[Group] = (),
 ) -> dict[str, Path]:
-    """``samples``: generation only, [{input, target, outputs: {row name: text}}] (before vs after)."""
+    """``samples``: generation only, [{input, target, outputs: {row name: text}}] (before vs after);
+    ``ensembles``: rows of ``compare.ensemble``, in the leaderboard after the others (not in the plots)."""
     plots = {
         "shots": shots_plot(groups, (majority or {}).get(groups[0].metric.key) if groups else None),
         "cost": cost_plot(groups),
@@ -198,7 +200,7 @@ def write_report(
     plots = {k: v for k, v in plots.items() if v}
     for key, svg in plots.items():
         write_text_atomic(output_dir / "plots" / f"{key}.svg", svg)
-    table = leaderboard(groups, majority)
+    table = leaderboard(groups, majority, ensembles)
     failures = [e for g in groups for e in g.as_dict()["errors"]]
     chosen = [(g, c) for g in groups for c in g.as_dict()["chosen"]]
 

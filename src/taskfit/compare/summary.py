@@ -52,6 +52,10 @@ class Group:
     interval: tuple[float, float] | None = (
         None  # bootstrap CI of the test score (over test examples and seeds)
     )
+    # an ensemble row (compare.ensemble): "seeds" or "strategies", the fits it combines, how it was built
+    ensemble: str = ""
+    fits: int = 0
+    note: str = ""
 
     @property
     def name(self) -> str:
@@ -138,6 +142,7 @@ class Group:
             "saved_mb": self.mean("saved_mb"),
             "chosen": [r["chosen"] for r in self.ok if r.get("chosen")],
             "errors": [f"{r['cell']}: {r['error']}" for r in self.failed],
+            **({"ensemble": self.ensemble, "fits": self.fits, "note": self.note} if self.ensemble else {}),
         }
 
 
@@ -175,8 +180,9 @@ def _fmt(mean: float | None, std: float | None, metric: Metric) -> str:
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
-def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
-    """One row per (strategy, backbone, K); the majority-class baseline last, as the floor to beat."""
+def leaderboard(groups: list[Group], majority: dict | None = None, ensembles: list[Group] = ()) -> str:
+    """One row per (strategy, backbone, K); then the ensemble rows (``compare.ensemble``; runs: the fits they
+    combine); the majority-class baseline last, as the floor to beat."""
     m = groups[0].metric if groups else _default_metric()
     dev = bool(groups) and groups[0].by == "dev"
     extra = [label for _, label in m.extra]
@@ -185,9 +191,10 @@ def leaderboard(groups: list[Group], majority: dict | None = None) -> str:
     head = ["strategy", "backbone", "K", *sel, first, m.second_label, *extra, "runs", "trainable params"]
     head += ["fit s", "predict ex/s", "peak MB", "saved MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in groups:
+    for g in [*groups, *ensembles]:
         d = g.as_dict()
         runs = f"{d['runs']}" + (f" ({d['failed']} failed)" if d["failed"] else "")
+        runs += f" ({g.fits} fits)" if g.ensemble else ""
         scores = [_fmt(d["selection_mean"], d["selection_std"], m)] if dev else []
         scores += [
             _fmt(d[f"{key}_mean"], d[f"{key}_std"], m) for key in (m.key, m.second, *(k for k, _ in m.extra))

@@ -26,6 +26,7 @@ from taskfit.training.distributed import RunOptions, is_main_process, world_size
 CELL_FILE = "cell.json"
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
+DEV_PREDICTIONS_FILE = "dev_predictions.jsonl"
 CHECKPOINTS = "checkpoints"
 
 
@@ -200,11 +201,18 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         metrics.update({"texts_truncated": truncation["texts_truncated"], "truncation": truncation})
         if truncation["texts_truncated"]:
             print(truncation_line(truncation), flush=True)
-    metrics.update(cv_metrics or task.selection_metrics(strategy, selection_dev, splits.labels))
+    dev_rows: list[dict] = []
+    if cv_metrics:
+        metrics.update(cv_metrics)
+    else:
+        selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
+        metrics.update(selection)
     trainable, total = strategy.trainable_parameters()
     if main:
         strategy.save(directory / "model")
         write_jsonl_atomic(directory / "predictions.jsonl", rows)
+        if dev_rows:  # the dev probabilities: a cross-strategy ensemble's weights are fitted on them
+            write_jsonl_atomic(directory / DEV_PREDICTIONS_FILE, dev_rows)
         write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
     metrics.update(
         {

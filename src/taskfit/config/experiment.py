@@ -182,6 +182,12 @@ class ExperimentConfig(Strict):
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
     )
+    ensembles: list[Literal["seeds", "strategies"]] = Field(
+        default_factory=list,
+        description="extra leaderboard rows built after the grid from the saved probabilities (no refit): seeds "
+        "= a row's seed fits averaged, strategies = the top rows at each K weighted on out-of-fold or dev "
+        "predictions (classification); reported beside the rows, never chosen for final/",
+    )
     from_run: str | None = Field(
         None,
         alias="from",

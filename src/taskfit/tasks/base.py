@@ -78,6 +78,11 @@ class Task:
         test is never used to choose; empty when this task records none (its rows are then ranked on test)."""
         return {}
 
+    def selection_with_rows(self, strategy: Any, dev: list, labels: Sequence[str]) -> tuple[dict, list[dict]]:
+        """``selection_metrics`` and the dev predictions as rows like predictions.jsonl's (saved as
+        dev_predictions.jsonl for the ensembles' weights; empty where a task keeps none)."""
+        return self.selection_metrics(strategy, dev, labels), []
+
     def headline(self, metrics: dict) -> str:
         """A finished cell's main scores in one console line."""
         return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"

@@ -70,18 +70,23 @@ class Classification(Task):
         return metrics, label_rows(test, preds)
 
     def selection_metrics(self, strategy, dev: list, labels: Sequence[str]) -> dict:
+        return self.selection_with_rows(strategy, dev, labels)[0]
+
+    def selection_with_rows(self, strategy, dev: list, labels: Sequence[str]) -> tuple[dict, list[dict]]:
         if not dev:
-            return {}
+            return {}, []
         from taskfit.evaluation.metrics import classification_metrics
 
-        m = classification_metrics([e.label for e in dev], strategy.predict(dev).labels, list(labels))
+        preds = strategy.predict(dev)  # once: the scores and the saved rows come from the same predictions
+        m = classification_metrics([e.label for e in dev], preds.labels, list(labels))
         majority = m["majority_baseline"]
-        return {
+        metrics = {
             "dev_accuracy": m["accuracy"],
             "dev_macro_f1": m["macro_f1"],
             "dev_majority": {"accuracy": majority["accuracy"], "macro_f1": majority["macro_f1"]},
             "dev_examples_scored": len(dev),
         }
+        return metrics, label_rows(dev, preds)
 
     def serve(self, strategy, examples: list) -> list[dict]:
         return label_scores(strategy, examples)

@@ -1,0 +1,216 @@
+"""Ensemble rows (compare/ensemble.py): seed ensembles average probabilities, a strategy ensemble's weights
+are fitted on out-of-fold or dev predictions (each example once per row, test never), the rows reach the report."""
+
+import csv
+import json
+
+from taskfit.compare import ensemble
+from taskfit.compare.ensemble import ensemble_lines, ensemble_rows, seed_ensemble, strategy_ensemble
+from taskfit.compare.summary import group_records, leaderboard
+from taskfit.config import validate_config
+
+LABELS = ["a", "b"]
+
+
+def _rows(texts, golds, p_a):
+    return [
+        {"text": t, "gold": g, "predicted": "a" if p >= 0.5 else "b", "probs": {"a": p, "b": 1 - p}}
+        for t, g, p in zip(texts, golds, p_a)
+    ]
+
+
+def _write(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _cell(out, strategy, seed, test_p, dev_p=None, shots="4", oof=None, fit=1.0):
+    """A finished cell's record and folder: test (and dev) predictions with P(a) as given."""
+    cell = f"{strategy}/bb/k{shots}/seed-{seed}"
+    test_gold = ["a", "a", "b", "b"][: len(test_p)]
+    _write(
+        out / cell / "predictions.jsonl", _rows([f"test {i}" for i in range(len(test_p))], test_gold, test_p)
+    )
+    metrics = {"oof": oof} if oof else {}
+    if dev_p is not None:
+        dev_gold = ["a", "b", "a", "b"][: len(dev_p)]
+        _write(
+            out / cell / "dev_predictions.jsonl",
+            _rows([f"dev {i}" for i in range(len(dev_p))], dev_gold, dev_p),
+        )
+        metrics["dev_accuracy"] = sum((p >= 0.5) == (g == "a") for p, g in zip(dev_p, dev_gold)) / len(dev_p)
+    acc = sum((p >= 0.5) == (g == "a") for p, g in zip(test_p, test_gold)) / len(test_p)
+    return {
+        "cell": cell, "strategy": strategy, "backbone": "bb", "method": strategy, "shots": shots, "seed": seed,
+        "status": "ok", "accuracy": acc, "macro_f1": acc, "fit_seconds": fit, "predict_examples_per_s": 100.0,
+        "trainable_params": 10, "total_params": 100, "peak_rss_mb": 50.0, "saved_mb": 1.0, "metrics": metrics,
+    }  # fmt: skip
+
+
+def test_a_seed_ensemble_averages_the_probabilities_of_its_fits(tmp_path):
+    # each seed is right on 2 of 4 test examples; only the mean of their probabilities is right on all 4
+    records = [
+        _cell(tmp_path, "lora", 0, [0.9, 0.4, 0.45, 0.1], dev_p=[0.8, 0.3], fit=2.0),
+        _cell(tmp_path, "lora", 1, [0.45, 0.8, 0.1, 0.6], dev_p=[0.4, 0.1], fit=3.0),
+    ]
+    (group,) = group_records(records)
+    row = seed_ensemble(group, tmp_path, LABELS)
+    assert row is not None and row.strategy == "lora (seed ensemble of 2)" and row.fits == 2
+    assert row.score == 1.0 and row.mean("fit_seconds") == 5.0  # cost: the fits' times summed
+    assert row.selection == 1.0  # the dev probabilities averaged too: (0.6, 0.25) -> a, b
+    assert abs(row.mean("predict_examples_per_s") - 50.0) < 1e-9  # both models predict, one after the other
+
+
+def test_a_seed_ensemble_without_a_shared_dev_sample_is_not_selectable(tmp_path):
+    records = [
+        _cell(tmp_path, "lora", 0, [0.9, 0.4, 0.45, 0.1], dev_p=[0.8, 0.3]),
+        _cell(tmp_path, "lora", 1, [0.45, 0.8, 0.1, 0.6], dev_p=[0.4, 0.1, 0.7]),
+    ]
+    row = seed_ensemble(group_records(records)[0], tmp_path, LABELS)
+    assert row.score == 1.0 and row.selection is None and "not selectable" in row.note
+
+
+def _recording(monkeypatch):
+    seen = []
+    real = ensemble.ensemble_weights
+
+    def record(fits, labels, **kw):
+        seen.append({name: list(rows) for name, rows in fits.items()})
+        return real(fits, labels, **kw)
+
+    monkeypatch.setattr(ensemble, "ensemble_weights", record)
+    return seen
+
+
+def test_dev_weights_use_each_dev_example_once_per_row_and_never_test(tmp_path, monkeypatch):
+    seen = _recording(monkeypatch)
+    records = []
+    for seed in (0, 1):
+        records += [
+            _cell(tmp_path, "good", seed, [0.9, 0.8, 0.2, 0.1], dev_p=[0.9, 0.2, 0.8, 0.1]),
+            _cell(tmp_path, "fair", seed, [0.6, 0.4, 0.4, 0.3], dev_p=[0.6, 0.4, 0.4, 0.4]),
+            _cell(tmp_path, "poor", seed, [0.4, 0.6, 0.6, 0.6], dev_p=[0.4, 0.6, 0.6, 0.6]),
+        ]
+    groups = group_records(records)
+    assert groups[0].by == "dev"
+    row = strategy_ensemble(groups, tmp_path, LABELS)
+    assert row is not None and row.strategy.startswith("ensemble of ") and len(row.ok) == 2  # one per seed
+    assert row.fits == 6 and row.mean("fit_seconds") == 3.0  # per seed: the three fits summed
+    assert seen
+    for fits in seen:
+        for rows in fits.values():
+            texts = [r["text"] for r in rows]
+            assert len(texts) == len(set(texts)) == 4  # every dev example exactly once per row
+            assert all(t.startswith("dev ") for t in texts)  # never a test example
+    assert abs(sum(row.ok[0]["weights"].values()) - 1) < 1e-9 and row.ok[0]["weights"]["good (bb)"] > 0.5
+
+
+def test_out_of_fold_weights_use_each_pool_example_once_per_row(tmp_path, monkeypatch):
+    seen = _recording(monkeypatch)
+    pool_gold = ["a", "b"] * 6
+
+    def oof(right):  # one out-of-fold record per pool example; right (0.8 on the gold label) where right(i)
+        return [
+            {
+                "gold": g,
+                "probs": {g: 0.8 if right(i) else 0.2, ("b" if g == "a" else "a"): 0.2 if right(i) else 0.8},
+            }
+            for i, g in enumerate(pool_gold)
+        ]
+
+    records = []
+    for seed in (0, 1):
+        for name, right in (("x", lambda i: i % 4 != 0), ("y", lambda i: i % 3 != 0)):
+            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof(right)))
+            records[-1]["metrics"]["dev_accuracy"] = 0.7  # the folds' mean score
+    groups = group_records(records)
+    row = strategy_ensemble(groups, tmp_path, LABELS)
+    assert row is not None and "out-of-fold" in row.note
+    for fits in seen:
+        for name, rows in fits.items():
+            cell = next(r for r in records if f"{r['strategy']} (bb)" == name)
+            assert rows == cell["metrics"]["oof"] and len(rows) == len(pool_gold)  # one per pool example
+
+
+def test_rows_ranked_on_test_are_never_ensembled_across_strategies(tmp_path):
+    records = [_cell(tmp_path, name, 0, [0.9, 0.8, 0.2, 0.1]) for name in ("x", "y")]  # no dev scores
+    groups = group_records(records)
+    assert groups[0].by == "test" and strategy_ensemble(groups, tmp_path, LABELS) is None
+
+
+def test_ensemble_rows_are_marked_in_the_leaderboard(tmp_path):
+    records = []
+    for seed in (0, 1):
+        records += [
+            _cell(tmp_path, "good", seed, [0.9, 0.8, 0.2, 0.1], dev_p=[0.9, 0.2, 0.8, 0.1]),
+            _cell(tmp_path, "fair", seed, [0.6, 0.4, 0.4, 0.3], dev_p=[0.6, 0.4, 0.4, 0.4]),
+        ]
+    groups = group_records(records)
+    rows = ensemble_rows(groups, tmp_path, LABELS)
+    assert [r.ensemble for r in rows] == ["strategies", "seeds", "seeds"]
+    table = leaderboard(groups, None, rows)
+    assert "good (seed ensemble of 2)" in table and "ensemble of good + fair" in table and "(4 fits)" in table
+    (line,) = ensemble_lines(rows, groups[0])
+    assert "K=4" in line and "never chosen" in line and "ensemble of good + fair" in line
+    fair = next(g for g in groups if g.strategy == "fair")  # were it recommended, better ensembles are named
+    assert (
+        "Ahead of the recommended row on dev: ensemble of good + fair (bb), good (seed ensemble of 2) (bb)."
+        in (ensemble_lines(rows, fair)[0])
+    )
+
+
+def test_a_tiny_grid_reports_its_ensemble_rows(sentiment_csv, tiny_bert_dir, tmp_path):
+    raw = {
+        "name": "ens",
+        "data": {"train": str(sentiment_csv), "shots": [2], "dev_shots": 2},
+        "seeds": [0, 1],
+        "workers": 1,
+        "final": "none",
+        "ensembles": ["seeds", "strategies"],
+        "strategies": [
+            {"name": "zero-shot", "backbone": str(tiny_bert_dir)},
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
+        ],
+    }
+    from taskfit.compare import run_experiment
+
+    out = tmp_path / "out"
+    summary = run_experiment(validate_config(raw), out, isolate=False)
+    assert (out / "head-finetune" / "tiny-bert0" / "k2" / "seed-0" / "dev_predictions.jsonl").exists()
+    kinds = {e["ensemble"] for e in summary["ensembles"]}
+    assert kinds == {"seeds", "strategies"}
+    assert {(s["strategy"], s["shots"]) for s in summary["strategies"]} == {
+        ("zero-shot", "0"),
+        ("head-finetune", "2"),
+    }
+    assert {e["shots"] for e in summary["ensembles"]} == {"2"}  # the strategy ensemble is a K=2 row
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "head-finetune (seed ensemble of 2)" in md and "ensemble of " in md
+    assert "head-finetune (seed ensemble of 2)" in (out / "report.html").read_text(encoding="utf-8")
+    assert "never chosen" in "\n".join(summary["recommendation"])
+    with open(out / "cells.csv", encoding="utf-8") as f:
+        assert sum(r["status"] == "ensemble" for r in csv.DictReader(f)) == 3  # 1 seed row + 2 seeds
+
+
+def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
+):
+    seen = _recording(monkeypatch)
+    raw = {
+        "name": "ens-cv",
+        "data": {"train": str(sentiment_csv), "shots": [2], "dev_shots": 2, "selection": "cv", "folds": 2},
+        "seeds": [0, 1],
+        "workers": 1,
+        "final": "none",
+        "ensembles": ["strategies"],
+        "strategies": [
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
+            {"name": "bitfit", "backbone": str(tiny_bert_dir), "epochs": 1},
+        ],
+    }
+    from taskfit.compare import run_experiment
+
+    summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    (row,) = summary["ensembles"]
+    assert "out-of-fold" in row["note"] and row["runs"] == 2  # one weight fit per seed
+    assert seen and all(len(rows) == 8 for fits in seen for rows in fits.values())  # 2 + 2 per class, once
