@@ -206,7 +206,7 @@ def run_experiment(
     config = resolve_prompt(config, pools.labels)
     validate_plan(config, pools)
     check_final(config)
-    cells = plan_cells(config, data_fingerprint(pools))
+    cells = plan_cells(config, data_fingerprint(pools), pools.selection)
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
     data_warnings = check_data(config, pools, stream)
@@ -351,7 +351,7 @@ def summarise_grid(
         + " or ".join(f"{w} cell(s) running at once, {t} thread(s) each" for w, t in loads)
         + "; fit s excludes loading the backbone (load_seconds in `taskfit runs show`); peak MB is the peak resident memory of the cell's own process"
     )
-    recommendation = recommend(groups, config.budget, majority, len(pools.test))
+    recommendation = recommend(groups, config.budget, majority, len(pools.test), list(pools.labels))
     samples = task.report_samples(out, groups)
     recommendation += task.recommendation_notes(groups)
     logs = {}

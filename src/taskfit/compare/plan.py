@@ -165,9 +165,12 @@ def unset_options(strategy: StrategyBase) -> set[str]:
     return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
 
 
-def unset_data(data) -> set[str]:
-    """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET)."""
-    return {"selection", "folds"} if data.selection is None else set()
+def unset_data(data, selection: str = "dev") -> set[str]:
+    """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET).
+    ``data.selection: auto`` counts as unset where it came to dev on the data (``selection``, the pools'),
+    so grids from before auto existed keep their keys; where it came to cv it is keyed, folds too."""
+    unset = data.selection is None or (data.selection == "auto" and selection != "cv")
+    return {"selection", "folds"} if unset else set()
 
 
 def update_fields(config: ExperimentConfig) -> dict:
@@ -179,7 +182,8 @@ def update_fields(config: ExperimentConfig) -> dict:
     }
 
 
-def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
+def plan_cells(config: ExperimentConfig, fingerprint: str, selection: str = "dev") -> list[Cell]:
+    """The grid's cells; ``selection``: the pools' resolved data.selection (``Pools.selection``)."""
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
         slug = _slug(b)
@@ -197,7 +201,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
             resolved = {
                 "format": CELL_FORMAT,
                 "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
-                "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data))
+                "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data, selection))
                 if k != 0
                 else None,
                 "data_fingerprint": fingerprint,

@@ -80,6 +80,9 @@ class Task:
 
     def headline(self, metrics: dict) -> str:
         """A finished cell's main scores in one console line."""
+        if "accuracy" not in metrics:  # no test split (true few-shot): the selection score is the estimate
+            where = "cross-validated" if "cv" in metrics else "on every label"
+            return f"{where} accuracy {metrics['dev_accuracy']:.3f}, macro-F1 {metrics['dev_macro_f1']:.3f}"
         return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
     # -- report ------------------------------------------------------------------------------------------
