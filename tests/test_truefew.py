@@ -122,3 +122,24 @@ def test_forty_labels_without_dev_or_test_end_to_end_then_served(tmp_path, tiny_
     body = reply.json()
     assert body["task"] == "classification" and len(body["predictions"]) == 2
     assert {p["label"] for p in body["predictions"]} <= {"pos", "neg"}
+
+
+def test_the_final_model_of_a_row_is_built_on_that_rows_backbone(tmp_path, tiny_bert_dir, tiny_llama_dir):
+    """One strategy id over two backbones (backbone: [a, b]): the final model is the recommended row's."""
+    from taskfit.compare.final import fit_final
+    from taskfit.compare.summary import Group
+
+    csv = few_csv(tmp_path / "few.csv")
+    config = validate_config(
+        {
+            "name": "few",
+            "data": {"train": str(csv), "shots": "all"},
+            "prompt": {"template": "{text} It was{answer}", "verbalizer": {"pos": " good", "neg": " bad"}},
+            "strategies": [{"name": "zero-shot", "backbone": [str(tiny_llama_dir), str(tiny_bert_dir)]}],
+        }
+    )
+    row = Group(
+        "zero-shot", str(tiny_bert_dir), "zero-shot", "0", ok=[{"cell": "zero-shot/x/k0", "seed": None}]
+    )
+    card = fit_final(config, tmp_path / "out", [row], row, load_pools(config.data))
+    assert card["backbone"] == str(tiny_bert_dir) and card["settings"]["backbone"] == str(tiny_bert_dir)

@@ -144,7 +144,8 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
     for ax in axes:
         ax.set_xlabel("epoch (mean over seeds; runs stop early)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    # the dev axis is empty when cross-validation chose (the fit on all labels has no dev): legend the other
+    (axes[1] if axes[1].lines else axes[0]).legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(f"learning curves at K={ref}", fontsize=9)
     return _svg(fig)
 
