@@ -8,7 +8,7 @@ import json
 
 import httpx
 
-from taskfit.compare.plan import plan_cells
+from taskfit.compare.plan import plan_cells, resolve_selection
 from taskfit.config import validate_config
 from taskfit.data.prepare import FEW_MAX, FEW_PER_LABEL, few_labels
 from taskfit.tasks import load_pools
@@ -47,12 +47,13 @@ def test_auto_stays_dev_with_a_dev_file_a_large_pool_or_an_explicit_choice(tmp_p
     assert with_dev.selection == "dev" and len(with_dev.dev) == 10 and len(with_dev.test) == 8  # 20% carved
     legacy = load_pools(_config(csv, selection=None).data)  # a saved config from before auto: dev, carved
     explicit_dev = load_pools(_config(csv, selection="dev").data)
-    explicit_cv = load_pools(_config(csv, selection="cv").data)  # as before auto: dev and test carved
-    for pools in (legacy, explicit_dev, explicit_cv):
-        assert (len(pools.train), len(pools.dev), len(pools.test)) == (28, 4, 8)
-    assert (legacy.selection, explicit_dev.selection, explicit_cv.selection) == ("dev", "dev", "cv")
+    for pools in (legacy, explicit_dev):
+        assert pools.selection == "dev" and (len(pools.train), len(pools.dev), len(pools.test)) == (28, 4, 8)
     sampled = load_pools(_config(csv, shots=8).data)  # a K grid samples: the rest of the file is held out
     assert sampled.selection == "dev" and len(sampled.test) == 8
+    for k in ("all", 8):  # asked for, cv holds nothing out of a small file whatever K (as auto with all)
+        explicit_cv = load_pools(_config(csv, selection="cv", shots=k).data)
+        assert explicit_cv.selection == "cv" and (len(explicit_cv.train), len(explicit_cv.test)) == (40, 0)
     data = _config(csv).data
     assert few_labels(data, FEW_PER_LABEL * 2, 2) and not few_labels(data, FEW_PER_LABEL * 2 + 1, 2)
     assert not few_labels(data, FEW_MAX + 1, 20)  # 2000 in all, however many labels
@@ -65,11 +66,19 @@ def test_shipped_user_file_example_and_keys_of_auto_resolved_to_dev_stay_as_they
     assert pools.selection == "dev"
     csv = few_csv(tmp_path / "few.csv")
     auto, legacy = _config(csv), _config(csv, selection=None)
-    assert [c.key for c in plan_cells(auto, "f", "dev")] == [c.key for c in plan_cells(legacy, "f")]
-    as_cv = [c.key for c in plan_cells(auto, "f", "cv")]
-    assert as_cv != [c.key for c in plan_cells(legacy, "f")]
-    assert as_cv != [c.key for c in plan_cells(_config(csv, folds=3), "f", "cv")]  # folds count under cv
-    assert as_cv != [c.key for c in plan_cells(_config(csv, selection="cv"), "f", "cv")]
+    as_dev = resolve_selection(_config(csv, shots=8), load_pools(_config(csv, shots=8).data))
+    assert as_dev.data.selection is None  # auto that comes to dev: the unset value, so the same keys
+    legacy8 = _config(csv, shots=8, selection=None)
+    assert [c.key for c in plan_cells(as_dev, "f")] == [c.key for c in plan_cells(legacy8, "f")]
+    assert [c.key for c in plan_cells(_config(csv, shots=8), "f")] == [
+        c.key for c in plan_cells(legacy8, "f")
+    ]
+    as_cv = resolve_selection(auto, load_pools(auto.data))
+    assert as_cv.data.selection == "cv"  # the same cells as asking for cv, which hold nothing out either
+    keys = [c.key for c in plan_cells(as_cv, "f")]
+    assert keys == [c.key for c in plan_cells(_config(csv, selection="cv"), "f")]
+    assert keys != [c.key for c in plan_cells(legacy, "f")]
+    assert keys != [c.key for c in plan_cells(_config(csv, selection="cv", folds=3), "f")]  # folds count
 
 
 def test_forty_labels_without_dev_or_test_end_to_end_then_served(tmp_path, tiny_bert_dir, monkeypatch):

@@ -29,6 +29,7 @@ from taskfit.compare.plan import (
     data_fingerprint,
     plan_cells,
     resolve_prompt,
+    resolve_selection,
     shots_label,
     validate_plan,
 )
@@ -203,10 +204,10 @@ def run_experiment(
     stream = stream or sys.stdout
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
-    config = resolve_prompt(config, pools.labels)
+    config = resolve_prompt(resolve_selection(config, pools), pools.labels)
     validate_plan(config, pools)
     check_final(config)
-    cells = plan_cells(config, data_fingerprint(pools), pools.selection)
+    cells = plan_cells(config, data_fingerprint(pools))
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
     data_warnings = check_data(config, pools, stream)

@@ -165,12 +165,20 @@ def unset_options(strategy: StrategyBase) -> set[str]:
     return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
 
 
-def unset_data(data, selection: str = "dev") -> set[str]:
+def unset_data(data) -> set[str]:
     """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET).
-    ``data.selection: auto`` counts as unset where it came to dev on the data (``selection``, the pools'),
-    so grids from before auto existed keep their keys; where it came to cv it is keyed, folds too."""
-    unset = data.selection is None or (data.selection == "auto" and selection != "cv")
-    return {"selection", "folds"} if unset else set()
+    An unresolved ``auto`` counts as unset: ``resolve_selection`` turns it into None or cv before planning."""
+    return {"selection", "folds"} if data.selection in (None, "auto") else set()
+
+
+def resolve_selection(config: ExperimentConfig, pools: Pools) -> ExperimentConfig:
+    """``data.selection: auto`` decided on the loaded data (``Pools.selection``): cv, or else None, the
+    unset value grids had before auto existed, so that their cells keep their keys. Cells then see the
+    decision, whatever their own K."""
+    if config.data.selection != "auto":
+        return config
+    chosen = "cv" if pools.selection == "cv" else None
+    return config.model_copy(update={"data": config.data.model_copy(update={"selection": chosen})})
 
 
 def update_fields(config: ExperimentConfig) -> dict:
@@ -182,8 +190,7 @@ def update_fields(config: ExperimentConfig) -> dict:
     }
 
 
-def plan_cells(config: ExperimentConfig, fingerprint: str, selection: str = "dev") -> list[Cell]:
-    """The grid's cells; ``selection``: the pools' resolved data.selection (``Pools.selection``)."""
+def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
         slug = _slug(b)
@@ -201,7 +208,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str, selection: str = "dev
             resolved = {
                 "format": CELL_FORMAT,
                 "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
-                "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data, selection))
+                "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data))
                 if k != 0
                 else None,
                 "data_fingerprint": fingerprint,

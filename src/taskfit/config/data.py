@@ -57,9 +57,9 @@ class DataConfig(Strict):
     selection: Literal["auto", "dev", "cv"] | None = Field(
         "auto",
         description="how a cell makes its choices (epochs, calibration) and scores itself for the ranking: dev "
-        "(the dev sample) or cv (stratified k folds over train + dev, then a fit on all of them); auto (default): "
-        "cv for a file of your own with no dev file, shots: all and a small labelled pool (at most 200 examples "
-        "per label and 2000 in all: nothing is held out then, the folds are the estimate), else dev",
+        "(the dev sample) or cv (stratified k folds over train + dev, then a fit on all of them; for a file of "
+        "your own with no dev file and at most 200 examples per label, 2000 in all, nothing is held out: the "
+        "folds are the estimate); auto (default): cv for such a file with shots: all, else dev",
     )
     folds: int = Field(5, ge=2, le=20, description="with selection: cv, the number of folds")
     dedupe: bool = Field(

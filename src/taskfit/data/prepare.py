@@ -129,7 +129,7 @@ def load_classification_pools(cfg: DataConfig) -> Pools:
             notes.append(
                 f"{len(train)} labelled examples and no dev file: nothing held out"
                 + ("" if test else " (no test either)")
-                + f"; {cfg.folds}-fold cross-validation chooses and estimates (data.selection: auto)"
+                + f"; {cfg.folds}-fold cross-validation over all of them chooses and estimates"
             )
         else:
             train, dev, test = _hold_out(cfg, train, dev, test, notes, "examples")
@@ -147,19 +147,19 @@ FEW_MAX = 2000  # ... and this many in all (the size up to which a final model i
 
 
 def few_labels(cfg: DataConfig, n_train: int, n_labels: int) -> bool:
-    """Whether ``data.selection: auto`` resolves to cv: a file of the user's own, no dev file, every label
-    trains (``shots: all``, the one K) and the labelled pool is small. There, a 10% dev hold-out would rank
-    on a handful of examples per label, a 20% test hold-out would be too small to check anything (80
-    examples give about ±9 points of accuracy at 95%) and both would be taken from the model's training
-    data, while each of the k+1 fits per candidate is cheap: the folds use every label and are the
-    estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other examples can be held out."""
-    return (
-        cfg.selection == "auto"
-        and cfg.train is not None
-        and not cfg.dev
-        and cfg.shots in (None, "all")
-        and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
-    )
+    """True few-shot: cross-validation over every label, nothing held out. For a file of the user's own with
+    no dev file and a small labelled pool, with ``selection: cv``, or with ``auto`` (the default) when every
+    label trains (``shots: all``, the one K; ``auto`` is resolved on the grid's data config, before cells).
+
+    There, a 10% dev hold-out would rank on a handful of examples per label, a 20% test hold-out would be
+    too small to check anything (80 examples give about ±9 points of accuracy at 95%) and both would be
+    taken from the model's training data, while each of the k+1 fits per candidate is cheap: the folds use
+    every label and are the estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other
+    examples can be held out, so auto keeps dev there."""
+    small = cfg.train is not None and not cfg.dev and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
+    if cfg.selection == "cv":
+        return small
+    return cfg.selection == "auto" and cfg.shot_grid() == [None] and small
 
 
 def _hold_out(cfg: DataConfig, train, dev, test, notes: list[str], unit: str):
