@@ -23,6 +23,7 @@ import yaml
 
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec, cell_record
+from taskfit.compare.fewshot import cv_runs
 from taskfit.compare.final import check_final
 from taskfit.compare.plan import (
     Cell,
@@ -340,7 +341,7 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
-    if groups and groups[0].by == "dev":
+    if groups and groups[0].by == "dev" and not any(cv_runs(g) for g in groups):  # cv: said in the findings
         notes.append(
             f"rows are ranked by {metric.label} on each cell's dev sample (for trained strategies the dev set "
             "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
