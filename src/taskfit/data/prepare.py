@@ -124,7 +124,8 @@ def load_classification_pools(cfg: DataConfig) -> Pools:
             raise TaskfitError(
                 f"{cfg.train}: classification needs at least 2 labels; train has only {labels}"
             )
-        if few_labels(cfg, len(train), len(labels)):  # true few-shot: every label goes into the folds
+        smallest = min(label_counts(train).values())
+        if few_labels(cfg, len(train), len(labels), smallest):  # true few-shot: every label in the folds
             selection = "cv"
             notes.append(
                 f"{len(train)} labelled examples and no dev file: nothing held out"
@@ -146,7 +147,7 @@ FEW_PER_LABEL = 200  # data.selection: auto takes cv up to this many labelled ex
 FEW_MAX = 2000  # ... and this many in all (the size up to which a final model is fitted unasked)
 
 
-def few_labels(cfg: DataConfig, n_train: int, n_labels: int) -> bool:
+def few_labels(cfg: DataConfig, n_train: int, n_labels: int, smallest: int = 2) -> bool:
     """True few-shot: cross-validation over every label, nothing held out. For a file of the user's own with
     no dev file and a small labelled pool, with ``selection: cv``, or with ``auto`` (the default) when every
     label trains (``shots: all``, the one K; ``auto`` is resolved on the grid's data config, before cells).
@@ -155,8 +156,10 @@ def few_labels(cfg: DataConfig, n_train: int, n_labels: int) -> bool:
     too small to check anything (80 examples give about ±9 points of accuracy at 95%) and both would be
     taken from the model's training data, while each of the k+1 fits per candidate is cheap: the folds use
     every label and are the estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other
-    examples can be held out, so auto keeps dev there."""
+    examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count; folds need
+    two of each (below that, holding out fails with its own clear message)."""
     small = cfg.train is not None and not cfg.dev and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
+    small = small and smallest >= 2
     if cfg.selection == "cv":
         return small
     return cfg.selection == "auto" and cfg.shot_grid() == [None] and small
