@@ -126,7 +126,10 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         if recommended is None:
             print("final: nothing was recommended, so no final model is fitted", file=stream)
             return None
-        group, why = recommended, "the recommended row (best on dev, above the majority-class predictor)"
+        from taskfit.compare.fewshot import cv_runs
+
+        on = "cross-validated" if cv_runs(recommended) else "on dev"
+        group, why = recommended, f"the recommended row (best {on}, above the majority-class predictor)"
     strategy_config = next(  # the row's own backbone: one strategy id may list several (backbone: [a, b])
         (s for s in config.strategies if s.run_id == group.strategy and s.backbone == group.backbone),
         next((s for s in config.strategies if s.run_id == group.strategy), None),
