@@ -147,6 +147,8 @@ SLOW = {
     "test_the_executor_puts_back_the_signal_handlers_ray_init_replaces",
     "test_compare_a_csv_without_config_then_rerun_its_config",
     "test_readme_commands_run_on_tiny_data",
+    "test_readme_few_labels_section_runs_as_written",
+    "test_forty_labels_without_dev_or_test_end_to_end_then_served",
     "test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run",
     "test_sigkill_midway_then_rerun_finishes_without_redoing_cells",
     "test_ray_grid_on_a_head_and_a_worker_node_matches_the_local_executor",

@@ -3,6 +3,7 @@
 import pytest
 
 from taskfit.data.folds import stratified_folds
+from tests.conftest import write_csv
 
 
 def test_folds_are_stratified_seeded_disjoint_and_cover_the_pool():
@@ -59,9 +60,20 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
         return original(self, train, dev)
 
     monkeypatch.setattr(HeadFinetune, "fit", counting_fit)
+    import csv
+
+    with sentiment_csv.open(encoding="utf-8") as f:  # a dev file: a small file without one holds nothing out
+        dev = write_csv(tmp_path / "dev.csv", [{**r, "text": r["text"] + " dev"} for r in csv.DictReader(f)])
     raw = {
         "name": "cv",
-        "data": {"train": str(sentiment_csv), "shots": 4, "dev_shots": 2, "selection": "cv", "folds": 3},
+        "data": {
+            "train": str(sentiment_csv),
+            "dev": str(dev),
+            "shots": 4,
+            "dev_shots": 2,
+            "selection": "cv",
+            "folds": 3,
+        },
         "seeds": [0],
         "workers": 1,
         "final": "none",

@@ -94,3 +94,58 @@ def test_readme_commands_run_on_tiny_data(tmp_path, tiny_bert_dir, tiny_llama_di
             assert "Best by accuracy" in proc.stdout and "taskfit compare runs/my/taskfit.yaml" in proc.stderr
         if command == "taskfit compare runs/my/taskfit.yaml":
             assert "already finished" in proc.stdout and " to run" not in proc.stdout
+
+
+def few_csv(path: Path, n: int = 40) -> Path:
+    """``n`` labelled texts in text/label columns (pos/neg, separable by word): the README's few.csv."""
+    import csv
+
+    reviews_csv(path, n=n)
+    with path.open(encoding="utf-8") as f:
+        rows = [{"text": r["comment_body"], "label": r["verdict"]} for r in csv.DictReader(f)]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def readme_yaml(name: str) -> str:
+    """The README's fenced YAML block of the config called ``name``."""
+    blocks = re.findall(r"```yaml\n(.*?)```", READMES["en"].read_text(encoding="utf-8"), re.S)
+    return next(b for b in blocks if f"name: {name}\n" in b)
+
+
+def test_readme_few_labels_section_runs_as_written(tmp_path, tiny_bert_dir, tiny_llama_dir):
+    """ "Only a few dozen labels, no dev or test?": its config and commands, as written, on 40 labels."""
+    import json
+
+    few = [c for c in commands(READMES["en"]) if "few" in c]
+    assert few == ["taskfit compare few.yaml", "taskfit serve runs/few"], few
+    zh = re.findall(r"```yaml\n(.*?)```", READMES["zh"].read_text(encoding="utf-8"), re.S)
+    strip = lambda text: [re.sub(r"\s+#\s.*$", "", line) for line in text.splitlines()]  # noqa: E731
+    assert any(strip(b) == strip(readme_yaml("few")) for b in zh), "README.zh-CN.md's few.yaml differs"
+    few_csv(tmp_path / "few.csv")
+    (tmp_path / "few.yaml").write_text(readme_yaml("few"), encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TASKFIT_BACKBONES": f"minilm={tiny_bert_dir},smollm2={tiny_llama_dir}",
+        "TASKFIT_NO_FETCH": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskfit", *argv(few[0])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "the cross-validated estimate is the only estimate" in proc.stdout
+    card = json.loads((tmp_path / "runs" / "few" / "final" / "final.json").read_text(encoding="utf-8"))
+    assert card["labelled_examples"] == 40
+    # what `taskfit serve runs/few` loads: the final model (tests/test_truefew.py serves it on loopback)
+    from taskfit.serving.predictor import model_dir
+
+    assert model_dir(tmp_path / "runs" / "few") == tmp_path / "runs" / "few" / "final" / "model"

@@ -35,5 +35,7 @@ def test_a_tiny_csv_says_which_split_is_empty(tmp_path):
 def test_enough_data_or_given_files_are_not_refused(tmp_path):
     path = tmp_path / "ok.csv"
     path.write_text("text,label\n" + "".join(f"t{i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
-    pools = load_pools(DataConfig(train=str(path), shots=None))
+    pools = load_pools(DataConfig(train=str(path), shots=None, selection="dev"))
     assert pools.train and pools.dev and pools.test
+    few = load_pools(DataConfig(train=str(path), shots=None))  # auto: cross-validation, nothing held out
+    assert few.selection == "cv" and len(few.train) == 20 and not few.dev and not few.test

@@ -24,12 +24,14 @@ import yaml
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec, cell_record
 from taskfit.compare.ensemble import csv_records, ensemble_lines, ensemble_notes, ensemble_rows
+from taskfit.compare.fewshot import cv_runs
 from taskfit.compare.final import check_final
 from taskfit.compare.plan import (
     Cell,
     data_fingerprint,
     plan_cells,
     resolve_prompt,
+    resolve_selection,
     shots_label,
     validate_plan,
 )
@@ -205,7 +207,7 @@ def run_experiment(
     stream = stream or sys.stdout
     out = Path(output_dir or config.output_dir or f"runs/{config.name}")
     pools = load_pools(config.data, config.task)
-    config = resolve_prompt(config, pools.labels)
+    config = resolve_prompt(resolve_selection(config, pools), pools.labels)
     validate_plan(config, pools)
     check_final(config)
     cells = plan_cells(config, data_fingerprint(pools))
@@ -352,7 +354,7 @@ def summarise_grid(
         f"{metric.label}: mean ± sample std over seeds on the same k-shot samples; strategies that use no "
         "training data run once (K=0)"
     )
-    if groups and groups[0].by == "dev":
+    if groups and groups[0].by == "dev" and not any(cv_runs(g) for g in groups):  # cv: said in the findings
         notes.append(
             f"rows are ranked by {metric.label} on each cell's dev sample (for trained strategies the dev set "
             "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
@@ -364,7 +366,7 @@ def summarise_grid(
         + " or ".join(f"{w} cell(s) running at once, {t} thread(s) each" for w, t in loads)
         + "; fit s excludes loading the backbone (load_seconds in `taskfit runs show`); peak MB is the peak resident memory of the cell's own process"
     )
-    recommendation = recommend(groups, config.budget, majority, len(pools.test))
+    recommendation = recommend(groups, config.budget, majority, len(pools.test), list(pools.labels))
     samples = task.report_samples(out, groups)
     recommendation += task.recommendation_notes(groups)
     ensembles = []

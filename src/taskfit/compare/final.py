@@ -126,8 +126,14 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         if recommended is None:
             print("final: nothing was recommended, so no final model is fitted", file=stream)
             return None
-        group, why = recommended, "the recommended row (best on dev, above the majority-class predictor)"
-    strategy_config = next((s for s in config.strategies if s.run_id == group.strategy), None)
+        from taskfit.compare.fewshot import cv_runs
+
+        on = "cross-validated" if cv_runs(recommended) else "on dev"
+        group, why = recommended, f"the recommended row (best {on}, above the majority-class predictor)"
+    strategy_config = next(  # the row's own backbone: one strategy id may list several (backbone: [a, b])
+        (s for s in config.strategies if s.run_id == group.strategy and s.backbone == group.backbone),
+        next((s for s in config.strategies if s.run_id == group.strategy), None),
+    )
     if strategy_config is None:
         return None
     logs = _logs(out, group)
@@ -208,8 +214,15 @@ def card_text(card: dict, label: str) -> str:
         f"- **Settings changed from the grid's:** {card['changed_from_grid'] or 'none'} (the number of epochs "
         "is the one the grid's dev sets chose, since nothing is held out here to stop early).",
         f"- **Estimate of its {label}** (from the grid row, {card['grid_row']['seeds']} seed(s), trained on fewer "
-        f"labels, so likely an underestimate): dev {fmt(est['dev_mean'])}, test {fmt(est['test_mean'])}"
-        + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+        f"labels, so likely an underestimate): "
+        + (
+            f"dev {fmt(est['dev_mean'])}, test {fmt(est['test_mean'])}"
+            + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+            if est["test_mean"] is not None
+            else f"{fmt(est['dev_mean'])}"
+            + (f" ± {est['dev_std']:.3f}" if est["dev_std"] is not None else "")
+            + " cross-validated (a row that learns nothing: on every label), the only estimate: no test split"
+        )
         + ". This model itself has no held-out score: every label trained it.",
         "",
         f"Use it: `taskfit predict {Path('runs') / '<name>'} --input FILE`, `taskfit serve`, `taskfit export` "

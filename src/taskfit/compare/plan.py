@@ -168,8 +168,19 @@ def unset_options(strategy: StrategyBase) -> set[str]:
 
 
 def unset_data(data) -> set[str]:
-    """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET)."""
-    return {"selection", "folds"} if data.selection is None else set()
+    """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET).
+    An unresolved ``auto`` counts as unset: ``resolve_selection`` turns it into None or cv before planning."""
+    return {"selection", "folds"} if data.selection in (None, "auto") else set()
+
+
+def resolve_selection(config: ExperimentConfig, pools: Pools) -> ExperimentConfig:
+    """``data.selection: auto`` decided on the loaded data (``Pools.selection``): cv, or else None, the
+    unset value grids had before auto existed, so that their cells keep their keys. Cells then see the
+    decision, whatever their own K."""
+    if config.data.selection != "auto":
+        return config
+    chosen = "cv" if pools.selection == "cv" else None
+    return config.model_copy(update={"data": config.data.model_copy(update={"selection": chosen})})
 
 
 def update_fields(config: ExperimentConfig) -> dict:

@@ -37,6 +37,13 @@ def _colors(groups: list[Group]) -> dict[tuple[str, str], tuple]:
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
 
 
+def _plotted(ok: list[Group]) -> tuple[str, str]:
+    """(the key plotted, its axis name): test, or with no test split (true few-shot) the CV score."""
+    if any(g.score is not None for g in ok):
+        return ok[0].metric.key, "test"
+    return f"dev_{ok[0].metric.key}", "cross-validated"
+
+
 def shots_plot(groups: list[Group], majority: float | None) -> str | None:
     """Accuracy vs K per strategy (mean ± std over seeds); strategies without training data as flat lines."""
     ok = [g for g in groups if g.ok]
@@ -47,22 +54,23 @@ def shots_plot(groups: list[Group], majority: float | None) -> str | None:
     colors = _colors(groups)
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = list(range(len(ks))) or [0]
+    key, on = _plotted(ok)
     for name in dict.fromkeys((g.strategy, g.backbone) for g in ok):
         curve = [g for g in ok if (g.strategy, g.backbone) == name]
         label = f"{name[0]} ({name[1]})"
         if curve[0].shots == "0":
-            ax.axhline(curve[0].score, color=colors[name], linestyle="--", label=f"{label}, no training")
+            ax.axhline(curve[0].mean(key), color=colors[name], linestyle="--", label=f"{label}, no training")
             continue
         x = [ks.index(g.shots) for g in curve]
-        y = [g.score for g in curve]
-        err = [g.std(g.metric.key) or 0.0 for g in curve]
+        y = [g.mean(key) for g in curve]
+        err = [g.std(key) or 0.0 for g in curve]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colors[name], label=label)
     if majority is not None:
         ax.axhline(majority, color="grey", linestyle=":", label="majority class")
     m = ok[0].metric
     ax.set_xticks(xs, [f"K={k}" for k in ks] or ["K=0"])
     ax.set_xlabel("labelled examples per class (K)" if m.k_unit == "per class" else f"K: {m.k_unit}")
-    ax.set_ylabel(f"test {m.label} (mean ± std over seeds)")
+    ax.set_ylabel(f"{on} {m.label} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _svg(fig)
@@ -79,9 +87,10 @@ def cost_plot(groups: list[Group]) -> str | None:
     plt = _pyplot()
     colors = _colors(groups)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    key, on = _plotted(ok)
     for g in shown:
         d = g.as_dict()
-        y, err = d[f"{g.metric.key}_mean"], d[f"{g.metric.key}_std"] or 0.0
+        y, err = g.mean(key), g.std(key) or 0.0
         for ax, x in (
             (axes[0], max(d["trainable_params"] or 0, 1)),
             (axes[1], max(d["fit_seconds_mean"] or 0, 0.01)),
@@ -93,7 +102,7 @@ def cost_plot(groups: list[Group]) -> str | None:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("trainable parameters (log; frozen = 1)")
     axes[1].set_xlabel("training time per run, s (search included)")
-    axes[0].set_ylabel(f"test {ok[0].metric.label} at K={ref}")
+    axes[0].set_ylabel(f"{on} {ok[0].metric.label} at K={ref}")
     for ax in axes:
         ax.grid(alpha=0.3)
     return _svg(fig)
@@ -135,7 +144,8 @@ def learning_plot(groups: list[Group], logs: dict[str, list[dict]]) -> str | Non
     for ax in axes:
         ax.set_xlabel("epoch (mean over seeds; runs stop early)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    # the dev axis is empty when cross-validation chose (the fit on all labels has no dev): legend the other
+    (axes[1] if axes[1].lines else axes[0]).legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(f"learning curves at K={ref}", fontsize=9)
     return _svg(fig)
 

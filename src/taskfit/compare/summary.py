@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from taskfit.compare.fewshot import cv_lines, cv_runs
 from taskfit.config import BudgetConfig
 from taskfit.evaluation.ranking import Metric, ranked_by, shots_order  # noqa: F401 (re-exported)
 
@@ -187,7 +188,7 @@ def leaderboard(groups: list[Group], majority: dict | None = None, ensembles: li
     dev = bool(groups) and groups[0].by == "dev"
     extra = [label for _, label in m.extra]
     first = f"{m.label} (ranking metric)" if m.why else m.label  # say so when it is not the task's default
-    sel = [f"dev {m.label} (ranks)"] if dev else []
+    sel = [f"{'cv' if any(cv_runs(g) for g in groups) else 'dev'} {m.label} (ranks)"] if dev else []
     head = ["strategy", "backbone", "K", *sel, first, m.second_label, *extra, "runs", "trainable params"]
     head += ["fit s", "predict ex/s", "peak MB", "saved MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -287,9 +288,9 @@ def _describe(g: Group, interval: bool = False) -> str:
     if interval and g.interval:
         test += f" [95% CI {g.interval[0]:.3f}-{g.interval[1]:.3f}]"
     if g.by == "dev":
-        return (
-            f"**{g.name}** {name}dev {_fmt(d['selection_mean'], d['selection_std'], m)}, test {test} ({runs})"
-        )
+        on = "cv" if cv_runs(g) else "dev" if g.score is not None or g.shots != "0" else "on every label"
+        test = "" if g.score is None else f", test {test}"  # no test split: true few-shot
+        return f"**{g.name}** {name}{on} {_fmt(d['selection_mean'], d['selection_std'], m)}{test} ({runs})"
     return f"**{g.name}** {name}{test} ({runs})"
 
 
@@ -366,7 +367,9 @@ def _majority_line(at_ref: list[Group], majority: dict | None) -> list[str]:
     ]
 
 
-def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int) -> list[str]:
+def recommend(
+    groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int, labels: list[str] = ()
+) -> list[str]:
     """Plain-language findings, most important first (Markdown list items)."""
     ok = [g for g in groups if g.ok]
     if not ok:
@@ -376,6 +379,8 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     m = at_ref[0].metric
     lines = [f"- Ranked by {m.label}, not accuracy: {m.why}."] if m.why else []
     on = " on dev" if m and at_ref[0].by == "dev" else ""
+    if on and any(cv_runs(g) for g in at_ref):
+        on = " (cross-validated)"
     if not candidates:
         lines.append(
             f"- **Nothing to recommend:** every strategy scores at or below the majority-class predictor "
@@ -388,7 +393,9 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
     most = "the most labels tried" if m.k_unit == "per class" else "the most tried"
     where = f"at K={ref} {m.k_unit} ({most})" if ref != "0" else "without training data"
     lines.append(f"- **Best by {m.label}{on} {where}:** {_describe(best, interval=True)}.")
-    if best.by == "dev":
+    cross = cv_lines(best, at_ref, n_test, list(labels))
+    lines += cross
+    if best.by == "dev" and not cross:
         lines.append(
             "- Chosen on dev scores (never on test); the test score beside it is an independent check, its interval "
             "a bootstrap over test examples and seeds."
@@ -439,8 +446,9 @@ def recommend(groups: list[Group], budget: BudgetConfig, majority: dict | None, 
         per_k = []
         for k in trained_ks:
             cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
-            per_k.append(f"K={k}: {cands[0].name} {cands[0].score:.3f}")
-        lines.append(f"- **Best at each K** (test {m.label}): " + "; ".join(per_k) + ".")
+            value, scored = (cands[0].score, "test") if n_test else (cands[0].selection, "cross-validated")
+            per_k.append(f"K={k}: {cands[0].name} {_num(value, '.3f')}")
+        lines.append(f"- **Best at each K** ({scored} {m.label}): " + "; ".join(per_k) + ".")
         gains = []
         for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
             curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]

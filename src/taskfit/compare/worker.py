@@ -124,10 +124,12 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
             shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
     strategy_config, data, prompt = spec.strategy, spec.data, spec.prompt  # validated once, in CellSpec
     seed = spec.seed if spec.seed is not None else 0
-    splits = sample_splits(task.load_pools(data), data, seed)
+    pools = task.load_pools(data)
+    splits = sample_splits(pools, data, seed)
     selection_dev = splits.dev  # what the grid ranks this cell by (never test)
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
-        selection_dev = dev_sample(splits.dev, seed)  # nothing fits on it: a plain held-out estimate
+        # nothing fits on it: a plain held-out estimate (with no dev, true few-shot: every label is held out)
+        selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
@@ -153,7 +155,10 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
     cv_metrics: dict = {}
     # cross-validated selection: cells that learn from the sample, when the labels allow folds
     cross_validate = (
-        data.selection == "cv" and bool(splits.train) and not spec.is_update and bool(splits.labels)
+        "cv" in (data.selection, pools.selection)
+        and bool(splits.train)
+        and not spec.is_update
+        and bool(splits.labels)
     )
     if strategy_config.search and spec.is_update:
         raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")

@@ -54,10 +54,12 @@ class DataConfig(Strict):
         None, ge=1, description="evaluate on a fixed subset of this many test examples"
     )
     split_seed: int = Field(0, description="seed for carving dev/test out of train when they are not given")
-    selection: Literal["dev", "cv"] | None = Field(
-        None,
+    selection: Literal["auto", "dev", "cv"] | None = Field(
+        "auto",
         description="how a cell makes its choices (epochs, calibration) and scores itself for the ranking: dev "
-        "(default: the dev sample) or cv (stratified k folds over train + dev, then a fit on all of them)",
+        "(the dev sample) or cv (stratified k folds over train + dev, then a fit on all of them; for a file of "
+        "your own with no dev file and at most 200 examples per label, 2000 in all, nothing is held out: the "
+        "folds are the estimate); auto (default): cv for such a file with shots: all, else dev",
     )
     folds: int = Field(5, ge=2, le=20, description="with selection: cv, the number of folds")
     dedupe: bool = Field(

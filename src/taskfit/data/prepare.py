@@ -36,6 +36,8 @@ class Pools:
     notes: list[str]
     task: str = "classification"
     per_class: bool = True  # K examples of every label; ner: K sentences in all (a sentence has many types)
+    # how cells choose and are ranked, data.selection resolved ("auto" decided on this data): "dev" or "cv"
+    selection: str = "dev"
 
 
 def k_shot(
@@ -99,6 +101,7 @@ def _check_labels(split: list[Example], labels: list[str], name: str) -> None:
 def load_classification_pools(cfg: DataConfig) -> Pools:
     """Labelled texts (a built-in or files); dev/test carved from train (stratified) when not given."""
     notes: list[str] = []
+    selection = "dev"
     if cfg.dataset:
         ds = _builtin(cfg, "classification", "", "duplicates", notes)
         notes[-1] += f" and {ds.conflicts_dropped} conflicting texts"
@@ -121,12 +124,45 @@ def load_classification_pools(cfg: DataConfig) -> Pools:
             raise TaskfitError(
                 f"{cfg.train}: classification needs at least 2 labels; train has only {labels}"
             )
-        train, dev, test = _hold_out(cfg, train, dev, test, notes, "examples")
+        smallest = min(label_counts(train).values())
+        if few_labels(cfg, len(train), len(labels), smallest):  # true few-shot: every label in the folds
+            selection = "cv"
+            notes.append(
+                f"{len(train)} labelled examples and no dev file: nothing held out"
+                + ("" if test else " (no test either)")
+                + f"; {cfg.folds}-fold cross-validation over all of them chooses and estimates"
+            )
+        else:
+            train, dev, test = _hold_out(cfg, train, dev, test, notes, "examples")
     train, dev = _dedupe(cfg, train, dev, test, notes, "examples", "text")
     _check_labels(train, labels, "train")
     _check_labels(dev, labels, "dev")
     _check_labels(test, labels, "test")
-    return Pools(train, dev, _limit_test(cfg, test, notes, "examples"), labels, notes)
+    pools = Pools(train, dev, _limit_test(cfg, test, notes, "examples"), labels, notes)
+    pools.selection = "cv" if cfg.selection == "cv" else selection
+    return pools
+
+
+FEW_PER_LABEL = 200  # data.selection: auto takes cv up to this many labelled examples per label ...
+FEW_MAX = 2000  # ... and this many in all (the size up to which a final model is fitted unasked)
+
+
+def few_labels(cfg: DataConfig, n_train: int, n_labels: int, smallest: int = 2) -> bool:
+    """True few-shot: cross-validation over every label, nothing held out. For a file of the user's own with
+    no dev file and a small labelled pool, with ``selection: cv``, or with ``auto`` (the default) when every
+    label trains (``shots: all``, the one K; ``auto`` is resolved on the grid's data config, before cells).
+
+    There, a 10% dev hold-out would rank on a handful of examples per label, a 20% test hold-out would be
+    too small to check anything (80 examples give about ±9 points of accuracy at 95%) and both would be
+    taken from the model's training data, while each of the k+1 fits per candidate is cheap: the folds use
+    every label and are the estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other
+    examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count; folds need
+    two of each (below that, holding out fails with its own clear message)."""
+    small = cfg.train is not None and not cfg.dev and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
+    small = small and smallest >= 2
+    if cfg.selection == "cv":
+        return small
+    return cfg.selection == "auto" and cfg.shot_grid() == [None] and small
 
 
 def _hold_out(cfg: DataConfig, train, dev, test, notes: list[str], unit: str):

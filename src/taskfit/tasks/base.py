@@ -33,7 +33,9 @@ class Task:
     generates: ClassVar[bool] = False  # a served run writes text (completions, chat endpoints)
     tags_words: ClassVar[bool] = False
     # encoder zero-shot embeds a description of each label: missing ones are derived from the label names
-    describes_labels: ClassVar[bool] = False  # one tag per word: the taggers window long sentences, not truncate
+    describes_labels: ClassVar[bool] = (
+        False  # one tag per word: the taggers window long sentences, not truncate
+    )
     # Whether cell keys name the task: classification keys predate tasks, so they leave it out (and keep
     # the keys of existing run folders).
     in_cell_key: ClassVar[bool] = True
@@ -85,6 +87,9 @@ class Task:
 
     def headline(self, metrics: dict) -> str:
         """A finished cell's main scores in one console line."""
+        if "accuracy" not in metrics:  # no test split (true few-shot): the selection score is the estimate
+            where = "cross-validated" if "cv" in metrics else "on every label"
+            return f"{where} accuracy {metrics['dev_accuracy']:.3f}, macro-F1 {metrics['dev_macro_f1']:.3f}"
         return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
     # -- report ------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class Classification(Task):
         from taskfit.evaluation.metrics import classification_metrics
 
         test = splits.test
+        if not test:  # true few-shot (data.selection: auto, a small file): the folds are the only estimate
+            return {}, []
         preds = strategy.predict(test)
         metrics = classification_metrics([e.label for e in test], preds.labels, splits.labels)
         from taskfit.strategies.base import Diagnoses

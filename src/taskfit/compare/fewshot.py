@@ -1,0 +1,93 @@
+"""What the report says when cross-validation chose the rows (``data.selection: cv``, or ``auto`` on a small
+file): what the CV estimate costs, and, when no test split exists (true few-shot: every label went into the
+folds), that it is the only estimate there is and how wide it is."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from taskfit.compare.selection import BOOTSTRAP_SAMPLES, _score
+
+
+def cv_runs(group) -> list[dict]:
+    """The ``cv`` records of a row's finished cells (empty: the row was not cross-validated)."""
+    return [cv for r in group.ok if (cv := (r.get("metrics") or {}).get("cv"))]
+
+
+def fold_scores(group, key: str) -> list[float]:
+    """Every fold's score of every seed of a row (the spread of the CV estimate)."""
+    return [s[f"dev_{key}"] for cv in cv_runs(group) for s in cv["fold_scores"] if f"dev_{key}" in s]
+
+
+def oof_interval(group, key: str, labels: list[str], seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of a row's cross-validated score from its out-of-fold predictions (each label
+    predicted once, by the fold that held it out), resampling seeds and examples; None without them."""
+    if key not in ("accuracy", "macro_f1"):
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    runs = []
+    for r in group.ok:
+        oof = (r.get("metrics") or {}).get("oof")
+        if not oof or any(o["gold"] not in index for o in oof):
+            return None
+        gold = np.array([index[o["gold"]] for o in oof])
+        pred = np.array([index[max(o["probs"], key=o["probs"].get)] for o in oof])
+        runs.append((gold, pred))
+    if not runs:
+        return None
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        picked = rng.integers(0, len(runs), len(runs))
+        values = []
+        for i in picked:
+            gold, pred = runs[i]
+            rows = rng.integers(0, len(gold), len(gold))
+            values.append(_score(gold[rows], pred[rows], len(labels), key))
+        scores.append(np.mean(values))
+    lo, hi = np.percentile(scores, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
+    """Report lines for a grid whose rows were cross-validated (none when no row was)."""
+    cross = [g for g in groups if g.ok and cv_runs(g)]
+    if not cross:
+        return []
+    m = best.metric
+    folds = sorted({cv["folds"] for g in cross for cv in cv_runs(g)})
+    pool = max(cv["pool"] for g in cross for cv in cv_runs(g))
+    k = "/".join(map(str, folds))
+    lines = []
+    if n_test == 0:
+        scores = fold_scores(best, m.key) if cv_runs(best) else []
+        if scores:
+            std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            seeds = len(cv_runs(best))
+            over = f"{len(scores)} folds" + (f" ({seeds} seeds × {k})" if seeds > 1 else "")
+            width = f"{m.label} {statistics.mean(scores):.3f} ± {std:.3f} (mean ± std over {over})"
+            interval = oof_interval(best, m.key, labels)
+            if interval:
+                width += f", 95% interval {interval[0]:.3f}-{interval[1]:.3f} (bootstrap over its out-of-fold predictions)"
+        else:  # no training data: scored once on every label, none of which it learned from
+            width = f"{m.label} {best.selection:.3f} on all {pool} labels (it learns from none of them)"
+        lines.append(
+            f"- **No test split: the cross-validated estimate is the only estimate.** {best.name}: {width}; "
+            f"{pool} labelled examples, every one held out once by the {k}-fold cross-validation. Nothing else "
+            "checks it, and the folds also chose each row's epochs, so read it as optimistic; the final model "
+            f"is trained on all {pool} labels. For an independent check, label more examples and give them "
+            "as data.test."
+        )
+    else:
+        lines.append(
+            f"- Rows chosen by {k}-fold cross-validation over the {pool} labels of train + dev; test ({n_test} "
+            "examples) never chose and is the independent check."
+        )
+    lines.append(
+        f"- **Cost of cross-validation:** each trained candidate was fitted {folds[-1] + 1} times per seed "
+        f"({k} fold fits to choose and estimate, then one fit on every label; in-context with calibration: "
+        "auto twice the folds); fit s counts them all. Strategies that learn nothing (K=0) are scored once."
+    )
+    return lines

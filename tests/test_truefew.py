@@ -1,0 +1,155 @@
+"""True few-shot: one small file, no dev or test. ``data.selection: auto`` resolves to cross-validation and
+holds nothing out; the report says the CV estimate is the only one; the final model trains on every label
+and ``taskfit serve`` of the grid folder serves it."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from taskfit.compare.plan import plan_cells, resolve_selection
+from taskfit.config import validate_config
+from taskfit.data.prepare import FEW_MAX, FEW_PER_LABEL, few_labels
+from taskfit.tasks import load_pools
+from tests.conftest import shipped_example, write_csv
+from tests.test_readme import few_csv
+
+
+def _config(csv, **data):
+    return validate_config(
+        {
+            "name": "few",
+            "data": {"train": str(csv), "shots": "all", **data},
+            "strategies": [{"name": "head-finetune", "backbone": "minilm", "epochs": 2}],
+            "seeds": [0],
+        }
+    )
+
+
+def test_auto_takes_cv_and_holds_nothing_out_on_a_small_file_without_dev(tmp_path):
+    csv = few_csv(tmp_path / "few.csv")
+    pools = load_pools(_config(csv).data)
+    assert pools.selection == "cv" and (len(pools.train), len(pools.dev), len(pools.test)) == (40, 0, 0)
+    assert any("nothing held out" in n for n in pools.notes)
+    # a test file is used as given (and nothing carved from train); the folds still choose
+    test = write_csv(
+        tmp_path / "test.csv", [{"text": "good fun", "label": "pos"}, {"text": "bad", "label": "neg"}]
+    )
+    pools = load_pools(_config(csv, test=str(test)).data)
+    assert pools.selection == "cv" and (len(pools.train), len(pools.test)) == (40, 2)
+
+
+def test_auto_stays_dev_with_a_dev_file_a_large_pool_or_an_explicit_choice(tmp_path):
+    csv = few_csv(tmp_path / "few.csv")
+    dev = few_csv(tmp_path / "dev.csv", n=10)
+    with_dev = load_pools(_config(csv, dev=str(dev)).data)
+    assert with_dev.selection == "dev" and len(with_dev.dev) == 10 and len(with_dev.test) == 8  # 20% carved
+    legacy = load_pools(_config(csv, selection=None).data)  # a saved config from before auto: dev, carved
+    explicit_dev = load_pools(_config(csv, selection="dev").data)
+    for pools in (legacy, explicit_dev):
+        assert pools.selection == "dev" and (len(pools.train), len(pools.dev), len(pools.test)) == (28, 4, 8)
+    sampled = load_pools(_config(csv, shots=8).data)  # a K grid samples: the rest of the file is held out
+    assert sampled.selection == "dev" and len(sampled.test) == 8
+    for k in ("all", 8):  # asked for, cv holds nothing out of a small file whatever K (as auto with all)
+        explicit_cv = load_pools(_config(csv, selection="cv", shots=k).data)
+        assert explicit_cv.selection == "cv" and (len(explicit_cv.train), len(explicit_cv.test)) == (40, 0)
+    data = _config(csv).data
+    assert few_labels(data, FEW_PER_LABEL * 2, 2) and not few_labels(data, FEW_PER_LABEL * 2 + 1, 2)
+    assert not few_labels(data, FEW_MAX + 1, 20)  # 2000 in all, however many labels
+    assert not few_labels(data, 3, 2, smallest=1)  # a label seen once cannot be in two folds
+    builtin = validate_config({"name": "b", "data": {"dataset": "mr"}, "strategies": [{"name": "zero-shot"}]})
+    assert not few_labels(builtin.data, 40, 2)  # built-in datasets keep their own splits and dev
+
+
+def test_shipped_user_file_example_and_keys_of_auto_resolved_to_dev_stay_as_they_were(tmp_path):
+    _, _, pools = shipped_example("relation.yaml", "relation")
+    assert pools.selection == "dev"
+    csv = few_csv(tmp_path / "few.csv")
+    auto, legacy = _config(csv), _config(csv, selection=None)
+    as_dev = resolve_selection(_config(csv, shots=8), load_pools(_config(csv, shots=8).data))
+    assert as_dev.data.selection is None  # auto that comes to dev: the unset value, so the same keys
+    legacy8 = _config(csv, shots=8, selection=None)
+    assert [c.key for c in plan_cells(as_dev, "f")] == [c.key for c in plan_cells(legacy8, "f")]
+    assert [c.key for c in plan_cells(_config(csv, shots=8), "f")] == [
+        c.key for c in plan_cells(legacy8, "f")
+    ]
+    as_cv = resolve_selection(auto, load_pools(auto.data))
+    assert as_cv.data.selection == "cv"  # the same cells as asking for cv, which hold nothing out either
+    keys = [c.key for c in plan_cells(as_cv, "f")]
+    assert keys == [c.key for c in plan_cells(_config(csv, selection="cv"), "f")]
+    assert keys != [c.key for c in plan_cells(legacy, "f")]
+    assert keys != [c.key for c in plan_cells(_config(csv, selection="cv", folds=3), "f")]  # folds count
+
+
+def test_forty_labels_without_dev_or_test_end_to_end_then_served(tmp_path, tiny_bert_dir, monkeypatch):
+    from taskfit.compare import run_experiment
+    from taskfit.serving.predictor import Predictor
+    from taskfit.strategies.head_finetune import HeadFinetune
+    from tests.test_serving import serving
+
+    fits = []
+    original = HeadFinetune.fit
+
+    def counting_fit(self, train, dev):
+        fits.append((len(train), len(dev)))
+        return original(self, train, dev)
+
+    monkeypatch.setattr(HeadFinetune, "fit", counting_fit)
+    csv = few_csv(tmp_path / "few.csv")
+    config = validate_config(
+        {
+            "name": "few",
+            "data": {"train": str(csv), "shots": "all", "folds": 3},
+            "strategies": [
+                {"name": "zero-shot", "backbone": str(tiny_bert_dir)},
+                {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 2},
+            ],
+            "seeds": [0],
+            "final": "head-finetune",  # the trained row, whatever the tiny model ranks first
+        }
+    )
+    out = tmp_path / "runs" / "few"
+    summary = run_experiment(config, out, isolate=False)
+    # the cell: 3 fold fits on the other folds' labels, one on all 40; then the final model on all 40
+    assert fits[:3] and all(n_train + n_dev == 40 and n_dev > 0 for n_train, n_dev in fits[:3])
+    assert fits[3:] == [(40, 0), (40, 0)]
+    card = json.loads((out / "final" / "final.json").read_text(encoding="utf-8"))
+    assert card["labelled_examples"] == 40 and card["dev_examples"] == 0 and summary["final"]["row"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "No test split: the cross-validated estimate is the only estimate" in report
+    assert "40 labelled examples" in report and "Cost of cross-validation" in report
+    assert "fitted 4 times per seed" in report
+    assert "only estimate" in (out / "final" / "README.md").read_text(encoding="utf-8")
+    metrics = json.loads(
+        (out / "head-finetune" / "tiny-bert0" / "kall" / "seed-0" / "metrics.json").read_text()
+    )
+    assert "accuracy" not in metrics and metrics["cv"]["pool"] == 40  # no test: nothing scored on it
+    # `taskfit serve runs/few` serves runs/few/final
+    with serving(Predictor.load(out, device="cpu")) as url:
+        reply = httpx.post(f"{url}/v1/predict", json={"inputs": ["good fun", "bad dull"]}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["task"] == "classification" and len(body["predictions"]) == 2
+    assert {p["label"] for p in body["predictions"]} <= {"pos", "neg"}
+
+
+def test_the_final_model_of_a_row_is_built_on_that_rows_backbone(tmp_path, tiny_bert_dir, tiny_llama_dir):
+    """One strategy id over two backbones (backbone: [a, b]): the final model is the recommended row's."""
+    from taskfit.compare.final import fit_final
+    from taskfit.compare.summary import Group
+
+    csv = few_csv(tmp_path / "few.csv")
+    config = validate_config(
+        {
+            "name": "few",
+            "data": {"train": str(csv), "shots": "all"},
+            "prompt": {"template": "{text} It was{answer}", "verbalizer": {"pos": " good", "neg": " bad"}},
+            "strategies": [{"name": "zero-shot", "backbone": [str(tiny_llama_dir), str(tiny_bert_dir)]}],
+        }
+    )
+    row = Group(
+        "zero-shot", str(tiny_bert_dir), "zero-shot", "0", ok=[{"cell": "zero-shot/x/k0", "seed": None}]
+    )
+    card = fit_final(config, tmp_path / "out", [row], row, load_pools(config.data))
+    assert card["backbone"] == str(tiny_bert_dir) and card["settings"]["backbone"] == str(tiny_bert_dir)
