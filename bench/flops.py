@@ -65,19 +65,25 @@ def matmul_peak(tokens: int, hidden: int, reps: int) -> dict[str, float]:
     return {name: flops[name] / seconds[name] / 1e9 for name in shapes}
 
 
-def mr_batches(tokenizer, n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """n batches of 16 mr training texts (their real lengths), tokenised and padded."""
+def mr_batches(tokenizer, n: int, seed: int = 0, grouped: bool = False) -> list[dict[str, torch.Tensor]]:
+    """n batches of 16 mr training texts (their real lengths), tokenised and padded. ``grouped``: the texts of
+    every 4 batches are drawn together and sorted by length before they are split (length-grouped batching
+    with a window of 4 batches), so a batch holds texts of similar length."""
     from taskfit.tasks import load_pools
 
     texts = [e.text for e in load_pools(DataConfig(dataset="mr", shots=16)).train]
     rng = random.Random(seed)
+    if grouped:
+        drawn = []
+        for _ in range(-(-n // 4)):
+            window = sorted(rng.sample(texts, 4 * BATCH), key=lambda t: len(tokenizer.tokenize(t)))
+            drawn += [window[i : i + BATCH] for i in range(0, 4 * BATCH, BATCH)]
+        chosen = drawn[:n]
+    else:
+        chosen = [rng.sample(texts, BATCH) for _ in range(n)]
     return [
-        dict(
-            tokenizer(
-                rng.sample(texts, BATCH), padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
-        )
-        for _ in range(n)
+        dict(tokenizer(batch, padding=True, truncation=True, max_length=256, return_tensors="pt"))
+        for batch in chosen
     ]
 
 
@@ -85,18 +91,23 @@ def non_embedding(model) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "wte" not in n)
 
 
-def head_finetune_step(reps: int) -> tuple[dict[str, float], dict]:
+def head_finetune_step(reps: int, compile_step: bool = False) -> tuple[dict[str, float], dict]:
     from taskfit.training.optim import adamw
 
     strategy = build_strategy(
         HeadFinetuneConfig(name="head-finetune", backbone="minilm"), Context(["negative", "positive"])
     )
     batches = mr_batches(strategy.tokenizer, 8)
+    grouped = mr_batches(strategy.tokenizer, 8, grouped=True)
     tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches)
     padded = statistics.mean(b["input_ids"].numel() for b in batches)
+    grouped_padded = statistics.mean(b["input_ids"].numel() for b in grouped)
+    grouped_tokens = statistics.mean(int(b["attention_mask"].sum()) for b in grouped)
     targets = torch.tensor([i % 2 for i in range(BATCH)])
 
-    def variant(fused: str, freeze_words: bool = False, attention: str = "sdpa"):
+    def variant(
+        fused: str, freeze_words: bool = False, attention: str = "sdpa", data=batches, compiled=False
+    ):
         model = copy.deepcopy(strategy.model)
         model.encoder.set_attn_implementation(attention)
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(not freeze_words)
@@ -107,10 +118,12 @@ def head_finetune_step(reps: int) -> tuple[dict[str, float], dict]:
         model.train()
         state = {"i": 0}
 
+        forward = torch.compile(model, dynamic=True) if compiled else model
+
         def step():
-            batch = batches[state["i"] % len(batches)]
+            batch = data[state["i"] % len(data)]
             state["i"] += 1
-            loss = torch.nn.functional.cross_entropy(model(**batch), targets)
+            loss = torch.nn.functional.cross_entropy(forward(**batch), targets)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -124,11 +137,84 @@ def head_finetune_step(reps: int) -> tuple[dict[str, float], dict]:
         "torch default AdamW": variant("off"),
         "fused, word embeddings frozen": variant("auto", freeze_words=True),
         "fused, eager attention": variant("auto", attention="eager"),
+        "fused, length-grouped batches": variant("auto", data=grouped),
     }
+    if compile_step:
+        compiled = variant("auto", compiled=True)
+        compile_seconds = timed(lambda: [compiled() for _ in range(len(batches))])  # one pass over the shapes
+        variants["fused, torch.compile(dynamic=True)"] = compiled
     seconds = interleaved(variants, reps)
-    flops = 6 * non_embedding(strategy.model) * tokens
-    info = {"tokens": tokens, "padded": padded, "flops": flops}
-    return {k: (v, flops / v / 1e9) for k, v in seconds.items()}, info
+    weights = non_embedding(strategy.model)
+    flops = {k: 6 * weights * (grouped_tokens if "grouped" in k else tokens) for k in variants}
+    info = {
+        "tokens": tokens,
+        "padded": padded,
+        "grouped_tokens": grouped_tokens,
+        "grouped_padded": grouped_padded,
+        "flops": 6 * weights * tokens,
+        "compile_seconds": compile_seconds if compile_step else None,
+    }
+    return {k: (v, flops[k] / v / 1e9) for k, v in seconds.items()}, info
+
+
+def lora_and_contrastive_steps(reps: int) -> tuple[dict[str, float], dict]:
+    """A lora step (batch 16, taskfit's lora defaults) and a contrastive pair step (16 pairs: both sides
+    through the encoder), with taskfit's optimiser. Useful FLOPs: lora 4 x non-embedding weights x tokens
+    (forward, and the backward's input gradients; the frozen weights get none); contrastive 6 x weights x
+    the tokens of both sides."""
+    from taskfit.config import LoraStrategyConfig
+
+    lora = build_strategy(
+        LoraStrategyConfig(name="lora", backbone="minilm"), Context(["negative", "positive"])
+    )
+    batches = mr_batches(lora.tokenizer, 8)
+    rights = mr_batches(lora.tokenizer, 8, seed=1)
+    tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches)
+    right_tokens = statistics.mean(int(b["attention_mask"].sum()) for b in rights)
+    targets = torch.tensor([i % 2 for i in range(BATCH)])
+    optimizer = lora._optimizer()
+    lora.model.train()
+    state = {"i": 0}
+
+    def lora_step():
+        batch = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        torch.nn.functional.cross_entropy(lora.model(**batch), targets).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    from taskfit.config import ContrastiveConfig
+    from taskfit.models.embeddings import mean_pool
+    from taskfit.training.optim import adamw
+
+    contrastive = build_strategy(
+        ContrastiveConfig(name="contrastive", backbone="minilm"), Context(["negative", "positive"])
+    )
+    encoder = contrastive.encoder.train()
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    pair_optimizer = adamw(params, fused="auto", lr=2e-5)
+    target = torch.tensor([float(i % 2) for i in range(BATCH)])
+
+    def embed(batch):
+        hidden = encoder(**batch).last_hidden_state
+        return torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
+
+    def pair_step():  # as ContrastiveStrategy.fit: the two sides through the encoder one after the other
+        i = state["i"] % len(batches)
+        state["i"] += 1
+        loss = torch.nn.functional.mse_loss((embed(batches[i]) * embed(rights[i])).sum(-1), target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        pair_optimizer.step()
+        pair_optimizer.zero_grad(set_to_none=True)
+
+    seconds = interleaved({"lora step": lora_step, "contrastive pair step": pair_step}, reps)
+    weights = non_embedding(contrastive.encoder)
+    flops = {
+        "lora step": 4 * weights * tokens,
+        "contrastive pair step": 6 * weights * (tokens + right_tokens),
+    }
+    return {k: (v, flops[k] / v / 1e9) for k, v in seconds.items()}, {"tokens": tokens}
 
 
 def smollm2_scoring(reps: int) -> tuple[dict[str, float], dict]:
@@ -199,6 +285,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1")
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--skip-smollm2", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant of the step")
     args = parser.parse_args()
     print(f"torch {torch.__version__}; load average {os.getloadavg()}", flush=True)
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -210,10 +297,19 @@ def main() -> None:
         best = max(peak.values())
         for name, ms in tokenize_vs_pad(args.reps).items():
             print(f"{name}: {ms:.2f} ms per batch of {BATCH}")
-        rows, info = head_finetune_step(args.reps)
+        rows, info = head_finetune_step(args.reps, args.compile)
         print(
             f"\nminilm head-finetune step, batch {BATCH}, {info['tokens']:.0f} real / {info['padded']:.0f} padded "
-            f"tokens, {info['flops'] / 1e9:.2f} GFLOP useful"
+            f"tokens ({info['grouped_tokens']:.0f} / {info['grouped_padded']:.0f} length-grouped), "
+            f"{info['flops'] / 1e9:.2f} GFLOP useful"
+        )
+        if info["compile_seconds"] is not None:
+            print(f"  torch.compile: first pass over the 8 batches took {info['compile_seconds']:.1f} s")
+        for name, (seconds, gflops) in rows.items():
+            print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {gflops / best:.0%} of peak")
+        rows, info = lora_and_contrastive_steps(args.reps)
+        print(
+            f"\nminilm lora and contrastive steps, batch {BATCH} ({info['tokens']:.0f} real tokens per side)"
         )
         for name, (seconds, gflops) in rows.items():
             print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {gflops / best:.0%} of peak")

@@ -1,12 +1,15 @@
-"""taskfit `lora` vs the field's reference stack (transformers.Trainer + peft LoRA), side by side.
+"""taskfit `lora` and `head-finetune` vs the field's reference stack (transformers.Trainer, + peft LoRA), side by side.
 
 Same backbone (all-MiniLM-L6-v2), same k-shot splits (taskfit's sampler), same hyperparameters: LoRA r=8,
 alpha=16, dropout 0.1 on query/key/value; AdamW lr 5e-3 (head too), weight decay 0.01, linear schedule with
 10% warm-up, batch 8, 10 epochs, no model selection (last epoch), max length 256. The reference is set up as
 its documentation recommends: AutoModelForSequenceClassification, peft task_type SEQ_CLS (so the classifier
-trains), a tokenized `datasets.Dataset`, DataCollatorWithPadding (dynamic padding), report_to none.
+trains), a tokenized `datasets.Dataset`, DataCollatorWithPadding (dynamic padding), report_to none, and
+Trainer's default optimizer (adamw_torch). `--strategies head-finetune` compares full fine-tuning the same way
+(no peft; lr 5e-5 for the whole model on both sides, taskfit's head included).
 
 Usage:  .venv/bin/python bench/reference_lora.py [--dataset mr] [--shots 16] [--seeds 0,1,2,3,4]
+            [--strategies lora,head-finetune] [--test-limit 500]
 Prints one line per seed and a summary: accuracy mean ± std of each, and the training-throughput ratio.
 """
 
@@ -19,18 +22,21 @@ import time
 import numpy as np
 import torch
 
-from taskfit.config import DataConfig, LoraStrategyConfig
+from taskfit.config import DataConfig, HeadFinetuneConfig, LoraStrategyConfig
 from taskfit.data.prepare import sample_splits
 from taskfit.models.backbones import resolve
 from taskfit.strategies import Context, build_strategy
 from taskfit.tasks import load_pools
 
-EPOCHS, BATCH, LR = 10, 8, 5e-3
+EPOCHS, BATCH = 10, 8
+LR = {"lora": 5e-3, "head-finetune": 5e-5}
 
 
-def run_taskfit(splits, seed):
-    cfg = LoraStrategyConfig(
-        name="lora", backbone="minilm", lr=LR, head_lr=LR, epochs=EPOCHS, batch_size=BATCH, patience=EPOCHS
+def run_taskfit(splits, seed, strategy="lora"):
+    lr = LR[strategy]
+    config = LoraStrategyConfig if strategy == "lora" else HeadFinetuneConfig
+    cfg = config(
+        name=strategy, backbone="minilm", lr=lr, head_lr=lr, epochs=EPOCHS, batch_size=BATCH, patience=EPOCHS
     )
     strategy = build_strategy(cfg, Context(splits.labels, seed=seed))
     started = time.perf_counter()
@@ -40,7 +46,7 @@ def run_taskfit(splits, seed):
     return np.mean([p == e.label for p, e in zip(preds, splits.test)]), seconds
 
 
-def run_reference(splits, seed):
+def run_reference(splits, seed, strategy="lora"):
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (
@@ -57,16 +63,17 @@ def run_reference(splits, seed):
     tokenizer = AutoTokenizer.from_pretrained(path)
     index = {lab: i for i, lab in enumerate(splits.labels)}
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(index))
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=8,
-            lora_alpha=16,
-            lora_dropout=0.1,
-            target_modules=["query", "key", "value"],
-        ),
-    )
+    if strategy == "lora":
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS,
+                r=8,
+                lora_alpha=16,
+                lora_dropout=0.1,
+                target_modules=["query", "key", "value"],
+            ),
+        )
 
     def encode(examples):
         data = Dataset.from_dict(
@@ -78,7 +85,7 @@ def run_reference(splits, seed):
         output_dir="/tmp/taskfit-bench-trainer",
         per_device_train_batch_size=BATCH,
         per_device_eval_batch_size=64,
-        learning_rate=LR,
+        learning_rate=LR[strategy],
         weight_decay=0.01,
         warmup_steps=0.1,  # transformers 5: a float in [0, 1) is the warm-up ratio (warmup_ratio is gone)
         lr_scheduler_type="linear",
@@ -110,18 +117,26 @@ def main() -> None:
     parser.add_argument("--dataset", default="mr")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--strategies", default="lora")
+    parser.add_argument("--test-limit", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    data = DataConfig(dataset=args.dataset, shots=args.shots)
+    data = DataConfig(dataset=args.dataset, shots=args.shots, test_limit=args.test_limit)
     pools = load_pools(data)
+    for strategy in args.strategies.split(","):
+        compare(pools, data, strategy, [int(s) for s in args.seeds.split(",")])
+
+
+def compare(pools, data, strategy: str, seeds: list[int]) -> None:
+    reference = "Trainer + peft LoRA" if strategy == "lora" else "Trainer (full fine-tuning)"
     ours, theirs = [], []
-    for seed in map(int, args.seeds.split(",")):
+    for seed in seeds:
         splits = sample_splits(pools, data, seed)
-        ours.append(run_taskfit(splits, seed))
-        theirs.append(run_reference(splits, seed))
+        ours.append(run_taskfit(splits, seed, strategy))
+        theirs.append(run_reference(splits, seed, strategy))
         print(
-            f"seed {seed}: taskfit lora {ours[-1][0]:.3f} ({ours[-1][1]:.1f} s), "
-            f"Trainer+peft {theirs[-1][0]:.3f} ({theirs[-1][1]:.1f} s)",
+            f"seed {seed}: taskfit {strategy} {ours[-1][0]:.3f} ({ours[-1][1]:.1f} s), "
+            f"{reference} {theirs[-1][0]:.3f} ({theirs[-1][1]:.1f} s)",
             flush=True,
         )
     n_train = len(splits.train) * EPOCHS
@@ -131,8 +146,8 @@ def main() -> None:
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         return f"{name}: accuracy {statistics.mean(accs):.3f} ± {std:.3f}, {n_train / statistics.mean(secs):.1f} train examples/s"
 
-    print(line("taskfit lora", ours))
-    print(line("Trainer + peft LoRA", theirs))
+    print(line(f"taskfit {strategy}", ours))
+    print(line(reference, theirs))
     ratio = statistics.mean(r[1] for r in theirs) / statistics.mean(r[1] for r in ours)
     print(
         f"throughput taskfit / reference: {ratio:.2f}x (test {len(splits.test)} examples, {torch.get_num_threads()} threads)"
