@@ -199,3 +199,15 @@ def test_a_final_that_names_no_strategy_is_refused_up_front(sentiment_csv, tiny_
     ):
         run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
     assert not (tmp_path / "out" / "final").exists()
+
+
+def test_the_learning_curve_line_reads_test_not_each_k_s_own_dev_sample():
+    """Each K draws its own dev sample (2K texts): dev scores across K are not a curve. Seen on mr: dev fell
+    0.917 -> 0.792 from K=8 to K=32 while test rose 0.815 -> 0.819, and the line said -0.125."""
+    k8 = _row("in-context", {0: 0.81, 1: 0.82}, dev={0: 0.92, 1: 0.92}, shots="8")
+    k32 = _row("in-context", {0: 0.82, 1: 0.82}, dev={0: 0.79, 1: 0.79}, shots="32")
+    text = "\n".join(recommend(_ranked([k8, k32]), BudgetConfig(), None, 500))
+    line = next(x for x in text.splitlines() if "More labels" in x)
+    assert "in-context (bb) +0.005 from K=8 to K=32" in line and "on test" in line
+    best = next(x for x in text.splitlines() if "Best at each K" in x)
+    assert "chosen on dev" in best and "K=8: in-context (bb) 0.815" in best
