@@ -31,6 +31,16 @@ def test_scores_match_a_full_forward_pass_including_multi_token_words(tiny_lm):
             assert ws.logprob_sum[i, j].item() == pytest.approx(brute_force(model, tok, p, w), abs=1e-4)
 
 
+def test_progress_counts_prompts_not_the_extra_rows_of_multi_token_words(tiny_lm):
+    """The predict progress line's total is the number of texts; it read 480/500 then overshot."""
+    model, tok = tiny_lm.model, tiny_lm.tokenizer
+    prompts = ["the movie was", "a very dull and boring plot, it is", "great", "fine"]
+    words = [" good", " wonderful superb", " positive negative question"]
+    done: list[int] = []
+    score_words(model, tok, prompts, words, batch_size=3, on_batch=done.append)
+    assert sum(done) == len(prompts)
+
+
 def test_shared_prefix_cache_gives_the_same_scores(tiny_lm):
     model, tok = tiny_lm.model, tiny_lm.tokenizer
     prefix = "Review: good fun\nSentiment: positive\n\nReview: awful\nSentiment: negative\n\n"

@@ -161,7 +161,7 @@ def _score_words(model, tokenizer, prompts, words, shared_prefix, reuse_prefix_c
                 logp = torch.log_softmax(head(hidden[b, positions]).float(), dim=-1).cpu()  # (n-1, V)
                 scores[i, j] += logp[torch.arange(len(wids) - 1), torch.tensor(wids[1:])].sum()
         if on_batch:
-            on_batch(len(batch_rows))
+            on_batch(sum(j < 0 for _, j, _ in batch_rows))  # prompts done: the progress total is texts
     return WordScores(scores, torch.tensor([len(w) for w in word_ids], dtype=torch.float))
 
 
