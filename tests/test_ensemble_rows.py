@@ -9,6 +9,8 @@ from taskfit.compare.ensemble import ensemble_lines, ensemble_rows, seed_ensembl
 from taskfit.compare.summary import group_records, leaderboard
 from taskfit.config import validate_config
 
+from .conftest import write_csv
+
 LABELS = ["a", "b"]
 
 
@@ -196,9 +198,20 @@ def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
     sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
 ):
     seen = _recording(monkeypatch)
+    rows = [
+        {"text": f"{w} and {w} again {i}", "label": lab}
+        for i, (w, lab) in enumerate([("great", "positive"), ("awful", "negative")] * 10)
+    ]
+    test = write_csv(tmp_path / "test.csv", rows)
     raw = {
         "name": "ens-cv",
-        "data": {"train": str(sentiment_csv), "shots": [2], "dev_shots": 2, "selection": "cv", "folds": 2},
+        "data": {
+            "train": str(sentiment_csv),
+            "test": str(test),
+            "shots": [2],
+            "selection": "cv",
+            "folds": 2,
+        },
         "seeds": [0, 1],
         "workers": 1,
         "final": "none",
@@ -213,4 +226,24 @@ def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
     summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
     (row,) = summary["ensembles"]
     assert "out-of-fold" in row["note"] and row["runs"] == 2  # one weight fit per seed
-    assert seen and all(len(rows) == 8 for fits in seen for rows in fits.values())  # 2 + 2 per class, once
+    # K=2 per class and no dev file: the pool is 4 examples, each predicted once per row out of fold
+    assert seen and all(len(rows) == 4 for fits in seen for rows in fits.values())
+
+
+def test_without_a_test_split_ensemble_rows_say_why_they_are_missing(sentiment_csv, tiny_bert_dir, tmp_path):
+    """A few labels, no dev, no test: cross-validation scores every row and there is nothing left to score an
+    ensemble whose weights were fitted on those same out-of-fold predictions; the report says so."""
+    raw = {
+        "name": "ens-none",
+        "data": {"train": str(sentiment_csv), "shots": [2], "selection": "cv", "folds": 2},
+        "seeds": [0],
+        "workers": 1,
+        "final": "none",
+        "ensembles": ["seeds", "strategies"],
+        "strategies": [{"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1}],
+    }
+    from taskfit.compare import run_experiment
+
+    summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    assert summary["ensembles"] == []
+    assert any("ensembles: none built" in n and "no test split" in n for n in summary["notes"])

@@ -370,7 +370,12 @@ def summarise_grid(
     samples = task.report_samples(out, groups)
     recommendation += task.recommendation_notes(groups)
     ensembles = []
-    if config.ensembles and pools.labels:  # from the saved probabilities: nothing refits, nothing is chosen
+    if config.ensembles and pools.labels and not pools.test:
+        notes.append(
+            "ensembles: none built: there is no test split to score them on (their weights would be fitted on "
+            "the same out-of-fold or dev predictions that rank the rows); give data.test to see them"
+        )
+    elif config.ensembles and pools.labels:  # from the saved probabilities: nothing refits, nothing is chosen
         ensembles = ensemble_rows(groups, out, list(pools.labels), config.ensembles)
         recommendation += ensemble_lines(ensembles, recommended_row(groups, majority))
         notes += ensemble_notes(ensembles)
