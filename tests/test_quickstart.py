@@ -11,7 +11,7 @@ import yaml
 from taskfit import quickstart
 from taskfit.cli import main
 from taskfit.errors import TaskfitError
-from taskfit.progress import GridProgress, estimate_left, format_duration
+from taskfit.progress import GridProgress, cell_estimate, estimate_left, format_duration
 from tests.conftest import WORDS, write_csv
 
 
@@ -91,6 +91,20 @@ def test_eta_lists_the_pending_cells_on_the_free_slots():
     assert estimate_left(finished, [], [("a", "8")], workers=1) == pytest.approx(11)
     assert estimate_left(finished, [], [("a", "all")], workers=1) == pytest.approx(11)  # K=all: unscaled
     assert estimate_left([], running, pending, workers=2) is None
+
+
+def test_eta_reads_the_same_backbone_first_and_a_line_through_a_groups_k():
+    """On the default grid the first third is smollm2's prompting cells (~90 s) and one minilm row: lora and
+    contrastive on minilm were estimated from all trained cells and the time left read 43% high."""
+    finished = [("in-context/smollm2", "8", 90.0), ("head-finetune/minilm", "8", 30.0)]
+    assert cell_estimate("lora/minilm", "8", finished) == pytest.approx(30.0)  # minilm's cells, not smollm2's
+    assert cell_estimate("lora/gpt2", "8", finished) == pytest.approx(
+        60.0
+    )  # unseen backbone: every trained cell
+    # in-context barely grows with K (its demonstrations are capped): two K give a line, not the K+8 rule
+    curve = [("in-context/smollm2", "8", 75.0), ("in-context/smollm2", "16", 85.0)]
+    assert cell_estimate("in-context/smollm2", "32", curve) == pytest.approx(105.0)
+    assert cell_estimate("in-context/smollm2", "32", curve[:1]) == pytest.approx(75.0 * 40 / 16)
 
 
 def test_grid_progress_lines_say_elapsed_done_left(tmp_path):

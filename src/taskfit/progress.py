@@ -76,19 +76,39 @@ def _scaled_mean(k: str, times: list[tuple[str, float]]) -> float:
     return sum(out) / len(out)
 
 
+def _line_fit(times: list[tuple[str, float]]) -> tuple[float, float] | None:
+    """Least-squares seconds = a + b * K over numeric K (None unless two K differ); b is kept >= 0."""
+    pts = [(float(kk), s) for kk, s in times if kk.isdigit()]
+    if len({k for k, _ in pts}) < 2:
+        return None
+    mk, ms = sum(k for k, _ in pts) / len(pts), sum(s for _, s in pts) / len(pts)
+    b = sum((k - mk) * (s - ms) for k, s in pts) / sum((k - mk) ** 2 for k, _ in pts)
+    b = max(b, 0.0)
+    return ms - b * mk, b
+
+
 def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) -> float | None:
-    """Seconds a cell of ``group`` (strategy and backbone) at K=``k`` should take, from the finished cells
-    (group, K, seconds): the same group at the same K; else the same group at other K, scaled by
-    (K + 8); else the other cells that also train (K > 0) or also don't (K = 0), scaled; else all cells."""
+    """Seconds a cell of ``group`` (``strategy/backbone``) at K=``k`` should take, from the finished cells
+    (group, K, seconds): the same group at the same K; else the same group's line through its other K (with
+    one K: scaled by (K + 8)); else the same backbone's cells that also train (K > 0) or also don't (K = 0),
+    scaled; else any such cells; else all cells. (The backbone tier matters: on the default grid a smollm2
+    in-context cell takes ~90 s and a minilm one ~30-90 s; estimating minilm's lora from smollm2's cells put
+    the time left 43% high after the first third.)"""
     same = [(kk, s) for g, kk, s in finished if g == group]
     exact = [s for kk, s in same if kk == k]
     if exact:
         return sum(exact) / len(exact)
     if same:
+        line = _line_fit(same)
+        if line is not None and k.isdigit():
+            return max(line[0] + line[1] * float(k), min(s for _, s in same) * 0.5)
         return _scaled_mean(k, same)
-    alike = [(kk, s) for _, kk, s in finished if (kk == "0") == (k == "0")]
-    if alike:
-        return _scaled_mean(k, alike)
+    trains = k == "0"
+    alike = [(g, kk, s) for g, kk, s in finished if (kk == "0") == trains]
+    backbone = group.rpartition("/")[2]
+    for pool in ([x for x in alike if x[0].rpartition("/")[2] == backbone], alike):
+        if pool:
+            return _scaled_mean(k, [(kk, s) for _, kk, s in pool])
     if finished:
         return sum(s for _, _, s in finished) / len(finished)
     return None
