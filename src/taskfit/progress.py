@@ -103,10 +103,10 @@ def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) ->
         if line is not None and k.isdigit():
             return max(line[0] + line[1] * float(k), min(s for _, s in same) * 0.5)
         return _scaled_mean(k, same)
-    trains = k == "0"
-    alike = [(g, kk, s) for g, kk, s in finished if (kk == "0") == trains]
-    backbone = group.rpartition("/")[2]
-    for pool in ([x for x in alike if x[0].rpartition("/")[2] == backbone], alike):
+    untrained = k == "0"
+    alike = [(g, kk, s) for g, kk, s in finished if (kk == "0") == untrained]
+    backbone = group.partition("/")[2]  # a run id has no "/"; a backbone path may
+    for pool in ([x for x in alike if x[0].partition("/")[2] == backbone], alike):
         if pool:
             return _scaled_mean(k, [(kk, s) for _, kk, s in pool])
     if finished:
