@@ -74,6 +74,12 @@ def replay(path: str, workers: int = 2) -> int:
 
 def _print(points) -> int:
     end, total = points[-1][2], points[-1][1]
+    if points[-1][0] != total:
+        # The real time left is only known once the last cell has finished: an interrupted run cannot be scored.
+        print(
+            f"the log stops at {points[-1][0]}/{total} cells: the run did not finish, so the real time left is unknown"
+        )
+        return 1
     print(f"{total} cells, {end:.0f} s from the first start to the last cell's end")
     for done, _, elapsed, left in points[:-1]:
         if left is None:

@@ -8,7 +8,9 @@ per repetition, medians reported, so that load from other processes hits every v
   taskfit's optimiser (fused AdamW), torch's default AdamW, the word embeddings frozen, and eager attention
   instead of SDPA. Useful FLOPs: 6 x non-embedding weights x real (unpadded) tokens;
 - smollm2 zero-shot scoring (forward of the decoder stack only, batch 16 prompts), SDPA vs eager and
-  ``no_grad`` vs ``inference_mode``. FLOPs: 2 x non-embedding weights x real tokens.
+  ``no_grad`` vs ``inference_mode``. FLOPs: 2 x non-embedding weights x real tokens;
+- every path also in bf16 autocast (``training.mixed_precision: auto`` on a CPU with AMX), against the bf16
+  matmul peak as well as the fp32 one.
 
 Usage:  .venv/bin/python bench/flops.py [--threads 1,2] [--reps 15] [--skip-smollm2]
 """
@@ -48,7 +50,7 @@ def interleaved(variants: dict, reps: int, warmup: int = 2) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def matmul_peak(tokens: int, hidden: int, reps: int) -> dict[str, float]:
+def matmul_peak(tokens: int, hidden: int, reps: int, dtype=torch.float32) -> dict[str, float]:
     """GFLOP/s of torch.mm on a layer's shapes (tokens x hidden @ hidden x 4 hidden, and back) and 1024^3."""
     shapes = {
         f"{tokens}x{hidden}@{hidden}x{4 * hidden}": (tokens, hidden, 4 * hidden),
@@ -58,7 +60,7 @@ def matmul_peak(tokens: int, hidden: int, reps: int) -> dict[str, float]:
     }
     calls, flops = {}, {}
     for name, (m, k, n) in shapes.items():
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         calls[name] = lambda a=a, b=b: [torch.mm(a, b) for _ in range(5)]
         flops[name] = 2 * m * k * n * 5
     seconds = interleaved(calls, reps)
@@ -93,6 +95,7 @@ def non_embedding(model) -> int:
 
 def head_finetune_step(reps: int, compile_step: bool = False) -> tuple[dict[str, float], dict]:
     from taskfit.training.optim import adamw
+    from taskfit.training.precision import autocast
 
     strategy = build_strategy(
         HeadFinetuneConfig(name="head-finetune", backbone="minilm"), Context(["negative", "positive"])
@@ -106,7 +109,12 @@ def head_finetune_step(reps: int, compile_step: bool = False) -> tuple[dict[str,
     targets = torch.tensor([i % 2 for i in range(BATCH)])
 
     def variant(
-        fused: str, freeze_words: bool = False, attention: str = "sdpa", data=batches, compiled=False
+        fused: str,
+        freeze_words: bool = False,
+        attention: str = "sdpa",
+        data=batches,
+        compiled=False,
+        precision: str = "no",
     ):
         model = copy.deepcopy(strategy.model)
         model.encoder.set_attn_implementation(attention)
@@ -123,8 +131,9 @@ def head_finetune_step(reps: int, compile_step: bool = False) -> tuple[dict[str,
         def step():
             batch = data[state["i"] % len(data)]
             state["i"] += 1
-            loss = torch.nn.functional.cross_entropy(forward(**batch), targets)
-            loss.backward()
+            with autocast(precision, "cpu"):  # as a cell runs: the whole step inside the cell's autocast
+                loss = torch.nn.functional.cross_entropy(forward(**batch).float(), targets)
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -138,6 +147,8 @@ def head_finetune_step(reps: int, compile_step: bool = False) -> tuple[dict[str,
         "fused, word embeddings frozen": variant("auto", freeze_words=True),
         "fused, eager attention": variant("auto", attention="eager"),
         "fused, length-grouped batches": variant("auto", data=grouped),
+        "fused, bf16 autocast": variant("auto", precision="bf16"),
+        "fused, bf16 autocast, length-grouped": variant("auto", data=grouped, precision="bf16"),
     }
     if compile_step:
         compiled = variant("auto", compiled=True)
@@ -163,6 +174,7 @@ def lora_and_contrastive_steps(reps: int) -> tuple[dict[str, float], dict]:
     (forward, and the backward's input gradients; the frozen weights get none); contrastive 6 x weights x
     the tokens of both sides."""
     from taskfit.config import LoraStrategyConfig
+    from taskfit.training.precision import autocast
 
     lora = build_strategy(
         LoraStrategyConfig(name="lora", backbone="minilm"), Context(["negative", "positive"])
@@ -176,10 +188,11 @@ def lora_and_contrastive_steps(reps: int) -> tuple[dict[str, float], dict]:
     lora.model.train()
     state = {"i": 0}
 
-    def lora_step():
+    def lora_step(precision="no"):
         batch = batches[state["i"] % len(batches)]
         state["i"] += 1
-        torch.nn.functional.cross_entropy(lora.model(**batch), targets).backward()
+        with autocast(precision, "cpu"):
+            torch.nn.functional.cross_entropy(lora.model(**batch).float(), targets).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -197,22 +210,30 @@ def lora_and_contrastive_steps(reps: int) -> tuple[dict[str, float], dict]:
 
     def embed(batch):
         hidden = encoder(**batch).last_hidden_state
-        return torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
+        return torch.nn.functional.normalize(mean_pool(hidden.float(), batch["attention_mask"]), dim=-1)
 
-    def pair_step():  # as ContrastiveStrategy.fit: the two sides through the encoder one after the other
+    def pair_step(precision="no"):  # as ContrastiveStrategy.fit: the two sides one after the other
         i = state["i"] % len(batches)
         state["i"] += 1
-        loss = torch.nn.functional.mse_loss((embed(batches[i]) * embed(rights[i])).sum(-1), target)
-        loss.backward()
+        with autocast(precision, "cpu"):
+            loss = torch.nn.functional.mse_loss((embed(batches[i]) * embed(rights[i])).sum(-1), target)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         pair_optimizer.step()
         pair_optimizer.zero_grad(set_to_none=True)
 
-    seconds = interleaved({"lora step": lora_step, "contrastive pair step": pair_step}, reps)
+    bf16 = "bf16"
+    variants = {
+        "lora step": lora_step,
+        "lora step, bf16 autocast": lambda: lora_step(bf16),
+        "contrastive pair step": pair_step,
+        "contrastive pair step, bf16 autocast": lambda: pair_step(bf16),
+    }
+    seconds = interleaved(variants, reps)
     weights = non_embedding(contrastive.encoder)
     flops = {
-        "lora step": 4 * weights * tokens,
-        "contrastive pair step": 6 * weights * (tokens + right_tokens),
+        k: 4 * weights * tokens if k.startswith("lora") else 6 * weights * (tokens + right_tokens)
+        for k in variants
     }
     return {k: (v, flops[k] / v / 1e9) for k, v in seconds.items()}, {"tokens": tokens}
 
@@ -229,7 +250,9 @@ def smollm2_scoring(reps: int) -> tuple[dict[str, float], dict]:
     batches = mr_batches(tokenizer, 4)
     tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches)
 
-    def variant(attention: str, mode):
+    from taskfit.training.precision import autocast
+
+    def variant(attention: str, mode, precision="no"):
         model = copy.deepcopy(base)
         model.set_attn_implementation(attention)
         state = {"i": 0}
@@ -237,7 +260,7 @@ def smollm2_scoring(reps: int) -> tuple[dict[str, float], dict]:
         def forward():
             batch = batches[state["i"] % len(batches)]
             state["i"] += 1
-            with mode():
+            with mode(), autocast(precision, "cpu"):
                 model.model(**batch)
 
         return forward
@@ -246,6 +269,7 @@ def smollm2_scoring(reps: int) -> tuple[dict[str, float], dict]:
         "sdpa, inference_mode": variant("sdpa", torch.inference_mode),
         "sdpa, no_grad": variant("sdpa", torch.no_grad),
         "eager, inference_mode": variant("eager", torch.inference_mode),
+        "sdpa, inference_mode, bf16 autocast": variant("sdpa", torch.inference_mode, "bf16"),
     }
     seconds = interleaved(variants, reps)
     flops = 2 * non_embedding(base.model) * tokens
@@ -295,6 +319,16 @@ def main() -> None:
         for name, gflops in peak.items():
             print(f"matmul {name}: {gflops:.1f} GFLOP/s")
         best = max(peak.values())
+        peak16 = matmul_peak(BATCH * 26, 384, args.reps, torch.bfloat16)
+        for name, gflops in peak16.items():
+            print(f"matmul bf16 {name}: {gflops:.1f} GFLOP/s")
+        best16 = max(peak16.values())
+
+        def of_peak(name: str, gflops: float, best=best, best16=best16) -> str:
+            """The share of the fp32 peak, and for a bf16 variant of the bf16 peak too."""
+            share = f"{gflops / best:.0%} of the fp32 peak"
+            return share + (f", {gflops / best16:.0%} of the bf16 peak" if "bf16" in name else "")
+
         for name, ms in tokenize_vs_pad(args.reps).items():
             print(f"{name}: {ms:.2f} ms per batch of {BATCH}")
         rows, info = head_finetune_step(args.reps, args.compile)
@@ -306,18 +340,18 @@ def main() -> None:
         if info["compile_seconds"] is not None:
             print(f"  torch.compile: first pass over the 8 batches took {info['compile_seconds']:.1f} s")
         for name, (seconds, gflops) in rows.items():
-            print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {gflops / best:.0%} of peak")
+            print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {of_peak(name, gflops)}")
         rows, info = lora_and_contrastive_steps(args.reps)
         print(
             f"\nminilm lora and contrastive steps, batch {BATCH} ({info['tokens']:.0f} real tokens per side)"
         )
         for name, (seconds, gflops) in rows.items():
-            print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {gflops / best:.0%} of peak")
+            print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {of_peak(name, gflops)}")
         if not args.skip_smollm2:
             rows, info = smollm2_scoring(args.reps)
             print(f"\nsmollm2 scoring forward, batch {BATCH}, {info['tokens']:.0f} real tokens")
             for name, (seconds, gflops) in rows.items():
-                print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {gflops / best:.0%} of peak")
+                print(f"  {name}: {seconds * 1e3:.0f} ms, {gflops:.1f} GFLOP/s = {of_peak(name, gflops)}")
     print(f"\nload average at the end {os.getloadavg()}")
 
 

@@ -2,6 +2,8 @@
 
 Same backbone (all-MiniLM-L6-v2), same k-shot samples (taskfit's sampler), SetFit's own defaults on both
 sides: 20 pair-generation iterations, 1 epoch, batch 16, body learning rate 2e-5, logistic-regression head.
+taskfit runs in ``taskfit compare``'s default precision (``--precision auto``: bf16 autocast on a CPU with AMX,
+fp32 elsewhere; ``no`` for fp32); setfit in its own default (fp32).
 Prints per-seed accuracy and training time, then mean ± std and the time ratio.
 """
 
@@ -13,22 +15,26 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 from taskfit.config import ContrastiveConfig, DataConfig
 from taskfit.data.prepare import sample_splits
 from taskfit.models.backbones import resolve
 from taskfit.strategies import Context, build_strategy
 from taskfit.tasks import load_pools
+from taskfit.training.distributed import RunOptions
+from taskfit.training.precision import autocast, resolve_precision
 
 
-def run_taskfit(splits, seed):
-    strategy = build_strategy(
-        ContrastiveConfig(name="contrastive", backbone="minilm"), Context(splits.labels, seed=seed)
-    )
-    started = time.perf_counter()
-    strategy.fit(splits.train, [])
-    seconds = time.perf_counter() - started
-    preds = strategy.predict(splits.test).labels
+def run_taskfit(splits, seed, precision="auto"):
+    precision = resolve_precision(precision, torch.device("cpu"))
+    with autocast(precision, "cpu"):  # as a grid cell runs (compare.worker.run_cell)
+        ctx = Context(splits.labels, seed=seed, run=RunOptions(mixed_precision=precision))
+        strategy = build_strategy(ContrastiveConfig(name="contrastive", backbone="minilm"), ctx)
+        started = time.perf_counter()
+        strategy.fit(splits.train, [])
+        seconds = time.perf_counter() - started
+        preds = strategy.predict(splits.test).labels
     return float(np.mean([p == e.label for p, e in zip(preds, splits.test)])), seconds
 
 
@@ -64,13 +70,14 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--test-limit", type=int, default=500)
+    parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"])
     args = parser.parse_args()
     data = DataConfig(dataset=args.dataset, shots=args.shots, test_limit=args.test_limit)
     pools = load_pools(data)
     ours, theirs = [], []
     for seed in map(int, args.seeds.split(",")):
         splits = sample_splits(pools, data, seed)
-        ours.append(run_taskfit(splits, seed))
+        ours.append(run_taskfit(splits, seed, args.precision))
         theirs.append(run_setfit(splits, seed))
         print(
             f"seed {seed}: taskfit contrastive {ours[-1][0]:.3f} ({ours[-1][1]:.1f} s), "

@@ -26,7 +26,7 @@ def test_choose_prompt_takes_the_best_dev_score_and_logs_all():
         for t in ("a {text}{answer}", "b {text}{answer}", "c {text}{answer}")
     ]
     log = []
-    best = choose_prompt(prompts, lambda p: {"a": 0.5, "b": 0.75, "c": 0.75}[p.template[0]], log)
+    [best] = choose_prompt(prompts, lambda p: {"a": 0.5, "b": 0.75, "c": 0.75}[p.template[0]], log)
     assert best.template.startswith("b")  # first of the tied best
     assert [r["dev_accuracy"] for r in log if r["event"] == "prompt_candidate"] == [0.5, 0.75, 0.75]
     assert log[-1]["event"] == "prompt_chosen" and log[-1]["candidates"] == 3
@@ -82,4 +82,53 @@ def test_search_makes_zero_shot_seed_dependent():
                 "data": {"dataset": "mr"},
                 "strategies": [{"name": "zero-shot", "prompt_search": {"auto_words": 2}}],
             }
+        )
+
+
+@pytest.mark.parametrize("name", ["zero-shot", "in-context"])
+def test_a_prompt_ensemble_averages_its_best_candidates_and_reloads(name, tiny_llama_dir, tmp_path):
+    """prompt_ensemble: N keeps the N best candidates on dev; predictions are the mean of their
+    probabilities (checked against each member predicting alone), and a reloaded run predicts the same."""
+    import torch
+
+    from taskfit.config import InContextConfig
+    from taskfit.strategies.prompt_search import apply_prompt
+
+    search = PromptSearchConfig(
+        templates=["Text: {text}\nLabel:{answer}"],
+        verbalizers=[{"positive": [" good"], "negative": [" bad"]}],
+    )
+    config_class = ZeroShotConfig if name == "zero-shot" else InContextConfig
+    extra = {"calibration": "none", "demos_per_class": 1} if name == "in-context" else {}
+    cfg = config_class(
+        name=name, backbone=str(tiny_llama_dir), prompt_search=search, prompt_ensemble=3, **extra
+    )
+    assert cfg.variant().endswith("+3-prompts")
+    s = build_strategy(cfg, Context(LABELS, PROMPT, seed=0, backbones=BackboneCache()))
+    s.fit(toy(12), toy(8, offset=30))
+    members = s.prompt_members
+    record = next(r for r in s.log if r["event"] == "prompt_ensemble")
+    tried = sorted((r["dev_accuracy"] for r in s.log if r["event"] == "prompt_candidate"), reverse=True)
+    assert len(members) == 3 and record["dev_accuracy"] == tried[:3]
+    test = toy(5, offset=70)
+    together = s.predict(test).probs
+    alone = []
+    for prompt in members:
+        apply_prompt(s, prompt)
+        s.prompt_members = []
+        alone.append(s.predict(test).probs)
+        s.prompt_members = members
+    apply_prompt(s, members[0])
+    assert torch.allclose(together, torch.stack(alone).mean(0), atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1])  # the members are different prompts
+    s.save(tmp_path / "m")
+    reloaded = load_strategy(tmp_path / "m")
+    assert len(reloaded.prompt_members) == 3
+    assert torch.allclose(reloaded.predict(test).probs, together, atol=1e-5)
+
+
+def test_a_prompt_ensemble_without_a_search_is_refused():
+    with pytest.raises(Exception, match="prompt_ensemble averages the best prompt_search candidates"):
+        validate_config(
+            {"data": {"dataset": "mr"}, "strategies": [{"name": "zero-shot", "prompt_ensemble": 3}]}
         )

@@ -191,15 +191,18 @@ def test_training_block_is_checked_and_only_precision_changes_cell_keys(sentimen
         "data": {"train": str(sentiment_csv), "shots": 2},
         "strategies": [{"name": "head-finetune", "backbone": str(tiny_bert_dir)}],
     }
-    plain = validate_config(raw)
-    assert plain.training.report_to == [] and plain.training.mixed_precision == "no"  # off by default
+    plain = validate_config({**raw, "training": {"mixed_precision": "no"}})
+    assert plain.training.report_to == [] and validate_config(raw).training.mixed_precision == "auto"
     with pytest.raises(TaskfitError, match="training.report_too"):
         validate_config({**raw, "training": {"report_too": ["tensorboard"]}})
     with pytest.raises(TaskfitError):
         validate_config({**raw, "training": {"report_to": ["wandb"]}})
     key = plan_cells(plain, "f")[0].key
     tracked = validate_config(
-        {**raw, "training": {"report_to": ["tensorboard"], "checkpoint_every_steps": 5}}
+        {
+            **raw,
+            "training": {"report_to": ["tensorboard"], "checkpoint_every_steps": 5, "mixed_precision": "no"},
+        }
     )
     assert plan_cells(tracked, "f")[0].key == key
     assert plan_cells(validate_config({**raw, "training": {"mixed_precision": "bf16"}}), "f")[0].key != key

@@ -87,6 +87,8 @@ class CellSpec(BaseModel):
     @classmethod
     def build(cls, cell, config, threads: int, workers: int = 1, resume: bool = False) -> CellSpec:
         """The spec of one planned cell (``plan_cells``) of ``config``."""
+        from taskfit.training.precision import config_precision
+
         return cls(
             key=cell.key,
             path=cell.path,
@@ -100,7 +102,8 @@ class CellSpec(BaseModel):
             trust_remote_code=config.trust_remote_code,
             threads=threads,
             workers=workers,
-            training=config.training,
+            # auto resolved once, where the grid is planned: every cell computes in what its key records
+            training=config.training.model_copy(update={"mixed_precision": config_precision(config)}),
             resume=resume,
             from_run=config.from_run,
             old_data=config.old_data,

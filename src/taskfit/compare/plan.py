@@ -18,6 +18,7 @@ from taskfit.errors import TaskfitError
 from taskfit.models.backbones import detect_kind, resolve_device
 from taskfit.registry import REGISTRY
 from taskfit.tasks import get_task
+from taskfit.training.precision import config_precision
 
 CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
 
@@ -160,7 +161,7 @@ def _slug(backbone: str) -> str:
 # Options added after cells were first keyed: left out of the key while off, so that older finished cells keep
 # their keys; when set they are part of it (they change results), as every other strategy setting.
 # max_length: None only in the prompting strategies (trained strategies always have a number, always keyed)
-KEYED_WHEN_SET = ("augment", "adversarial", "max_length")
+KEYED_WHEN_SET = ("augment", "adversarial", "max_length", "prompt_ensemble")
 
 
 def unset_options(strategy: StrategyBase) -> set[str]:
@@ -201,6 +202,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
         slugs[b] = slug
     cells = []
     task = get_task(config.task)
+    precision = config_precision(config)
     for s in config.strategies:
         if uses_shots(s):
             grid = [(k, seed) for k in config.data.shot_grid() for seed in config.seeds]
@@ -221,12 +223,8 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 **({"task": config.task} if task.in_cell_key else {}),
                 **(update_fields(config) if config.from_run else {}),
                 **parallel_trials_key(config, s),  # only where batched trials change the proposals
-                # precision changes results; checkpoints and trackers do not
-                **(
-                    {"mixed_precision": config.training.mixed_precision}
-                    if config.training.mixed_precision != "no"
-                    else {}
-                ),
+                # precision changes results (auto: as resolved on this machine); checkpoints and trackers do not
+                **({"mixed_precision": precision} if precision != "no" else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

@@ -111,10 +111,25 @@ def write_failure(directory: Path, exc: BaseException) -> None:
 def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | None = None) -> dict:
     """Run one cell in this process and write its folder; returns the metrics (also in metrics.json).
 
-    With several processes (``accelerate launch``) every one runs the cell and only the main one writes."""
-    from taskfit.data.prepare import sample_splits
+    With several processes (``accelerate launch``) every one runs the cell and only the main one writes.
+    Everything it computes (training, dev choices, test) runs in the cell's precision."""
+    from taskfit.models.backbones import resolve_device
+    from taskfit.training.precision import autocast, resolve_precision
 
     spec = spec if isinstance(spec, CellSpec) else CellSpec.model_validate(spec)
+    device = resolve_device(spec.device)
+    precision = resolve_precision(spec.training.mixed_precision, device)
+    if precision != spec.training.mixed_precision:  # a spec built by hand with auto: resolved here
+        spec = spec.model_copy(
+            update={"training": spec.training.model_copy(update={"mixed_precision": precision})}
+        )
+    with autocast(precision, device):
+        return _run_cell(spec, directory, backbones)
+
+
+def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) -> dict:
+    from taskfit.data.prepare import sample_splits
+
     task = get_task(spec.task)
     main = is_main_process()
     run = run_options(spec, directory)
@@ -237,6 +252,7 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
             "saved_mb": folder_mb(directory / "model") if main else None,
             "threads": spec.threads,
             "workers": spec.workers,
+            "precision": spec.training.mixed_precision,
             "processes": world_size(),  # accelerate launch: processes that trained together
             "notes": splits.notes,
         }

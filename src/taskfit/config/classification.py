@@ -11,10 +11,12 @@ from taskfit.config.base import LOOP_OPTIONS, StrategyBase, TrainingOptions, opt
 from taskfit.config.prompt import (
     CALIBRATION_HELP,
     ENCODER_MAX_LENGTH_HELP,
+    PROMPT_ENSEMBLE_HELP,
     PROMPT_MAX_LENGTH_HELP,
     CalibratedPrompting,
     Calibration,
     PromptSearchConfig,
+    check_prompt_ensemble,
 )
 
 
@@ -32,6 +34,11 @@ class ZeroShotConfig(CalibratedPrompting, StrategyBase):
     )
     batch_size: int = Field(16, ge=1)
     max_length: int | None = Field(None, ge=8, description=PROMPT_MAX_LENGTH_HELP + ENCODER_MAX_LENGTH_HELP)
+    prompt_ensemble: int | None = Field(None, ge=2, description=PROMPT_ENSEMBLE_HELP)
+
+    @model_validator(mode="after")
+    def _prompt_ensemble_needs_a_search(self):
+        return check_prompt_ensemble(self)
 
 
 class InContextConfig(CalibratedPrompting, StrategyBase):
@@ -64,6 +71,11 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
         description="average label probabilities over this many demonstration orders (the chosen one, then "
         "seeded permutations); the per-order accuracy spread is reported",
     )
+    prompt_ensemble: int | None = Field(None, ge=2, description=PROMPT_ENSEMBLE_HELP)
+
+    @model_validator(mode="after")
+    def _prompt_ensemble_needs_a_search(self):
+        return check_prompt_ensemble(self)
 
     @model_validator(mode="before")
     @classmethod

@@ -78,8 +78,11 @@ class TrainingConfig(Strict):
     """How the gradient-based strategies run, checkpoint and report. Only ``mixed_precision`` changes what a
     cell computes (so only it is part of a cell's key); the rest is about speed and not losing work."""
 
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
-        "no", description="autocast precision through accelerate; fp16 needs a GPU, bf16 a recent GPU or CPU"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="autocast precision of training and prediction (weights stay fp32): auto is bf16 where "
+        "the hardware multiplies bf16 natively (a CPU with AMX, a GPU with bf16) and no (fp32) elsewhere; "
+        "fp16 needs a GPU",
     )
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="optimiser steps between checkpoints; null: by time only"

@@ -70,12 +70,30 @@ Calibration = Literal["none", "contextual", "pmi"]
 CALIBRATION_HELP = "correct the LM's label bias: contextual (content-free inputs) or pmi (domain premise)"
 
 
+PROMPT_ENSEMBLE_HELP = (
+    "with prompt_search: average the label probabilities of the N candidates (template x verbalizer) with "
+    "the best dev accuracy instead of keeping only the best one; every prediction costs N scoring passes"
+)
+
+
 class CalibratedPrompting:
     """Rows of a prompting strategy whose calibration is not its default are named by it: ``zero-shot+pmi``,
-    ``in-context+uncalibrated``."""
+    ``in-context+uncalibrated``; a prompt ensemble by its size: ``zero-shot+3-prompts``."""
 
     def variant(self) -> str:
         calibration = getattr(self, "calibration", "none")
+        ensemble = getattr(self, "prompt_ensemble", None)
+        prompts = f"+{ensemble}-prompts" if ensemble and ensemble > 1 else ""
         if calibration == type(self).model_fields["calibration"].default:  # type: ignore[attr-defined]
-            return ""
-        return "+" + {"dev": "dev-calibrated", "none": "uncalibrated"}.get(calibration, calibration)
+            return prompts
+        return "+" + {"dev": "dev-calibrated", "none": "uncalibrated"}.get(calibration, calibration) + prompts
+
+
+def check_prompt_ensemble(config):
+    """A prompt ensemble averages prompt-search candidates: without a search there are none."""
+    if getattr(config, "prompt_ensemble", None) and getattr(config, "prompt_search", None) is None:
+        raise ValueError(
+            "prompt_ensemble averages the best prompt_search candidates: add a prompt_search block "
+            "(templates:, verbalizers: or auto_label_words:) or drop prompt_ensemble"
+        )
+    return config

@@ -30,7 +30,7 @@ def embed_texts(
             [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         ).to(model.device)
         hidden = model(**enc).last_hidden_state
-        pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).cpu()
+        pooled = torch.nn.functional.normalize(mean_pool(hidden.float(), enc["attention_mask"]), dim=-1).cpu()
         for k, i in enumerate(idx):
             parts[i] = pooled[k]
     if parts:

@@ -44,6 +44,13 @@ def _base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mo
     return base, model.get_output_embeddings()
 
 
+def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """log_softmax of the LM head at these positions, in fp32 even under a bf16 autocast: label words a few
+    hundredths of a nat apart must not be rounded together (the head is one small product per position)."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        return torch.log_softmax(head(hidden.float()).float(), dim=-1).cpu()
+
+
 def encode_prefix(model: torch.nn.Module, input_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-layer (keys, values) of a shared prefix, batch size 1."""
     base, _ = _base_and_head(model)
@@ -152,13 +159,13 @@ def _score_words(model, tokenizer, prompts, words, shared_prefix, reuse_prefix_c
         if firsts:  # every word's first token, read at each prompt's last position, in one head call
             rows_b = torch.tensor([b for b, _ in firsts])
             last = torch.tensor([len(prompt_ids[i]) - 1 for _, i in firsts])
-            logp = torch.log_softmax(head(hidden[rows_b, last]).float(), dim=-1).cpu()  # (R, V)
+            logp = _head_logprobs(head, hidden[rows_b, last])  # (R, V)
             scores[[i for _, i in firsts]] += logp[:, first_ids]
         for b, (i, j, _) in enumerate(batch_rows):
             if j >= 0:
                 plen, wids = len(prompt_ids[i]), word_ids[j]
                 positions = torch.arange(plen, plen + len(wids) - 1)  # predict tokens 2..n
-                logp = torch.log_softmax(head(hidden[b, positions]).float(), dim=-1).cpu()  # (n-1, V)
+                logp = _head_logprobs(head, hidden[b, positions])  # (n-1, V)
                 scores[i, j] += logp[torch.arange(len(wids) - 1), torch.tensor(wids[1:])].sum()
         if on_batch:
             on_batch(sum(j < 0 for _, j, _ in batch_rows))  # prompts done: the progress total is texts
@@ -186,7 +193,7 @@ def next_token_logprobs(
             input_ids=batch.to(model.device), attention_mask=mask.to(model.device)
         ).last_hidden_state
         last = hidden[torch.arange(len(ids)), torch.tensor([len(x) - 1 for x in ids])]  # (B, H)
-        out.append(torch.log_softmax(head(last).float(), dim=-1).cpu())
+        out.append(_head_logprobs(head, last))
     return torch.cat(out)
 
 

@@ -10,6 +10,7 @@ the OpenAI-compatible endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ import torch
 from taskfit.config import DecodingConfig
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
+from taskfit.models.backbones import resolve_device
 from taskfit.strategies import BackboneCache, load_strategy, read_strategy_file
 from taskfit.tasks import get_task
+from taskfit.training.precision import autocast
 
 
 def model_dir(path: str | Path) -> Path:
@@ -48,6 +51,8 @@ class Predictor:
     name: str  # the run's strategy id, shown as the served model's name
     labels: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one forward pass at a time
+    precision: str = "no"  # what the run was evaluated in: served predictions are computed the same way
+    device: str = "cpu"
 
     @classmethod
     def load(cls, run_dir: str | Path, trust_remote_code: bool = False, device: str = "auto") -> Predictor:
@@ -59,7 +64,17 @@ class Predictor:
             saved.get("task", "classification"),
             saved["strategy"].get("id") or saved["strategy"]["name"],
             list(saved.get("labels") or []),
+            precision=saved.get("precision", "no"),  # runs saved before precision was recorded: fp32
+            device=str(resolve_device(device)),
         )
+
+    def _computing(self):
+        """One forward pass at a time, without gradients, in the run's precision."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.lock)
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(autocast(self.precision, self.device))
+        return stack
 
     @property
     def generates(self) -> bool:
@@ -69,7 +84,7 @@ class Predictor:
     # -- the common path: one result dict per input ------------------------------------------------------
 
     def predict(self, examples: Sequence[Example]) -> list[dict]:
-        with self.lock, torch.no_grad():
+        with self._computing():
             return get_task(self.task).serve(self.strategy, list(examples))
 
     # -- generation: raw completions and chat turns (OpenAI-compatible endpoints) -------------------------
@@ -129,7 +144,7 @@ class Predictor:
         self._require_generation()
         net, tokenizer, renderer = self._parts()
         details: list = []
-        with self.lock:
+        with self._computing():
             texts, _ = generate(
                 net, tokenizer, list(prompts), decoding, renderer.stop_token_ids(), seed, per_item=details
             )
@@ -193,7 +208,7 @@ class Predictor:
         kwargs = generation_kwargs(decoding, stop_ids, pad, net)
         if decoding.stop:
             kwargs.update(stop_strings=list(decoding.stop), tokenizer=tokenizer)
-        with self.lock, torch.no_grad():
+        with self._computing():
             torch.manual_seed(seed)
             ids = torch.tensor([prompt], device=net.device)
             out = net.generate(

@@ -27,7 +27,7 @@ import torch
 from taskfit.config import PromptConfig, StrategyBase
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
-from taskfit.models.backbones import Backbone, BackboneKind, load_backbone
+from taskfit.models.backbones import Backbone, BackboneKind, load_backbone, resolve_device
 from taskfit.prompts import Template, Verbalizer
 from taskfit.training.distributed import RunOptions
 
@@ -155,12 +155,14 @@ def write_strategy_file(
 ) -> None:
     """Everything needed to rebuild a strategy besides its weights."""
     from taskfit.io import write_json_atomic
+    from taskfit.training.precision import resolve_precision
 
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "strategy": config.model_dump(mode="json"),
         "labels": ctx.labels,
         "prompt": ctx.prompt.model_dump(mode="json") if ctx.prompt else None,
+        "precision": resolve_precision(ctx.run.mixed_precision, resolve_device(ctx.backbones.device)),
         **(extra or {}),
     }
     write_json_atomic(directory / STRATEGY_FILE, payload)

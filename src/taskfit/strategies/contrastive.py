@@ -82,13 +82,15 @@ class Contrastive:
                 texts, padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
             ).to(self.device)
         hidden = self.encoder(**enc).last_hidden_state  # (B, T, H)
-        return torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)  # (B, H)
+        return torch.nn.functional.normalize(
+            mean_pool(hidden.float(), enc["attention_mask"]), dim=-1
+        )  # (B, H)
 
     @torch.no_grad()
     def embed(self, examples: list[Example], batch_size: int = 64) -> torch.Tensor:
         self.encoder.eval()
         out = [
-            self._embed([e.text for e in examples[i : i + batch_size]]).cpu()
+            self._embed([e.text for e in examples[i : i + batch_size]]).float().cpu()
             for i in range(0, len(examples), batch_size)
         ]
         return torch.cat(out)

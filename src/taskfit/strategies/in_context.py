@@ -28,7 +28,12 @@ from taskfit.strategies.base import (
     save_demonstrations,
     write_strategy_file,
 )
-from taskfit.strategies.prompt_search import run_prompt_search
+from taskfit.strategies.prompt_search import (
+    load_members,
+    predict_with_members,
+    run_prompt_search,
+    save_members,
+)
 
 
 class InContext:
@@ -43,6 +48,7 @@ class InContext:
         self.calibration = "none" if config.calibration == "auto" else config.calibration
         self.order_predictions: list[list[str]] = []  # the last predict's labels per demonstration order
         self.truncation: dict = {}
+        self.prompt_members: list = []  # prompt_ensemble: the prompts whose probabilities are averaged
 
     def _render(self, demos: list[Example]) -> str:
         return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
@@ -84,6 +90,9 @@ class InContext:
         return self._render(self.pool)
 
     def predict(self, examples: list[Example]) -> Predictions:
+        return predict_with_members(self, examples, self._predict_one)
+
+    def _predict_one(self, examples: list[Example]) -> Predictions:
         model, tok = self.backbone.model, self.backbone.tokenizer
         queries = [token_budget.query(self.template, e) for e in examples]
         budget = token_budget.prompt_budget(model, tok, self.config.max_length, self.verbalizer)
@@ -186,7 +195,9 @@ class InContext:
         return 0, count_parameters(self.backbone.model)[1]
 
     def save(self, directory: Path) -> None:
-        write_strategy_file(directory, self.config, self.ctx, {"calibration": self.calibration})
+        write_strategy_file(
+            directory, self.config, self.ctx, {"calibration": self.calibration, **save_members(self)}
+        )
         save_demonstrations(directory, self.pool)
 
     @classmethod
@@ -194,4 +205,5 @@ class InContext:
         strategy = cls(config, ctx)
         strategy.pool = read_demonstrations(directory)
         strategy.calibration = saved.get("calibration", strategy.calibration)
+        load_members(strategy, saved)
         return strategy

@@ -19,6 +19,7 @@ from taskfit.data.readers import Example
 from taskfit.models.lm_scoring import next_token_logprobs
 from taskfit.models.token_budget import NO_DEMONSTRATIONS, TokenBudget, prompt_budget, query
 from taskfit.prompts import Template
+from taskfit.strategies.base import Predictions, probs_to_predictions
 
 WORD = re.compile(r"^ [A-Za-z]{3,}$")  # a whole word with its leading space, as verbalizers need
 
@@ -75,9 +76,13 @@ def candidates(
 
 
 def choose_prompt(
-    prompts: list[PromptConfig], dev_accuracy: Callable[[PromptConfig], float], log: list[dict]
-) -> PromptConfig:
-    """The candidate with the best dev accuracy (the first one on ties: the user's own prompt comes first)."""
+    prompts: list[PromptConfig],
+    dev_accuracy: Callable[[PromptConfig], float],
+    log: list[dict],
+    keep: int = 1,
+) -> list[PromptConfig]:
+    """The ``keep`` candidates with the best dev accuracy, best first (on ties the earlier one: the user's own
+    prompt comes first)."""
     scored = []
     for prompt in prompts:
         scored.append((dev_accuracy(prompt), prompt))
@@ -89,7 +94,8 @@ def choose_prompt(
                 "verbalizer": prompt.verbalizer,
             }
         )
-    best_score, best = max(scored, key=lambda pair: pair[0])
+    ranked = sorted(range(len(scored)), key=lambda i: -scored[i][0])[:keep]  # stable: ties keep their order
+    best_score, best = scored[ranked[0]]
     log.append(
         {
             "event": "prompt_chosen",
@@ -99,7 +105,16 @@ def choose_prompt(
             "candidates": len(prompts),
         }
     )
-    return best
+    if keep > 1:
+        log.append(
+            {
+                "event": "prompt_ensemble",
+                "members": len(ranked),
+                "dev_accuracy": [scored[i][0] for i in ranked],
+                "prompts": [scored[i][1].model_dump(mode="json") for i in ranked],
+            }
+        )
+    return [scored[i][1] for i in ranked]
 
 
 def apply_prompt(strategy, prompt: PromptConfig) -> None:
@@ -139,6 +154,37 @@ def run_prompt_search(strategy, model, tokenizer, train: list[Example], dev: lis
         predicted = strategy.predict(dev).labels
         return sum(p == e.label for p, e in zip(predicted, dev)) / len(dev)
 
-    apply_prompt(
-        strategy, choose_prompt(candidates(strategy.ctx.prompt, search, found), dev_accuracy, strategy.log)
-    )
+    keep = getattr(strategy.config, "prompt_ensemble", None) or 1
+    strategy.prompt_members = []  # each candidate alone while they are scored
+    chosen = choose_prompt(candidates(strategy.ctx.prompt, search, found), dev_accuracy, strategy.log, keep)
+    apply_prompt(strategy, chosen[0])
+    strategy.prompt_members = chosen if len(chosen) > 1 else []
+
+
+def predict_with_members(strategy, examples: list[Example], predict_one) -> Predictions:
+    """A prompt ensemble's prediction: the label probabilities of each member prompt (``prompt_members``,
+    chosen by ``run_prompt_search``) averaged; without members, ``predict_one`` as it is. Written by hand:
+    the prompting libraries score one prompt at a time."""
+    members = getattr(strategy, "prompt_members", [])
+    if len(members) < 2:
+        return predict_one(examples)
+    chosen, total = strategy.ctx.prompt, None
+    try:
+        for prompt in members:
+            apply_prompt(strategy, prompt)
+            probs = predict_one(examples).probs.float()
+            total = probs if total is None else total + probs
+    finally:
+        apply_prompt(strategy, chosen)
+    assert total is not None
+    return probs_to_predictions(torch.log(total / len(members)), strategy.ctx.labels)
+
+
+def save_members(strategy) -> dict:
+    """What ``write_strategy_file`` keeps of a prompt ensemble (nothing without one)."""
+    members = getattr(strategy, "prompt_members", [])
+    return {"prompt_members": [p.model_dump(mode="json") for p in members]} if members else {}
+
+
+def load_members(strategy, saved: dict) -> None:
+    strategy.prompt_members = [PromptConfig.model_validate(p) for p in saved.get("prompt_members", [])]

@@ -25,7 +25,12 @@ from taskfit.strategies.base import (
     probs_to_predictions,
     write_strategy_file,
 )
-from taskfit.strategies.prompt_search import run_prompt_search
+from taskfit.strategies.prompt_search import (
+    load_members,
+    predict_with_members,
+    run_prompt_search,
+    save_members,
+)
 
 # Cosine similarities of sentence embeddings differ by a few hundredths; a temperature turns them into
 # usable probabilities (the argmax, and so accuracy, does not depend on it).
@@ -39,6 +44,7 @@ class ZeroShot:
         if self.backbone.kind == "causal-lm":
             self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
         self.truncation: dict = {}  # what the last predict cut to fit max_length (Tally.summary)
+        self.prompt_members: list = []  # prompt_ensemble: the prompts whose probabilities are averaged
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         """Nothing to train; with prompt_search, the prompt is chosen on dev."""
@@ -58,6 +64,9 @@ class ZeroShot:
         return out
 
     def predict(self, examples: list[Example]) -> Predictions:
+        return predict_with_members(self, examples, self._predict_one)
+
+    def _predict_one(self, examples: list[Example]) -> Predictions:
         model, tok = self.backbone.model, self.backbone.tokenizer
         if self.backbone.kind == "encoder":
             length = self.config.max_length or DEFAULT_ENCODER_MAX_LENGTH
@@ -95,8 +104,10 @@ class ZeroShot:
         return 0, count_parameters(self.backbone.model)[1]
 
     def save(self, directory: Path) -> None:
-        write_strategy_file(directory, self.config, self.ctx)
+        write_strategy_file(directory, self.config, self.ctx, save_members(self))
 
     @classmethod
     def load(cls, directory: Path, config: ZeroShotConfig, ctx: Context, saved: dict) -> ZeroShot:
-        return cls(config, ctx)
+        strategy = cls(config, ctx)
+        load_members(strategy, saved)
+        return strategy

@@ -62,13 +62,22 @@ def make_accelerator(run: RunOptions, device: torch.device):
     compute outputs the loss never uses (BERT's pooler)."""
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
+    from accelerate.utils import AutocastKwargs
 
+    from taskfit.training.precision import resolve_precision
+
+    precision = resolve_precision(run.mixed_precision, device)
     kwargs = dict(
-        mixed_precision=run.mixed_precision,
+        mixed_precision=precision,
         cpu=device.type == "cpu",
         device_placement=False,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # no weight-cast cache: inside a cell's own autocast (training.precision.autocast) the cache would
+        # outlive the step and serve weights from before the optimiser's update
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=True),
+            AutocastKwargs(cache_enabled=False),
+        ],
         log_with=list(run.report_to) or None,
         project_dir=str(run.tracking_dir) if run.tracking_dir else None,
     )
@@ -82,4 +91,4 @@ def make_accelerator(run: RunOptions, device: torch.device):
                 return Accelerator(**kwargs)
             except ValueError as again:
                 exc = again
-        raise TaskfitError(f"training.mixed_precision={run.mixed_precision} on {device}: {exc}") from exc
+        raise TaskfitError(f"training.mixed_precision={precision} on {device}: {exc}") from exc

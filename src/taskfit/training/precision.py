@@ -1,0 +1,57 @@
+"""Which precision a run computes in, and autocast for the passes that do not train.
+
+``auto`` (the default) is bf16 where the hardware does bf16 matrix products natively and fp32 elsewhere:
+on a CPU with AMX tiles (Intel Sapphire Rapids and later) a bf16 matmul ran 4-5x the fp32 one here
+(BENCHMARKS.md, issue 22), on a CUDA GPU with bf16 support it is the field's usual choice; without either,
+bf16 is emulated and slower than fp32, so ``auto`` stays fp32. Weights stay fp32 (autocast), so optimiser
+updates are not rounded; the label-word and loss softmaxes run in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so guarded
+        return bool(amx and amx())
+    return False
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` or ``no`` for this device; the others as given."""
+    if setting != "auto":
+        return setting
+    return "bf16" if native_bf16(device) else "no"
+
+
+def config_precision(config) -> str:
+    """An experiment's precision on the device its cells run on (what a cell's key records)."""
+    from taskfit.models.backbones import resolve_device
+
+    return resolve_precision(config.training.mixed_precision, resolve_device(config.device))
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
+    """Autocast in ``precision`` (``no``: nothing) around everything a cell computes, training included.
+
+    The weight-cast cache is off: autocast clears it only when its outermost context exits, so with it on, a
+    training step inside this context would run on the bf16 copies of the weights from before the previous
+    optimiser step. Off, each layer casts its weights per call (a few percent of a small step)."""
+    device = torch.device(device)
+    if precision in ("bf16", "fp16") and device.type in ("cpu", "cuda"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(device.type, dtype=dtype, cache_enabled=False):
+            yield
+    else:
+        yield
