@@ -137,3 +137,17 @@ def test_precision_module_names_every_setting_the_config_accepts():
     assert set(TrainingConfig.model_fields["mixed_precision"].annotation.__args__) == set(
         precision.PRECISIONS
     )
+
+
+def test_the_fork_server_preloads_the_model_libraries_and_skips_a_missing_one(monkeypatch):
+    """Each cell's process is forked from a server that imported these once (compare/preload.py); a library
+    that cannot be imported is left to the cell that needs it, not a failure of the server."""
+    import sys
+
+    from taskfit.compare import preload
+
+    loaded = preload.preload()
+    assert {"transformers.models.bert.modeling_bert", "peft", "accelerate"} <= set(loaded)
+    assert all(name in sys.modules for name in loaded)
+    monkeypatch.setattr(preload, "MODULES", ("taskfit_no_such_module", "peft"))
+    assert preload.preload() == ["peft"]

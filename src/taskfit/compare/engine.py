@@ -141,7 +141,8 @@ def headline(metrics: dict, task: str = "classification") -> str:
 def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) -> None:
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["taskfit.compare.worker"])  # torch & transformers imported once
+        # torch, transformers' model classes, peft, accelerate, scikit-learn: imported once, not per cell
+        context.set_forkserver_preload(["taskfit.compare.worker", "taskfit.compare.preload"])
     else:  # Windows: each cell imports torch itself
         context = multiprocessing.get_context("spawn")
     queue = deque(todo)
