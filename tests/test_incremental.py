@@ -38,6 +38,7 @@ def _strategy(backbone) -> dict:
         "epochs": 8,
         "patience": 100,
         "dropout": 0.0,
+        "freeze_embeddings": False,  # a random tiny BERT: its embeddings must learn the toy vocabulary
     }
 
 

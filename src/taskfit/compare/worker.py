@@ -252,7 +252,7 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
             "saved_mb": folder_mb(directory / "model") if main else None,
             "threads": spec.threads,
             "workers": spec.workers,
-            "precision": spec.training.mixed_precision,
+            "mixed_precision": spec.training.mixed_precision,  # not "precision": NER reports a metric of that name
             "processes": world_size(),  # accelerate launch: processes that trained together
             "notes": splits.notes,
         }

@@ -64,7 +64,7 @@ class Predictor:
             saved.get("task", "classification"),
             saved["strategy"].get("id") or saved["strategy"]["name"],
             list(saved.get("labels") or []),
-            precision=saved.get("precision", "no"),  # runs saved before precision was recorded: fp32
+            precision=saved.get("mixed_precision", "no"),  # runs saved before it was recorded: fp32
             device=str(resolve_device(device)),
         )
 

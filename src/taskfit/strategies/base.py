@@ -162,7 +162,7 @@ def write_strategy_file(
         "strategy": config.model_dump(mode="json"),
         "labels": ctx.labels,
         "prompt": ctx.prompt.model_dump(mode="json") if ctx.prompt else None,
-        "precision": resolve_precision(ctx.run.mixed_precision, resolve_device(ctx.backbones.device)),
+        "mixed_precision": resolve_precision(ctx.run.mixed_precision, resolve_device(ctx.backbones.device)),
         **(extra or {}),
     }
     write_json_atomic(directory / STRATEGY_FILE, payload)
