@@ -59,7 +59,9 @@ def test_markers_are_single_special_tokens_with_new_embedding_rows(tiny_bert_dir
     assert s.tokenizer.tokenize("[E1] good [/E1] movie [E2]film[/E2]") == [
         "[E1]", "good", "[/E1]", "movie", "[E2]", "film", "[/E2]"
     ]  # fmt: skip
-    assert s.model.encoder.get_input_embeddings().num_embeddings == vocab + 4
+    embeddings = s.model.encoder.get_input_embeddings()
+    # the embedding layer is frozen by default: peft's trainable-tokens layer wraps it and trains the marker rows
+    assert getattr(embeddings, "base_layer", embeddings).num_embeddings == vocab + 4
     example = RelationExample(text="good movie and a film", label="born_in", head=(0, 4), tail=(17, 21))
     batch = s._batch([example])
     ids_row = batch["input_ids"][0].tolist()
