@@ -68,13 +68,11 @@ class Predictor:
             device=str(resolve_device(device)),
         )
 
-    def _computing(self):
+    @contextlib.contextmanager
+    def _computing(self) -> Iterator[None]:
         """One forward pass at a time, without gradients, in the run's precision."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(self.lock)
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(autocast(self.precision, self.device))
-        return stack
+        with self.lock, torch.no_grad(), autocast(self.precision, self.device):
+            yield
 
     @property
     def generates(self) -> bool:
