@@ -35,10 +35,11 @@ CONFIGS = {
         "strategies": [{"name": "lora", "backbone": "smollm2"}],
     },
 }
-# fp32 pinned: mixed_precision auto is bf16 on a machine with native bf16 and then (deliberately) keys the
-# cells as bf16 ones (tests/test_precision.py); these pins must not depend on the machine.
+# fp32 and torch's dropout masks pinned: mixed_precision auto is bf16 on a machine with native bf16, and
+# fast_dropout auto applies on a CPU only; both then (deliberately) key the cells apart (tests/test_precision.py,
+# tests/test_dropout.py). These pins must not depend on the machine.
 for _raw in CONFIGS.values():
-    _raw["training"] = {"mixed_precision": "no"}
+    _raw["training"] = {"mixed_precision": "no", "fast_dropout": "off"}
 # Computed by plan_cells on main before the task objects and CellSpec existed (commit f959d41): finished
 # cells of existing run folders are recognised by these keys, so they must not change by accident. Changed on
 # purpose once: head-finetune's freeze_embeddings default became true (bf2fe9d), a different computation,

@@ -18,6 +18,7 @@ from taskfit.errors import TaskfitError
 from taskfit.models.backbones import detect_kind, resolve_device
 from taskfit.registry import REGISTRY
 from taskfit.tasks import get_task
+from taskfit.training.dropout import uses_cheap_masks
 from taskfit.training.precision import config_precision
 
 CELL_FORMAT = 1  # bump when a change to taskfit makes old cells incomparable
@@ -203,6 +204,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
     cells = []
     task = get_task(config.task)
     precision = config_precision(config)
+    cheap_masks = uses_cheap_masks(config.training.fast_dropout, resolve_device(config.device))
     for s in config.strategies:
         if uses_shots(s):
             grid = [(k, seed) for k in config.data.shot_grid() for seed in config.seeds]
@@ -225,6 +227,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 **parallel_trials_key(config, s),  # only where batched trials change the proposals
                 # precision changes results (auto: as resolved on this machine); checkpoints and trackers do not
                 **({"mixed_precision": precision} if precision != "no" else {}),
+                **({"dropout_masks": "cheap"} if cheap_masks else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

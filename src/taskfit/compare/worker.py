@@ -44,6 +44,7 @@ def run_options(spec: CellSpec, directory: Path) -> RunOptions:
         fingerprint=spec.key,
         mixed_precision=t.mixed_precision,
         fused_optimizer=t.fused_optimizer,
+        fast_dropout=t.fast_dropout,
         checkpoint_every_steps=t.checkpoint_every_steps,
         checkpoint_every_minutes=t.checkpoint_every_minutes,
         keep_checkpoints=t.keep_checkpoints,

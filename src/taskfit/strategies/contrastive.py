@@ -31,6 +31,7 @@ from taskfit.strategies.base import (
     write_strategy_file,
 )
 from taskfit.strategies.head_finetune import pad_rows
+from taskfit.training.dropout import cheap_dropout_masks, uses_cheap_masks
 from taskfit.training.optim import adamw
 
 ENCODER_FILE = "encoder.safetensors"
@@ -110,30 +111,32 @@ class Contrastive:
         # each training text tokenised once (not once per pair and epoch), padded per batch
         enc = self.tokenizer([e.text for e in train], truncation=True, max_length=c.max_length)
         rows = [{k: v[i] for k, v in enc.items()} for i in range(len(train))]
-        for epoch in range(1, c.epochs + 1):
-            self.encoder.train()
-            started, losses = time.perf_counter(), []
-            for start in range(0, len(pairs), c.batch_size):
-                batch = pairs[start : start + c.batch_size]
-                left = self._embed(rows=[rows[i] for i, _, _ in batch])
-                right = self._embed(rows=[rows[j] for _, j, _ in batch])
-                target = torch.tensor([t for _, _, t in batch], device=self.device)
-                loss = torch.nn.functional.mse_loss((left * right).sum(-1), target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), c.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.detach())  # read once per epoch: no host sync per step
-                advance(1)
-            self.log.append(
-                {
-                    "epoch": epoch,
-                    "pairs": len(pairs),
-                    "train_loss": torch.stack(losses).double().mean().item(),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
+        # this loop is not fit_epochs: it swaps in the cheap dropout masks itself (training/dropout.py)
+        with cheap_dropout_masks(self.encoder, uses_cheap_masks(self.ctx.run.fast_dropout, self.device)):
+            for epoch in range(1, c.epochs + 1):
+                self.encoder.train()
+                started, losses = time.perf_counter(), []
+                for start in range(0, len(pairs), c.batch_size):
+                    batch = pairs[start : start + c.batch_size]
+                    left = self._embed(rows=[rows[i] for i, _, _ in batch])
+                    right = self._embed(rows=[rows[j] for _, j, _ in batch])
+                    target = torch.tensor([t for _, _, t in batch], device=self.device)
+                    loss = torch.nn.functional.mse_loss((left * right).sum(-1), target)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), c.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    losses.append(loss.detach())  # read once per epoch: no host sync per step
+                    advance(1)
+                self.log.append(
+                    {
+                        "epoch": epoch,
+                        "pairs": len(pairs),
+                        "train_loss": torch.stack(losses).double().mean().item(),
+                        "seconds": time.perf_counter() - started,
+                    }
+                )
         features = self.embed(train).numpy()
         labels = [self.ctx.labels.index(e.label) for e in train]
         head = LogisticRegression(C=c.head_c, max_iter=1000).fit(features, labels)

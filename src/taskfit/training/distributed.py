@@ -46,6 +46,7 @@ class RunOptions:
     fingerprint: str = ""  # checkpoints written under another cell key are not resumed from
     mixed_precision: str = "no"
     fused_optimizer: str = "auto"  # training.optim.adamw's choice: auto, on, off
+    fast_dropout: str = "auto"  # training.dropout: auto (cheap masks on a CPU) or off
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = None
     keep_checkpoints: int = 2

@@ -28,6 +28,7 @@ from taskfit.errors import TaskfitError
 from taskfit.training.adversarial import EmbeddingPerturbation, adversarial_step, input_embeddings
 from taskfit.training.checkpoint import latest_good, load_checkpoint, save_checkpoint
 from taskfit.training.distributed import RunOptions, make_accelerator
+from taskfit.training.dropout import cheap_dropout_masks, uses_cheap_masks
 
 
 @dataclass
@@ -205,7 +206,8 @@ def fit_epochs(
     if run.report_to:
         _init_trackers(accelerator, run)
     last_save = time.monotonic()
-    with stop_requests(checkpoints is not None) as stop:
+    cheap_masks = cheap_dropout_masks(model, uses_cheap_masks(run.fast_dropout, device))
+    with stop_requests(checkpoints is not None) as stop, cheap_masks:
         for epoch in range(state["epoch"], s.epochs + 1):
             set_train_mode()
             started = time.perf_counter()
