@@ -103,7 +103,9 @@ def test_the_training_attention_path_is_sdpa_apart_from_the_mask(monkeypatch, ma
     q, k, v = (torch.randn(2, 3, 6, 8) for _ in range(3))
     keep = torch.ones(2, 1, 6, 6, dtype=torch.bool)
     keep[0, :, :, 4:] = False
-    mask = {"bool": keep, "additive": (~keep).float() * torch.finfo(torch.float32).min, "none": None}[mask_kind]
+    mask = {"bool": keep, "additive": (~keep).float() * torch.finfo(torch.float32).min, "none": None}[
+        mask_kind
+    ]
     module = nn.Module().train()
     module.is_causal = False
     monkeypatch.setattr(cheap, "cheap_dropout", lambda x, p: x)
