@@ -86,8 +86,10 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
             "examples) never chose and is the independent check."
         )
     lines.append(
-        f"- **Cost of cross-validation:** each trained candidate was fitted {folds[-1] + 1} times per seed "
-        f"({k} fold fits to choose and estimate, then one fit on every label; in-context with calibration: "
-        "auto twice the folds); fit s counts them all. Strategies that learn nothing (K=0) are scored once."
+        f"- **Cost of cross-validation:** each trained candidate was fitted {2 * folds[-1] + 1} times per "
+        f"seed ({k} fold fits to choose the number of epochs, {k} more with that number to estimate without "
+        "choosing on the held-out fold, then one fit on every label; strategies with no epochs to choose "
+        f"{folds[-1] + 1}; in-context with calibration: auto twice the folds); fit s counts them all. "
+        "Strategies that learn nothing (K=0) are scored once."
     )
     return lines

@@ -154,7 +154,7 @@ def few_labels(cfg: DataConfig, n_train: int, n_labels: int, smallest: int = 2) 
 
     There, a 10% dev hold-out would rank on a handful of examples per label, a 20% test hold-out would be
     too small to check anything (80 examples give about ±9 points of accuracy at 95%) and both would be
-    taken from the model's training data, while each of the k+1 fits per candidate is cheap: the folds use
+    taken from the model's training data, while each of the 2k+1 fits per candidate is cheap: the folds use
     every label and are the estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other
     examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count; folds need
     two of each (below that, holding out fails with its own clear message)."""
