@@ -41,9 +41,9 @@ def summarize(run: Path) -> None:
             f"| {name} | {e['shots']} | {e.get('runs')} | {fmt(e.get(f'{key}_mean'), e.get(f'{key}_std'))} | "
             f"{fmt(e.get('selection_mean'), e.get('selection_std'))} | (ensemble) |"
         )
-    top_k = max(s[1] for s in single)
+    top_k = max(int(s[1]) for s in single if str(s[1]).isdigit())
     # the report's candidates: the largest K and the K=0 rows (compare/summary.py _at_reference)
-    at_k = [s for s in single if s[1] in (top_k, 0) and s[3] is not None] or single
+    at_k = [s for s in single if str(s[1]) in (str(top_k), "0") and s[3] is not None] or single
     chosen = max(at_k, key=lambda s: s[3] if s[3] is not None else -1)
     best = max(at_k, key=lambda s: s[2][0])
     print(
