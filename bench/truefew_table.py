@@ -58,8 +58,11 @@ def summarize(run: Path) -> None:
         # a seed ensemble of a K-shot grid on a built-in dataset averages fits on different samples (5x the
         # labels of one seed); the cross-strategy ensemble uses one seed's labels
         kind = "seed ensemble: different samples per seed" if "seed ensemble" in name else "cross-strategy"
-        print(f"{name} [{kind}]: {value:.3f} vs best single row {best_single:.3f}: {value - best_single:+.3f}")
+        print(
+            f"{name} [{kind}]: {value:.3f} vs best single row {best_single:.3f}: {value - best_single:+.3f}"
+        )
     print("\nthe report's recommendation:\n" + "\n".join(results["recommendation"]) + "\n")
+
 
 if __name__ == "__main__":
     for arg in sys.argv[1:]:
