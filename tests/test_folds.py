@@ -100,16 +100,32 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
     )
 
 
+def _cv_on_twenty(fake, config):
+    """cv_fit with 4 folds over 20 alternating a/b examples (12 train + 8 dev), building ``fake(config)``
+    strategies; (every strategy built, in order; the final one; its metrics)."""
+    from taskfit.compare.cv import cv_fit
+    from taskfit.data.readers import Example
+    from taskfit.strategies import Context
+    from taskfit.tasks import get_task
+
+    built = []
+
+    def build(cfg, ctx):
+        built.append(fake(cfg))
+        return built[-1]
+
+    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
+    ctx = Context(labels=["a", "b"], seed=0)
+    strategy, metrics = cv_fit(config, ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    return built, strategy, metrics
+
+
 def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise():
     from dataclasses import dataclass, field
 
     from pydantic import BaseModel
 
-    from taskfit.compare.cv import cv_fit
-    from taskfit.data.readers import Example
-    from taskfit.strategies import Context
     from taskfit.strategies.base import Predictions
-    from taskfit.tasks import get_task
 
     class Cfg(BaseModel):  # in-context's setting that CV chooses
         calibration: str = "auto"
@@ -133,15 +149,7 @@ def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise
             ]
             return Predictions(labels, torch.zeros(len(examples), 2), ["a", "b"])
 
-    built = []
-
-    def build(cfg, ctx):
-        built.append(Fake(cfg))
-        return built[-1]
-
-    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
-    ctx = Context(labels=["a", "b"], seed=0)
-    strategy, metrics = cv_fit(Cfg(), ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    built, strategy, metrics = _cv_on_twenty(Fake, Cfg())
     assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
     assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
     assert metrics["dev_accuracy"] == 1.0
@@ -186,11 +194,7 @@ def test_cv_scores_folds_with_the_chosen_epochs_not_with_their_own_best_epoch():
     import torch
     from pydantic import BaseModel
 
-    from taskfit.compare.cv import cv_fit
-    from taskfit.data.readers import Example
-    from taskfit.strategies import Context
     from taskfit.strategies.base import Predictions
-    from taskfit.tasks import get_task
 
     class Cfg(BaseModel):
         epochs: int = 6
@@ -218,15 +222,7 @@ def test_cv_scores_folds_with_the_chosen_epochs_not_with_their_own_best_epoch():
             probs = torch.tensor([[0.9, 0.1] if lab == "a" else [0.1, 0.9] for lab in labels])
             return Predictions(labels, probs, ["a", "b"])
 
-    built = []
-
-    def build(cfg, ctx):
-        built.append(Fake(cfg))
-        return built[-1]
-
-    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
-    ctx = Context(labels=["a", "b"], seed=0)
-    strategy, metrics = cv_fit(Cfg(), ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    built, strategy, metrics = _cv_on_twenty(Fake, Cfg())
     assert metrics["cv"]["epochs"] == 3 and strategy.config.epochs == 3 and strategy.fits == [(20, 0, 3)]
     assert len(built) == 4 + 4 + 1
     assert [f.fits for f in built[4:8]] == [[(15, 0, 3)]] * 4  # refitted with the chosen epochs, no fold
