@@ -230,3 +230,125 @@ def test_cv_scores_folds_with_the_chosen_epochs_not_with_their_own_best_epoch():
     assert metrics["dev_accuracy"] == pytest.approx(0.4)
     right = sum(r["probs"][r["gold"]] > 0.5 for r in metrics["oof"])
     assert right == 8  # the out-of-fold predictions come from the same fits
+
+
+def _prefix_fake(fixes: tuple, breaks: tuple = ()):
+    """An in-context-like strategy: its model is its demonstrations (the first example of each label it is
+    fitted on). Without calibration it always answers a; with contextual calibration it answers right on
+    the examples whose index ends in a digit of ``fixes`` and wrong on those ending in one of ``breaks``."""
+    from dataclasses import dataclass, field
+
+    import torch
+    from pydantic import BaseModel
+
+    from taskfit.strategies.base import Predictions
+
+    class Cfg(BaseModel):
+        calibration: str = "auto"
+        demos_per_class: int = 1
+        selection: str = "balanced"
+        prompt_search: None = None
+
+    @dataclass
+    class Fake:
+        config: Cfg
+        log: list = field(default_factory=list)
+        fits: list = field(default_factory=list)
+        pool: list = field(default_factory=list)
+        calibration: str = "none"
+        predicted: list = field(default_factory=list)
+
+        def fit(self, train, dev):
+            self.fits.append((len(train), len(dev), self.config.calibration))
+            self.pool = [next(e for e in train if e.label == lab) for lab in ("a", "b")]
+
+        def predict(self, examples):
+            self.predicted.append([e.text for e in examples])
+
+            def answer(e):
+                digit = int(e.text[1:]) % 10
+                if self.calibration != "contextual" or digit not in fixes + breaks:
+                    return "a"
+                return e.label if digit in fixes else ("b" if e.label == "a" else "a")
+
+            labels = [answer(e) for e in examples]
+            probs = torch.tensor([[0.7, 0.3] if lab == "a" else [0.3, 0.7] for lab in labels])
+            return Predictions(labels, probs, ["a", "b"])
+
+    return Fake, Cfg
+
+
+def _cv_on_forty(fake, config):
+    from taskfit.compare.cv import cv_fit
+    from taskfit.data.readers import Example
+    from taskfit.strategies import Context
+    from taskfit.tasks import get_task
+
+    built = []
+
+    def build(cfg, ctx):
+        built.append(fake(cfg))
+        return built[-1]
+
+    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(40)]
+    ctx = Context(labels=["a", "b"], seed=0)
+    strategy, metrics = cv_fit(config, ctx, pool[:24], pool[24:], 3, get_task("classification"), build)
+    return built, strategy, metrics
+
+
+def test_in_context_is_fitted_once_and_chosen_on_the_examples_its_prefix_never_saw():
+    fake, cfg = _prefix_fake(fixes=tuple(range(10)))  # contextual right everywhere, none on the a's only
+    built, strategy, metrics = _cv_on_forty(fake, cfg())
+    assert len(built) == 1 and strategy.fits == [(40, 0, "none")]  # one fit on the whole pool, no folds
+    assert strategy.config.calibration == "auto" and strategy.calibration == "contextual"
+    demos = {e.text for e in strategy.pool}
+    assert len(demos) == 2
+    for texts in strategy.predicted:  # scored on the 38 others, never on its own demonstrations
+        assert len(texts) == 38 and not demos & set(texts)
+    cv = metrics["cv"]
+    assert cv["calibration"]["chosen"] == "contextual" and cv["held_out"] == 38 and cv["folds"] == 3
+    assert metrics["dev_accuracy"] == 1.0 and sum(len(texts) for texts in strategy.predicted) == 2 * 38
+    assert [r["probs"] is None for r in metrics["oof"]] == [r in demos for r in (f"t{i}" for i in range(40))]
+    assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 38
+
+
+def test_in_context_keeps_no_calibration_when_contextual_wins_within_the_noise():
+    # contextual fixes 11 b's and breaks 7 a's of the 38: +0.105 on average, one standard error 0.112
+    fake, cfg = _prefix_fake(fixes=(0, 2, 4), breaks=(1, 3))
+    _, strategy, metrics = _cv_on_forty(fake, cfg())
+    rule = metrics["cv"]["calibration"]
+    assert abs(rule["gain"] - 4 / 38) < 1e-9 and rule["noise"] > rule["gain"] and rule["chosen"] == "none"
+    assert strategy.calibration == "none" and abs(metrics["dev_accuracy"] - 19 / 38) < 1e-9
+    # four b's fixed and nothing broken clears its standard error: taken
+    fake, cfg = _prefix_fake(fixes=(2,))
+    _, strategy, metrics = _cv_on_forty(fake, cfg())
+    assert metrics["cv"]["calibration"]["chosen"] == "contextual" and strategy.calibration == "contextual"
+
+
+def test_a_weighted_ensemble_is_kept_only_when_its_cross_validated_gain_beats_the_noise():
+    from taskfit.compare.ensemble import checked_weights
+
+    labels = ["a", "b"]
+    gold = ["a", "b"] * 15
+
+    def member(wrong):  # P(gold) 0.9 where right, 0.4 where wrong: any two together are right everywhere
+        return [
+            {
+                "gold": g,
+                "probs": {g: 0.4 if wrong(i) else 0.9, ("b" if g == "a" else "a"): 0.6 if wrong(i) else 0.1},
+            }
+            for i, g in enumerate(gold)
+        ]
+
+    thirds = {
+        "x": member(lambda i: i % 3 == 0),
+        "y": member(lambda i: i % 3 == 1),
+        "z": member(lambda i: i % 3 == 2),
+    }
+    weights, verdict = checked_weights(thirds, labels, "x")
+    assert verdict["chosen"] is True and verdict["gain"] > 0.25 and verdict["parts"] == 5
+    assert weights["x"] < 1 and abs(sum(weights.values()) - 1) < 1e-9
+    # a second member no better than the best one: the row is the best member alone
+    same = {"x": member(lambda i: i % 5 == 0), "y": member(lambda i: i % 5 == 0)}
+    weights, verdict = checked_weights(same, labels, "x")
+    assert verdict["chosen"] is False and weights == {"x": 1.0, "y": 0.0}

@@ -60,6 +60,21 @@ def test_one_seed_says_no_claim_can_be_made():
     assert "With one seed there is no estimate of the seed-to-seed variance" in text
 
 
+def test_rows_without_training_data_are_not_called_one_seed_rows():
+    # the recommended row is zero-shot: the trained rows are paired over their seeds; the other zero-shot
+    # row has no seed-to-seed variance at all, and the one-seed sentence would be wrong next to those verdicts
+    best = _row("zero-shot", {None: 0.78}, dev={None: 0.80}, shots="0")
+    other = _row("zero-shot-enc", {None: 0.69}, dev={None: 0.62}, shots="0")
+    trained = _row("lora", {0: 0.66, 1: 0.64, 2: 0.65}, dev={0: 0.60, 1: 0.62, 2: 0.61}, shots="0")
+    trained.shots = "16"
+    text = "\n".join(recommend(_ranked([best, other, trained]), BudgetConfig(), None, 500))
+    assert "**Best by accuracy on dev at K=16 per class (the most labels tried):** **zero-shot (bb)**" in text
+    assert "With one seed" not in text and "Every other strategy" not in text
+    assert "**Behind it** (paired over seeds, p < 0.05): lora (bb)." in text
+    assert "Like it, zero-shot-enc (bb) learns from no labelled sample" in text and "±0.036" in text
+    assert "paired over seeds" in text  # lora: a verdict over its seeds
+
+
 def test_several_seeds_still_call_a_clear_gap():
     rows = [_row("a", {0: 0.90, 1: 0.91, 2: 0.92}), _row("b", {0: 0.60, 1: 0.62, 2: 0.61})]
     text = "\n".join(recommend(rows, BudgetConfig(), None, 500))

@@ -162,3 +162,41 @@ def test_the_final_model_of_a_row_is_built_on_that_rows_backbone(tmp_path, tiny_
     )
     card = fit_final(config, tmp_path / "out", [row], row, load_pools(config.data))
     assert card["backbone"] == str(tiny_bert_dir) and card["settings"]["backbone"] == str(tiny_bert_dir)
+
+
+def test_in_context_under_cv_is_scored_on_the_labels_its_prefix_never_saw(tmp_path, tiny_llama_dir):
+    """A small file, no dev: in-context is fitted once on all 40 labels and scored on the 36 that are not its
+    demonstrations; its train log holds one calibration choice, made on them; its out-of-fold records leave
+    the demonstrations out (an ensemble's weights never see a label twice)."""
+    from taskfit.compare import run_experiment
+
+    csv = few_csv(tmp_path / "few.csv")
+    raw = {
+        "name": "few-icl",
+        "data": {"train": str(csv), "shots": "all"},
+        "seeds": [0],
+        "workers": 1,
+        "final": "none",
+        "prompt": {
+            "template": "Review: {text}\nSentiment:{answer}",
+            "verbalizer": {"pos": [" positive"], "neg": [" negative"]},
+        },
+        "strategies": [{"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 2}],
+    }
+    run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
+    (cell,) = (tmp_path / "out" / "in-context").rglob("metrics.json")
+    metrics = json.loads(cell.read_text())
+    cv = metrics["cv"]
+    assert cv["method"] == "held out of the demonstrations" and (cv["pool"], cv["held_out"]) == (40, 36)
+    assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 36
+    assert cv["calibration"]["chosen"] in ("none", "contextual") and cv["calibration"]["noise"] is not None
+    assert sum(r["probs"] is None for r in metrics["oof"]) == 4 and len(metrics["oof"]) == 40
+    log = [json.loads(line) for line in (cell.parent / "train_log.jsonl").read_text().splitlines()]
+    choices = [e for e in log if e.get("event") == "calibration"]
+    assert len(choices) == 1 and choices[0]["chosen"] == cv["calibration"]["chosen"]
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    if "Nothing to recommend" in report:  # the random tiny LM is no better than chance: the floor is named
+        assert "(always the most frequent label of the examples it is scored on)" in report
+        assert "'?'" not in report
+    else:
+        assert "scored on every label that is not one of its demonstrations" in report

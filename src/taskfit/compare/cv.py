@@ -6,6 +6,11 @@ fold fits with that number of epochs (each fold refitted without its held-out ex
 kept their best epoch on them).
 
 Cost: k + 1 fits per cell instead of one; 2k + 1 for strategies whose number of epochs is chosen.
+
+In-context with one shared demonstration prefix trains nothing: the only labels its model uses are its
+demonstrations. It is fitted once on the pool, and every other pool example is held out from that very
+model: its calibration is chosen and its score measured on them (fold models would each hold different
+demonstrations, so their scores and their calibration choice say little about the prefix that is deployed).
 """
 
 from __future__ import annotations
@@ -55,12 +60,120 @@ def _curve(log: list[dict]) -> dict[int, float]:
     return out
 
 
+def _fold_count(pool: list, folds: int) -> int:
+    """``folds``, fewer when a label has fewer examples than that, at least 2."""
+    smallest = min((sum(e.label == lab for e in pool) for lab in set(e.label for e in pool)), default=2)
+    return max(2, min(folds, smallest))
+
+
+def uses_one_prefix(config) -> bool:
+    """A prompting strategy whose fitted model is its demonstration prefix and nothing else: in-context with
+    a shared prefix (not ``selection: similar``, which draws each query's demonstrations from the whole pool)
+    and no prompt search (which chooses on held-out examples of its own)."""
+    fields = type(config).model_fields
+    return (
+        "demos_per_class" in fields
+        and getattr(config, "selection", None) != "similar"
+        and getattr(config, "prompt_search", None) is None
+    )
+
+
+def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> tuple[object, dict]:
+    """in-context: fitted once on the pool; calibration chosen and the score measured on the pool examples
+    that are not its demonstrations (none of which the model has seen). ``calibration: auto`` takes
+    contextual only when its per-example gain in accuracy over none exceeds one standard error of the
+    paired differences (the rule of ``choose_non_default``). The spread is over ``k`` stratified parts of
+    those examples: the same model scored on fold-sized parts, so it measures scoring noise only."""
+    from taskfit.tasks.classification import selection_scores
+
+    auto = config.calibration == "auto"
+    # fitted as calibration none (auto's fit would log "no dev set to choose on"), then chosen below
+    strategy = build(config.model_copy(update={"calibration": "none"}) if auto else config, ctx)
+    strategy.fit(pool, [])
+    strategy.config = config
+    shown = {id(e) for e in strategy.pool}
+    held = [i for i, e in enumerate(pool) if id(e) not in shown]
+    examples = [pool[i] for i in held]
+    if len(examples) < 2:
+        raise ValueError(
+            f"in-context with {len(strategy.pool)} demonstrations leaves {len(examples)} of the {len(pool)} "
+            "labelled examples to choose on; label more examples or lower demos_per_class"
+        )
+
+    def predict(method: str):
+        strategy.calibration = method
+        return strategy.predict(examples)
+
+    calibration = None
+    if auto:
+        plain, calibrated = predict("none"), predict("contextual")
+
+        def correct(preds) -> list[dict]:
+            return [{"dev_accuracy": float(p == e.label)} for p, e in zip(preds.labels, examples)]
+
+        calibration = choose_non_default(correct(plain), correct(calibrated), "dev_accuracy")
+        chosen = "contextual" if calibration["chosen"] else "none"
+        calibration["chosen"] = chosen
+        strategy.calibration = chosen
+        preds = calibrated if chosen == "contextual" else plain
+        strategy.log.append(
+            {
+                "event": "calibration",
+                **calibration,
+                "on": f"{len(examples)} pool examples, not demonstrations",
+            }
+        )
+    else:
+        preds = strategy.predict(examples)
+    k = _fold_count(examples, folds)
+    parts = stratified_folds([e.label for e in examples], k, ctx.seed)
+    scores = [
+        selection_scores([examples[i].label for i in part], [preds.labels[i] for i in part], ctx.labels)
+        for part in parts
+    ]
+    metrics = {
+        key: value
+        for key, value in selection_scores([e.label for e in examples], preds.labels, ctx.labels).items()
+        if key != "dev_examples_scored"
+    }
+    probs = dict(zip(held, preds.probs.tolist()))
+    if len(pool) <= OOF_MAX:  # the demonstrations have no held-out prediction: None, skipped by ensembles
+        metrics["oof"] = [
+            {
+                "gold": e.label,
+                "probs": dict(zip(preds.label_names, map(float, probs[i]))) if i in probs else None,
+            }
+            for i, e in enumerate(pool)
+        ]
+    metrics["cv"] = {
+        "folds": k,
+        "pool": len(pool),
+        "method": "held out of the demonstrations",
+        "held_out": len(examples),
+        "epochs": None,
+        **({"calibration": calibration} if calibration else {}),
+        "mean_curve": {},
+        "fold_scores": scores,
+        "fold_std": _fold_std(scores),
+    }
+    return strategy, metrics
+
+
+def _fold_std(scores: list[dict]) -> dict:
+    return {
+        key: statistics.stdev([s[key] for s in scores])
+        for key in ("dev_accuracy", "dev_macro_f1")
+        if len(scores) > 1 and all(key in s for s in scores)
+    }
+
+
 def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tuple[object, dict]:
     """(the strategy fitted on train + dev with the epochs the folds chose, metrics: the mean fold scores
     as ``dev_*`` and a ``cv`` record). ``build(config, ctx)`` makes a fresh strategy."""
     pool = [*train, *dev]
-    k = min(folds, min((sum(e.label == lab for e in pool) for lab in set(e.label for e in pool)), default=2))
-    k = max(2, k)
+    if uses_one_prefix(config):
+        return _held_out_of_demonstrations(config, ctx, pool, folds, build)
+    k = _fold_count(pool, folds)
     index = stratified_folds([e.label for e in pool], k, ctx.seed)
     trains_by_epoch = "epochs" in type(config).model_fields
     fold_config = config
@@ -136,10 +249,6 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         **({"calibration": {**calibration, "chosen": update["calibration"]}} if calibration else {}),
         "mean_curve": mean_curve(curves),
         "fold_scores": scores,
-        "fold_std": {
-            key: statistics.stdev([s[key] for s in scores])
-            for key in ("dev_accuracy", "dev_macro_f1")
-            if len(scores) > 1 and all(key in s for s in scores)
-        },
+        "fold_std": _fold_std(scores),
     }
     return strategy, metrics

@@ -60,6 +60,40 @@ def ensemble_weights(
     return {row: n / rounds for row, n in counts.items()}
 
 
+def checked_weights(
+    fits: dict[str, list[dict]], labels: list[str], best: str, score: str = "accuracy", parts: int = 5
+) -> tuple[dict[str, float], dict]:
+    """(weights, verdict): the greedy weights of ``ensemble_weights`` only when the weighted ensemble beats
+    ``best`` (its top member by the selection score) by more than the noise, else all weight on ``best``.
+
+    Greedy selection on a few dozen examples overfits them (issue 18's runs: weights swung from seed to seed
+    and the ensemble lost to its best member on test), so the gain is cross-validated over the fitting
+    examples themselves: ``parts`` stratified parts, weights fitted on the others and scored on each, paired
+    with ``best`` on the same part; kept when the mean gain exceeds one standard error of the paired
+    differences (``choose_non_default``, the rule every cross-validated choice uses)."""
+    from taskfit.compare.cv import choose_non_default
+    from taskfit.data.folds import stratified_folds
+
+    golds = [r["gold"] for r in fits[best]]
+    gold = np.array([labels.index(g) for g in golds])
+    counts = np.bincount(gold, minlength=len(labels))
+    k = max(2, min(parts, int(counts[counts > 0].min())))
+    singles, ensembles = [], []
+    matrix = {row: _matrix(records, labels) for row, records in fits.items()}
+    for part in stratified_folds(golds, k, seed=0) if len(gold) >= k else []:
+        held = np.zeros(len(gold), dtype=bool)
+        held[part] = True
+        rest = {row: [r for r, h in zip(records, held) if not h] for row, records in fits.items()}
+        weights = ensemble_weights(rest, labels, score=score)
+        probs = sum(w * matrix[row][held] for row, w in weights.items())
+        ensembles.append({score: _score(gold[held], probs.argmax(1), len(labels), score)})
+        singles.append({score: _score(gold[held], matrix[best][held].argmax(1), len(labels), score)})
+    verdict = {**choose_non_default(singles, ensembles, score), "parts": len(singles)}
+    if verdict["chosen"]:
+        return ensemble_weights(fits, labels, score=score), verdict
+    return {row: float(row == best) for row in fits}, verdict
+
+
 # -- reading what the cells saved ----------------------------------------------------------------------------
 
 
@@ -155,8 +189,9 @@ def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
 
 def _fit_records(record: dict, source: str, out: Path, labels: list[str]) -> list[dict] | None:
     if source == "oof":
-        oof = (record.get("metrics") or {}).get("oof")
-        return oof if oof and all(set(labels) <= set(r.get("probs") or {}) for r in oof) else None
+        oof = (record.get("metrics") or {}).get("oof")  # probs None: an in-context row's demonstration
+        ok = oof and all(r.get("probs") is None or set(labels) <= set(r["probs"]) for r in oof)
+        return oof if ok else None
     return read_rows(out / record["cell"] / DEV_PREDICTIONS, labels)
 
 
@@ -167,7 +202,11 @@ def _aligned(fits: dict[str, list[dict]], source: str) -> dict[str, list[dict]] 
     names = list(fits)
     if source == "oof":
         golds = [[r["gold"] for r in fits[n]] for n in names]
-        return fits if all(g == golds[0] for g in golds) else None
+        if any(g != golds[0] for g in golds):
+            return None
+        # positions every member predicted (an in-context row has no prediction for its demonstrations)
+        keep = [i for i in range(len(golds[0])) if all(fits[n][i].get("probs") is not None for n in names)]
+        return {n: [fits[n][i] for i in keep] for n in names} if keep else None
     keyed = {n: _keyed(rows) for n, rows in fits.items()}
     common = [k for k in keyed[names[0]] if all(k in keyed[n] for n in names[1:])]
     return {n: [keyed[n][k] for k in common] for n in names} if common else None
@@ -196,7 +235,8 @@ def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str]
     if aligned is None:
         return None
     score = pool[0].metric.key if pool[0].metric.key in ("accuracy", "macro_f1") else "accuracy"
-    return ensemble_weights(aligned, labels, score=score), aligned, members
+    weights, verdict = checked_weights(aligned, labels, pool[0].name, score)  # type: ignore[arg-type]
+    return weights, aligned, members, verdict
 
 
 def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], size: int = POOL_SIZE):
@@ -223,7 +263,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
         tests = [read_rows(out / r["cell"] / PREDICTIONS, labels) for r in fitted[2]] if fitted else []
         if not fitted or any(t is None for t in tests) or not _same_examples(tests):  # type: ignore[arg-type]
             continue
-        weights, aligned, members = fitted
+        weights, aligned, members, verdict = fitted
         probs = sum(w * _matrix(t, labels) for w, t in zip(weights.values(), tests))  # type: ignore[arg-type]
         record = {"cell": f"ensemble/k{shots}/seed-{seed}", "seed": seed, "status": "ok"}
         record.update(_label_metrics([r["gold"] for r in tests[0]], probs, labels))  # type: ignore[index]
@@ -231,6 +271,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
         record.update(_label_metrics([r["gold"] for r in next(iter(aligned.values()))], fit, labels, "dev_"))
         record.update(_cost(members))
         record["weights"], record["fitted_on"] = weights, len(next(iter(aligned.values())))
+        record["weighted"] = verdict  # kept the greedy weights, or the best member alone, and why
         records.append(record)
         for name, w in weights.items():
             weights_seen[name].append(w)
@@ -242,10 +283,15 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
         if source == "oof"
         else "each seed's dev predictions (dev trained none of the rows' parameters but chose their epochs)"
     )
+    kept = sum(bool(r["weighted"]["chosen"]) for r in records)
+    gains = [r["weighted"]["gain"] for r in records if r["weighted"]["gain"] is not None]
     note = (
         "weights " + ", ".join(f"{n} {statistics.mean(w):.2f}" for n, w in weights_seen.items())
-        + f" (mean over seeds), fitted on {where}; its dev score is the one the weights were fitted on "
-        "(optimistic)"
+        + f" (mean over seeds), fitted on {where}; the weighted mix was kept on {kept} of {len(records)} "
+        f"seeds, where its gain over {pool[0].name}, cross-validated over those predictions, beat one "
+        "standard error" + (f" (mean gain {statistics.mean(gains):+.3f})" if gains else "")
+        + f"; elsewhere the row is {pool[0].name} alone; its dev score is the one the weights were fitted "
+        "on (optimistic)"
     )  # fmt: skip
     name = "ensemble of " + " + ".join(g.strategy for g in pool)
     backbones = "/".join(dict.fromkeys(g.backbone for g in pool))

@@ -29,7 +29,9 @@ def oof_interval(group, key: str, labels: list[str], seed: int = 0) -> tuple[flo
     index = {label: i for i, label in enumerate(labels)}
     runs = []
     for r in group.ok:
-        oof = (r.get("metrics") or {}).get("oof")
+        oof = [
+            o for o in (r.get("metrics") or {}).get("oof") or [] if o.get("probs")
+        ]  # None: a demonstration
         if not oof or any(o["gold"] not in index for o in oof):
             return None
         gold = np.array([index[o["gold"]] for o in oof])
@@ -89,7 +91,8 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
         f"- **Cost of cross-validation:** each trained candidate was fitted {2 * folds[-1] + 1} times per "
         f"seed ({k} fold fits to choose the number of epochs, {k} more with that number to estimate without "
         "choosing on the held-out fold, then one fit on every label; strategies with no epochs to choose "
-        f"{folds[-1] + 1}; in-context with calibration: auto twice the folds); fit s counts them all. "
+        f"{folds[-1] + 1}; in-context with one demonstration prefix once, scored on every label that is not "
+        "one of its demonstrations); fit s counts them all. "
         "Strategies that learn nothing (K=0) are scored once."
     )
     return lines

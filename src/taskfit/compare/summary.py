@@ -299,10 +299,12 @@ def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[st
     row is behind needs an estimate of the seed-to-seed variance: with one seed none is made."""
     if not others:  # one row: nothing to compare it with
         return [], []
-    close, beaten, untested = [], [], []
+    close, beaten, untested, untrained = [], [], [], []
     for g in others:
         p, how = paired_p_value(best, g, n_test)
-        if p is None:
+        if p is None and best.shots == "0" and g.shots == "0":
+            untrained.append(g)  # neither learns from a sample: there is no seed-to-seed variance at all
+        elif p is None:
             untested.append(g)
         else:
             (close if p >= NOISE_P else beaten).append((g, p, how))
@@ -314,7 +316,7 @@ def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[st
             + ". These gaps may be seed noise; more seeds would tell."
         )
     if beaten:
-        if close or untested:
+        if close or untested or untrained:
             lines.append(
                 f"- **Behind it** (paired over seeds, p < {NOISE_P}): "
                 + ", ".join(g.name for g, _, _ in beaten)
@@ -322,6 +324,21 @@ def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[st
             )
         else:
             lines.append(f"- Every other strategy is clearly behind it (paired over seeds, p < {NOISE_P}).")
+    if untrained:
+        m = best.metric
+        half = (
+            f" (on {n_test:,} test examples, {m.label} near {best.score:.2f} is known to about "
+            f"±{1.96 * (best.score * (1 - best.score) / n_test) ** 0.5:.3f})"
+            if n_test and m.proportion and best.score is not None and 0 <= best.score <= 1
+            else ""
+        )
+        lines.append(
+            "- Like it, "
+            + ", ".join(g.name for g in untrained)
+            + (" learns" if len(untrained) == 1 else " learn")
+            + " from no labelled sample, so there is no seed-to-seed variance between them: their gap "
+            f"is measured once, and only the scoring set's own sampling error applies{half}."
+        )
     if untested:
         lines.append(
             "- With one seed there is no estimate of the seed-to-seed variance, so no row can be called clearly "
@@ -382,9 +399,15 @@ def recommend(
     if on and any(cv_runs(g) for g in at_ref):
         on = " (cross-validated)"
     if not candidates:
+        # no test split: the floor is each fold's (or dev's) own most frequent label, not one label
+        always = (
+            f"always '{majority['label']}'"
+            if (majority or {}).get("label")
+            else "always the most frequent label of the examples it is scored on"
+        )
         lines.append(
             f"- **Nothing to recommend:** every strategy scores at or below the majority-class predictor "
-            f"(always '{(majority or {}).get('label', '?')}') on {m.label}{on}: "
+            f"({always}) on {m.label}{on}: "
             + ", ".join(g.name for g in at_ref)
             + ". More labels, another backbone or a better prompt may help."
         )

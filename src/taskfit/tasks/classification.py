@@ -41,6 +41,20 @@ def label_scores(strategy: Any, examples: list) -> list[dict]:
     ]
 
 
+def selection_scores(gold: list[str], predicted: list[str], labels: Sequence[str]) -> dict:
+    """The ``dev_*`` scores a label row is selected by, with the majority-class floor on the same examples."""
+    from taskfit.evaluation.metrics import classification_metrics
+
+    m = classification_metrics(gold, list(predicted), list(labels))
+    majority = m["majority_baseline"]
+    return {
+        "dev_accuracy": m["accuracy"],
+        "dev_macro_f1": m["macro_f1"],
+        "dev_majority": {"accuracy": majority["accuracy"], "macro_f1": majority["macro_f1"]},
+        "dev_examples_scored": len(gold),
+    }
+
+
 class Classification(Task):
     name = "classification"
     describes_labels = True
@@ -77,18 +91,8 @@ class Classification(Task):
     def selection_with_rows(self, strategy, dev: list, labels: Sequence[str]) -> tuple[dict, list[dict]]:
         if not dev:
             return {}, []
-        from taskfit.evaluation.metrics import classification_metrics
-
         preds = strategy.predict(dev)  # once: the scores and the saved rows come from the same predictions
-        m = classification_metrics([e.label for e in dev], preds.labels, list(labels))
-        majority = m["majority_baseline"]
-        metrics = {
-            "dev_accuracy": m["accuracy"],
-            "dev_macro_f1": m["macro_f1"],
-            "dev_majority": {"accuracy": majority["accuracy"], "macro_f1": majority["macro_f1"]},
-            "dev_examples_scored": len(dev),
-        }
-        return metrics, label_rows(dev, preds)
+        return selection_scores([e.label for e in dev], preds.labels, labels), label_rows(dev, preds)
 
     def serve(self, strategy, examples: list) -> list[dict]:
         return label_scores(strategy, examples)
