@@ -151,3 +151,61 @@ def test_the_fork_server_preloads_the_model_libraries_and_skips_a_missing_one(mo
     assert all(name in sys.modules for name in loaded)
     monkeypatch.setattr(preload, "MODULES", ("taskfit_no_such_module", "peft"))
     assert preload.preload() == ["peft"]
+
+
+def test_frozen_linear_weights_are_cast_once_and_the_run_is_unchanged(tiny_bert_dir, monkeypatch):
+    """LoRA's frozen base weights hold their bf16 copies inside each step (made once, not by autocast at every
+    call): the trained weights and the log are identical to per-call casting, and fp32 outside the step."""
+    import contextlib
+
+    from taskfit.config import LoraStrategyConfig
+    from taskfit.training import loop
+
+    from .test_training import assert_same_run
+
+    def config():
+        return LoraStrategyConfig(
+            name="lora", backbone=str(tiny_bert_dir), epochs=2, batch_size=4, patience=9
+        )
+
+    made = []
+
+    def recording(model, device_type):
+        made.append(precision.frozen_linear_casts(model, device_type))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "frozen_linear_casts", recording)
+    with autocast("bf16", "cpu"):  # with a dev set: each epoch's evaluation runs between the steps
+        once = train(config(), RunOptions(mixed_precision="bf16"))
+    assert made and made[0] is not contextlib.nullcontext
+    monkeypatch.setattr(loop, "frozen_linear_casts", lambda model, device_type: contextlib.nullcontext)
+    with autocast("bf16", "cpu"):
+        per_call = train(config(), RunOptions(mixed_precision="bf16"))
+    assert_same_run(once, per_call)
+    assert all(v.dtype == torch.float32 for v in once[0].values())
+
+
+def test_frozen_linear_casts_leave_shared_and_trainable_weights_and_restore_the_rest():
+    from torch import nn
+
+    embed, tied, frozen, trained = nn.Embedding(5, 4), nn.Linear(4, 5), nn.Linear(4, 4), nn.Linear(4, 4)
+    tied.weight = embed.weight  # an LM head tied to the embeddings
+    model = nn.ModuleList([embed, tied, frozen, trained])
+    for p in [*embed.parameters(), *tied.parameters(), *frozen.parameters()]:
+        p.requires_grad_(False)
+    assert precision.frozen_linear_casts(model, "cpu") is not None  # outside autocast: a no-op context
+    with precision.frozen_linear_casts(model, "cpu")():
+        assert frozen.weight.dtype == torch.float32
+    original = frozen.weight.detach().clone()
+    storage = frozen.weight.data_ptr()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        step = precision.frozen_linear_casts(model, "cpu")
+        with step():
+            assert frozen.weight.dtype == torch.bfloat16 and torch.equal(
+                frozen.weight.float(), original.bfloat16().float()
+            )
+            assert (
+                tied.weight.dtype == embed.weight.dtype == torch.float32
+                and trained.weight.dtype == torch.float32
+            )
+        assert frozen.weight.data_ptr() == storage and frozen.weight.dtype == torch.float32

@@ -29,6 +29,7 @@ from taskfit.training.adversarial import EmbeddingPerturbation, adversarial_step
 from taskfit.training.checkpoint import latest_good, load_checkpoint, save_checkpoint
 from taskfit.training.distributed import RunOptions, make_accelerator
 from taskfit.training.dropout import cheap_dropout_masks, uses_cheap_masks
+from taskfit.training.precision import frozen_linear_casts
 
 
 @dataclass
@@ -207,6 +208,7 @@ def fit_epochs(
         _init_trackers(accelerator, run)
     last_save = time.monotonic()
     cheap_masks = cheap_dropout_masks(model, uses_cheap_masks(run.fast_dropout, device))
+    frozen_casts = frozen_linear_casts(model, device.type)
     with stop_requests(checkpoints is not None) as stop, cheap_masks:
         for epoch in range(state["epoch"], s.epochs + 1):
             set_train_mode()
@@ -224,7 +226,7 @@ def fit_epochs(
                 if not share:  # fewer examples than processes: take part in the step, add nothing
                     share, weight = idx[:1], 0.0
                 boundary = step % s.grad_accumulation == 0 or step == len(batches)
-                with contextlib.nullcontext() if boundary else accelerator.no_sync(net):
+                with contextlib.nullcontext() if boundary else accelerator.no_sync(net), frozen_casts():
                     scale = weight / s.grad_accumulation
                     if perturbation is None:
                         loss = net(share)

@@ -10,7 +10,8 @@ updates are not rounded; the label-word and loss softmaxes run in fp32.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 
 import torch
 
@@ -55,3 +56,48 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def frozen_linear_casts(model: torch.nn.Module, device_type: str) -> Callable[[], ContextManager]:
+    """A context for one training step's forward and backward in which the frozen ``nn.Linear`` weights hold
+    their autocast-dtype copies, made once here (nullcontext when autocast is off).
+
+    Autocast casts every weight at every call, and its cache is off (see ``autocast``); for weights that never
+    change (LoRA's base layers, frozen layers) those casts were 6% of a minilm LoRA step, profiled (BENCHMARKS.md,
+    issue 22). The values are the ones autocast would have made, so the step computes the same numbers. The
+    fp32 weights are back outside the step: evaluation, checkpoints and saved models never see the copies. A
+    weight another kind of module shares (an LM head tied to the embeddings) is left alone."""
+    if not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext
+    dtype = torch.get_autocast_dtype(device_type)
+    shared = {
+        id(p)
+        for m in model.modules()
+        if not isinstance(m, torch.nn.Linear)
+        for p in m.parameters(recurse=False)
+    }
+    pairs: dict[int, tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = {}
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if (
+            isinstance(m, torch.nn.Linear)
+            and isinstance(w, torch.nn.Parameter)
+            and not w.requires_grad
+            and w.dtype == torch.float32
+            and id(w) not in shared
+        ):
+            pairs[id(w)] = (w, w.data, w.data.to(dtype))
+    if not pairs:
+        return contextlib.nullcontext
+
+    @contextlib.contextmanager
+    def swapped() -> Iterator[None]:
+        for w, _, low in pairs.values():
+            w.data = low
+        try:
+            yield
+        finally:  # after the backward: autograd saved these weights for it
+            for w, full, _ in pairs.values():
+                w.data = full
+
+    return swapped
