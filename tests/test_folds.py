@@ -232,10 +232,10 @@ def test_cv_scores_folds_with_the_chosen_epochs_not_with_their_own_best_epoch():
     assert right == 8  # the out-of-fold predictions come from the same fits
 
 
-def _prefix_fake(fixes: tuple, breaks: tuple = ()):
-    """An in-context-like strategy: its model is its demonstrations (the first example of each label it is
-    fitted on). Without calibration it always answers a; with contextual calibration it answers right on
-    the examples whose index ends in a digit of ``fixes`` and wrong on those ending in one of ``breaks``."""
+def _prefix_fake(fixes: tuple, breaks: tuple = (), per_class: int = 1):
+    """An in-context-like strategy: its model is its demonstrations (the first ``per_class`` examples of each
+    label it is fitted on). Without calibration it always answers a; with contextual calibration it answers
+    right on the examples whose index ends in a digit of ``fixes`` and wrong on those ending in ``breaks``."""
     from dataclasses import dataclass, field
 
     import torch
@@ -245,7 +245,7 @@ def _prefix_fake(fixes: tuple, breaks: tuple = ()):
 
     class Cfg(BaseModel):
         calibration: str = "auto"
-        demos_per_class: int = 1
+        demos_per_class: int = per_class
         selection: str = "balanced"
         prompt_search: None = None
 
@@ -260,7 +260,7 @@ def _prefix_fake(fixes: tuple, breaks: tuple = ()):
 
         def fit(self, train, dev):
             self.fits.append((len(train), len(dev), self.config.calibration))
-            self.pool = [next(e for e in train if e.label == lab) for lab in ("a", "b")]
+            self.pool = [e for lab in ("a", "b") for e in [x for x in train if x.label == lab][:per_class]]
 
         def predict(self, examples):
             self.predicted.append([e.text for e in examples])
@@ -312,17 +312,37 @@ def test_in_context_is_fitted_once_and_chosen_on_the_examples_its_prefix_never_s
     assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 38
 
 
-def test_in_context_keeps_no_calibration_when_contextual_wins_within_the_noise():
-    # contextual fixes 11 b's and breaks 7 a's of the 38: +0.105 on average, one standard error 0.112
-    fake, cfg = _prefix_fake(fixes=(0, 2, 4), breaks=(1, 3))
+def test_in_context_with_more_demonstrations_keeps_no_calibration_unless_contextual_clearly_wins():
+    # two per class: none is the default. Contextual fixes 14 b's and breaks 10 a's of the 36 held out:
+    # +0.111 on average, one standard error 0.137: kept none
+    fake, cfg = _prefix_fake(fixes=(0, 2, 4, 6), breaks=(1, 3, 5), per_class=2)
+    _, strategy, metrics = _cv_on_forty(fake, cfg(demos_per_class=2))
+    rule = metrics["cv"]["calibration"]
+    assert rule["default"] == "none" and metrics["cv"]["held_out"] == 36
+    assert abs(rule["gain"] - 4 / 36) < 1e-9 and rule["noise"] > rule["gain"] and rule["chosen"] == "none"
+    assert strategy.calibration == "none" and metrics["dev_accuracy"] == 0.5  # always a: 18 of 36
+    # four b's fixed and nothing broken clears its standard error: taken
+    fake, cfg = _prefix_fake(fixes=(2,), per_class=2)
+    _, strategy, metrics = _cv_on_forty(fake, cfg(demos_per_class=2))
+    assert metrics["cv"]["calibration"]["chosen"] == "contextual" and strategy.calibration == "contextual"
+
+
+def test_in_context_with_one_demonstration_per_class_keeps_contextual_unless_none_clearly_wins():
+    from taskfit.compare.cv import calibration_default
+
+    assert calibration_default(2, 2) == "contextual" and calibration_default(4, 2) == "none"
+    # none is better by 4 of 38 (contextual fixes 7 b's, breaks 11 a's): within one standard error (0.112)
+    fake, cfg = _prefix_fake(fixes=(0, 2), breaks=(1, 3, 5))
     _, strategy, metrics = _cv_on_forty(fake, cfg())
     rule = metrics["cv"]["calibration"]
-    assert abs(rule["gain"] - 4 / 38) < 1e-9 and rule["noise"] > rule["gain"] and rule["chosen"] == "none"
-    assert strategy.calibration == "none" and abs(metrics["dev_accuracy"] - 19 / 38) < 1e-9
-    # four b's fixed and nothing broken clears its standard error: taken
-    fake, cfg = _prefix_fake(fixes=(2,))
+    assert (
+        rule["default"] == "contextual" and abs(rule["gain"] - 4 / 38) < 1e-9 and rule["noise"] > rule["gain"]
+    )
+    assert rule["chosen"] == "contextual" and strategy.calibration == "contextual"
+    # contextual wrong on every a and no b fixed: none clearly wins
+    fake, cfg = _prefix_fake(fixes=(), breaks=(1, 3, 5, 7, 9))
     _, strategy, metrics = _cv_on_forty(fake, cfg())
-    assert metrics["cv"]["calibration"]["chosen"] == "contextual" and strategy.calibration == "contextual"
+    assert metrics["cv"]["calibration"]["chosen"] == "none" and metrics["dev_accuracy"] == 0.5
 
 
 def test_a_weighted_ensemble_is_kept_only_when_its_cross_validated_gain_beats_the_noise():

@@ -78,12 +78,23 @@ def uses_one_prefix(config) -> bool:
     )
 
 
+def calibration_default(demonstrations: int, labels: int) -> str:
+    """The calibration ``auto`` keeps unless the other one wins by more than the noise: contextual for a
+    prefix of one demonstration per class, none for more. Measured on smollm2 over 5 seeds (BENCHMARKS.md,
+    issue 11): contextual lifted one-per-class prompts (mr +0.054, tweets-sentiment +0.017, trec -0.005) and
+    cost 0.11 on mr with four per class. With none as the default for every prefix, mr at K=16 kept none on
+    two seeds whose held-out gain from contextual (+0.08, +0.03) did not clear the noise of 62 examples, and
+    lost 0.15-0.17 on test there (BENCHMARKS.md, issue 18)."""
+    return "contextual" if demonstrations <= labels else "none"
+
+
 def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> tuple[object, dict]:
     """in-context: fitted once on the pool; calibration chosen and the score measured on the pool examples
-    that are not its demonstrations (none of which the model has seen). ``calibration: auto`` takes
-    contextual only when its per-example gain in accuracy over none exceeds one standard error of the
+    that are not its demonstrations (none of which the model has seen). ``calibration: auto`` takes the
+    non-default calibration only when its per-example gain in accuracy exceeds one standard error of the
     paired differences (the rule of ``choose_non_default``). The spread is over ``k`` stratified parts of
-    those examples: the same model scored on fold-sized parts, so it measures scoring noise only."""
+    those examples: the same model scored on fold-sized parts, so it measures scoring noise only. The default
+    the rule keeps is ``calibration_default``'s."""
     from taskfit.tasks.classification import selection_scores
 
     auto = config.calibration == "auto"
@@ -106,16 +117,20 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
 
     calibration = None
     if auto:
-        plain, calibrated = predict("none"), predict("contextual")
+        default = calibration_default(len(strategy.pool), len(ctx.labels))
+        other = "none" if default == "contextual" else "contextual"
+        by_method = {default: predict(default), other: predict(other)}
 
         def correct(preds) -> list[dict]:
             return [{"dev_accuracy": float(p == e.label)} for p, e in zip(preds.labels, examples)]
 
-        calibration = choose_non_default(correct(plain), correct(calibrated), "dev_accuracy")
-        chosen = "contextual" if calibration["chosen"] else "none"
-        calibration["chosen"] = chosen
+        calibration = choose_non_default(
+            correct(by_method[default]), correct(by_method[other]), "dev_accuracy"
+        )
+        chosen = other if calibration["chosen"] else default
+        calibration.update(chosen=chosen, default=default)
         strategy.calibration = chosen
-        preds = calibrated if chosen == "contextual" else plain
+        preds = by_method[chosen]
         strategy.log.append(
             {
                 "event": "calibration",
@@ -207,13 +222,17 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
 
     update: dict = {}
     calibration = None
-    # in-context: none unless contextual clearly wins (per-query prefixes, selection: similar, take none)
+    # in-context with a prompt search: its default calibration unless the other clearly wins over the folds
+    # (per-query prefixes, selection: similar, take none)
     if getattr(config, "calibration", None) == "auto" and getattr(config, "selection", None) != "similar":
-        _, plain = run_folds(fold_config.model_copy(update={"calibration": "none"}))
-        curves, calibrated = run_folds(fold_config.model_copy(update={"calibration": "contextual"}))
-        calibration = choose_non_default(plain, calibrated, "dev_accuracy")
-        update["calibration"] = "contextual" if calibration["chosen"] else "none"
-        scores = calibrated if calibration["chosen"] else plain
+        labels = len(set(e.label for e in pool))
+        default = calibration_default(getattr(config, "demos_per_class", 2) * labels, labels)
+        other = "none" if default == "contextual" else "contextual"
+        _, kept = run_folds(fold_config.model_copy(update={"calibration": default}))
+        curves, changed = run_folds(fold_config.model_copy(update={"calibration": other}))
+        calibration = {**choose_non_default(kept, changed, "dev_accuracy"), "default": default}
+        update["calibration"] = other if calibration["chosen"] else default
+        scores = changed if calibration["chosen"] else kept
     else:
         curves, scores = run_folds(fold_config)
     epochs = choose_epochs(curves) if trains_by_epoch else None
