@@ -141,6 +141,24 @@ def test_out_of_fold_weights_use_each_pool_example_once_per_row(tmp_path, monkey
     assert {r["i"] for fits in seen for rows in fits.values() for r in rows} == set(range(len(pool_gold)))
 
 
+def test_a_top_row_that_cannot_join_an_out_of_fold_ensemble_is_named(tmp_path):
+    """A row without training data is scored on a dev sample, not on the folds: it cannot be weighted with
+    out-of-fold predictions, and the note says it was left out although ranked above the members."""
+    pool_gold = ["a", "b"] * 6
+    oof = [{"gold": g, "probs": {g: 0.8, ("b" if g == "a" else "a"): 0.2}} for g in pool_gold]
+    records = [_cell(tmp_path, "zs", None, [0.9, 0.8, 0.2, 0.1], dev_p=[0.9, 0.1, 0.8, 0.2], shots="0")]
+    for seed in (0, 1):
+        for name in ("x", "y"):
+            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof))
+            records[-1]["metrics"]["dev_accuracy"] = 0.7
+    groups = group_records(records)
+    candidates = sorted(groups, key=lambda g: -g.rank)
+    assert candidates[0].strategy == "zs"
+    row = strategy_ensemble(candidates, tmp_path, LABELS)
+    assert row is not None and row.strategy == "ensemble of x + y"
+    assert "ranked above a member but left out" in row.note and "zs (bb)" in row.note
+
+
 def test_rows_ranked_on_test_are_never_ensembled_across_strategies(tmp_path):
     records = [_cell(tmp_path, name, 0, [0.9, 0.8, 0.2, 0.1]) for name in ("x", "y")]  # no dev scores
     groups = group_records(records)

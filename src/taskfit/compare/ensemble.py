@@ -249,13 +249,17 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     source = "oof" if len(has_oof) >= 2 else "dev"
     seeds = sorted({r["seed"] for g in candidates for r in g.ok if r.get("seed") is not None}) or [None]
     pool: list[Group] = []
+    left_out: list[Group] = []  # rows ranked above the last member that could not join
     for g in candidates:  # best first; a row joins when every seed can still be fitted with it
         if len(pool) == size:
             break
         if all(_fit_seed([*pool, g], s, source, out, labels) for s in seeds):
             pool.append(g)
+        else:
+            left_out.append(g)
     if len(pool) < 2:
         return None
+    above = [g for g in left_out if candidates.index(g) < candidates.index(pool[-1])]
     shots = max((g.shots for g in pool), key=shots_order)  # the K of its trained members
     records, weights_seen = [], {g.name: [] for g in pool}
     for seed in seeds:
@@ -292,6 +296,12 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
         "standard error" + (f" (mean gain {statistics.mean(gains):+.3f})" if gains else "")
         + f"; elsewhere the row is {pool[0].name} alone; its dev score is the one the weights were fitted "
         "on (optimistic)"
+        + (
+            "; ranked above a member but left out, having no predictions on the same labelled examples: "
+            + ", ".join(g.name for g in above)
+            + " (rows without training data are scored on a dev sample, not on the folds)"
+            if above else ""
+        )
     )  # fmt: skip
     name = "ensemble of " + " + ".join(g.strategy for g in pool)
     backbones = "/".join(dict.fromkeys(g.backbone for g in pool))
