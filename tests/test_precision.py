@@ -190,8 +190,14 @@ def test_frozen_linear_casts_leave_shared_and_trainable_weights_and_restore_the_
 
     embed, tied, frozen, trained = nn.Embedding(5, 4), nn.Linear(4, 5), nn.Linear(4, 4), nn.Linear(4, 4)
     tied.weight = embed.weight  # an LM head tied to the embeddings
-    model = nn.ModuleList([embed, tied, frozen, trained])
-    for p in [*embed.parameters(), *tied.parameters(), *frozen.parameters()]:
+    untied = nn.Linear(4, 5)  # an LM head of its own: label words are scored with it in fp32
+
+    class LM(nn.ModuleList):
+        def get_output_embeddings(self):
+            return untied
+
+    model = LM([embed, tied, frozen, trained, untied])
+    for p in [*embed.parameters(), *tied.parameters(), *frozen.parameters(), *untied.parameters()]:
         p.requires_grad_(False)
     assert precision.frozen_linear_casts(model, "cpu") is not None  # outside autocast: a no-op context
     with precision.frozen_linear_casts(model, "cpu")():
@@ -207,5 +213,33 @@ def test_frozen_linear_casts_leave_shared_and_trainable_weights_and_restore_the_
             assert (
                 tied.weight.dtype == embed.weight.dtype == torch.float32
                 and trained.weight.dtype == torch.float32
+                and untied.weight.dtype == torch.float32
             )
         assert frozen.weight.data_ptr() == storage and frozen.weight.dtype == torch.float32
+
+
+def test_prompt_finetune_with_an_untied_lm_head_trains_under_bf16(tiny_llama_dir):
+    """The tests' tiny Llama has an LM head of its own (untied), frozen under LoRA; label words are scored
+    with it in fp32, autocast off, inside the training step: it must keep its fp32 weight there."""
+    from taskfit.config import STRATEGY_CONFIGS
+    from taskfit.strategies import Context, build_strategy
+
+    from .test_strategies import LABELS, PROMPT, toy
+
+    cfg = STRATEGY_CONFIGS["prompt-finetune"].model_validate(
+        {
+            "name": "prompt-finetune",
+            "backbone": str(tiny_llama_dir),
+            "tuning": "lora",
+            "epochs": 2,
+            "batch_size": 4,
+        }
+    )
+    with autocast("bf16", "cpu"):
+        strategy = build_strategy(
+            cfg, Context(LABELS, PROMPT, seed=0, run=RunOptions(mixed_precision="bf16"))
+        )
+        assert not strategy.lm.get_output_embeddings().weight.requires_grad
+        strategy.fit(toy(8), [])
+    losses = [r["train_loss"] for r in strategy.log if "train_loss" in r]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # ran, and no NaN

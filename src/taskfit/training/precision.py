@@ -66,7 +66,8 @@ def frozen_linear_casts(model: torch.nn.Module, device_type: str) -> Callable[[]
     change (LoRA's base layers, frozen layers) those casts were 6% of a minilm LoRA step, profiled (BENCHMARKS.md,
     issue 22). The values are the ones autocast would have made, so the step computes the same numbers. The
     fp32 weights are back outside the step: evaluation, checkpoints and saved models never see the copies. A
-    weight another kind of module shares (an LM head tied to the embeddings) is left alone."""
+    weight another kind of module shares (an LM head tied to the embeddings) and any LM head (scored in fp32
+    with autocast off, ``models.lm_scoring``) are left alone."""
     if not torch.is_autocast_enabled(device_type):
         return contextlib.nullcontext
     dtype = torch.get_autocast_dtype(device_type)
@@ -76,6 +77,10 @@ def frozen_linear_casts(model: torch.nn.Module, device_type: str) -> Callable[[]
         if not isinstance(m, torch.nn.Linear)
         for p in m.parameters(recurse=False)
     }
+    for m in model.modules():  # an LM head, tied or not: label-word scores run it in fp32, outside autocast
+        head = m.get_output_embeddings() if callable(getattr(m, "get_output_embeddings", None)) else None
+        if isinstance(getattr(head, "weight", None), torch.Tensor):
+            shared.add(id(head.weight))
     pairs: dict[int, tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = {}
     for m in model.modules():
         w = getattr(m, "weight", None)
