@@ -73,6 +73,14 @@ def test_rows_without_training_data_are_not_called_one_seed_rows():
     assert "**Behind it** (paired over seeds, p < 0.05): lora (bb)." in text
     assert "Like it, zero-shot-enc (bb) learns from no labelled sample" in text and "±0.036" in text
     assert "paired over seeds" in text  # lora: a verdict over its seeds
+    f1 = [
+        _row(g.strategy, {None: 0.78}, dev={None: v}, metric=MACRO_F1, shots="0")
+        for g, v in ((best, 0.8), (other, 0.6))
+    ]
+    text = "\n".join(recommend(_ranked(f1), BudgetConfig(), None, 500))
+    assert (
+        "learns from no labelled sample" in text and "is known to about" not in text
+    )  # no binomial ± for F1
 
 
 def test_several_seeds_still_call_a_clear_gap():

@@ -325,11 +325,11 @@ def _comparisons(best: Group, others: list[Group], n_test: int) -> tuple[list[st
         else:
             lines.append(f"- Every other strategy is clearly behind it (paired over seeds, p < {NOISE_P}).")
     if untrained:
-        m = best.metric
+        m = best.metric  # a binomial half-width: for accuracy only (macro-F1 has no such simple one)
         half = (
             f" (on {n_test:,} test examples, {m.label} near {best.score:.2f} is known to about "
             f"±{1.96 * (best.score * (1 - best.score) / n_test) ** 0.5:.3f})"
-            if n_test and m.proportion and best.score is not None and 0 <= best.score <= 1
+            if n_test and m.key == "accuracy" and best.score is not None and 0 <= best.score <= 1
             else ""
         )
         lines.append(
