@@ -100,9 +100,9 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
     )
 
 
-def _cv_on_twenty(fake, config):
-    """cv_fit with 4 folds over 20 alternating a/b examples (12 train + 8 dev), building ``fake(config)``
-    strategies; (every strategy built, in order; the final one; its metrics)."""
+def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4):
+    """cv_fit with ``folds`` folds over ``n`` alternating a/b examples (``n_train`` train, the rest dev),
+    building ``fake(config)`` strategies; (every strategy built, in order; the final one; its metrics)."""
     from taskfit.compare.cv import cv_fit
     from taskfit.data.readers import Example
     from taskfit.strategies import Context
@@ -114,9 +114,10 @@ def _cv_on_twenty(fake, config):
         built.append(fake(cfg))
         return built[-1]
 
-    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(20)]
+    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(n)]
     ctx = Context(labels=["a", "b"], seed=0)
-    strategy, metrics = cv_fit(config, ctx, pool[:12], pool[12:], 4, get_task("classification"), build)
+    train, dev = pool[:n_train], pool[n_train:]
+    strategy, metrics = cv_fit(config, ctx, train, dev, folds, get_task("classification"), build)
     return built, strategy, metrics
 
 
@@ -149,7 +150,7 @@ def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise
             ]
             return Predictions(labels, torch.zeros(len(examples), 2), ["a", "b"])
 
-    built, strategy, metrics = _cv_on_twenty(Fake, Cfg())
+    built, strategy, metrics = _cv_on(Fake, Cfg())
     assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
     assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
     assert metrics["dev_accuracy"] == 1.0
@@ -222,7 +223,7 @@ def test_cv_scores_folds_with_the_chosen_epochs_not_with_their_own_best_epoch():
             probs = torch.tensor([[0.9, 0.1] if lab == "a" else [0.1, 0.9] for lab in labels])
             return Predictions(labels, probs, ["a", "b"])
 
-    built, strategy, metrics = _cv_on_twenty(Fake, Cfg())
+    built, strategy, metrics = _cv_on(Fake, Cfg())
     assert metrics["cv"]["epochs"] == 3 and strategy.config.epochs == 3 and strategy.fits == [(20, 0, 3)]
     assert len(built) == 4 + 4 + 1
     assert [f.fits for f in built[4:8]] == [[(15, 0, 3)]] * 4  # refitted with the chosen epochs, no fold
@@ -278,27 +279,9 @@ def _prefix_fake(fixes: tuple, breaks: tuple = (), per_class: int = 1):
     return Fake, Cfg
 
 
-def _cv_on_forty(fake, config):
-    from taskfit.compare.cv import cv_fit
-    from taskfit.data.readers import Example
-    from taskfit.strategies import Context
-    from taskfit.tasks import get_task
-
-    built = []
-
-    def build(cfg, ctx):
-        built.append(fake(cfg))
-        return built[-1]
-
-    pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(40)]
-    ctx = Context(labels=["a", "b"], seed=0)
-    strategy, metrics = cv_fit(config, ctx, pool[:24], pool[24:], 3, get_task("classification"), build)
-    return built, strategy, metrics
-
-
 def test_in_context_is_fitted_once_and_chosen_on_the_examples_its_prefix_never_saw():
     fake, cfg = _prefix_fake(fixes=tuple(range(10)))  # contextual right everywhere, none on the a's only
-    built, strategy, metrics = _cv_on_forty(fake, cfg())
+    built, strategy, metrics = _cv_on(fake, cfg(), n=40, n_train=24, folds=3)
     assert len(built) == 1 and strategy.fits == [(40, 0, "none")]  # one fit on the whole pool, no folds
     assert strategy.config.calibration == "auto" and strategy.calibration == "contextual"
     demos = {e.text for e in strategy.pool}
@@ -316,14 +299,14 @@ def test_in_context_with_more_demonstrations_keeps_no_calibration_unless_context
     # two per class: none is the default. Contextual fixes 14 b's and breaks 10 a's of the 36 held out:
     # +0.111 on average, one standard error 0.137: kept none
     fake, cfg = _prefix_fake(fixes=(0, 2, 4, 6), breaks=(1, 3, 5), per_class=2)
-    _, strategy, metrics = _cv_on_forty(fake, cfg(demos_per_class=2))
+    _, strategy, metrics = _cv_on(fake, cfg(demos_per_class=2), n=40, n_train=24, folds=3)
     rule = metrics["cv"]["calibration"]
     assert rule["default"] == "none" and metrics["cv"]["held_out"] == 36
     assert abs(rule["gain"] - 4 / 36) < 1e-9 and rule["noise"] > rule["gain"] and rule["chosen"] == "none"
     assert strategy.calibration == "none" and metrics["dev_accuracy"] == 0.5  # always a: 18 of 36
     # four b's fixed and nothing broken clears its standard error: taken
     fake, cfg = _prefix_fake(fixes=(2,), per_class=2)
-    _, strategy, metrics = _cv_on_forty(fake, cfg(demos_per_class=2))
+    _, strategy, metrics = _cv_on(fake, cfg(demos_per_class=2), n=40, n_train=24, folds=3)
     assert metrics["cv"]["calibration"]["chosen"] == "contextual" and strategy.calibration == "contextual"
 
 
@@ -333,7 +316,7 @@ def test_in_context_with_one_demonstration_per_class_keeps_contextual_unless_non
     assert calibration_default(2, 2) == "contextual" and calibration_default(4, 2) == "none"
     # none is better by 4 of 38 (contextual fixes 7 b's, breaks 11 a's): within one standard error (0.112)
     fake, cfg = _prefix_fake(fixes=(0, 2), breaks=(1, 3, 5))
-    _, strategy, metrics = _cv_on_forty(fake, cfg())
+    _, strategy, metrics = _cv_on(fake, cfg(), n=40, n_train=24, folds=3)
     rule = metrics["cv"]["calibration"]
     assert (
         rule["default"] == "contextual" and abs(rule["gain"] - 4 / 38) < 1e-9 and rule["noise"] > rule["gain"]
@@ -341,7 +324,7 @@ def test_in_context_with_one_demonstration_per_class_keeps_contextual_unless_non
     assert rule["chosen"] == "contextual" and strategy.calibration == "contextual"
     # contextual wrong on every a and no b fixed: none clearly wins
     fake, cfg = _prefix_fake(fixes=(), breaks=(1, 3, 5, 7, 9))
-    _, strategy, metrics = _cv_on_forty(fake, cfg())
+    _, strategy, metrics = _cv_on(fake, cfg(), n=40, n_train=24, folds=3)
     assert metrics["cv"]["calibration"]["chosen"] == "none" and metrics["dev_accuracy"] == 0.5
 
 
