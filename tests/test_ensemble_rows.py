@@ -274,3 +274,90 @@ def test_without_a_test_split_ensemble_rows_say_why_they_are_missing(sentiment_c
     summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
     assert summary["ensembles"] == []
     assert any("ensembles: none built" in n and "no test split" in n for n in summary["notes"])
+
+
+def test_a_row_without_training_data_joins_with_its_predictions_on_each_seed_s_pool(tmp_path, monkeypatch):
+    """In a cross-validated grid a K=0 row predicts every seed's labelled pool: at each seed the ensemble
+    fits its weight on that seed's pool (aligned with the trained rows' out-of-fold records), not another's."""
+    seen = _recording(monkeypatch)
+    pool_gold = ["a", "b"] * 6
+
+    def records_for(tag, right):
+        return [
+            {"tag": tag, "gold": g, "probs": {g: 0.9 if right(i) else 0.1, ("b" if g == "a" else "a"): 0.1 if right(i) else 0.9}}
+            for i, g in enumerate(pool_gold)
+        ]  # fmt: skip
+
+    zs = _cell(tmp_path, "zs", None, [0.9, 0.8, 0.2, 0.1], shots="0")
+    zs["metrics"] = {
+        "dev_accuracy": 0.9,
+        "pool_predictions": {f"4/{s}": records_for(f"zs pool {s}", lambda i: i % 5 != 0) for s in (0, 1)},
+    }
+    records = [zs]
+    for seed in (0, 1):
+        for name, right in (("x", lambda i: i % 4 != 0), ("y", lambda i: i % 3 != 0)):
+            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=records_for(name, right)))
+            records[-1]["metrics"]["dev_accuracy"] = 0.7
+    candidates = sorted(group_records(records), key=lambda g: -g.rank)
+    assert candidates[0].strategy == "zs"
+    row = strategy_ensemble(candidates, tmp_path, LABELS)
+    assert row is not None and row.strategy == "ensemble of zs + x + y" and "left out" not in row.note
+    assert [r["seed"] for r in row.ok] == [0, 1] and row.ok[0]["cell"] == "ensemble/k4/seed-0"
+    tags = {r["tag"] for fits in seen for r in fits["zs (bb)"]}
+    assert tags == {"zs pool 0", "zs pool 1"}  # each seed's own pool; every fit within one seed's pool
+    assert all(len({r["tag"] for r in fits["zs (bb)"]}) == 1 for fits in seen)
+
+
+def test_a_cross_validated_grid_scores_zero_shot_on_every_seed_s_pool(sentiment_csv, tiny_bert_dir, tmp_path):
+    """zero-shot learns nothing: in a cv grid it predicts the labelled pool of every (K, seed) cell, in that
+    cell's pool order, is ranked on those labels, and joins the out-of-fold ensemble; its key says so, and a
+    dev grid's K=0 cell keeps the key and the dev sample it had."""
+    from taskfit.compare import run_experiment
+    from taskfit.compare.plan import plan_cells
+
+    rows = [
+        {"text": f"{w} and {w} again {i}", "label": lab}
+        for i, (w, lab) in enumerate([("great", "positive"), ("awful", "negative")] * 5)
+    ]
+    raw = {
+        "name": "zs-cv",
+        "data": {
+            "train": str(sentiment_csv),
+            "test": str(write_csv(tmp_path / "test.csv", rows)),
+            "shots": [2],
+            "selection": "cv",
+            "folds": 2,
+        },
+        "seeds": [0, 1],
+        "workers": 1,
+        "final": "none",
+        "ensembles": ["strategies"],
+        "strategies": [
+            {"name": "zero-shot", "backbone": str(tiny_bert_dir)},
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
+        ],
+    }
+    config = validate_config(raw)
+    dev_raw = {**raw, "data": {**raw["data"], "selection": "dev"}}
+    (zs_cv,) = [c for c in plan_cells(config, "f") if c.shots == 0]
+    (zs_dev,) = [c for c in plan_cells(validate_config(dev_raw), "f") if c.shots == 0]
+    assert zs_cv.pools == ((2, 0), (2, 1)) and zs_dev.pools == () and zs_cv.key != zs_dev.key
+
+    out = tmp_path / "out"
+    summary = run_experiment(config, out, isolate=False)
+    zs = json.loads((out / "zero-shot" / "tiny-bert0" / "k0" / "metrics.json").read_text(encoding="utf-8"))
+    pools = zs["pool_predictions"]
+    assert sorted(pools) == ["2/0", "2/1"]
+    for seed in (0, 1):
+        hf = json.loads(
+            (out / "head-finetune" / "tiny-bert0" / "k2" / f"seed-{seed}" / "metrics.json").read_text(
+                encoding="utf-8"
+            )
+        )
+        assert [r["gold"] for r in pools[f"2/{seed}"]] == [
+            r["gold"] for r in hf["oof"]
+        ]  # the same pool order
+        assert len(pools[f"2/{seed}"]) == hf["cv"]["pool"] == 4
+    assert 4 <= zs["dev_examples_scored"] <= 8  # the two pools' examples, each once
+    (row,) = summary["ensembles"]
+    assert "zero-shot" in row["strategy"] and "left out" not in row["note"]

@@ -50,6 +50,8 @@ class CellSpec(BaseModel):
     old_data: DataConfig | None = None
     continual: dict[str, Any] | None = None
     parallel_search: ParallelSearch | None = None
+    # a K=0 cell of a cross-validated grid: the (K, seed) pools it predicts besides test (plan.scored_pools)
+    pools: list[tuple[int | None, int]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -70,7 +72,15 @@ class CellSpec(BaseModel):
     def as_json(self) -> dict:
         """cell.json's content (the fields and layout older versions wrote)."""
         out = self.model_dump(
-            mode="json", by_alias=True, exclude={"from_run", "old_data", "continual", "parallel_search"}
+            mode="json",
+            by_alias=True,
+            exclude={
+                "from_run",
+                "old_data",
+                "continual",
+                "parallel_search",
+                *(() if self.pools else ("pools",)),
+            },
         )
         if self.parallel_search is not None:  # only then: a local cell's cell.json stays as it was
             out["parallel_search"] = self.parallel_search.model_dump(mode="json")
@@ -108,6 +118,7 @@ class CellSpec(BaseModel):
             from_run=config.from_run,
             old_data=config.old_data,
             continual=config.continual.model_dump(mode="json") if config.continual else None,
+            pools=list(getattr(cell, "pools", ())) or None,
         )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taskfit.compare.cv import OOF_MAX
 from taskfit.compare.summary import Group, _fmt, shots_order
 
 PREDICTIONS = "predictions.jsonl"
@@ -187,12 +188,22 @@ def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
     return _row(g, name, g.backbone, g.shots, "seeds", [record], len(members), note)
 
 
-def _fit_records(record: dict, source: str, out: Path, labels: list[str]) -> list[dict] | None:
+def _fit_records(record: dict, source: str, out: Path, labels: list[str], pool: str) -> list[dict] | None:
+    """A member's records to fit the weights on: its out-of-fold predictions, or (a row without training data
+    in a cross-validated grid) its predictions on the ``pool`` ("K/seed") the trained members chose on, or
+    its dev predictions."""
     if source == "oof":
-        oof = (record.get("metrics") or {}).get("oof")  # probs None: an in-context row's demonstration
+        metrics = record.get("metrics") or {}
+        oof = metrics.get("oof") or (metrics.get("pool_predictions") or {}).get(pool)
+        # probs None: an in-context row's demonstration
         ok = oof and all(r.get("probs") is None or set(labels) <= set(r["probs"]) for r in oof)
         return oof if ok else None
     return read_rows(out / record["cell"] / DEV_PREDICTIONS, labels)
+
+
+def _has_oof(record: dict) -> bool:
+    metrics = record.get("metrics") or {}
+    return bool(metrics.get("oof") or metrics.get("pool_predictions"))
 
 
 def _aligned(fits: dict[str, list[dict]], source: str) -> dict[str, list[dict]] | None:
@@ -223,12 +234,12 @@ def _member_records(pool: list[Group], seed) -> list[dict] | None:
     return out
 
 
-def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str]):
-    """(weights, the aligned fitting records, the member cells) for one seed, or None."""
+def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str], shots: str):
+    """(weights, the aligned fitting records, the member cells) for one seed at K ``shots``, or None."""
     members = _member_records(pool, seed)
     if members is None:
         return None
-    fits = {g.name: _fit_records(r, source, out, labels) for g, r in zip(pool, members)}
+    fits = {g.name: _fit_records(r, source, out, labels, f"{shots}/{seed}") for g, r in zip(pool, members)}
     if any(f is None for f in fits.values()):
         return None
     aligned = _aligned(fits, source)  # type: ignore[arg-type]
@@ -245,15 +256,17 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     rows or more have them) or else on dev predictions; None if fewer than two rows can."""
     if not candidates or candidates[0].by != "dev":  # ranked on test: choosing members would use test
         return None
-    has_oof = [g for g in candidates if all((r.get("metrics") or {}).get("oof") for r in g.ok)]
+    has_oof = [g for g in candidates if all(_has_oof(r) for r in g.ok)]
     source = "oof" if len(has_oof) >= 2 else "dev"
+    trained = [g.shots for g in candidates if g.shots != "0"]
+    k = max(trained, key=shots_order) if trained else "0"  # one K and the rows without training data
     seeds = sorted({r["seed"] for g in candidates for r in g.ok if r.get("seed") is not None}) or [None]
     pool: list[Group] = []
     left_out: list[Group] = []  # rows ranked above the last member that could not join
     for g in candidates:  # best first; a row joins when every seed can still be fitted with it
         if len(pool) == size:
             break
-        if all(_fit_seed([*pool, g], s, source, out, labels) for s in seeds):
+        if all(_fit_seed([*pool, g], s, source, out, labels, k) for s in seeds):
             pool.append(g)
         else:
             left_out.append(g)
@@ -263,7 +276,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     shots = max((g.shots for g in pool), key=shots_order)  # the K of its trained members
     records, weights_seen = [], {g.name: [] for g in pool}
     for seed in seeds:
-        fitted = _fit_seed(pool, seed, source, out, labels)
+        fitted = _fit_seed(pool, seed, source, out, labels, k)
         tests = [read_rows(out / r["cell"] / PREDICTIONS, labels) for r in fitted[2]] if fitted else []
         if not fitted or any(t is None for t in tests) or not _same_examples(tests):  # type: ignore[arg-type]
             continue
@@ -299,7 +312,8 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
         + (
             "; ranked above a member but left out, having no predictions on the same labelled examples: "
             + ", ".join(g.name for g in above)
-            + " (rows without training data are scored on a dev sample, not on the folds)"
+            + " (a row without training data has them when a cross-validated grid had it predict every "
+            f"seed's pool, up to {OOF_MAX:,} examples in all; folders from before taskfit did: rerun the grid)"
             if above else ""
         )
     )  # fmt: skip

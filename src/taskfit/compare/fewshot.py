@@ -16,6 +16,11 @@ def cv_runs(group) -> list[dict]:
     return [cv for r in group.ok if (cv := (r.get("metrics") or {}).get("cv"))]
 
 
+def scored_on_pools(group) -> bool:
+    """A row without training data that a cross-validated grid scored on its trained rows' labelled pools."""
+    return any((r.get("metrics") or {}).get("pool_predictions") for r in group.ok)
+
+
 def fold_scores(group, key: str) -> list[float]:
     """Every fold's score of every seed of a row (the spread of the CV estimate)."""
     return [s[f"dev_{key}"] for cv in cv_runs(group) for s in cv["fold_scores"] if f"dev_{key}" in s]
@@ -93,6 +98,8 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
         "choosing on the held-out fold, then one fit on every label; strategies with no epochs to choose "
         f"{folds[-1] + 1}; in-context with one demonstration prefix once, scored on every label that is not "
         "one of its demonstrations); fit s counts them all. "
-        "Strategies that learn nothing (K=0) are scored once."
+        "Strategies that learn nothing (K=0) are fitted never and run once: they predict every seed's "
+        "labelled pool (ranked on the same labels as the cross-validated rows, and able to join their "
+        "ensembles) and test."
     )
     return lines

@@ -31,6 +31,8 @@ class Cell:
     seed: int | None  # None: the result does not depend on the seed
     key: str  # hash of the resolved cell config: a finished cell with the same key is not run again
     path: str  # folder under the output dir, e.g. "lora/minilm/k16/seed-0"
+    # a K=0 cell of a cross-validated grid: the (K, seed) labelled pools it also predicts (``scored_pools``)
+    pools: tuple[tuple[int | None, int], ...] = ()
 
     @property
     def label(self) -> str:
@@ -46,6 +48,21 @@ def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
     entry = REGISTRY.entry_of(strategy)
     return entry.trains or getattr(strategy, "prompt_search", None) is not None
+
+
+def scored_pools(config: ExperimentConfig) -> tuple[tuple[int | None, int], ...]:
+    """The (K, seed) labelled pools a K=0 cell predicts in a cross-validated grid: every pool the trained
+    cells choose on. Scored on them (rather than on a dev sample of its own), a row that learns nothing is
+    ranked on the same examples as the cross-validated rows and can join their out-of-fold ensembles
+    (its predictions on a pool it never trained on are out of fold by construction)."""
+    if config.data.selection != "cv" or not any(uses_shots(s) for s in config.strategies):
+        return ()
+    return tuple((k, seed) for k in config.data.shot_grid() for seed in config.seeds)
+
+
+def pool_name(k: int | None, seed: int) -> str:
+    """How a K=0 cell's ``pool_predictions`` name one (K, seed) pool: "16/0", "all/2"."""
+    return f"{shots_label(k)}/{seed}"
 
 
 def resolve_prompt(config: ExperimentConfig, labels: list[str] | None = None) -> ExperimentConfig:
@@ -205,6 +222,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
     task = get_task(config.task)
     precision = config_precision(config)
     cheap_masks = uses_cheap_masks(config.training.fast_dropout, resolve_device(config.device))
+    pools = scored_pools(config)
     for s in config.strategies:
         if uses_shots(s):
             grid = [(k, seed) for k in config.data.shot_grid() for seed in config.seeds]
@@ -228,10 +246,16 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                 # precision changes results (auto: as resolved on this machine); checkpoints and trackers do not
                 **({"mixed_precision": precision} if precision != "no" else {}),
                 **({"dropout_masks": "cheap"} if cheap_masks else {}),
+                # a K=0 cell of a cross-validated grid predicts the pools the data config and seeds draw
+                **(
+                    {"pools": {"data": config.data.model_dump(mode="json"), "seeds": config.seeds}}
+                    if k == 0 and pools
+                    else {}
+                ),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (
                 "" if seed is None else f"/seed-{seed}"
             )
-            cells.append(Cell(s, k, seed, key, path))
+            cells.append(Cell(s, k, seed, key, path, pools if k == 0 else ()))
     return cells

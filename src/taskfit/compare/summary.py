@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from taskfit.compare.fewshot import cv_lines, cv_runs
+from taskfit.compare.fewshot import cv_lines, cv_runs, scored_on_pools
 from taskfit.config import BudgetConfig
 from taskfit.evaluation.ranking import Metric, ranked_by, shots_order  # noqa: F401 (re-exported)
 
@@ -288,7 +288,12 @@ def _describe(g: Group, interval: bool = False) -> str:
     if interval and g.interval:
         test += f" [95% CI {g.interval[0]:.3f}-{g.interval[1]:.3f}]"
     if g.by == "dev":
-        on = "cv" if cv_runs(g) else "dev" if g.score is not None or g.shots != "0" else "on every label"
+        on = (
+            "cv" if cv_runs(g)
+            else "on the cv pools" if scored_on_pools(g) and g.score is not None
+            else "dev" if g.score is not None or g.shots != "0"
+            else "on every label"
+        )  # fmt: skip
         test = "" if g.score is None else f", test {test}"  # no test split: true few-shot
         return f"**{g.name}** {name}{on} {_fmt(d['selection_mean'], d['selection_std'], m)}{test} ({runs})"
     return f"**{g.name}** {name}{test} ({runs})"

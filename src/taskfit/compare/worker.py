@@ -143,9 +143,12 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
     pools = task.load_pools(data)
     splits = sample_splits(pools, data, seed)
     selection_dev = splits.dev  # what the grid ranks this cell by (never test)
+    pool_positions: dict[str, list[int]] = {}
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
         # nothing fits on it: a plain held-out estimate (with no dev, true few-shot: every label is held out)
         selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
+        if spec.pools:  # a cross-validated grid: the labelled pools its trained cells choose on, instead
+            selection_dev, pool_positions = pooled_examples(pools, data, spec.pools) or (selection_dev, {})
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
@@ -228,6 +231,11 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
     else:
         selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
         metrics.update(selection)
+        if pool_positions and dev_rows:  # out of fold by construction: it trained on none of them
+            metrics["pool_predictions"] = {
+                name: [{"gold": dev_rows[i]["gold"], "probs": dev_rows[i]["probs"]} for i in positions]
+                for name, positions in pool_positions.items()
+            }
     trainable, total = strategy.trainable_parameters()
     if main:
         strategy.save(directory / "model")
@@ -286,6 +294,27 @@ def dev_sample(dev: list, seed: int) -> list:
     import random
 
     return dev if len(dev) <= DEV_SAMPLE_MAX else random.Random(seed).sample(dev, DEV_SAMPLE_MAX)
+
+
+def pooled_examples(pools, data, grid) -> tuple[list, dict[str, list[int]]] | None:
+    """The labelled pools (train + dev samples) of the grid's (K, seed) cells, each example once, and where
+    each pool's examples sit in that list, in the pool's own order (cv_fit's: train, then dev); None when
+    they hold more than OOF_MAX examples together (then a dev sample scores the cell, as outside cv)."""
+    from taskfit.compare.cv import OOF_MAX
+    from taskfit.compare.plan import pool_name
+    from taskfit.data.prepare import sample_splits
+
+    examples: list = []
+    where: dict[int, int] = {}  # id of an example object -> its position (samples hold the pools' objects)
+    positions: dict[str, list[int]] = {}
+    for k, seed in grid:
+        splits = sample_splits(pools, data.for_shots(k), seed)
+        for e in (*splits.train, *splits.dev):
+            if id(e) not in where:
+                where[id(e)] = len(examples)
+                examples.append(e)
+        positions[pool_name(k, seed)] = [where[id(e)] for e in (*splits.train, *splits.dev)]
+    return (examples, positions) if len(examples) <= OOF_MAX else None
 
 
 def augment_training_data(
