@@ -293,7 +293,8 @@ def test_a_row_without_training_data_joins_with_its_predictions_on_each_seed_s_p
         "dev_accuracy": 0.9,
         "pool_predictions": {f"4/{s}": records_for(f"zs pool {s}", lambda i: i % 5 != 0) for s in (0, 1)},
     }
-    records = [zs]
+    other = _cell(tmp_path, "zs-other", None, [0.9, 0.8, 0.2, 0.1], shots="0")  # on a second backbone
+    records = [zs, {**other, "strategy": "zs", "backbone": "other", "metrics": zs["metrics"]}]
     for seed in (0, 1):
         for name, right in (("x", lambda i: i % 4 != 0), ("y", lambda i: i % 3 != 0)):
             records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=records_for(name, right)))
@@ -301,7 +302,11 @@ def test_a_row_without_training_data_joins_with_its_predictions_on_each_seed_s_p
     candidates = sorted(group_records(records), key=lambda g: -g.rank)
     assert candidates[0].strategy == "zs"
     row = strategy_ensemble(candidates, tmp_path, LABELS)
-    assert row is not None and row.strategy == "ensemble of zs + x + y" and "left out" not in row.note
+    assert (
+        row is not None
+        and row.strategy == "ensemble of zs (bb) + zs (other) + x"
+        and "left out" not in row.note
+    )
     assert [r["seed"] for r in row.ok] == [0, 1] and row.ok[0]["cell"] == "ensemble/k4/seed-0"
     tags = {r["tag"] for fits in seen for r in fits["zs (bb)"]}
     assert tags == {"zs pool 0", "zs pool 1"}  # each seed's own pool; every fit within one seed's pool

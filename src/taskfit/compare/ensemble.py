@@ -317,7 +317,8 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
             if above else ""
         )
     )  # fmt: skip
-    name = "ensemble of " + " + ".join(g.strategy for g in pool)
+    repeated = [g.strategy for g in pool]  # a strategy on two backbones: each named with its backbone
+    name = "ensemble of " + " + ".join(g.name if repeated.count(g.strategy) > 1 else g.strategy for g in pool)
     backbones = "/".join(dict.fromkeys(g.backbone for g in pool))
     fits = sum(len(g.ok) for g in pool)
     return _row(pool[0], name, backbones, shots, "strategies", records, fits, note)
