@@ -136,6 +136,51 @@ def test_order_ensemble_averages_each_orders_calibrated_probabilities(tiny_llama
         )
 
 
+def test_demo_sets_are_disjoint_balanced_and_their_calibrated_probabilities_averaged(
+    tiny_llama_dir, tmp_path
+):
+    from taskfit.strategies import load_strategy
+
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+
+    def build(**extra):
+        cfg = STRATEGY_CONFIGS["in-context"].model_validate(
+            {"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 2, **extra}
+        )
+        return build_strategy(cfg, Context(LABELS, prompt, seed=3))
+
+    train, test = toy(8), toy(6, offset=100)
+    ensemble = build(demo_sets=3, calibration="contextual")
+    ensemble.fit(train, [])
+    sets = ensemble.sets
+    assert len(sets) == 3 and sets[0] == ensemble.pool
+    for demos in sets:  # balanced: two of each label
+        assert sorted(e.label for e in demos) == sorted(LABELS * 2)
+    assert len({id(e) for e in sets[0] + sets[1]}) == 8  # 8 examples, 4 per label: two sets fit disjoint
+    assert len({id(e) for e in ensemble.demonstrations}) == 8  # the third reuses some, all 8 are shown
+    singles = []
+    for demos in sets:  # by hand: one prefix at a time, then the mean of their calibrated probabilities
+        single = build(calibration="contextual")
+        single.fit(train, [])
+        single.pool = demos
+        singles.append(single.predict(test).probs)
+    assert torch.allclose(ensemble.predict(test).probs, torch.stack(singles).mean(0), atol=1e-5)
+    ensemble.save(tmp_path / "model")
+    again = load_strategy(tmp_path / "model")
+    assert [[e.text for e in s] for s in again.sets] == [[e.text for e in s] for s in sets]
+    assert torch.allclose(again.predict(test).probs, torch.stack(singles).mean(0), atol=1e-5)
+    assert build(demo_sets=2).config.run_id == "in-context+2-demo-sets"
+    with pytest.raises(TaskfitError, match="demo_sets averages shared demonstration prefixes"):
+        validate_config(
+            {
+                "data": {"dataset": "mr"},
+                "strategies": [{"name": "in-context", "selection": "similar", "demo_sets": 2}],
+            }
+        )
+
+
 def test_label_bias_fitted_on_dev_removes_a_known_offset():
     from taskfit.prompts.calibration import fit_label_bias
 

@@ -249,6 +249,7 @@ def _prefix_fake(fixes: tuple, breaks: tuple = (), per_class: int = 1):
         demos_per_class: int = per_class
         selection: str = "balanced"
         prompt_search: None = None
+        demo_sets: int | None = None
 
     @dataclass
     class Fake:
@@ -258,10 +259,18 @@ def _prefix_fake(fixes: tuple, breaks: tuple = (), per_class: int = 1):
         pool: list = field(default_factory=list)
         calibration: str = "none"
         predicted: list = field(default_factory=list)
+        sets: list = field(default_factory=list)  # demo_sets: a second set of demonstrations
 
         def fit(self, train, dev):
             self.fits.append((len(train), len(dev), self.config.calibration))
             self.pool = [e for lab in ("a", "b") for e in [x for x in train if x.label == lab][:per_class]]
+            if getattr(self.config, "demo_sets", None):
+                second = [e for lab in ("a", "b") for e in [x for x in train if x.label == lab][-per_class:]]
+                self.sets = [self.pool, second]
+
+        @property
+        def demonstrations(self):
+            return [e for s in self.sets for e in s] if self.sets else self.pool
 
         def predict(self, examples):
             self.predicted.append([e.text for e in examples])
@@ -293,6 +302,17 @@ def test_in_context_is_fitted_once_and_chosen_on_the_examples_its_prefix_never_s
     assert metrics["dev_accuracy"] == 1.0 and sum(len(texts) for texts in strategy.predicted) == 2 * 38
     assert [r["probs"] is None for r in metrics["oof"]] == [r in demos for r in (f"t{i}" for i in range(40))]
     assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 38
+
+
+def test_in_context_with_demonstration_sets_is_scored_on_the_examples_no_set_shows():
+    fake, cfg = _prefix_fake(fixes=tuple(range(10)))
+    _, strategy, metrics = _cv_on(fake, cfg(demo_sets=2), n=40, n_train=24, folds=3)
+    shown = {e.text for e in strategy.demonstrations}
+    assert len(shown) == 4 and {e.text for e in strategy.pool} < shown
+    for texts in strategy.predicted:  # scored on the 36 others, never on any set's demonstrations
+        assert len(texts) == 36 and not shown & set(texts)
+    assert metrics["cv"]["held_out"] == 36
+    assert [r["probs"] is None for r in metrics["oof"]] == [r in shown for r in (f"t{i}" for i in range(40))]
 
 
 def test_in_context_with_more_demonstrations_keeps_no_calibration_unless_contextual_clearly_wins():

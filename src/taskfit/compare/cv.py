@@ -102,13 +102,13 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
     strategy = build(config.model_copy(update={"calibration": "none"}) if auto else config, ctx)
     strategy.fit(pool, [])
     strategy.config = config
-    shown = {id(e) for e in strategy.pool}
+    shown = {id(e) for e in strategy.demonstrations}  # every demonstration set's (demo_sets)
     held = [i for i, e in enumerate(pool) if id(e) not in shown]
     examples = [pool[i] for i in held]
     if len(examples) < 2:
         raise ValueError(
-            f"in-context with {len(strategy.pool)} demonstrations leaves {len(examples)} of the {len(pool)} "
-            "labelled examples to choose on; label more examples or lower demos_per_class"
+            f"in-context with {len(shown)} demonstrations leaves {len(examples)} of the {len(pool)} "
+            "labelled examples to choose on; label more examples or lower demos_per_class (or demo_sets)"
         )
 
     def predict(method: str):

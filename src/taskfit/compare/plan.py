@@ -179,7 +179,7 @@ def _slug(backbone: str) -> str:
 # Options added after cells were first keyed: left out of the key while off, so that older finished cells keep
 # their keys; when set they are part of it (they change results), as every other strategy setting.
 # max_length: None only in the prompting strategies (trained strategies always have a number, always keyed)
-KEYED_WHEN_SET = ("augment", "adversarial", "max_length", "prompt_ensemble")
+KEYED_WHEN_SET = ("augment", "adversarial", "max_length", "prompt_ensemble", "demo_sets")
 
 
 def unset_options(strategy: StrategyBase) -> set[str]:

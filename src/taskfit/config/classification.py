@@ -72,6 +72,13 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
         "seeded permutations); the per-order accuracy spread is reported",
     )
     prompt_ensemble: int | None = Field(None, ge=2, description=PROMPT_ENSEMBLE_HELP)
+    demo_sets: int | None = Field(
+        None,
+        ge=2,
+        description="average label probabilities over this many demonstration sets, each drawn like the first "
+        "from labelled examples no other set shows (while the labels allow): which few examples were drawn "
+        "is what makes in-context results swing from sample to sample; costs one pass per set",
+    )
 
     @model_validator(mode="after")
     def _prompt_ensemble_needs_a_search(self):
@@ -87,13 +94,19 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
 
     def variant(self) -> str:
         orders = f"+{self.order_ensemble}-orders" if self.order_ensemble > 1 else ""
-        return super().variant() + orders
+        sets = f"+{self.demo_sets}-demo-sets" if self.demo_sets else ""
+        return super().variant() + orders + sets
 
     @model_validator(mode="after")
     def _calibration_needs_one_prefix(self) -> InContextConfig:
         if self.order_ensemble > 1 and self.selection == "similar":
             raise ValueError(
                 "order_ensemble permutes one shared demonstration set; use selection: balanced or random"
+            )
+        if self.demo_sets and self.selection == "similar":
+            raise ValueError(
+                "demo_sets averages shared demonstration prefixes; selection: similar gives each query its "
+                "own: use selection: balanced or random, or drop demo_sets"
             )
         if self.calibration != "none" and self.selection == "similar":
             raise ValueError(

@@ -44,6 +44,7 @@ class InContext:
             raise TaskfitError(f"in-context needs a causal LM backbone; '{config.backbone}' is an encoder")
         self.template, self.verbalizer = ctx.template(), ctx.verbalizer()
         self.pool: list[Example] = []  # the demonstrations (fixed selection) or the candidates (similar)
+        self.sets: list[list[Example]] = []  # demo_sets: every demonstration set (the first is ``pool``)
         # the calibration predict applies: the config's, or for auto the one chosen on dev in fit
         self.calibration = "none" if config.calibration == "auto" else config.calibration
         self.order_predictions: list[list[str]] = []  # the last predict's labels per demonstration order
@@ -55,6 +56,7 @@ class InContext:
 
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         """Choose demonstrations; nothing is trained."""
+        self.sets = []
         if self.config.selection == "similar":
             self.pool = list(train)
         else:
@@ -62,8 +64,15 @@ class InContext:
             self.pool = select_fixed(
                 train, c.demos_per_class, self.ctx.labels, c.selection, self.ctx.seed, c.demo_order
             )
+            if c.demo_sets:
+                self.sets = more_demonstration_sets(train, self.pool, c, self.ctx.labels, self.ctx.seed)
         self.log.append(
-            {"event": "demonstrations", "count": len(self.pool), "selection": self.config.selection}
+            {
+                "event": "demonstrations",
+                "count": len(self.pool),
+                "selection": self.config.selection,
+                **({"sets": [len(s) for s in self.sets]} if self.sets else {}),
+            }
         )
         run_prompt_search(self, self.backbone.model, self.backbone.tokenizer, train, dev)
         if self.config.calibration == "auto":
@@ -89,8 +98,25 @@ class InContext:
     def shared_prefix(self) -> str:
         return self._render(self.pool)
 
+    @property
+    def demonstrations(self) -> list[Example]:
+        """Every example a prompt shows (all of ``demo_sets``'s sets): none of them can score the model."""
+        return [e for s in self.sets for e in s] if self.sets else list(self.pool)
+
     def predict(self, examples: list[Example]) -> Predictions:
-        return predict_with_members(self, examples, self._predict_one)
+        if len(self.sets) < 2:
+            return predict_with_members(self, examples, self._predict_one)
+        # demo_sets: each set's prefix in turn, label probabilities averaged (calibrated per prefix)
+        first, total = self.pool, None
+        try:
+            for demos in self.sets:
+                self.pool = demos
+                probs = predict_with_members(self, examples, self._predict_one).probs.float()
+                total = probs if total is None else total + probs
+        finally:
+            self.pool = first
+        assert total is not None
+        return probs_to_predictions(torch.log(total / len(self.sets)), self.ctx.labels)
 
     def _predict_one(self, examples: list[Example]) -> Predictions:
         model, tok = self.backbone.model, self.backbone.tokenizer
@@ -195,15 +221,44 @@ class InContext:
         return 0, count_parameters(self.backbone.model)[1]
 
     def save(self, directory: Path) -> None:
+        sets = {"demo_set_sizes": [len(s) for s in self.sets]} if self.sets else {}
         write_strategy_file(
-            directory, self.config, self.ctx, {"calibration": self.calibration, **save_members(self)}
+            directory, self.config, self.ctx, {"calibration": self.calibration, **sets, **save_members(self)}
         )
-        save_demonstrations(directory, self.pool)
+        save_demonstrations(directory, self.demonstrations)
 
     @classmethod
     def load(cls, directory: Path, config: InContextConfig, ctx: Context, saved: dict) -> InContext:
         strategy = cls(config, ctx)
         strategy.pool = read_demonstrations(directory)
+        sizes = saved.get("demo_set_sizes") or []
+        if sizes:  # demo_sets: the file holds the sets one after another
+            shown, start = strategy.pool, 0
+            strategy.sets = []
+            for size in sizes:
+                strategy.sets.append(shown[start : start + size])
+                start += size
+            strategy.pool = strategy.sets[0]
         strategy.calibration = saved.get("calibration", strategy.calibration)
         load_members(strategy, saved)
         return strategy
+
+
+def more_demonstration_sets(
+    train: list[Example], first: list[Example], c: InContextConfig, labels: list[str], seed: int
+) -> list[list[Example]]:
+    """``c.demo_sets`` demonstration sets, ``first`` among them: each further set is drawn like the first
+    from examples no earlier set shows; a label with too few such examples left draws from all of its own."""
+    sets, shown = [list(first)], {id(e) for e in first}
+    for i in range(1, c.demo_sets or 1):
+        fresh = [e for e in train if id(e) not in shown]
+        short = {lab for lab in labels if sum(e.label == lab for e in fresh) < c.demos_per_class}
+        candidates = fresh + [e for e in train if e.label in short and id(e) in shown]
+        if c.selection == "random" and len(fresh) < c.demos_per_class * len(labels):
+            candidates = list(train)
+        demos = select_fixed(
+            candidates, c.demos_per_class, labels, c.selection, seed + 7919 * i, c.demo_order
+        )
+        sets.append(demos)
+        shown.update(id(e) for e in demos)
+    return sets
