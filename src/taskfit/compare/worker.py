@@ -231,7 +231,8 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
     else:
         selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
         metrics.update(selection)
-        if pool_positions and dev_rows:  # out of fold by construction: it trained on none of them
+        # label probabilities (classification) on every pool: out of fold by construction, it trained on none
+        if pool_positions and dev_rows and "probs" in dev_rows[0]:
             metrics["pool_predictions"] = {
                 name: [{"gold": dev_rows[i]["gold"], "probs": dev_rows[i]["probs"]} for i in positions]
                 for name, positions in pool_positions.items()
