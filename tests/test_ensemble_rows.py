@@ -219,33 +219,37 @@ def test_a_tiny_grid_reports_its_ensemble_rows(sentiment_csv, tiny_bert_dir, tmp
         assert sum(r["status"] == "ensemble" for r in csv.DictReader(f)) == 3  # 1 seed row + 2 seeds
 
 
-def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
-    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
-):
-    seen = _recording(monkeypatch)
+def _cv_grid(name, train, tmp_path, strategies) -> dict:
+    """A K=2, two-seed, 2-fold cross-validated grid with a strategy ensemble and a 20-text test file."""
     rows = [
         {"text": f"{w} and {w} again {i}", "label": lab}
         for i, (w, lab) in enumerate([("great", "positive"), ("awful", "negative")] * 10)
     ]
     test = write_csv(tmp_path / "test.csv", rows)
-    raw = {
-        "name": "ens-cv",
-        "data": {
-            "train": str(sentiment_csv),
-            "test": str(test),
-            "shots": [2],
-            "selection": "cv",
-            "folds": 2,
-        },
+    return {
+        "name": name,
+        "data": {"train": str(train), "test": str(test), "shots": [2], "selection": "cv", "folds": 2},
         "seeds": [0, 1],
         "workers": 1,
         "final": "none",
         "ensembles": ["strategies"],
-        "strategies": [
+        "strategies": strategies,
+    }
+
+
+def test_a_cross_validated_grid_fits_the_weights_on_out_of_fold_predictions(
+    sentiment_csv, tiny_bert_dir, tmp_path, monkeypatch
+):
+    seen = _recording(monkeypatch)
+    raw = _cv_grid(
+        "ens-cv",
+        sentiment_csv,
+        tmp_path,
+        [
             {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
             {"name": "bitfit", "backbone": str(tiny_bert_dir), "epochs": 1},
         ],
-    }
+    )
     from taskfit.compare import run_experiment
 
     summary = run_experiment(validate_config(raw), tmp_path / "out", isolate=False)
@@ -320,28 +324,15 @@ def test_a_cross_validated_grid_scores_zero_shot_on_every_seed_s_pool(sentiment_
     from taskfit.compare import run_experiment
     from taskfit.compare.plan import plan_cells
 
-    rows = [
-        {"text": f"{w} and {w} again {i}", "label": lab}
-        for i, (w, lab) in enumerate([("great", "positive"), ("awful", "negative")] * 5)
-    ]
-    raw = {
-        "name": "zs-cv",
-        "data": {
-            "train": str(sentiment_csv),
-            "test": str(write_csv(tmp_path / "test.csv", rows)),
-            "shots": [2],
-            "selection": "cv",
-            "folds": 2,
-        },
-        "seeds": [0, 1],
-        "workers": 1,
-        "final": "none",
-        "ensembles": ["strategies"],
-        "strategies": [
+    raw = _cv_grid(
+        "zs-cv",
+        sentiment_csv,
+        tmp_path,
+        [
             {"name": "zero-shot", "backbone": str(tiny_bert_dir)},
             {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
         ],
-    }
+    )
     config = validate_config(raw)
     dev_raw = {**raw, "data": {**raw["data"], "selection": "dev"}}
     (zs_cv,) = [c for c in plan_cells(config, "f") if c.shots == 0]

@@ -146,9 +146,12 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
     pool_positions: dict[str, list[int]] = {}
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
         # nothing fits on it: a plain held-out estimate (with no dev, true few-shot: every label is held out)
-        selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
-        if spec.pools:  # a cross-validated grid: the labelled pools its trained cells choose on, instead
-            selection_dev, pool_positions = pooled_examples(pools, data, spec.pools) or (selection_dev, {})
+        # in a cross-validated grid, the labelled pools its trained cells choose on (when not too many)
+        pooled = pooled_examples(pools, data, spec.pools) if spec.pools else None
+        if pooled:
+            selection_dev, pool_positions = pooled
+        else:
+            selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
         splits.train, splits.dev = [], []
     augment = getattr(strategy_config, "augment", None)
     ctx = Context(
