@@ -98,8 +98,8 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
         "choosing on the held-out fold, then one fit on every label; strategies with no epochs to choose "
         f"{folds[-1] + 1}; in-context with one demonstration prefix once, scored on every label that is not "
         "one of its demonstrations); fit s counts them all. "
-        "Strategies that learn nothing (K=0) are fitted never and run once: they predict every seed's "
-        "labelled pool (ranked on the same labels as the cross-validated rows, and able to join their "
-        "ensembles) and test."
+        "Strategies that learn nothing (K=0) are never fitted: they run once, predicting every seed's "
+        "labelled pool (the labels the cross-validated rows are ranked on, so they can join their "
+        "ensembles)."
     )
     return lines
