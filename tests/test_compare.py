@@ -298,3 +298,32 @@ def test_compare_runs_the_data_checks_first_and_shows_the_majority_row(
     report = (tmp_path / "out" / "report.md").read_text()
     assert "data check: duplicates.cross-split" in report
     assert "| majority class (always '" in report
+
+
+def test_a_zero_shot_row_scored_on_the_pools_is_paired_with_a_trained_row_pool_by_pool():
+    """Each seed's pool is easier or harder for every row alike: paired pool by pool, a trained row 0.02
+    ahead on every pool is clearly ahead; against one score on the union of the pools it would not be."""
+    from taskfit.compare.summary import paired_p_value
+
+    hardness = {0: 0.70, 1: 0.80, 2: 0.90}  # zero-shot's accuracy on each seed's pool of 50 examples
+
+    def pool(seed):
+        right = round(hardness[seed] * 50)
+        return [
+            {"gold": "a", "probs": {"a": 0.9, "b": 0.1} if i < right else {"a": 0.1, "b": 0.9}}
+            for i in range(50)
+        ]
+
+    zero = _group("zs", "0", {None: 0.80})
+    zero.ok[0]["dev_accuracy"] = 0.80
+    zero.ok[0]["metrics"] = {"pool_predictions": {f"16/{s}": pool(s) for s in hardness}}
+    trained = _group("ft", "16", {s: v + 0.02 for s, v in hardness.items()})
+    for r in trained.ok:
+        r["dev_accuracy"] = r["accuracy"]
+    for g in (zero, trained):
+        g.by = "dev"
+    p, how = paired_p_value(trained, zero)
+    assert how == "paired over seeds" and p < 1e-6  # the same +0.02 on every pool
+    zero.ok[0]["metrics"] = {}  # no pool predictions: its one score against each seed's
+    p_union, _ = paired_p_value(trained, zero)
+    assert p_union > 0.5

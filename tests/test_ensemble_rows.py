@@ -357,3 +357,53 @@ def test_a_cross_validated_grid_scores_zero_shot_on_every_seed_s_pool(sentiment_
     assert 4 <= zs["dev_examples_scored"] <= 8  # the two pools' examples, each once
     (row,) = summary["ensembles"]
     assert "zero-shot" in row["strategy"] and "left out" not in row["note"]
+
+
+def test_the_mix_is_kept_on_every_seed_or_none_from_the_seeds_gains_pooled():
+    from taskfit.compare.ensemble import across_seeds
+
+    # one seed's check kept a mix (+0.12), the others gained nothing: the mean +0.016 is inside the noise
+    lucky = [
+        {"gain": 0.12, "chosen": True},
+        *({"gain": g, "chosen": False} for g in (-0.03, 0.0, -0.02, 0.01)),
+    ]
+    rule = across_seeds(lucky)
+    assert rule["chosen"] is False and rule["seeds"] == 5 and abs(rule["gain"] - 0.016) < 1e-9
+    assert rule["noise"] > rule["gain"]
+    # a gain on every seed, none of them large alone: kept everywhere
+    steady = [{"gain": g, "chosen": False} for g in (0.03, 0.02, 0.04, 0.025, 0.035)]
+    assert across_seeds(steady)["chosen"] is True
+    # one seed (or no gain measured): no pooled decision, the seed's own verdict stands
+    assert across_seeds(lucky[:1]) is None and across_seeds([{"gain": None}, {"gain": 0.1}]) is None
+
+
+def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path, monkeypatch):
+    """Seed 0's own check keeps the mix, seed 1's gain is negative: pooled over the two seeds the mix is
+    not kept, so both seeds' rows are the best member alone (seed 0's own verdict is kept for the record)."""
+    real = ensemble.checked_weights
+    gains = iter([0.3, -0.2] * 50)  # alternating per call: seed 0, seed 1
+
+    def fake(fits, labels, best, score="accuracy", parts=5):
+        weights, verdict = real(fits, labels, best, score, parts)
+        gain = next(gains)
+        return weights, {**verdict, "gain": gain, "noise": 0.01, "chosen": gain > 0}
+
+    monkeypatch.setattr(ensemble, "checked_weights", fake)
+    pool_gold = ["a", "b"] * 6
+
+    def oof(right):
+        return [
+            {"gold": g, "probs": {g: 0.8 if right(i) else 0.2, ("b" if g == "a" else "a"): 0.2 if right(i) else 0.8}}
+            for i, g in enumerate(pool_gold)
+        ]  # fmt: skip
+
+    records = []
+    for seed in (0, 1):
+        for name, right, score in (("x", lambda i: i % 4 != 0, 0.75), ("y", lambda i: i % 3 != 0, 0.7)):
+            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof(right)))
+            records[-1]["metrics"]["dev_accuracy"] = score
+    row = strategy_ensemble(group_records(records), tmp_path, LABELS)
+    assert row is not None and [r["seed"] for r in row.ok] == [0, 1]
+    assert all(r["weights"] == {"x (bb)": 1.0, "y (bb)": 0.0} for r in row.ok)
+    assert row.ok[0]["weighted"]["seed_chosen"] is True and row.ok[0]["weighted"]["chosen"] is False
+    assert "kept on no seed" in row.note and "averaged +0.050 over 2 seeds" in row.note

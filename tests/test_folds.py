@@ -100,7 +100,7 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
     )
 
 
-def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4):
+def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4, choose_by: str = "accuracy"):
     """cv_fit with ``folds`` folds over ``n`` alternating a/b examples (``n_train`` train, the rest dev),
     building ``fake(config)`` strategies; (every strategy built, in order; the final one; its metrics)."""
     from taskfit.compare.cv import cv_fit
@@ -115,7 +115,7 @@ def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4):
         return built[-1]
 
     pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(n)]
-    ctx = Context(labels=["a", "b"], seed=0)
+    ctx = Context(labels=["a", "b"], seed=0, choose_by=choose_by)
     train, dev = pool[:n_train], pool[n_train:]
     strategy, metrics = cv_fit(config, ctx, train, dev, folds, get_task("classification"), build)
     return built, strategy, metrics
@@ -375,3 +375,69 @@ def test_a_weighted_ensemble_is_kept_only_when_its_cross_validated_gain_beats_th
     same = {"x": member(lambda i: i % 5 == 0), "y": member(lambda i: i % 5 == 0)}
     weights, verdict = checked_weights(same, labels, "x")
     assert verdict["chosen"] is False and weights == {"x": 1.0, "y": 0.0}
+
+
+def test_on_imbalanced_labels_the_calibration_is_chosen_on_macro_f1_not_accuracy():
+    """Always answering the majority label wins on accuracy beyond its standard error and loses on macro-F1:
+    the rule follows the metric the grid ranks by."""
+    from taskfit.compare.cv import choose_non_default, choose_on_resamples
+
+    gold = ["a"] * 60 + ["b"] * 10
+    default = ["b"] * 20 + ["a"] * 40 + ["b"] * 10  # every b found, 20 a's mistaken for b: accuracy 0.714
+    majority = ["a"] * 70  # accuracy 0.857, macro-F1 0.462 (against 0.65)
+
+    def correct(preds):
+        return [{"acc": float(p == g)} for p, g in zip(preds, gold)]
+
+    on_accuracy = choose_non_default(correct(default), correct(majority), "acc")
+    assert on_accuracy["chosen"] and abs(on_accuracy["gain"] - 10 / 70) < 1e-9
+    on_f1 = choose_on_resamples(gold, default, majority, ["a", "b"], "macro_f1")
+    assert on_f1["chosen"] is False and abs(on_f1["gain"] - (12 / 26 - 0.65)) < 1e-9
+    # for accuracy the paired bootstrap's standard error is about the per-example one (0.076)
+    boot = choose_on_resamples(gold, default, majority, ["a", "b"], "accuracy")
+    assert abs(boot["gain"] - on_accuracy["gain"]) < 1e-9 and abs(boot["noise"] - on_accuracy["noise"]) < 0.01
+    # in the held-out choice of in-context: the rule records what it chose on
+    fake, cfg = _prefix_fake(fixes=tuple(range(10)))
+    _, strategy, metrics = _cv_on(fake, cfg(), n=40, n_train=24, folds=3, choose_by="macro_f1")
+    rule = metrics["cv"]["calibration"]
+    assert rule["by"] == "macro_f1" and rule["chosen"] == "contextual"
+    assert abs(rule["gain"] - (19 / 57 - 1.0)) < 1e-9  # none (always a) against contextual (all right)
+
+
+def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranking_metric(
+    sentiment_csv, tiny_bert_dir
+):
+    from taskfit.compare.plan import data_fingerprint, plan_cells
+    from taskfit.config import validate_config
+    from taskfit.tasks import load_pools
+
+    bb = str(tiny_bert_dir)
+    raw = {
+        "name": "keys",
+        "data": {"train": str(sentiment_csv), "shots": [2], "selection": "cv", "folds": 2},
+        "seeds": [0],
+        "prompt": {
+            "template": "{text} It was [MASK].",
+            "verbalizer": {"positive": "good", "negative": "bad"},
+        },
+        "strategies": [
+            {"name": "zero-shot", "backbone": bb},
+            {"name": "head-finetune", "backbone": bb, "epochs": 1},
+            {"name": "in-context", "backbone": bb, "demos_per_class": 1},
+            {"name": "in-context", "backbone": bb, "demos_per_class": 1, "calibration": "none"},
+        ],
+    }
+    cfg = validate_config(raw)
+    fingerprint = data_fingerprint(load_pools(cfg.data))
+    on_accuracy = plan_cells(cfg, fingerprint)
+    on_f1 = plan_cells(cfg, fingerprint, "macro_f1")
+    changed = [c.path for c, d in zip(on_accuracy, on_f1) if c.key != d.key]
+    assert changed == ["in-context/tiny-bert0/k2/seed-0"]  # auto calibration only; the others keep their keys
+    assert [c.choose_by for c in on_f1] == [None, None, "macro_f1", None]
+    from taskfit.compare.cell import CellSpec
+
+    specs = [CellSpec.build(c, cfg, threads=1).as_json() for c in on_f1]  # what the worker reads
+    assert [s.get("choose_by") for s in specs] == [None, None, "macro_f1", None]
+    assert CellSpec.model_validate(specs[2]).choose_by == "macro_f1"
+    dev = validate_config({**raw, "data": {**raw["data"], "selection": "dev"}})
+    assert all(c.choose_by is None for c in plan_cells(dev, fingerprint, "macro_f1"))

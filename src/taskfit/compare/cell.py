@@ -52,6 +52,8 @@ class CellSpec(BaseModel):
     parallel_search: ParallelSearch | None = None
     # a K=0 cell of a cross-validated grid: the (K, seed) pools it predicts besides test (plan.scored_pools)
     pools: list[tuple[int | None, int]] | None = None
+    # the metric the cell's held-out choices are made on when not accuracy (plan.choice_metric)
+    choose_by: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +82,7 @@ class CellSpec(BaseModel):
                 "continual",
                 "parallel_search",
                 *(() if self.pools else ("pools",)),
+                *(() if self.choose_by else ("choose_by",)),
             },
         )
         if self.parallel_search is not None:  # only then: a local cell's cell.json stays as it was
@@ -119,6 +122,7 @@ class CellSpec(BaseModel):
             old_data=config.old_data,
             continual=config.continual.model_dump(mode="json") if config.continual else None,
             pools=list(getattr(cell, "pools", ())) or None,
+            choose_by=getattr(cell, "choose_by", None),
         )
 
 

@@ -211,10 +211,14 @@ def run_experiment(
     config = resolve_prompt(resolve_selection(config, pools), pools.labels)
     validate_plan(config, pools)
     check_final(config)
-    cells = plan_cells(config, data_fingerprint(pools))
+    data_warnings = data_problems(config, pools)
+    task_metric = get_task(config.task).metric(config.metric, pools.labels)
+    cells = plan_cells(
+        config, data_fingerprint(pools), yardstick(task_metric, config.metric, pools, data_warnings).key
+    )
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
-    data_warnings = check_data(config, pools, stream)
+    show_data_problems(data_warnings, stream)
     if world_size() > 1 and isolate:
         print(f"{world_size()} processes (accelerate launch): cells run in process, together", file=stream)
         isolate = False
@@ -302,8 +306,9 @@ def _follow_main(config: ExperimentConfig, out: Path, cells: list[Cell], resume:
     return {"strategies": []}
 
 
-def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
-    """``taskfit inspect``'s checks on the examples this grid will see; warnings are shown, never fatal."""
+def data_problems(config: ExperimentConfig, pools) -> list[str]:
+    """``taskfit inspect``'s checks on the examples this grid will see (warnings, never fatal); computed
+    before the cells are planned, since the ranking metric they decide can enter a cell's key."""
     from taskfit.data.inspect import InspectReport, check_pools, scan_files
 
     report = InspectReport()
@@ -311,12 +316,14 @@ def check_data(config: ExperimentConfig, pools, stream) -> list[str]:
     lengths = [s.max_length for s in config.strategies if getattr(s, "max_length", None) is not None]
     backbones = list(dict.fromkeys(s.backbone for s in config.strategies))
     check_pools(config.data, pools, backbones, min(lengths, default=256), report)
-    warnings = [f"{f.check}: {f.message}" for f in report.problems]
+    return [f"{f.check}: {f.message}" for f in report.problems]
+
+
+def show_data_problems(warnings: list[str], stream) -> None:
     for w in warnings:
         print(f"data check: {w}", file=stream)
     if warnings:
         print("data check: details with `taskfit inspect` (the grid runs anyway)", file=stream)
-    return warnings
 
 
 def update_note(record: dict) -> str:

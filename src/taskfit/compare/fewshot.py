@@ -21,6 +21,27 @@ def scored_on_pools(group) -> bool:
     return any((r.get("metrics") or {}).get("pool_predictions") for r in group.ok)
 
 
+def pool_scores(group, k: str, key: str) -> dict[int, float]:
+    """A row without training data that a cross-validated grid scored on its pools: its ``key`` score on each
+    seed's labelled pool at K ``k`` (``{}`` without pool predictions, or for a metric that is not a label
+    score). Paired with a trained row seed by seed, these share that row's examples and its sampling noise."""
+    if key not in ("accuracy", "macro_f1"):
+        return {}
+    pools = next((p for r in group.ok if (p := (r.get("metrics") or {}).get("pool_predictions"))), None)
+    out = {}
+    for name, rows in (pools or {}).items():
+        shots, _, seed = name.rpartition("/")
+        scored = [r for r in rows if r.get("probs")]
+        if shots != k or not scored or not seed.lstrip("-").isdigit():
+            continue
+        labels = sorted({lab for r in scored for lab in r["probs"]} | {r["gold"] for r in scored})
+        index = {label: i for i, label in enumerate(labels)}
+        gold = np.array([index[r["gold"]] for r in scored])
+        pred = np.array([index[max(r["probs"], key=r["probs"].get)] for r in scored])
+        out[int(seed)] = _score(gold, pred, len(labels), key)
+    return out
+
+
 def fold_scores(group, key: str) -> list[float]:
     """Every fold's score of every seed of a row (the spread of the CV estimate)."""
     return [s[f"dev_{key}"] for cv in cv_runs(group) for s in cv["fold_scores"] if f"dev_{key}" in s]

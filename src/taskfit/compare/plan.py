@@ -33,6 +33,8 @@ class Cell:
     path: str  # folder under the output dir, e.g. "lora/minilm/k16/seed-0"
     # a K=0 cell of a cross-validated grid: the (K, seed) labelled pools it also predicts (``scored_pools``)
     pools: tuple[tuple[int | None, int], ...] = ()
+    # what the cell's own held-out choices are made on when not accuracy (``choice_metric``)
+    choose_by: str | None = None
 
     @property
     def label(self) -> str:
@@ -211,7 +213,29 @@ def update_fields(config: ExperimentConfig) -> dict:
     }
 
 
-def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
+def choice_metric(
+    config: ExperimentConfig, strategy: StrategyBase, k: int | None, ranked_by: str
+) -> str | None:
+    """The metric a cell's own choices are made on when it must follow the grid's ranking metric: in-context
+    with ``calibration: auto`` under cross-validation chooses its calibration on the held-out pool, and on a
+    grid ranked by macro-F1 (imbalanced labels) a choice made on accuracy can take the calibration that
+    macro-F1 then marks down (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
+    from taskfit.compare.cv import uses_one_prefix
+
+    if (
+        ranked_by == "accuracy"
+        or config.data.selection != "cv"
+        or k == 0
+        or getattr(strategy, "calibration", None) != "auto"
+        or not uses_one_prefix(strategy)
+    ):
+        return None
+    return ranked_by
+
+
+def plan_cells(config: ExperimentConfig, fingerprint: str, ranked_by: str = "accuracy") -> list[Cell]:
+    """The grid's cells and their keys. ``ranked_by``: the grid's ranking metric (``selection.yardstick``),
+    which only cells whose own choices follow it (``choice_metric``) record in their key."""
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
         slug = _slug(b)
@@ -229,6 +253,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
         else:
             grid = [(0, None)]
         for k, seed in grid:
+            choose_by = choice_metric(config, s, k, ranked_by)
             resolved = {
                 "format": CELL_FORMAT,
                 "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
@@ -252,10 +277,11 @@ def plan_cells(config: ExperimentConfig, fingerprint: str) -> list[Cell]:
                     if k == 0 and pools
                     else {}
                 ),
+                **({"choose_by": choose_by} if choose_by else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (
                 "" if seed is None else f"/seed-{seed}"
             )
-            cells.append(Cell(s, k, seed, key, path, pools if k == 0 else ()))
+            cells.append(Cell(s, k, seed, key, path, pools if k == 0 else (), choose_by))
     return cells

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from taskfit.compare.fewshot import cv_lines, cv_runs, scored_on_pools
+from taskfit.compare.fewshot import cv_lines, cv_runs, pool_scores, scored_on_pools
 from taskfit.config import BudgetConfig
 from taskfit.evaluation.ranking import Metric, ranked_by, shots_order  # noqa: F401 (re-exported)
 
@@ -216,12 +216,12 @@ def leaderboard(groups: list[Group], majority: dict | None = None, ensembles: li
 
 def paired_p_value(a: Group, b: Group, n_test: int = 0) -> tuple[float | None, str]:
     """p-value that a and b score the same, paired over seeds (a seed-independent group counts as the same
-    value on every seed). With fewer than two paired seeds there is no estimate of the seed-to-seed variance
+    value on every seed, or, scored on a cross-validated grid's pools, as its score on each seed's pool). With fewer than two paired seeds there is no estimate of the seed-to-seed variance
     and so no test: (None, why). (A test set's binomial sampling error alone would ignore the variance
     between training samples, which is larger in few-shot runs; ``n_test`` is kept for callers.)"""
     from scipy import stats
 
-    sa, sb = a.by_seed, b.by_seed
+    sa, sb = _paired_scores(a, b), _paired_scores(b, a)
     if None in sa and None in sb:
         diffs: list[float] = []
     elif None in sa:
@@ -235,6 +235,17 @@ def paired_p_value(a: Group, b: Group, n_test: int = 0) -> tuple[float | None, s
             return (1.0 if abs(diffs[0]) < 1e-12 else 0.0), "paired over seeds"
         return float(stats.ttest_1samp(diffs, 0.0).pvalue), "paired over seeds"
     return None, "one seed: no estimate of the seed-to-seed variance"
+
+
+def _paired_scores(g: Group, other: Group) -> dict[int | None, float]:
+    """``g``'s ranked score by seed for a paired comparison with ``other``: a row without training data that
+    a cross-validated grid scored on every seed's pool gives its score on each of ``other``'s pools (the
+    examples ``other`` was scored on), not one score on their union."""
+    if g.by == "dev" and g.shots == "0" and other.shots != "0":
+        on_pools = pool_scores(g, other.shots, g.metric.key)
+        if on_pools and set(other.by_seed) <= set(on_pools):
+            return dict(on_pools)
+    return g.by_seed
 
 
 def selection_regret(groups: list[Group]) -> tuple[float, Group, Group] | None:

@@ -161,6 +161,7 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         backbones=backbones or BackboneCache(spec.trust_remote_code, spec.device),
         run=run,
         no_relation_label=data.no_relation_label,
+        choose_by=spec.choose_by or "accuracy",
     )
     from taskfit.progress import make_progress
 

@@ -72,6 +72,9 @@ class Context:
         default_factory=RunOptions
     )  # checkpoints, resume, precision, trackers of training
     no_relation_label: str | None = None  # task relation: the label left out of micro/macro-F1
+    # the grid's ranking metric where a cell's own choices must follow it (plan.choice_metric): "macro_f1"
+    # when imbalanced labels rank by it; accuracy otherwise
+    choose_by: str = "accuracy"
 
     def template(self) -> Template:
         if self.prompt is None:
