@@ -373,8 +373,10 @@ def test_the_mix_is_kept_on_every_seed_or_none_from_the_seeds_gains_pooled():
     # a gain on every seed, none of them large alone: kept everywhere
     steady = [{"gain": g, "chosen": False} for g in (0.03, 0.02, 0.04, 0.025, 0.035)]
     assert across_seeds(steady)["chosen"] is True
-    # one seed (or no gain measured): no pooled decision, the seed's own verdict stands
-    assert across_seeds(lucky[:1]) is None and across_seeds([{"gain": None}, {"gain": 0.1}]) is None
+    # one seed: no pooled decision, the seed's own verdict stands
+    assert across_seeds(lucky[:1]) is None
+    # two seeds, one too small to measure a gain: not kept anywhere (never on one seed only)
+    assert across_seeds([{"gain": None}, {"gain": 0.1, "chosen": True}])["chosen"] is False
 
 
 def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path, monkeypatch):
@@ -383,8 +385,8 @@ def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path,
     real = ensemble.checked_weights
     gains = iter([0.3, -0.2] * 50)  # alternating per call: seed 0, seed 1
 
-    def fake(fits, labels, best, score="accuracy", parts=5):
-        weights, verdict = real(fits, labels, best, score, parts)
+    def fake(fits, labels, best, score="accuracy", parts=5, weight=None):
+        weights, verdict = real(fits, labels, best, score, parts, weight)
         gain = next(gains)
         return weights, {**verdict, "gain": gain, "noise": 0.01, "chosen": gain > 0}
 

@@ -98,6 +98,7 @@ def uses_one_prefix(config) -> bool:
     fields = type(config).model_fields
     return (
         "demos_per_class" in fields
+        and "epochs" not in fields  # prompt-finetune places demonstrations too, but trains
         and getattr(config, "selection", None) != "similar"
         and getattr(config, "prompt_search", None) is None
     )

@@ -35,6 +35,7 @@ from taskfit.compare.plan import (
     shots_label,
     validate_plan,
 )
+from taskfit.compare.prior import label_shares, reweight_records
 from taskfit.compare.report import write_report
 from taskfit.compare.selection import bootstrap_interval, yardstick
 from taskfit.compare.summary import group_records, leaderboard, recommend, recommended_row
@@ -344,7 +345,13 @@ def summarise_grid(
     records = store.rows(grid.db, cells=[c.path for c in cells])
     task = get_task(config.task)
     metric = yardstick(task.metric(config.metric, pools.labels), config.metric, pools, data_warnings or [])
+    prior = None
+    if pools.labels and config.data.selection == "cv":  # K-shot pools scored at the data's label shares
+        prior = label_shares([*pools.train, *pools.dev])
+        prior = prior if reweight_records(records, prior, list(pools.labels)) else None
     groups = group_records(records, metric)
+    for g in groups:
+        g.prior = prior
     ok = [r for r in records if r["status"] == "ok"]
     majority = next((r["metrics"].get("majority_baseline") for r in ok), None)
     for g in groups:  # the test score's interval over test examples and seeds (label tasks)
@@ -384,7 +391,7 @@ def summarise_grid(
             "the same out-of-fold or dev predictions that rank the rows); give data.test to see them"
         )
     elif config.ensembles and pools.labels:  # from the saved probabilities: nothing refits, nothing is chosen
-        ensembles = ensemble_rows(groups, out, list(pools.labels), config.ensembles)
+        ensembles = ensemble_rows(groups, out, list(pools.labels), config.ensembles, prior)
         recommendation += ensemble_lines(ensembles, recommended_row(groups, majority))
         notes += ensemble_notes(ensembles)
     logs = {}

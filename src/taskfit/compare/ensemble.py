@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from taskfit.compare.cv import OOF_MAX
+from taskfit.compare.prior import weights_for
+from taskfit.compare.selection import _score
 from taskfit.compare.summary import Group, _fmt, shots_order
 
 PREDICTIONS = "predictions.jsonl"
@@ -29,20 +31,17 @@ POOL_SIZE = 3  # rows a strategy ensemble draws from at each K
 KINDS = ("seeds", "strategies")
 
 
-def _score(gold: np.ndarray, pred: np.ndarray, n_labels: int, key: str) -> float:
-    if key != "macro_f1":
-        return float((gold == pred).mean())
-    tp = np.bincount(gold[gold == pred], minlength=n_labels)
-    denom = np.bincount(gold, minlength=n_labels) + np.bincount(pred, minlength=n_labels)
-    return float(np.divide(2 * tp, denom, out=np.zeros(n_labels), where=denom > 0).mean())
-
-
 def ensemble_weights(
-    oof: dict[str, list[dict]], labels: list[str], rounds: int = 20, score: str = "accuracy"
+    oof: dict[str, list[dict]],
+    labels: list[str],
+    rounds: int = 20,
+    score: str = "accuracy",
+    weight: np.ndarray | None = None,
 ) -> dict[str, float]:
     """{row: weight} summing to 1, from each row's records ({gold, probs}) over the same examples, in the
     same order: ``rounds`` times, add the row that most improves the averaged probabilities' ``score``
-    (accuracy or macro_f1); the weights are how often each row was added."""
+    (accuracy or macro_f1; each example counted ``weight`` times, ``compare.prior``); the weights are how
+    often each row was added."""
     rows = list(oof)
     golds = [[r["gold"] for r in oof[row]] for row in rows]
     if not rows or any(g != golds[0] for g in golds):
@@ -53,7 +52,8 @@ def ensemble_weights(
     total = np.zeros((len(gold), len(labels)))
     for step in range(1, rounds + 1):
         scores = {
-            row: _score(gold, ((total + probs[row]) / step).argmax(1), len(labels), score) for row in rows
+            row: _score(gold, ((total + probs[row]) / step).argmax(1), len(labels), score, weight)
+            for row in rows
         }
         best = max(rows, key=lambda row: (scores[row], -rows.index(row)))  # ties: the earlier (better) row
         counts[best] += 1
@@ -62,7 +62,12 @@ def ensemble_weights(
 
 
 def checked_weights(
-    fits: dict[str, list[dict]], labels: list[str], best: str, score: str = "accuracy", parts: int = 5
+    fits: dict[str, list[dict]],
+    labels: list[str],
+    best: str,
+    score: str = "accuracy",
+    parts: int = 5,
+    weight: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict]:
     """(weights, verdict): the greedy weights of ``ensemble_weights`` only when the weighted ensemble beats
     ``best`` (its top member by the selection score) by more than the noise, else all weight on ``best``.
@@ -85,23 +90,29 @@ def checked_weights(
         held = np.zeros(len(gold), dtype=bool)
         held[part] = True
         rest = {row: [r for r, h in zip(records, held) if not h] for row, records in fits.items()}
-        weights = ensemble_weights(rest, labels, score=score)
+        w_rest, w_held = (None, None) if weight is None else (weight[~held], weight[held])
+        weights = ensemble_weights(rest, labels, score=score, weight=w_rest)
         probs = sum(w * matrix[row][held] for row, w in weights.items())
-        ensembles.append({score: _score(gold[held], probs.argmax(1), len(labels), score)})
-        singles.append({score: _score(gold[held], matrix[best][held].argmax(1), len(labels), score)})
+        ensembles.append({score: _score(gold[held], probs.argmax(1), len(labels), score, w_held)})
+        singles.append({score: _score(gold[held], matrix[best][held].argmax(1), len(labels), score, w_held)})
     verdict = {**choose_non_default(singles, ensembles, score), "parts": len(singles)}
-    return mixed_or_best(fits, labels, best, score, verdict["chosen"]), verdict
+    return mixed_or_best(fits, labels, best, score, verdict["chosen"], weight), verdict
 
 
-def mixed_or_best(fits: dict[str, list[dict]], labels: list[str], best: str, score: str, mix: bool):
+def mixed_or_best(
+    fits: dict[str, list[dict]], labels: list[str], best: str, score: str, mix: bool, weight=None
+) -> dict[str, float]:
     """The greedy weights on all of ``fits`` when ``mix``, else all weight on ``best``."""
-    return ensemble_weights(fits, labels, score=score) if mix else {row: float(row == best) for row in fits}
+    if not mix:
+        return {row: float(row == best) for row in fits}
+    return ensemble_weights(fits, labels, score=score, weight=weight)
 
 
 def across_seeds(verdicts: list[dict]) -> dict | None:
     """Keep the mix on every seed or on none, decided once over the seeds' cross-validated gains: kept when
     their mean is positive and exceeds one standard error over the seeds (``choose_non_default`` with the
-    seeds as the paired units). None with fewer than two seeds, where each seed's own verdict stands.
+    seeds as the paired units). None with one seed, where its own verdict stands; with more seeds but fewer
+    than two measured gains (pools too small to split), not kept.
 
     Why not seed by seed: each seed's check sees a few dozen examples and keeps a mix by chance about one
     time in six when it gains nothing; on issue 18's runs the mixes kept that way on trec won 0.028 on one
@@ -110,8 +121,10 @@ def across_seeds(verdicts: list[dict]) -> dict | None:
     from taskfit.compare.cv import choose_non_default
 
     gains = [v["gain"] for v in verdicts if v.get("gain") is not None]
-    if len(gains) < 2:
+    if len(verdicts) < 2:
         return None
+    if len(gains) < 2:
+        return {"chosen": False, "gain": gains[0] if gains else None, "noise": None, "seeds": len(gains)}
     rule = choose_non_default([{"gain": 0.0}] * len(gains), [{"gain": g} for g in gains], "gain")
     return {**rule, "seeds": len(gains)}
 
@@ -148,7 +161,16 @@ def _keyed(rows: list[dict]) -> dict[tuple, dict]:
     return out
 
 
-def _label_metrics(gold: list[str], probs: np.ndarray, labels: list[str], prefix: str = "") -> dict:
+def _label_metrics(
+    gold: list[str], probs: np.ndarray, labels: list[str], prefix: str = "", weight: np.ndarray | None = None
+) -> dict:
+    """Accuracy and macro-F1 of the probabilities' top labels (each example counted ``weight`` times)."""
+    if weight is not None:
+        index = np.array([labels.index(g) for g in gold])
+        return {
+            f"{prefix}{k}": _score(index, probs.argmax(1), len(labels), k, weight)
+            for k in ("accuracy", "macro_f1")
+        }
     from taskfit.evaluation.metrics import classification_metrics
 
     m = classification_metrics(gold, [labels[i] for i in probs.argmax(1)], labels)
@@ -260,8 +282,10 @@ def _weight_score(top: Group) -> str:
     return top.metric.key if top.metric.key in ("accuracy", "macro_f1") else "accuracy"
 
 
-def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str], shots: str):
-    """(weights, the aligned fitting records, the member cells) for one seed at K ``shots``, or None."""
+def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str], shots: str, prior=None):
+    """(weights, the aligned fitting records, the member cells, the verdict, each example's weight) for one
+    seed at K ``shots``, or None. ``prior``: the data's label shares the examples are re-weighted to
+    (out-of-fold records only: ``compare.prior``)."""
     members = _member_records(pool, seed)
     if members is None:
         return None
@@ -272,14 +296,19 @@ def _fit_seed(pool: list[Group], seed, source: str, out: Path, labels: list[str]
     if aligned is None:
         return None
     score = _weight_score(pool[0])
-    weights, verdict = checked_weights(aligned, labels, pool[0].name, score)  # type: ignore[arg-type]
-    return weights, aligned, members, verdict
+    golds = [r["gold"] for r in next(iter(aligned.values()))]
+    weight = weights_for(golds, prior) if source == "oof" else None
+    weights, verdict = checked_weights(aligned, labels, pool[0].name, score, weight=weight)  # type: ignore[arg-type]
+    return weights, aligned, members, verdict, weight
 
 
-def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], size: int = POOL_SIZE):
+def strategy_ensemble(
+    candidates: list[Group], out: Path, labels: list[str], size: int = POOL_SIZE, prior: dict | None = None
+):
     """The top ``size`` rows of one K (``candidates`` best first by the selection score; rows without
     training data join any K) that can be ensembled, weighted per seed on out-of-fold predictions (when two
-    rows or more have them) or else on dev predictions; None if fewer than two rows can."""
+    rows or more have them; re-weighted to ``prior``, the data's label shares) or else on dev predictions;
+    None if fewer than two rows can."""
     if not candidates or candidates[0].by != "dev":  # ranked on test: choosing members would use test
         return None
     has_oof = [g for g in candidates if all(_has_oof(r) for r in g.ok)]
@@ -292,7 +321,7 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     for g in candidates:  # best first; a row joins when every seed can still be fitted with it
         if len(pool) == size:
             break
-        if all(_fit_seed([*pool, g], s, source, out, labels, k) for s in seeds):
+        if all(_fit_seed([*pool, g], s, source, out, labels, k, prior) for s in seeds):
             pool.append(g)
         else:
             left_out.append(g)
@@ -301,22 +330,25 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     above = [g for g in left_out if candidates.index(g) < candidates.index(pool[-1])]
     shots = max((g.shots for g in pool), key=shots_order)  # the K of its trained members
     records, weights_seen = [], {g.name: [] for g in pool}
-    fitted_by_seed = {seed: _fit_seed(pool, seed, source, out, labels, k) for seed in seeds}
-    row_rule = across_seeds([f[3] for f in fitted_by_seed.values() if f])
-    score = _weight_score(pool[0])
-    for seed, fitted in fitted_by_seed.items():
+    usable = {}  # seeds whose members' test predictions can be combined: only they report, and decide
+    for seed in seeds:
+        fitted = _fit_seed(pool, seed, source, out, labels, k, prior)
         tests = [read_rows(out / r["cell"] / PREDICTIONS, labels) for r in fitted[2]] if fitted else []
-        if not fitted or any(t is None for t in tests) or not _same_examples(tests):  # type: ignore[arg-type]
-            continue
-        weights, aligned, members, verdict = fitted
+        if fitted and all(t is not None for t in tests) and _same_examples(tests):  # type: ignore[arg-type]
+            usable[seed] = (fitted, tests)
+    row_rule = across_seeds([fitted[3] for fitted, _ in usable.values()])
+    score = _weight_score(pool[0])
+    for seed, (fitted, tests) in usable.items():
+        weights, aligned, members, verdict, weight = fitted
         if row_rule is not None:  # one decision for the row, from every seed's gain
-            weights = mixed_or_best(aligned, labels, pool[0].name, score, row_rule["chosen"])
+            weights = mixed_or_best(aligned, labels, pool[0].name, score, row_rule["chosen"], weight)
             verdict = {**verdict, "seed_chosen": verdict["chosen"], "chosen": row_rule["chosen"]}
         probs = sum(w * _matrix(t, labels) for w, t in zip(weights.values(), tests))  # type: ignore[arg-type]
         record = {"cell": f"ensemble/k{shots}/seed-{seed}", "seed": seed, "status": "ok"}
         record.update(_label_metrics([r["gold"] for r in tests[0]], probs, labels))  # type: ignore[index]
         fit = sum(w * _matrix(rows, labels) for w, rows in zip(weights.values(), aligned.values()))
-        record.update(_label_metrics([r["gold"] for r in next(iter(aligned.values()))], fit, labels, "dev_"))
+        fit_golds = [r["gold"] for r in next(iter(aligned.values()))]
+        record.update(_label_metrics(fit_golds, fit, labels, "dev_", weight))
         record.update(_cost(members))
         record["weights"], record["fitted_on"] = weights, len(next(iter(aligned.values())))
         record["weighted"] = verdict  # kept the greedy weights, or the best member alone, and why
@@ -333,7 +365,12 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     )
     kept = sum(bool(r["weighted"]["chosen"]) for r in records)
     gains = [r["weighted"]["gain"] for r in records if r["weighted"]["gain"] is not None]
-    if row_rule is not None:
+    if row_rule is not None and row_rule["noise"] is None:
+        verdict_text = (
+            f"the weighted mix was kept on no seed: fewer than two seeds' pools were large enough to "
+            f"cross-validate its gain over {pool[0].name}, so the row is {pool[0].name} alone"
+        )
+    elif row_rule is not None:
         verdict_text = (
             f"the weighted mix {'was kept on every seed' if row_rule['chosen'] else 'was kept on no seed'}: "
             f"its gain over {pool[0].name}, cross-validated within each seed's predictions, averaged "
@@ -367,14 +404,16 @@ def strategy_ensemble(candidates: list[Group], out: Path, labels: list[str], siz
     return _row(pool[0], name, backbones, shots, "strategies", records, fits, note)
 
 
-def ensemble_rows(groups: list[Group], out: Path, labels: list[str], kinds=KINDS) -> list[Group]:
+def ensemble_rows(
+    groups: list[Group], out: Path, labels: list[str], kinds=KINDS, prior: dict | None = None
+) -> list[Group]:
     """The ensemble rows ``kinds`` asks for, in the leaderboard's order (by K, then the row they come from)."""
     ok = [g for g in groups if g.ok and not g.ensemble]
     rows: list[Group] = []
     for k in sorted({g.shots for g in ok if g.shots != "0"}, key=shots_order):
         if "strategies" in kinds:
             at_k = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
-            row = strategy_ensemble(at_k, out, labels)
+            row = strategy_ensemble(at_k, out, labels, prior=prior)
             if row is not None:
                 rows.append(row)
         if "seeds" in kinds:

@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 
+from taskfit.compare.prior import reweighting_lines, weights_for
 from taskfit.compare.selection import BOOTSTRAP_SAMPLES, _score
 
 
@@ -38,7 +39,8 @@ def pool_scores(group, k: str, key: str) -> dict[int, float]:
         index = {label: i for i, label in enumerate(labels)}
         gold = np.array([index[r["gold"]] for r in scored])
         pred = np.array([index[max(r["probs"], key=r["probs"].get)] for r in scored])
-        out[int(seed)] = _score(gold, pred, len(labels), key)
+        weight = weights_for([r["gold"] for r in scored], getattr(group, "prior", None))
+        out[int(seed)] = _score(gold, pred, len(labels), key, weight)
     return out
 
 
@@ -62,7 +64,8 @@ def oof_interval(group, key: str, labels: list[str], seed: int = 0) -> tuple[flo
             return None
         gold = np.array([index[o["gold"]] for o in oof])
         pred = np.array([index[max(o["probs"], key=o["probs"].get)] for o in oof])
-        runs.append((gold, pred))
+        weight = weights_for([o["gold"] for o in oof], getattr(group, "prior", None))
+        runs.append((gold, pred, np.ones(len(gold)) if weight is None else weight))
     if not runs:
         return None
     rng = np.random.default_rng(seed)
@@ -71,9 +74,9 @@ def oof_interval(group, key: str, labels: list[str], seed: int = 0) -> tuple[flo
         picked = rng.integers(0, len(runs), len(runs))
         values = []
         for i in picked:
-            gold, pred = runs[i]
+            gold, pred, weight = runs[i]
             rows = rng.integers(0, len(gold), len(gold))
-            values.append(_score(gold[rows], pred[rows], len(labels), key))
+            values.append(_score(gold[rows], pred[rows], len(labels), key, weight[rows]))
         scores.append(np.mean(values))
     lo, hi = np.percentile(scores, [2.5, 97.5])
     return float(lo), float(hi)
@@ -113,6 +116,7 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
             f"- Rows chosen by {k}-fold cross-validation over the {pool} labels of train + dev; test ({n_test} "
             "examples) never chose and is the independent check."
         )
+    lines += reweighting_lines(best, groups)
     lines.append(
         f"- **Cost of cross-validation:** each trained candidate was fitted {2 * folds[-1] + 1} times per "
         f"seed ({k} fold fits to choose the number of epochs, {k} more with that number to estimate without "

@@ -228,6 +228,8 @@ def choice_metric(
         or k == 0
         or getattr(strategy, "calibration", None) != "auto"
         or not uses_one_prefix(strategy)
+        or getattr(strategy, "search", None)  # a search cell chooses on dev, never on the held-out pool
+        or config.from_run  # an incremental update does not cross-validate
     ):
         return None
     return ranked_by

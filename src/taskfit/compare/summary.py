@@ -57,6 +57,8 @@ class Group:
     ensemble: str = ""
     fits: int = 0
     note: str = ""
+    # the data's label shares its cross-validated scores were re-weighted to (compare.prior), else None
+    prior: dict | None = None
 
     @property
     def name(self) -> str:
