@@ -154,6 +154,12 @@ def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise
     assert len(built) == 4 + 4 + 1 and strategy.config.calibration == "contextual"
     assert strategy.fits == [(20, 0)] and metrics["cv"]["calibration"]["chosen"] == "contextual"
     assert metrics["dev_accuracy"] == 1.0
+    # on a grid ranked by macro-F1 the folds' macro-F1 decides (the gain is in macro-F1, not accuracy)
+    _, _, metrics = _cv_on(Fake, Cfg(), choose_by="macro_f1")
+    rule = metrics["cv"]["calibration"]
+    assert rule["by"] == "macro_f1" and rule["chosen"] == "contextual"
+    none_f1 = [s["dev_macro_f1"] for s in metrics["cv"]["fold_scores"]]  # contextual's: all 1.0
+    assert none_f1 == [1.0] * 4 and rule["gain"] != 0.5  # accuracy's gain would be 0.5
 
 
 def test_ensemble_weights_use_each_labelled_example_once():

@@ -262,7 +262,8 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         other = "none" if default == "contextual" else "contextual"
         _, kept = run_folds(fold_config.model_copy(update={"calibration": default}))
         curves, changed = run_folds(fold_config.model_copy(update={"calibration": other}))
-        calibration = {**choose_non_default(kept, changed, "dev_accuracy"), "default": default}
+        key = f"dev_{ctx.choose_by}"  # the grid's ranking metric (plan.choice_metric)
+        calibration = {**choose_non_default(kept, changed, key), "default": default, "by": ctx.choose_by}
         update["calibration"] = other if calibration["chosen"] else default
         scores = changed if calibration["chosen"] else kept
     else:

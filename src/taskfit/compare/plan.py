@@ -216,18 +216,17 @@ def update_fields(config: ExperimentConfig) -> dict:
 def choice_metric(
     config: ExperimentConfig, strategy: StrategyBase, k: int | None, ranked_by: str
 ) -> str | None:
-    """The metric a cell's own choices are made on when it must follow the grid's ranking metric: in-context
-    with ``calibration: auto`` under cross-validation chooses its calibration on the held-out pool, and on a
-    grid ranked by macro-F1 (imbalanced labels) a choice made on accuracy can take the calibration that
-    macro-F1 then marks down (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
-    from taskfit.compare.cv import uses_one_prefix
-
+    """The metric a cell's own choices are made on when it must follow the grid's ranking metric: a prompting
+    strategy with ``calibration: auto`` under cross-validation chooses its calibration on held-out labels
+    (in-context: the pool outside its demonstrations; otherwise the folds), and on a grid ranked by macro-F1
+    (imbalanced labels) a choice made on accuracy can take the calibration that macro-F1 then marks down
+    (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
     if (
         ranked_by == "accuracy"
         or config.data.selection != "cv"
         or k == 0
         or getattr(strategy, "calibration", None) != "auto"
-        or not uses_one_prefix(strategy)
+        or getattr(strategy, "selection", None) == "similar"  # per-query prefixes: none, nothing chosen
         or getattr(strategy, "search", None)  # a search cell chooses on dev, never on the held-out pool
         or config.from_run  # an incremental update does not cross-validate
     ):
