@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 
 from taskfit.compare.prior import reweighting_lines, weights_for
-from taskfit.compare.selection import BOOTSTRAP_SAMPLES, _score
+from taskfit.compare.selection import BOOTSTRAP_SAMPLES, _score, label_indices
 
 
 def cv_runs(group) -> list[dict]:
@@ -36,9 +36,7 @@ def pool_scores(group, k: str, key: str) -> dict[int, float]:
         if shots != k or not scored or not seed.lstrip("-").isdigit():
             continue
         labels = sorted({lab for r in scored for lab in r["probs"]} | {r["gold"] for r in scored})
-        index = {label: i for i, label in enumerate(labels)}
-        gold = np.array([index[r["gold"]] for r in scored])
-        pred = np.array([index[max(r["probs"], key=r["probs"].get)] for r in scored])
+        gold, pred = label_indices(scored, labels)
         weight = weights_for([r["gold"] for r in scored], getattr(group, "prior", None))
         out[int(seed)] = _score(gold, pred, len(labels), key, weight)
     return out
@@ -62,8 +60,7 @@ def oof_interval(group, key: str, labels: list[str], seed: int = 0) -> tuple[flo
         ]  # None: a demonstration
         if not oof or any(o["gold"] not in index for o in oof):
             return None
-        gold = np.array([index[o["gold"]] for o in oof])
-        pred = np.array([index[max(o["probs"], key=o["probs"].get)] for o in oof])
+        gold, pred = label_indices(oof, labels)
         weight = weights_for([o["gold"] for o in oof], getattr(group, "prior", None))
         runs.append((gold, pred, np.ones(len(gold)) if weight is None else weight))
     if not runs:

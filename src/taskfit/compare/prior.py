@@ -21,7 +21,7 @@ from collections import Counter
 
 import numpy as np
 
-from taskfit.compare.selection import _score
+from taskfit.compare.selection import _score, label_indices
 
 TOLERANCE = 0.02  # a pool within this of the data's shares on every label is scored as it is
 
@@ -54,10 +54,8 @@ def weighted_scores(rows: list[dict], labels: list[str], prior: dict[str, float]
     weight = weights_for(golds, prior)
     if weight is None or any(g not in labels for g in golds):
         return None
-    index = {label: i for i, label in enumerate(labels)}
-    gold = np.array([index[g] for g in golds])
-    pred = np.array([index[max(r["probs"], key=r["probs"].get)] for r in scored])
-    majority = np.full(len(gold), index[max(prior, key=prior.get)])  # type: ignore[arg-type]
+    gold, pred = label_indices(scored, labels)
+    majority = np.full(len(gold), labels.index(max(prior, key=prior.get)))  # type: ignore[arg-type]
     keys = ("accuracy", "macro_f1")
     return {
         **{f"dev_{k}": _score(gold, pred, len(labels), k, weight) for k in keys},

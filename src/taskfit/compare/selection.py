@@ -53,6 +53,14 @@ def _read_predictions(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def label_indices(rows: list[dict], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(gold, predicted) label indices of prediction rows ({gold, probs}): the prediction is the top label."""
+    index = {label: i for i, label in enumerate(labels)}
+    gold = np.array([index[r["gold"]] for r in rows])
+    pred = np.array([index[max(r["probs"], key=r["probs"].get)] for r in rows])
+    return gold, pred
+
+
 def _score(
     gold: np.ndarray, pred: np.ndarray, n_labels: int, key: str, weight: np.ndarray | None = None
 ) -> float:
