@@ -409,3 +409,37 @@ def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path,
     assert all(r["weights"] == {"x (bb)": 1.0, "y (bb)": 0.0} for r in row.ok)
     assert row.ok[0]["weighted"]["seed_chosen"] is True and row.ok[0]["weighted"]["chosen"] is False
     assert "kept on no seed" in row.note and "averaged +0.050 over 2 seeds" in row.note
+
+
+def test_a_seed_the_ensemble_cannot_report_does_not_vote_on_the_mix(tmp_path, monkeypatch):
+    """Seed 2's member lost its test predictions: the row reports seeds 0 and 1, and only their gains decide
+    (with seed 2's -0.9 counted, the mean would be -0.1 and the mix dropped)."""
+    import itertools
+
+    real = ensemble.checked_weights
+    gains = itertools.cycle([0.3, 0.3, -0.9])  # per call, seeds 0, 1, 2 in turn
+
+    def fake(fits, labels, best, score="accuracy", parts=5, weight=None):
+        weights, verdict = real(fits, labels, best, score, parts, weight)
+        gain = next(gains)
+        return weights, {**verdict, "gain": gain, "noise": 0.01, "chosen": gain > 0}
+
+    monkeypatch.setattr(ensemble, "checked_weights", fake)
+    pool_gold = ["a", "b"] * 6
+
+    def oof(right):
+        return [
+            {"gold": g, "probs": {g: 0.8 if right(i) else 0.2, ("b" if g == "a" else "a"): 0.2 if right(i) else 0.8}}
+            for i, g in enumerate(pool_gold)
+        ]  # fmt: skip
+
+    records = []
+    for seed in (0, 1, 2):
+        for name, right, score in (("x", lambda i: i % 4 != 0, 0.75), ("y", lambda i: i % 3 != 0, 0.7)):
+            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof(right)))
+            records[-1]["metrics"]["dev_accuracy"] = score
+    (tmp_path / "y/bb/k4/seed-2/predictions.jsonl").unlink()
+    row = strategy_ensemble(group_records(records), tmp_path, LABELS)
+    assert row is not None and [r["seed"] for r in row.ok] == [0, 1]
+    assert all(r["weighted"]["chosen"] is True for r in row.ok)
+    assert "kept on every seed" in row.note and "over 2 seeds" in row.note
