@@ -291,3 +291,38 @@ def test_auto_calibration_keeps_what_scores_better_on_dev(better, tiny_llama_dir
     strategy.save(tmp_path / "model")
     again = load_strategy(tmp_path / "model")
     assert again.calibration == better and again.predict(dev).labels == labels[better]
+
+
+def test_kept_label_scores_give_both_calibrations_from_one_pass_of_the_lm(tiny_llama_dir):
+    """A cross-validated in-context cell predicts the same examples under both calibrations (held out, then
+    test): with ``scored`` set, the second is a correction of the kept scores, same numbers, no LM call."""
+    prompt = PromptConfig(
+        template=TEMPLATE.source, verbalizer={"positive": [" positive"], "negative": [" negative"]}
+    )
+    cfg = STRATEGY_CONFIGS["in-context"].model_validate(
+        {"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 1, "demo_sets": 2}
+    )
+    strategy = build_strategy(cfg, Context(LABELS, prompt, seed=0))
+    strategy.fit(toy(8), [])
+    test = toy(6, offset=100)
+    fresh = {}
+    for method in ("none", "contextual"):
+        strategy.calibration = method
+        fresh[method] = strategy.predict(test).probs
+    assert not torch.allclose(fresh["none"], fresh["contextual"])  # the two calibrations differ here
+    calls: list = []  # every pass of the LM embeds its inputs first
+    hook = strategy.backbone.model.get_input_embeddings().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        strategy.scored = {}
+        strategy.calibration = "contextual"
+        first = strategy.predict(test).probs
+        passes = len(calls)
+        strategy.calibration = "none"
+        second = strategy.predict(test).probs
+        strategy.calibration = "contextual"
+        third = strategy.predict(test).probs
+    finally:
+        hook.remove()
+    assert passes > 0 and len(calls) == passes  # nothing scored twice
+    assert torch.allclose(first, fresh["contextual"], atol=1e-6) and torch.allclose(third, first)
+    assert torch.allclose(second, fresh["none"], atol=1e-6)

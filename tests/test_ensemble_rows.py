@@ -360,7 +360,7 @@ def test_a_cross_validated_grid_scores_zero_shot_on_every_seed_s_pool(sentiment_
 
 
 def test_the_mix_is_kept_on_every_seed_or_none_from_the_seeds_gains_pooled():
-    from taskfit.compare.ensemble import across_seeds
+    from taskfit.compare.cv import across_seeds
 
     # one seed's check kept a mix (+0.12), the others gained nothing: the mean +0.016 is inside the noise
     lucky = [

@@ -308,6 +308,13 @@ def test_in_context_is_fitted_once_and_chosen_on_the_examples_its_prefix_never_s
     assert metrics["dev_accuracy"] == 1.0 and sum(len(texts) for texts in strategy.predicted) == 2 * 38
     assert [r["probs"] is None for r in metrics["oof"]] == [r in demos for r in (f"t{i}" for i in range(40))]
     assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 38
+    # the calibration not chosen, scored on the same 38, kept for the grid's decision over the seeds
+    other = metrics["alternative"]
+    assert cv["calibration"]["applied"] == "contextual" and other["cv"]["calibration"]["applied"] == "none"
+    assert other["cv"]["calibration"]["gain"] == cv["calibration"]["gain"]  # one verdict, two readings
+    assert other["dev_accuracy"] == 0.5 and other["cv"]["held_out"] == 38  # none: always a, 19 of 38
+    assert sum(r["probs"] is not None and r["probs"]["a"] > 0.5 for r in other["oof"]) == 38
+    assert strategy.scored is not None  # test is then predicted under both from one pass of the LM
 
 
 def test_in_context_with_demonstration_sets_is_scored_on_the_examples_no_set_shows():
@@ -447,3 +454,120 @@ def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranki
     assert CellSpec.model_validate(specs[2]).choose_by == "macro_f1"
     dev = validate_config({**raw, "data": {**raw["data"], "selection": "dev"}})
     assert all(c.choose_by is None for c in plan_cells(dev, fingerprint, "macro_f1"))
+
+
+def test_the_calibration_is_decided_once_over_the_seeds_and_a_dissenting_seed_read_with_it(tmp_path):
+    """Five seeds' held-out gains of none over contextual: +0.05, +0.11, +0.05, -0.002, +0.04 (trec's
+    in-context+4-demo-sets, issue 18). Seed 3 alone kept contextual; over the seeds none clears its standard
+    error, so seed 3 is read from the alternative its cell saved (held-out, out-of-fold and test) and the
+    final model is refitted with none. A seed without a saved alternative keeps its own reading."""
+    import json
+
+    from taskfit.compare.cv import across_seeds, pool_calibrations
+    from taskfit.compare.final import final_settings
+    from taskfit.compare.summary import Group
+    from taskfit.config import InContextConfig
+
+    gains = [0.051, 0.112, 0.053, -0.002, 0.037]
+    records = []
+    for seed, gain in enumerate(gains):
+        own = "none" if gain > 0.035 else "contextual"
+        verdict = {"chosen": own, "gain": gain, "noise": 0.035, "default": "contextual", "by": "macro_f1"}
+        cell = f"in-context/smollm2/k16/seed-{seed}"
+        record = {
+            "cell": cell,
+            "key": f"k{seed}",
+            "strategy": "in-context",
+            "backbone": "smollm2",
+            "shots": "16",
+            "seed": seed,
+            "status": "ok",
+            "accuracy": 0.5,
+            "macro_f1": 0.47,
+            "metrics": {
+                "accuracy": 0.5,
+                "macro_f1": 0.47,
+                "cv": {"calibration": {**verdict, "applied": own}},
+            },
+        }
+        records.append(record)
+        other = "contextual" if own == "none" else "none"
+        alt = {
+            "key": f"k{seed}",
+            "accuracy": 0.56,
+            "macro_f1": 0.54,
+            "cv": {"calibration": {**verdict, "applied": other}},
+        }
+        (tmp_path / cell / "alternative").mkdir(parents=True)
+        (tmp_path / cell / "alternative" / "metrics.json").write_text(json.dumps(alt))
+    rule = across_seeds([r["metrics"]["cv"]["calibration"] for r in records])
+    assert rule["chosen"] and rule["gain"] > rule["noise"]  # mean +0.050, standard error 0.018
+    lines = pool_calibrations(tmp_path, records)
+    assert [r["metrics"]["cv"]["calibration"]["applied"] for r in records] == ["none"] * 5
+    assert [r.get("files") for r in records] == [None] * 3 + [f"{records[3]['cell']}/alternative", None]
+    assert records[3]["macro_f1"] == 0.54 and records[3]["metrics"]["macro_f1"] == 0.54
+    assert records[0]["macro_f1"] == 0.47  # already none: read as it was
+    assert all(r["metrics"]["cv"]["calibration"]["across_seeds"]["chosen"] == "none" for r in records)
+    assert len(lines) == 1 and "calibration none on every seed" in lines[0] and "seed(s) 3 had" in lines[0]
+    group = Group("in-context", "smollm2", "in-context", "16", ok=records)
+    settings, changed = final_settings(InContextConfig(name="in-context", backbone="smollm2"), group, [])
+    assert settings.calibration == "none" and changed == {"calibration": "none"}
+
+    # a cell from before alternatives were saved (or of another key) keeps its own calibration, and says so
+    for r in records:
+        r.pop("files", None)
+        r["metrics"]["cv"]["calibration"]["applied"] = r["metrics"]["cv"]["calibration"]["chosen"]
+    records[3]["key"] = "changed"
+    lines = pool_calibrations(tmp_path, records)
+    assert records[3]["metrics"]["cv"]["calibration"]["applied"] == "contextual" and "files" not in records[3]
+    assert "seed(s) 3 kept their own choice" in lines[0]
+    # one seed: its own choice stands, nothing pooled
+    assert pool_calibrations(tmp_path, records[3:4]) == []
+
+
+def test_a_cross_validated_in_context_cell_saves_the_calibration_it_did_not_choose(
+    sentiment_csv, tiny_llama_dir, tmp_path
+):
+    """Each seed's cell writes alternative/ (the other calibration's held-out scores and test predictions,
+    same test examples); the grid reads every seed with the calibration decided over them and says so."""
+    import csv
+    import json
+
+    from taskfit.compare import run_experiment
+    from taskfit.config import validate_config
+
+    from .conftest import write_csv
+
+    rows = list(csv.DictReader(sentiment_csv.open(encoding="utf-8")))
+    train, test = write_csv(tmp_path / "tr.csv", rows[:40]), write_csv(tmp_path / "te.csv", rows[40:])
+    cfg = validate_config(
+        {
+            "name": "cal",
+            "data": {"train": str(train), "test": str(test), "shots": 6, "selection": "cv", "folds": 2},
+            "seeds": [0, 1],
+            "prompt": {
+                "template": "Review: {text}\nSentiment:{answer}",
+                "verbalizer": {"positive": [" positive"], "negative": [" negative"]},
+            },
+            "strategies": [{"name": "in-context", "backbone": str(tiny_llama_dir), "demos_per_class": 1}],
+            "final": "none",
+        }
+    )
+    summary = run_experiment(cfg, tmp_path / "out")
+    out = tmp_path / "out"
+    applied = set()
+    for seed in (0, 1):
+        cell = out / f"in-context/tiny-llama0/k6/seed-{seed}"
+        own, alt = (json.loads((d / "metrics.json").read_text()) for d in (cell, cell / "alternative"))
+        mine, other = own["cv"]["calibration"], alt["cv"]["calibration"]
+        assert {mine["applied"], other["applied"]} == {"none", "contextual"} and alt["key"] == own["key"]
+        assert own["diagnostics"]["calibration"] == mine["applied"]
+        assert alt["diagnostics"]["calibration"] == other["applied"]
+        rows = [(cell / d / "predictions.jsonl").read_text().splitlines() for d in ("", "alternative")]
+        texts = [[json.loads(line)["text"] for line in r] for r in rows]
+        assert len(rows[0]) == own["n"] and texts[0] == texts[1]
+        files = next(c.get("files") for c in summary["cells"] if c["cell"].endswith(f"seed-{seed}"))
+        applied.add(other["applied"] if files else mine["applied"])  # how the grid read this seed
+    pooled = [n for n in summary["notes"] if "chosen once over the 2 seeds" in n]
+    assert len(pooled) == 1 and len(applied) == 1, summary["notes"]
+    assert f"calibration {applied.pop()} on every seed" in pooled[0]

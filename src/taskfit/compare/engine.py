@@ -23,6 +23,7 @@ import yaml
 
 from taskfit.compare import store
 from taskfit.compare.cell import CellSpec, cell_record
+from taskfit.compare.cv import pool_calibrations
 from taskfit.compare.ensemble import csv_records, ensemble_lines, ensemble_notes, ensemble_rows
 from taskfit.compare.fewshot import cv_runs
 from taskfit.compare.final import check_final
@@ -343,6 +344,7 @@ def summarise_grid(
 ) -> dict:
     out, config, stream = grid.out, grid.config, grid.stream
     records = store.rows(grid.db, cells=[c.path for c in cells])
+    calibration_lines = pool_calibrations(out, records)  # before anything reads the rows' scores
     task = get_task(config.task)
     metric = yardstick(task.metric(config.metric, pools.labels), config.metric, pools, data_warnings or [])
     prior = None
@@ -359,6 +361,7 @@ def summarise_grid(
             g.interval = bootstrap_interval(out, g.ok, metric.key, list(pools.labels))
     notes = list(dict.fromkeys([*pools.notes, *(n for r in ok for n in r["metrics"].get("notes", []))]))
     notes += [f"data check: {w}" for w in data_warnings or []]
+    notes += calibration_lines
     notes += [update_note(r) for r in ok if r["metrics"].get("incremental")]
     notes += [
         f"{r['cell']}: {truncation_line(r['metrics']['truncation'])}"

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from taskfit.compare.cv import OOF_MAX
+from taskfit.compare.cv import OOF_MAX, across_seeds
 from taskfit.compare.prior import weights_for
 from taskfit.compare.selection import _score
+from taskfit.compare.store import cell_folder
 from taskfit.compare.summary import Group, _fmt, shots_order
 
 PREDICTIONS = "predictions.jsonl"
@@ -108,27 +109,6 @@ def mixed_or_best(
     return ensemble_weights(fits, labels, score=score, weight=weight)
 
 
-def across_seeds(verdicts: list[dict]) -> dict | None:
-    """Keep the mix on every seed or on none, decided once over the seeds' cross-validated gains: kept when
-    their mean is positive and exceeds one standard error over the seeds (``choose_non_default`` with the
-    seeds as the paired units). None with one seed, where its own verdict stands; with more seeds but fewer
-    than two measured gains (pools too small to split), not kept.
-
-    Why not seed by seed: each seed's check sees a few dozen examples and keeps a mix by chance about one
-    time in six when it gains nothing; on issue 18's runs the mixes kept that way on trec won 0.028 on one
-    seed and lost 0.028 on another, and the one kept on tweets lost 0.031 (BENCHMARKS.md). Five seeds are
-    five independent pools, so their gains pooled are a sharper test of the same question."""
-    from taskfit.compare.cv import choose_non_default
-
-    gains = [v["gain"] for v in verdicts if v.get("gain") is not None]
-    if len(verdicts) < 2:
-        return None
-    if len(gains) < 2:
-        return {"chosen": False, "gain": gains[0] if gains else None, "noise": None, "seeds": len(gains)}
-    rule = choose_non_default([{"gain": 0.0}] * len(gains), [{"gain": g} for g in gains], "gain")
-    return {**rule, "seeds": len(gains)}
-
-
 # -- reading what the cells saved ----------------------------------------------------------------------------
 
 
@@ -210,7 +190,7 @@ def _row(
 def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
     """The row's seed fits, test probabilities averaged (None: fewer than two fits saved probabilities)."""
     members = [r for r in g.ok if r.get("seed") is not None]
-    tests = [read_rows(out / r["cell"] / PREDICTIONS, labels) for r in members]
+    tests = [read_rows(cell_folder(out, r) / PREDICTIONS, labels) for r in members]
     if len(members) < 2 or any(t is None for t in tests) or not _same_examples(tests):  # type: ignore[arg-type]
         return None
     probs = np.mean([_matrix(t, labels) for t in tests], axis=0)  # type: ignore[arg-type]
@@ -218,7 +198,7 @@ def seed_ensemble(g: Group, out: Path, labels: list[str]) -> Group | None:
     record.update(_label_metrics([r["gold"] for r in tests[0]], probs, labels))  # type: ignore[index]
     record.update(_cost(members))
     # its dev score: the seeds' dev probabilities averaged, which needs every seed to have scored one dev sample
-    devs = [read_rows(out / r["cell"] / DEV_PREDICTIONS, labels) for r in members]
+    devs = [read_rows(cell_folder(out, r) / DEV_PREDICTIONS, labels) for r in members]
     keyed = [_keyed(d) for d in devs if d is not None]
     note = "test probabilities of its seed fits averaged"
     if len(keyed) == len(members) and all(k.keys() == keyed[0].keys() for k in keyed):
@@ -241,7 +221,7 @@ def _fit_records(record: dict, source: str, out: Path, labels: list[str], pool: 
         # probs None: an in-context row's demonstration
         ok = oof and all(r.get("probs") is None or set(labels) <= set(r["probs"]) for r in oof)
         return oof if ok else None
-    return read_rows(out / record["cell"] / DEV_PREDICTIONS, labels)
+    return read_rows(cell_folder(out, record) / DEV_PREDICTIONS, labels)
 
 
 def _has_oof(record: dict) -> bool:
@@ -333,7 +313,7 @@ def strategy_ensemble(
     usable = {}  # seeds whose members' test predictions can be combined: only they report, and decide
     for seed in seeds:
         fitted = _fit_seed(pool, seed, source, out, labels, k, prior)
-        tests = [read_rows(out / r["cell"] / PREDICTIONS, labels) for r in fitted[2]] if fitted else []
+        tests = [read_rows(cell_folder(out, r) / PREDICTIONS, labels) for r in fitted[2]] if fitted else []
         if fitted and all(t is not None for t in tests) and _same_examples(tests):  # type: ignore[arg-type]
             usable[seed] = (fitted, tests)
     row_rule = across_seeds([fitted[3] for fitted, _ in usable.values()])

@@ -61,7 +61,10 @@ def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dic
     if "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
         update["epochs"] = n
     if getattr(strategy, "calibration", None) == "auto":
-        picks = [
+        # the calibration the rows' cells are read with (one for the row: compare.cv.pool_calibrations),
+        # else what each cell chose on its own
+        applied = [((r["metrics"].get("cv") or {}).get("calibration") or {}).get("applied") for r in group.ok]
+        picks = [a for a in applied if a] or [
             e["chosen"] for log in logs for e in log if e.get("event") == "calibration" and e.get("chosen")
         ]
         if picks:

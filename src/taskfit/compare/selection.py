@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taskfit.compare.store import cell_folder
 from taskfit.evaluation.ranking import Metric
 
 IMBALANCED_SHARE = 0.6  # a majority label above this share of the labelled examples counts as imbalanced
@@ -93,7 +94,7 @@ def bootstrap_interval(
     index = {label: i for i, label in enumerate(labels)}
     runs = []
     for r in records:
-        path = out / r["cell"] / "predictions.jsonl"
+        path = cell_folder(out, r) / "predictions.jsonl"
         if not path.exists():
             return None
         rows = _read_predictions(path)

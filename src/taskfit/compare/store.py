@@ -111,6 +111,12 @@ def rows(
     return out
 
 
+def cell_folder(output_dir: str | Path, record: dict) -> Path:
+    """Where a record's predictions are: its cell's folder, or the subfolder the summary reads it from
+    (``files``: the calibration decided over the seeds, ``compare.cv.pool_calibrations``)."""
+    return Path(output_dir) / (record.get("files") or record["cell"])
+
+
 def to_csv(records: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=NAMES, extrasaction="ignore")

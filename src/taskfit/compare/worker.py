@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from taskfit.compare.cell import CellSpec
+from taskfit.compare.cv import ALTERNATIVE
 from taskfit.errors import TaskfitError
 from taskfit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from taskfit.strategies import BackboneCache, Context, Strategy, build_strategy
@@ -230,6 +231,7 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         if truncation["texts_truncated"]:
             print(truncation_line(truncation), flush=True)
     dev_rows: list[dict] = []
+    alternative = _alternative(strategy, task, splits, data, cv_metrics)
     if cv_metrics:
         metrics.update(cv_metrics)
     else:
@@ -275,9 +277,32 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
     if incremental is not None:
         metrics["incremental"] = finish_update(incremental, strategy, splits)
     if main:
+        if alternative is not None:
+            alt_metrics, alt_rows = alternative
+            write_jsonl_atomic(directory / ALTERNATIVE / "predictions.jsonl", alt_rows)
+            write_json_atomic(directory / ALTERNATIVE / METRICS_FILE, {**metrics, **alt_metrics})
+        else:  # an earlier run's, for another calibration rule or config, would only mislead
+            shutil.rmtree(directory / ALTERNATIVE, ignore_errors=True)
         write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
         shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
     return metrics
+
+
+def _alternative(strategy, task, splits, data, cv_metrics: dict) -> tuple[dict, list[dict]] | None:
+    """A cross-validated in-context cell's test metrics and rows under the calibration it did not choose
+    (its held-out scores are in ``cv_metrics``, popped from there): the grid decides the calibration over
+    the seeds and may read the cell this way (``compare.cv.pool_calibrations``). Its label scores were
+    kept while predicting test, so this is a correction of them, not another pass of the LM."""
+    alternative = cv_metrics.pop(ALTERNATIVE, None)
+    if alternative is None:
+        return None
+    chosen = strategy.calibration
+    strategy.calibration = alternative["cv"]["calibration"]["applied"]
+    try:
+        metrics, rows = task.evaluate(strategy, splits, data)
+    finally:
+        strategy.calibration = chosen
+    return {**metrics, **alternative}, rows
 
 
 def truncation_line(t: dict) -> str:

@@ -50,6 +50,10 @@ class InContext:
         self.order_predictions: list[list[str]] = []  # the last predict's labels per demonstration order
         self.truncation: dict = {}
         self.prompt_members: list = []  # prompt_ensemble: the prompts whose probabilities are averaged
+        # label scores already computed, by (verbalizer, prefix, prompts); None: nothing kept. Set by the
+        # cross-validated cell, which predicts the same examples under both calibrations: the second is then
+        # a correction of scores already there, not another pass of the LM.
+        self.scored: dict | None = None
 
     def _render(self, demos: list[Example]) -> str:
         return render_demonstrations(self.template, self.verbalizer, demos, self.config.separator)
@@ -142,7 +146,7 @@ class InContext:
         self._record(tally.summary())
 
         def scorer(prefix: str | None):
-            return label_scorer(
+            score = label_scorer(
                 model,
                 tok,
                 self.verbalizer,
@@ -151,6 +155,7 @@ class InContext:
                 shared_prefix=prefix,
                 reuse_prefix_cache=self.config.reuse_prefix_cache,
             )
+            return score if self.scored is None else self._remembered(score, prefix)
 
         self.order_predictions = []
         probs = None
@@ -168,6 +173,21 @@ class InContext:
             probs = order_probs if probs is None else probs + order_probs
         assert probs is not None
         return probs_to_predictions(torch.log(probs / len(self.order_predictions)), self.ctx.labels)
+
+    def _remembered(self, score, prefix: str | None):
+        """``score`` that looks in ``self.scored`` first and keeps what it computes there."""
+        kept = self.scored
+        assert kept is not None
+
+        def run(prompts: list[str], on_batch=None):
+            key = (self.verbalizer, prefix, tuple(prompts))
+            if key not in kept:
+                kept[key] = score(prompts, on_batch)
+            elif on_batch is not None:  # the progress bar still advances
+                on_batch(len(prompts))
+            return kept[key]
+
+        return run
 
     def _pieces(self, demos: list[Example]) -> token_budget.Filled:
         return token_budget.demonstrations(self.template, self.verbalizer, demos, self.config.separator)
