@@ -100,7 +100,9 @@ def test_cv_selection_fits_the_folds_then_all_of_train_plus_dev(
     )
 
 
-def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4, choose_by: str = "accuracy"):
+def _cv_on(
+    fake, config, n: int = 20, n_train: int = 12, folds: int = 4, choose_by: str = "accuracy", prior=None
+):
     """cv_fit with ``folds`` folds over ``n`` alternating a/b examples (``n_train`` train, the rest dev),
     building ``fake(config)`` strategies; (every strategy built, in order; the final one; its metrics)."""
     from taskfit.compare.cv import cv_fit
@@ -115,7 +117,7 @@ def _cv_on(fake, config, n: int = 20, n_train: int = 12, folds: int = 4, choose_
         return built[-1]
 
     pool = [Example(f"t{i}", "a" if i % 2 else "b") for i in range(n)]
-    ctx = Context(labels=["a", "b"], seed=0, choose_by=choose_by)
+    ctx = Context(labels=["a", "b"], seed=0, choose_by=choose_by, prior=prior)
     train, dev = pool[:n_train], pool[n_train:]
     strategy, metrics = cv_fit(config, ctx, train, dev, folds, get_task("classification"), build)
     return built, strategy, metrics
@@ -361,6 +363,29 @@ def test_in_context_with_one_demonstration_per_class_keeps_contextual_unless_non
     assert metrics["cv"]["calibration"]["chosen"] == "none" and metrics["dev_accuracy"] == 0.5
 
 
+def test_in_context_chooses_its_calibration_at_the_data_label_shares_not_the_pool_s():
+    """The pool is balanced (K per class); the data is 80% b. Contextual fixes 14 b's and breaks 10 a's of
+    the 36 held out: +0.111 on the pool, within its noise, so none is kept; at the data's shares each b
+    counts 1.6 and each a 0.4, the gain is about +0.5 and clears it. Without a prior: as before."""
+    from taskfit.compare.cv import choose_on_resamples
+
+    fake, cfg = _prefix_fake(fixes=(0, 2, 4, 6), breaks=(1, 3, 5), per_class=2)
+    _, strategy, metrics = _cv_on(fake, cfg(demos_per_class=2), n=40, n_train=24, folds=3)
+    assert metrics["cv"]["calibration"]["chosen"] == "none"
+    assert metrics["cv"]["calibration"]["weighted"] is False
+    prior = {"a": 0.2, "b": 0.8}
+    _, strategy, metrics = _cv_on(fake, cfg(demos_per_class=2), n=40, n_train=24, folds=3, prior=prior)
+    rule = metrics["cv"]["calibration"]
+    assert rule["weighted"] is True and rule["by"] == "accuracy"
+    assert abs(rule["gain"] - (14 * 1.6 - 10 * 0.4) / 36) < 1e-9 and rule["gain"] > rule["noise"]
+    assert rule["chosen"] == "contextual" and strategy.calibration == "contextual"
+    # the bootstrap's weighted accuracy is the weighted mean of the per-example differences
+    gold, default, other = ["a", "b", "b", "b"], ["a", "a", "a", "a"], ["b", "b", "b", "b"]
+    plain = choose_on_resamples(gold, default, other, ["a", "b"], "accuracy")
+    weighted = choose_on_resamples(gold, default, other, ["a", "b"], "accuracy", weight=[3.0, 1.0, 1.0, 1.0])
+    assert plain["gain"] == 0.5 and weighted["gain"] == 0.0
+
+
 def test_a_weighted_ensemble_is_kept_only_when_its_cross_validated_gain_beats_the_noise():
     from taskfit.compare.ensemble import checked_weights
 
@@ -454,6 +479,19 @@ def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranki
     assert CellSpec.model_validate(specs[2]).choose_by == "macro_f1"
     dev = validate_config({**raw, "data": {**raw["data"], "selection": "dev"}})
     assert all(c.choose_by is None for c in plan_cells(dev, fingerprint, "macro_f1"))
+    # the data's label shares: recorded by the one cell that weights its choice by them, when unbalanced
+    skewed = plan_cells(cfg, fingerprint, "accuracy", {"negative": 0.7, "positive": 0.3})
+    assert [c.key != d.key for c, d in zip(on_accuracy, skewed)] == [False, False, True, False]
+    assert skewed[2].prior == (("negative", 0.7), ("positive", 0.3))
+    spec = CellSpec.build(skewed[2], cfg, threads=1).as_json()
+    assert CellSpec.model_validate(spec).prior == {"negative": 0.7, "positive": 0.3}
+    assert "prior" not in CellSpec.build(skewed[1], cfg, threads=1).as_json()  # cell.json as it was
+    near = plan_cells(cfg, fingerprint, "accuracy", {"negative": 0.51, "positive": 0.49})
+    assert [c.key for c in near] == [c.key for c in on_accuracy]  # balanced within 0.02: nothing to weight
+    every = validate_config({**raw, "data": {**raw["data"], "shots": "all"}})
+    unweighted = plan_cells(every, fingerprint, "accuracy")
+    weighted = plan_cells(every, fingerprint, "accuracy", {"negative": 0.7, "positive": 0.3})
+    assert [c.key for c in weighted] == [c.key for c in unweighted]  # shots: all pools have the data's shares
 
 
 def _calibration_records(tmp_path, gains: list[float], noises: list[float], name: str = "in-context"):

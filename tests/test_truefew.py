@@ -188,7 +188,10 @@ def test_in_context_under_cv_is_scored_on_the_labels_its_prefix_never_saw(tmp_pa
     metrics = json.loads(cell.read_text())
     cv = metrics["cv"]
     other = json.loads((cell.parent / "alternative" / "metrics.json").read_text())["cv"]["calibration"]
-    assert {other["applied"], cv["calibration"]["applied"]} == {"none", "contextual"}  # no test: held out only
+    assert {other["applied"], cv["calibration"]["applied"]} == {
+        "none",
+        "contextual",
+    }  # no test: held out only
     assert cv["method"] == "held out of the demonstrations" and (cv["pool"], cv["held_out"]) == (40, 36)
     assert sum(s["dev_examples_scored"] for s in cv["fold_scores"]) == 36
     assert cv["calibration"]["chosen"] in ("none", "contextual") and cv["calibration"]["noise"] is not None

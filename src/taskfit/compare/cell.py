@@ -54,6 +54,8 @@ class CellSpec(BaseModel):
     pools: list[tuple[int | None, int]] | None = None
     # the metric the cell's held-out choices are made on when not accuracy (plan.choice_metric)
     choose_by: str | None = None
+    # the label shares those choices are weighted to (plan.choice_prior)
+    prior: dict[str, float] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -83,6 +85,7 @@ class CellSpec(BaseModel):
                 "parallel_search",
                 *(() if self.pools else ("pools",)),
                 *(() if self.choose_by else ("choose_by",)),
+                *(() if self.prior else ("prior",)),
             },
         )
         if self.parallel_search is not None:  # only then: a local cell's cell.json stays as it was
@@ -123,6 +126,7 @@ class CellSpec(BaseModel):
             continual=config.continual.model_dump(mode="json") if config.continual else None,
             pools=list(getattr(cell, "pools", ())) or None,
             choose_by=getattr(cell, "choose_by", None),
+            prior=dict(getattr(cell, "prior", ())) or None,
         )
 
 

@@ -71,26 +71,34 @@ def across_seeds(verdicts: list[dict]) -> dict | None:
 
 
 def choose_on_resamples(
-    gold: list[str], default: list[str], other: list[str], labels: list[str], key: str, samples: int = 1000
+    gold: list[str],
+    default: list[str],
+    other: list[str],
+    labels: list[str],
+    key: str,
+    samples: int = 1000,
+    weight=None,
 ) -> dict:
     """``choose_non_default``'s rule for a score that is not a mean over examples (macro-F1), where there are
-    no per-example differences: the gain on all the examples against one standard error of it, from a paired
-    bootstrap over those examples (Koehn, 2004; seeded). For accuracy it gives about the same standard error
-    as the per-example paired differences. {chosen, gain, noise}. (Written here: scikit-learn has no paired
-    bootstrap of a difference.)"""
+    no per-example differences, or for one whose examples are weighted: the gain on all the examples against
+    one standard error of it, from a paired bootstrap over those examples (Koehn, 2004; seeded), each
+    example counted ``weight`` times (``compare.prior``; default once). For unweighted accuracy it gives
+    about the same standard error as the per-example paired differences. {chosen, gain, noise}. (Written
+    here: scikit-learn has no paired bootstrap of a difference.)"""
     import numpy as np
 
     from taskfit.compare.selection import _score
 
     index = {label: i for i, label in enumerate(labels)}
     g, d, o = (np.array([index[x] for x in xs]) for xs in (gold, default, other))
+    w = np.ones(len(g)) if weight is None else np.asarray(weight, dtype=float)
     n = len(labels)
-    gain = _score(g, o, n, key) - _score(g, d, n, key)
+    gain = _score(g, o, n, key, w) - _score(g, d, n, key, w)
     rng = np.random.default_rng(0)
     diffs = []
     for _ in range(samples):
         rows = rng.integers(0, len(g), len(g))
-        diffs.append(_score(g[rows], o[rows], n, key) - _score(g[rows], d[rows], n, key))
+        diffs.append(_score(g[rows], o[rows], n, key, w[rows]) - _score(g[rows], d[rows], n, key, w[rows]))
     noise = float(np.std(diffs, ddof=1))
     return {"chosen": bool(gain > 0 and gain > noise), "gain": float(gain), "noise": noise}
 
@@ -141,7 +149,10 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
     non-default calibration only when its per-example gain in accuracy exceeds one standard error of the
     paired differences (the rule of ``choose_non_default``). The spread is over ``k`` stratified parts of
     those examples: the same model scored on fold-sized parts, so it measures scoring noise only. The default
-    the rule keeps is ``calibration_default``'s."""
+    the rule keeps is ``calibration_default``'s. The choice is made on the grid's ranking metric
+    (``ctx.choose_by``) and, when the data's label shares differ from the pool's (``ctx.prior``), at the
+    data's shares, by a paired bootstrap (``choose_on_resamples``)."""
+    from taskfit.compare.prior import weights_for
 
     auto = config.calibration == "auto"
     # fitted as calibration none (auto's fit would log "no dev set to choose on"), then chosen below
@@ -171,17 +182,24 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
         def correct(preds) -> list[dict]:
             return [{"dev_accuracy": float(p == e.label)} for p, e in zip(preds.labels, examples)]
 
-        if ctx.choose_by == "macro_f1":  # the grid ranks by it (imbalanced labels): choose on it too
-            gold = [e.label for e in examples]
+        gold = [e.label for e in examples]
+        # at the data's label shares when the pool's differ (the grid ranks the rows at them: compare.prior)
+        weight = weights_for(gold, ctx.prior)
+        if ctx.choose_by == "macro_f1" or weight is not None:  # macro-F1: the grid ranks by it, choose on it
             calibration = choose_on_resamples(
-                gold, by_method[default].labels, by_method[other].labels, list(ctx.labels), "macro_f1"
+                gold,
+                by_method[default].labels,
+                by_method[other].labels,
+                list(ctx.labels),
+                ctx.choose_by,
+                weight=weight,
             )
         else:
             calibration = choose_non_default(
                 correct(by_method[default]), correct(by_method[other]), "dev_accuracy"
             )
         chosen = other if calibration["chosen"] else default
-        calibration.update(chosen=chosen, default=default, by=ctx.choose_by)
+        calibration.update(chosen=chosen, default=default, by=ctx.choose_by, weighted=weight is not None)
         strategy.calibration = chosen
         preds = by_method[chosen]
         strategy.log.append(

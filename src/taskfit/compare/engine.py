@@ -215,8 +215,12 @@ def run_experiment(
     check_final(config)
     data_warnings = data_problems(config, pools)
     task_metric = get_task(config.task).metric(config.metric, pools.labels)
+    prior = label_shares([*pools.train, *pools.dev]) if pools.labels else None  # the shares rows rank at
     cells = plan_cells(
-        config, data_fingerprint(pools), yardstick(task_metric, config.metric, pools, data_warnings).key
+        config,
+        data_fingerprint(pools),
+        yardstick(task_metric, config.metric, pools, data_warnings).key,
+        prior,
     )
     if not is_main_process():
         return _follow_main(config, out, cells, resume)

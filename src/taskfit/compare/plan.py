@@ -35,6 +35,8 @@ class Cell:
     pools: tuple[tuple[int | None, int], ...] = ()
     # what the cell's own held-out choices are made on when not accuracy (``choice_metric``)
     choose_by: str | None = None
+    # the label shares those choices are weighted to (``choice_prior``: (label, share) pairs), else ()
+    prior: tuple[tuple[str, float], ...] = ()
 
     @property
     def label(self) -> str:
@@ -213,30 +215,62 @@ def update_fields(config: ExperimentConfig) -> dict:
     }
 
 
-def choice_metric(
-    config: ExperimentConfig, strategy: StrategyBase, k: int | None, ranked_by: str
-) -> str | None:
-    """The metric a cell's own choices are made on when it must follow the grid's ranking metric: a prompting
-    strategy with ``calibration: auto`` under cross-validation chooses its calibration on held-out labels
-    (in-context: the pool outside its demonstrations; otherwise the folds), and on a grid ranked by macro-F1
-    (imbalanced labels) a choice made on accuracy can take the calibration that macro-F1 then marks down
-    (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
-    if (
-        ranked_by == "accuracy"
-        or config.data.selection != "cv"
+def _chooses_on_held_out(config: ExperimentConfig, strategy: StrategyBase, k: int | None) -> bool:
+    """A prompting strategy with ``calibration: auto`` under cross-validation: it chooses its calibration on
+    held-out labels (in-context: the pool outside its demonstrations; otherwise the folds)."""
+    return not (
+        config.data.selection != "cv"
         or k == 0
         or getattr(strategy, "calibration", None) != "auto"
         or getattr(strategy, "selection", None) == "similar"  # per-query prefixes: none, nothing chosen
         or getattr(strategy, "search", None)  # a search cell chooses on dev, never on the held-out pool
         or config.from_run  # an incremental update does not cross-validate
-    ):
+    )
+
+
+def choice_metric(
+    config: ExperimentConfig, strategy: StrategyBase, k: int | None, ranked_by: str
+) -> str | None:
+    """The metric a cell's own choices are made on when it must follow the grid's ranking metric: on a grid
+    ranked by macro-F1 (imbalanced labels) a calibration chosen on accuracy can be the one macro-F1 then
+    marks down (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
+    if ranked_by == "accuracy" or not _chooses_on_held_out(config, strategy, k):
         return None
     return ranked_by
 
 
-def plan_cells(config: ExperimentConfig, fingerprint: str, ranked_by: str = "accuracy") -> list[Cell]:
+def choice_prior(
+    config: ExperimentConfig, strategy: StrategyBase, k: int | None, prior: dict[str, float] | None
+) -> dict[str, float] | None:
+    """The data's label shares a one-prefix in-context cell of a K-shot grid weights its calibration choice
+    by (importance weights, ``compare.prior``), when they are not the balanced shares of its pool: the grid
+    ranks the rows at the data's shares, so the cell chooses at them too. On trec (K=16) the unweighted
+    choice kept contextual on a seed where the weighted held-out gain of none was +0.065 and none was
+    0.087 better on test (BENCHMARKS.md, issue 18). None: unweighted, and the cell key unchanged."""
+    from taskfit.compare.cv import uses_one_prefix
+    from taskfit.compare.prior import TOLERANCE
+
+    if (
+        not prior
+        or k is None
+        or not uses_one_prefix(strategy)
+        or not _chooses_on_held_out(config, strategy, k)
+    ):
+        return None
+    if all(abs(share - 1 / len(prior)) <= TOLERANCE for share in prior.values()):
+        return None  # balanced data: a K-shot pool already has its shares
+    return {label: round(share, 6) for label, share in prior.items()}
+
+
+def plan_cells(
+    config: ExperimentConfig,
+    fingerprint: str,
+    ranked_by: str = "accuracy",
+    prior: dict[str, float] | None = None,
+) -> list[Cell]:
     """The grid's cells and their keys. ``ranked_by``: the grid's ranking metric (``selection.yardstick``),
-    which only cells whose own choices follow it (``choice_metric``) record in their key."""
+    which only cells whose own choices follow it (``choice_metric``) record in their key; ``prior``: the
+    labelled data's label shares, which cells that weight their choices by them record (``choice_prior``)."""
     slugs: dict[str, str] = {}
     for b in dict.fromkeys(s.backbone for s in config.strategies):
         slug = _slug(b)
@@ -255,6 +289,7 @@ def plan_cells(config: ExperimentConfig, fingerprint: str, ranked_by: str = "acc
             grid = [(0, None)]
         for k, seed in grid:
             choose_by = choice_metric(config, s, k, ranked_by)
+            weighted_by = choice_prior(config, s, k, prior)
             resolved = {
                 "format": CELL_FORMAT,
                 "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
@@ -279,10 +314,12 @@ def plan_cells(config: ExperimentConfig, fingerprint: str, ranked_by: str = "acc
                     else {}
                 ),
                 **({"choose_by": choose_by} if choose_by else {}),
+                **({"choice_prior": weighted_by} if weighted_by else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (
                 "" if seed is None else f"/seed-{seed}"
             )
-            cells.append(Cell(s, k, seed, key, path, pools if k == 0 else (), choose_by))
+            shares = tuple(sorted(weighted_by.items())) if weighted_by else ()
+            cells.append(Cell(s, k, seed, key, path, pools if k == 0 else (), choose_by, shares))
     return cells

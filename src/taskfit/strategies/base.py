@@ -75,6 +75,8 @@ class Context:
     # the grid's ranking metric where a cell's own choices must follow it (plan.choice_metric): "macro_f1"
     # when imbalanced labels rank by it; accuracy otherwise
     choose_by: str = "accuracy"
+    # the labelled data's label shares a cross-validated cell weights its held-out choices to (compare.prior)
+    prior: dict[str, float] | None = None
 
     def template(self) -> Template:
         if self.prompt is None:
