@@ -564,6 +564,14 @@ def test_the_row_decides_the_calibration_over_its_seeds_and_a_seed_keeps_its_own
     group = Group("in-context", "smollm2", "in-context", "16", ok=sets)
     settings, changed = final_settings(InContextConfig(name="in-context", backbone="smollm2"), group, [])
     assert settings.calibration == "none" and changed == {"calibration": "none"}
+    # three seeds keep none on their own evidence, two lose much more with it: the row (and the final model,
+    # whose prefix is none of theirs) is contextual, though most seeds are read with none
+    split = _calibration_records(tmp_path / "split", [0.1, 0.1, 0.1, -0.3, -0.3], [0.03] * 5)
+    pool_calibrations(tmp_path / "split", split)
+    assert [r["metrics"]["cv"]["calibration"]["applied"] for r in split] == ["none"] * 3 + ["contextual"] * 2
+    group = Group("in-context", "smollm2", "in-context", "16", ok=split)
+    settings, _ = final_settings(InContextConfig(name="in-context", backbone="smollm2"), group, [])
+    assert settings.calibration == "contextual"
 
     # a cell from before alternatives were saved (or of another key) keeps its own calibration, and says so
     for r in sets:

@@ -3,7 +3,7 @@
 A grid cell learns from K examples per class while the dev sample chooses its best epoch; the model a user
 deploys should learn from every label they have. Nothing is held out for early stopping here, so the
 number of epochs is the one the grid's cells chose on dev (the median of their restored best epochs), and
-in-context's ``calibration: auto`` takes the choice its cells made. The folder ``runs/NAME/final/`` is a
+in-context's ``calibration: auto`` takes the row's choice (decided over its seeds). The folder ``runs/NAME/final/`` is a
 normal run folder (``model/``) with a card (``final.json``, ``README.md``) saying what was chosen, why, on
 how many labels, and the grid's estimate of its score.
 """
@@ -61,12 +61,21 @@ def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dic
     if "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
         update["epochs"] = n
     if getattr(strategy, "calibration", None) == "auto":
-        # the calibration the rows' cells are read with (one for the row: compare.cv.pool_calibrations),
-        # else what each cell chose on its own
-        applied = [((r["metrics"].get("cv") or {}).get("calibration") or {}).get("applied") for r in group.ok]
-        picks = [a for a in applied if a] or [
-            e["chosen"] for log in logs for e in log if e.get("event") == "calibration" and e.get("chosen")
-        ]
+        # the row's calibration, decided over its seeds (compare.cv.pool_calibrations: a seed's departures
+        # are its own prefix's, and the final prefix is another), else what the cells were read with, else
+        # what each cell chose on its own
+        verdicts = [((r["metrics"].get("cv") or {}).get("calibration") or {}) for r in group.ok]
+        rows = [(v.get("across_seeds") or {}).get("chosen") for v in verdicts]
+        picks = (
+            [c for c in rows if c]
+            or [v["applied"] for v in verdicts if v.get("applied")]
+            or [
+                e["chosen"]
+                for log in logs
+                for e in log
+                if e.get("event") == "calibration" and e.get("chosen")
+            ]
+        )
         if picks:
             update["calibration"] = Counter(picks).most_common(1)[0][0]
     return strategy.model_copy(update=update), update

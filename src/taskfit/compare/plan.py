@@ -245,7 +245,7 @@ def choice_prior(
     """The data's label shares a one-prefix in-context cell of a K-shot grid weights its calibration choice
     by (importance weights, ``compare.prior``), when they are not the balanced shares of its pool: the grid
     ranks the rows at the data's shares, so the cell chooses at them too. On trec (K=16) the unweighted
-    choice kept contextual on a seed where the weighted held-out gain of none was +0.065 and none was
+    choice kept contextual on a seed where the weighted held-out gain of none was +0.074 and none was
     0.087 better on test (BENCHMARKS.md, issue 18). None: unweighted, and the cell key unchanged."""
     from taskfit.compare.cv import uses_one_prefix
     from taskfit.compare.prior import TOLERANCE
