@@ -205,3 +205,28 @@ def test_in_context_under_cv_is_scored_on_the_labels_its_prefix_never_saw(tmp_pa
         assert "'?'" not in report
     else:
         assert "scored on every label that is not one of its demonstrations" in report
+
+
+def test_the_final_card_says_how_an_in_context_row_was_estimated_and_what_changed():
+    """No test split, a row that learns from its demonstrations: the card said "a row that learns nothing:
+    on every label", "on dev" for a cross-validated ranking and spoke of epochs for a calibration change."""
+    from taskfit.compare.final import card_text
+
+    card = {
+        "row": "in-context",
+        "backbone": "smollm2",
+        "why": "named in the config (final: in-context)",
+        "ranked_by": "macro_f1 cross-validated",
+        "labelled_examples": 40,
+        "train_examples": 40,
+        "dev_examples": 0,
+        "changed_from_grid": {"calibration": "contextual"},
+        "grid_row": {"K": "all", "seeds": 3},
+        "estimate": {"dev_mean": 0.746, "dev_std": 0.068, "test_mean": None, "test_interval_95": None},
+    }
+    text = card_text(card, "macro-F1")
+    assert "ranked by macro_f1 cross-validated" in text and "epochs" not in text
+    assert "the calibration the grid's row chose over its seeds" in text
+    assert "0.746 ± 0.068 cross-validated (each label scored by a model that did not learn from it)" in text
+    zero = card_text({**card, "changed_from_grid": {}, "grid_row": {"K": "0", "seeds": 1}}, "macro-F1")
+    assert "on every label (a row that learns nothing)" in zero and "grid's:** none." in zero

@@ -115,6 +115,7 @@ def pick_row(groups, final: str | None):
 
 def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dict | None:
     """Refit the chosen row on train + dev and write ``out/final``; returns the card (None: skipped)."""
+    from taskfit.compare.fewshot import cv_runs
     from taskfit.strategies import BackboneCache, Context, build_strategy
 
     stream = stream or sys.stdout
@@ -138,8 +139,6 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         if recommended is None:
             print("final: nothing was recommended, so no final model is fitted", file=stream)
             return None
-        from taskfit.compare.fewshot import cv_runs
-
         on = "cross-validated" if cv_runs(recommended) else "on dev"
         group, why = recommended, f"the recommended row (best {on}, above the majority-class predictor)"
     strategy_config = next(  # the row's own backbone: one strategy id may list several (backbone: [a, b])
@@ -190,7 +189,10 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         "row": group.strategy,
         "backbone": group.backbone,
         "why": why,
-        "ranked_by": d["ranked_by"],
+        # cross-validated rows keep their fold scores as dev_*: say which it was
+        "ranked_by": d["ranked_by"].replace(" on dev", " cross-validated")
+        if cv_runs(group)
+        else d["ranked_by"],
         "labelled_examples": len(labelled),
         "train_examples": len(pools.train),
         "dev_examples": len(pools.dev),
@@ -223,8 +225,16 @@ def card_text(card: dict, label: str) -> str:
         f"- **Why this row:** {card['why']}; ranked by {card['ranked_by']}.",
         f"- **Trained on** every labelled example: {card['labelled_examples']} "
         f"({card['train_examples']} train + {card['dev_examples']} dev), not the grid's K={card['grid_row']['K']} sample.",
-        f"- **Settings changed from the grid's:** {card['changed_from_grid'] or 'none'} (the number of epochs "
-        "is the one the grid's dev sets chose, since nothing is held out here to stop early).",
+        f"- **Settings changed from the grid's:** {card['changed_from_grid'] or 'none'}"
+        + "".join(
+            why
+            for key, why in (
+                ("epochs", " (the number of epochs the grid chose: nothing is held out here to stop early)"),
+                ("calibration", " (the calibration the grid's row chose over its seeds)"),
+            )
+            if key in (card["changed_from_grid"] or {})
+        )
+        + ".",
         f"- **Estimate of its {label}** (from the grid row, {card['grid_row']['seeds']} seed(s), trained on fewer "
         f"labels, so likely an underestimate): "
         + (
@@ -233,7 +243,12 @@ def card_text(card: dict, label: str) -> str:
             if est["test_mean"] is not None
             else f"{fmt(est['dev_mean'])}"
             + (f" ± {est['dev_std']:.3f}" if est["dev_std"] is not None else "")
-            + " cross-validated (a row that learns nothing: on every label), the only estimate: no test split"
+            + (
+                " on every label (a row that learns nothing)"
+                if card["grid_row"]["K"] == "0"
+                else " cross-validated (each label scored by a model that did not learn from it)"
+            )
+            + ", the only estimate: no test split"
         )
         + ". This model itself has no held-out score: every label trained it.",
         "",

@@ -476,12 +476,15 @@ def recommend(
             ),
         )
         d = cheapest.as_dict()
+        rate = d["predict_examples_per_s"]
+        speed = (
+            f"{rate:.0f} predictions/s" if rate else "prediction speed not measured (no test split to time)"
+        )
         lines.append(
             "- **Cheapest within noise of the best** (nothing trained beats training; then time to fit plus "
             f"time to label 1,000 texts): {_describe(cheapest)}: "
             f"{_num(d['trainable_params'], ',')} trainable parameters, fit {_num(d['fit_seconds_mean'], '.1f')} s, "
-            f"{_num(d['predict_examples_per_s'], '.0f')} predictions/s. Set `budget:` in the config to choose under "
-            "your own limits."
+            f"{speed}. Set `budget:` in the config to choose under your own limits."
         )
     if len(trained_ks) > 1:
         per_k = []

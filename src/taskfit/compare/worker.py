@@ -257,7 +257,8 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
             "load_seconds": load_seconds,
             "fit_seconds": fit_seconds,
             "predict_seconds": predict_seconds,
-            "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9),
+            # None with no test split (true few-shot): nothing was timed, not an infinitely slow model
+            "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9) if splits.test else None,
             "trainable_params": trainable,
             "total_params": total,
             "train_examples": len(splits.train),
