@@ -59,7 +59,7 @@ def across_seeds(verdicts: list[dict]) -> dict | None:
     Why not seed by seed: each seed's check sees a few dozen examples and takes an option by chance about
     one time in six when it gains nothing; on issue 18's runs the ensemble mixes kept that way on trec won
     0.028 on one seed and lost 0.028 on another, and in-context's calibration on trec went its own way on
-    one seed of five and lost 0.08 macro-F1 there (BENCHMARKS.md). Five seeds are five independent pools,
+    one seed of five and lost 0.07 macro-F1 there (BENCHMARKS.md). Five seeds are five independent pools,
     so their gains pooled are a sharper test of the same question, and the row is one configuration."""
     gains = [v["gain"] for v in verdicts if v.get("gain") is not None]
     if len(verdicts) < 2:
@@ -416,7 +416,8 @@ def pool_calibrations(out, records: list[dict]) -> list[str]:
                     alt = json.loads((Path(out) / folder / "metrics.json").read_text(encoding="utf-8"))
                 except (OSError, json.JSONDecodeError):
                     alt = {}
-                if alt.get("key") != m["key"] or alt["cv"]["calibration"].get("applied") != wanted:
+                applied = ((alt.get("cv") or {}).get("calibration") or {}).get("applied")
+                if alt.get("key") != m["key"] or applied != wanted:
                     stuck.append(m["seed"])  # a cell from before alternatives were saved: left as it chose
                     continue
                 m["metrics"], m["files"] = alt, folder
