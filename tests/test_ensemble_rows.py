@@ -379,15 +379,17 @@ def test_the_mix_is_kept_on_every_seed_or_none_from_the_seeds_gains_pooled():
     assert across_seeds([{"gain": None}, {"gain": 0.1, "chosen": True}])["chosen"] is False
 
 
-def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path, monkeypatch):
-    """Seed 0's own check keeps the mix, seed 1's gain is negative: pooled over the two seeds the mix is
-    not kept, so both seeds' rows are the best member alone (seed 0's own verdict is kept for the record)."""
+def _scripted_gains(tmp_path, monkeypatch, gains: list[float], seeds: tuple[int, ...]) -> list[dict]:
+    """Two rows (x ahead of y on dev) on each seed, whose ensemble check reports ``gains`` in turn (one per
+    seed, cycling) with noise 0.01; the records, with their predictions written under ``tmp_path``."""
+    import itertools
+
     real = ensemble.checked_weights
-    gains = iter([0.3, -0.2] * 50)  # alternating per call: seed 0, seed 1
+    scripted = itertools.cycle(gains)
 
     def fake(fits, labels, best, score="accuracy", parts=5, weight=None):
         weights, verdict = real(fits, labels, best, score, parts, weight)
-        gain = next(gains)
+        gain = next(scripted)
         return weights, {**verdict, "gain": gain, "noise": 0.01, "chosen": gain > 0}
 
     monkeypatch.setattr(ensemble, "checked_weights", fake)
@@ -400,10 +402,17 @@ def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path,
         ]  # fmt: skip
 
     records = []
-    for seed in (0, 1):
+    for seed in seeds:
         for name, right, score in (("x", lambda i: i % 4 != 0, 0.75), ("y", lambda i: i % 3 != 0, 0.7)):
             records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof(right)))
             records[-1]["metrics"]["dev_accuracy"] = score
+    return records
+
+
+def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path, monkeypatch):
+    """Seed 0's own check keeps the mix, seed 1's gain is negative: pooled over the two seeds the mix is
+    not kept, so both seeds' rows are the best member alone (seed 0's own verdict is kept for the record)."""
+    records = _scripted_gains(tmp_path, monkeypatch, [0.3, -0.2], (0, 1))
     row = strategy_ensemble(group_records(records), tmp_path, LABELS)
     assert row is not None and [r["seed"] for r in row.ok] == [0, 1]
     assert all(r["weights"] == {"x (bb)": 1.0, "y (bb)": 0.0} for r in row.ok)
@@ -414,30 +423,7 @@ def test_a_strategy_ensemble_applies_the_pooled_decision_to_every_seed(tmp_path,
 def test_a_seed_the_ensemble_cannot_report_does_not_vote_on_the_mix(tmp_path, monkeypatch):
     """Seed 2's member lost its test predictions: the row reports seeds 0 and 1, and only their gains decide
     (with seed 2's -0.9 counted, the mean would be -0.1 and the mix dropped)."""
-    import itertools
-
-    real = ensemble.checked_weights
-    gains = itertools.cycle([0.3, 0.3, -0.9])  # per call, seeds 0, 1, 2 in turn
-
-    def fake(fits, labels, best, score="accuracy", parts=5, weight=None):
-        weights, verdict = real(fits, labels, best, score, parts, weight)
-        gain = next(gains)
-        return weights, {**verdict, "gain": gain, "noise": 0.01, "chosen": gain > 0}
-
-    monkeypatch.setattr(ensemble, "checked_weights", fake)
-    pool_gold = ["a", "b"] * 6
-
-    def oof(right):
-        return [
-            {"gold": g, "probs": {g: 0.8 if right(i) else 0.2, ("b" if g == "a" else "a"): 0.2 if right(i) else 0.8}}
-            for i, g in enumerate(pool_gold)
-        ]  # fmt: skip
-
-    records = []
-    for seed in (0, 1, 2):
-        for name, right, score in (("x", lambda i: i % 4 != 0, 0.75), ("y", lambda i: i % 3 != 0, 0.7)):
-            records.append(_cell(tmp_path, name, seed, [0.9, 0.8, 0.2, 0.1], oof=oof(right)))
-            records[-1]["metrics"]["dev_accuracy"] = score
+    records = _scripted_gains(tmp_path, monkeypatch, [0.3, 0.3, -0.9], (0, 1, 2))
     (tmp_path / "y/bb/k4/seed-2/predictions.jsonl").unlink()
     row = strategy_ensemble(group_records(records), tmp_path, LABELS)
     assert row is not None and [r["seed"] for r in row.ok] == [0, 1]

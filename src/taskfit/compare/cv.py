@@ -176,7 +176,7 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
     if auto:
         strategy.scored = {}  # both calibrations (here and on test) from one pass of the LM
         default = calibration_default(len(strategy.pool), len(ctx.labels))
-        other = "none" if default == "contextual" else "contextual"
+        other = other_calibration(default)
         by_method = {default: predict(default), other: predict(other)}
 
         def correct(preds) -> list[dict]:
@@ -211,7 +211,7 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
         )
         # the calibration not chosen, scored the same way: the grid may decide it over the seeds instead
         # (pool_calibrations), and then reads this seed's cell with it
-        unchosen = default if chosen == other else other
+        unchosen = other_calibration(chosen)
         alternative = _held_out_metrics(pool, held, examples, by_method[unchosen], ctx, folds)
         alternative["cv"]["calibration"] = {**calibration, "applied": unchosen}
         calibration["applied"] = chosen
@@ -316,7 +316,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     if getattr(config, "calibration", None) == "auto" and getattr(config, "selection", None) != "similar":
         labels = len(set(e.label for e in pool))
         default = calibration_default(getattr(config, "demos_per_class", 2) * labels, labels)
-        other = "none" if default == "contextual" else "contextual"
+        other = other_calibration(default)
         _, kept = run_folds(fold_config.model_copy(update={"calibration": default}))
         curves, changed = run_folds(fold_config.model_copy(update={"calibration": other}))
         key = f"dev_{ctx.choose_by}"  # the grid's ranking metric (plan.choice_metric)
@@ -363,8 +363,9 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     return strategy, metrics
 
 
-def other_calibration(default: str) -> str:
-    return "none" if default == "contextual" else "contextual"
+def other_calibration(calibration: str) -> str:
+    """The other of the two calibrations ``auto`` chooses between."""
+    return "none" if calibration == "contextual" else "contextual"
 
 
 def seed_calibration(verdict: dict, row_choice: str) -> str:
