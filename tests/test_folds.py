@@ -581,6 +581,9 @@ def test_the_row_decides_the_calibration_over_its_seeds_and_a_seed_keeps_its_own
     lines = pool_calibrations(tmp_path, sets)
     assert sets[3]["metrics"]["cv"]["calibration"]["applied"] == "contextual" and "files" not in sets[3]
     assert "seed(s) 3 kept their own choice" in lines[0]
+    # an alternative/ that is not what a cell writes (no cv record) leaves the seed as it chose, no error
+    (tmp_path / sets[3]["cell"] / "alternative" / "metrics.json").write_text('{"key": "changed"}')
+    assert "seed(s) 3 kept their own choice" in pool_calibrations(tmp_path, sets)[0]
     # one seed: its own choice stands, nothing pooled
     assert pool_calibrations(tmp_path, sets[3:4]) == []
 
