@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("list", "one line per cell"), ("export", "all cells as CSV")):
         q = runs.add_parser(name, help=help_text)
         q.add_argument("output_dir")
-        q.add_argument("--status", choices=["ok", "failed", "running", "interrupted"])
+        q.add_argument("--status", choices=["ok", "failed", "running", "interrupted", "stopped"])
         q.add_argument("--strategy", help="a strategy row name or method")
         if name == "export":
             q.add_argument("--output", help="CSV file (default: stdout)")

@@ -87,7 +87,26 @@ def _line_fit(times: list[tuple[str, float]]) -> tuple[float, float] | None:
     return ms - b * mk, b
 
 
-def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) -> float | None:
+def prior_estimate(group: str, k: str, finished: list[tuple[str, str, float]], prior: dict) -> float | None:
+    """The cost model's seconds for a cell (``compare.cost``, from the data's token lengths and the
+    protocol's fits), scaled by how the finished cells it also priced compare with it: right from the start
+    of a grid, and truer with every cell that ends."""
+    if (group, k) not in prior:
+        return None
+    priced = [(g, kk, s) for g, kk, s in finished if prior.get((g, kk), 0) > 0]
+    alike = [x for x in priced if (x[1] == "0") == (k == "0")]  # trains or not: the model errs alike
+    backbone = group.partition("/")[2]
+    # only the same backbone's cells that also train (or also don't) correct it: smollm2's in-context cell
+    # finishing at 0.3 of its estimate says nothing about how fast minilm fine-tunes
+    pool = [x for x in alike if x[0].partition("/")[2] == backbone]
+    if pool:
+        return prior[(group, k)] * sum(s for _, _, s in pool) / sum(prior[(g, kk)] for g, kk, _ in pool)
+    return prior[(group, k)]
+
+
+def cell_estimate(
+    group: str, k: str, finished: list[tuple[str, str, float]], prior: dict | None = None
+) -> float | None:
     """Seconds a cell of ``group`` (``strategy/backbone``) at K=``k`` should take, from the finished cells
     (group, K, seconds): the same group at the same K; else the same group's line through its other K (with
     one K: scaled by (K + 8)); else the same backbone's cells that also train (K > 0) or also don't (K = 0),
@@ -98,6 +117,8 @@ def cell_estimate(group: str, k: str, finished: list[tuple[str, str, float]]) ->
     exact = [s for kk, s in same if kk == k]
     if exact:
         return sum(exact) / len(exact)
+    if prior and (guess := prior_estimate(group, k, finished, prior)) is not None:
+        return guess
     if same:
         line = _line_fit(same)
         if line is not None and k.isdigit():
@@ -119,17 +140,18 @@ def estimate_left(
     running: list[tuple[str, str, float]],
     pending: list[tuple[str, str]],
     workers: int,
+    prior: dict | None = None,
 ) -> float | None:
     """Seconds until the grid ends: the running cells' (group, K, elapsed) finish first, then the pending
     (group, K) cells start in order on whichever of ``workers`` slots frees first (list scheduling, as the
     engine runs them). None until a cell has finished (nothing to estimate from)."""
-    if not finished:
+    if not finished and not prior:
         return None
-    slots = [max(0.0, (cell_estimate(g, k, finished) or 0.0) - elapsed) for g, k, elapsed in running]
+    slots = [max(0.0, (cell_estimate(g, k, finished, prior) or 0.0) - elapsed) for g, k, elapsed in running]
     slots += [0.0] * max(0, workers - len(slots))
     for g, k in pending:
         i = min(range(len(slots)), key=slots.__getitem__)
-        slots[i] += cell_estimate(g, k, finished) or 0.0
+        slots[i] += cell_estimate(g, k, finished, prior) or 0.0
     return max(slots, default=0.0)
 
 
@@ -138,8 +160,18 @@ class GridProgress:
     cell's step (from the progress lines the cell writes to its log.txt). On a terminal one status line is
     redrawn in place; elsewhere a plain line every ``line_every`` seconds."""
 
-    def __init__(self, cells: list[tuple[str, str, str]], workers: int, stream, out, clock=time.monotonic):
-        """``cells``: (path, group, K) of each cell to run, in the order the engine starts them."""
+    def __init__(
+        self,
+        cells: list[tuple[str, str, str]],
+        workers: int,
+        stream,
+        out,
+        clock=time.monotonic,
+        prior: dict | None = None,
+    ):
+        """``cells``: (path, group, K) of each cell to run, in the order the engine starts them; ``prior``:
+        the cost model's seconds per (group, K), used until cells of that group have finished."""
+        self.prior = prior
         self.pending = {path: (group, k) for path, group, k in cells}
         self.total, self.workers, self.stream, self.out, self.clock = len(cells), workers, stream, out, clock
         self.started_at = clock()
@@ -160,7 +192,7 @@ class GridProgress:
     def left(self) -> float | None:
         now = self.clock()
         running = [(g, k, now - since) for g, k, since in self.running.values()]
-        return estimate_left(self.finished, running, list(self.pending.values()), self.workers)
+        return estimate_left(self.finished, running, list(self.pending.values()), self.workers, self.prior)
 
     def summary(self, count: bool = True) -> str:
         """``elapsed 3m12s, 10/38 done, 28 left, about 7m05s left`` (``count=False``: without "10/38 done",

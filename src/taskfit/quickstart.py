@@ -180,9 +180,17 @@ class Quickstart:
     found: list[str] = field(default_factory=list)
     cuts: list[str] = field(default_factory=list)
     estimate_s: float = 0.0
+    # with racing: the time when every trained row is stopped after its first seed (estimate_s: none is)
+    raced_s: float | None = None
 
     def describe(self) -> str:
-        lines = [*self.found, f"estimated time: about {format_duration(self.estimate_s)}"]
+        when = f"about {format_duration(self.estimate_s)}"
+        if self.raced_s is not None and self.raced_s < self.estimate_s:
+            when = (
+                f"about {format_duration(self.raced_s)} if the race stops the trained rows after their first "
+                f"seed, at most {format_duration(self.estimate_s)} if it stops none"
+            )
+        lines = [*self.found, f"estimated time: {when}"]
         lines += [f"cut to fit the budget: {c}" for c in self.cuts]
         return "\n".join(lines)
 
@@ -220,16 +228,6 @@ def _str(dumper: yaml.SafeDumper, value: str):
 _Dumper.add_representer(str, _str)
 
 
-# Per-cell cost on 2 cores with 2 cells at once (BENCHMARKS.md, the default grid on mr): seconds to load,
-# seconds per training example (epochs and dev evaluation included), test examples predicted per second.
-COSTS = {
-    ("zero-shot", "smollm2"): (6.0, 0.0, 14.0),
-    ("zero-shot", "minilm"): (3.0, 0.0, 100.0),
-    ("in-context", "smollm2"): (6.0, 0.05, 13.0),  # one demonstration per class: short prompts
-    ("head-finetune", "minilm"): (3.0, 0.9, 115.0),
-    ("lora", "minilm"): (3.0, 0.6, 110.0),
-    ("contrastive", "minilm"): (3.0, 0.8, 80.0),
-}
 # Dropped first when the grid is over budget: the slowest per point of information first.
 DROP_ORDER = [
     ("in-context", "smollm2"),
@@ -240,18 +238,24 @@ DROP_ORDER = [
 
 
 def estimate_seconds(
-    rows: list[tuple[str, str]], ks: list[int], seeds: int, n_labels: int, n_test: int
+    rows: list[tuple[str, str]], ks: list, seeds: int, w, workers: int | None = None
 ) -> float:
-    """Wall time of a grid on the default machine (two cells at once)."""
+    """Wall time of a grid on this machine (two cells at once on 2 cores): ``w`` is the
+    ``compare.cost.Workload`` of one cell, with ``train`` replaced by K per class for each K of ``ks``
+    (None: all of it)."""
+    from dataclasses import replace
+
+    from taskfit.compare.cost import cell_seconds
+
     total = 0.0
     for name, backbone in rows:
-        load, per_example, rate = COSTS[(name, backbone)]
-        if per_example == 0:  # no training data: one cell
-            total += load + n_test / rate
+        if name == "zero-shot":  # no training data: one cell
+            total += cell_seconds(name, backbone, w)
             continue
         for k in ks:
-            total += seeds * (load + per_example * k * n_labels * 1.1 + n_test / rate)  # 1.1: the dev shots
-    return total / min(2, os.cpu_count() or 1)
+            cell = w if k is None else replace(w, train=k * w.labels, dev=min(w.dev, k * w.labels))
+            total += seeds * cell_seconds(name, backbone, cell)
+    return total / min(2, workers or os.cpu_count() or 1)
 
 
 def _source(data: str, fmt: str | None) -> tuple[dict, str, str]:
@@ -339,12 +343,18 @@ def plan(
 
 
 def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], seconds: float) -> Quickstart:
+    """The protocol follows the data (issue 38): a small file of one's own gets every label in
+    cross-validation and the final model, nothing held out; a larger one a learning curve up to all of
+    its training split, so that the recommendation is made at the size the final model trains on."""
     from collections import Counter
 
-    counts = Counter(e.label for e in pools.train)
-    smallest = min(counts[lab] for lab in pools.labels)
-    ks = [k for k in (8, 16, 32) if k <= smallest] or [max(1, smallest)]
+    from taskfit.compare.cost import text_tokens
+    from taskfit.config import DataConfig
+    from taskfit.data.prepare import few_labels
+
     builtin = raw["data"].get("dataset")
+    labelled = [*pools.train, *pools.dev, *pools.test]
+    counts = Counter(e.label for e in labelled)
     if builtin:  # its own prompt (data card), filled in when the grid runs: nothing to write
         from taskfit.data.prepare import default_prompt_fields
 
@@ -355,35 +365,14 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     rows += [("head-finetune", "minilm"), ("lora", "minilm"), ("contrastive", "minilm")]
     if is_cjk(" ".join(texts)):
         found.append("note: minilm reads few Chinese characters (many [UNK]); smollm2 is byte-level")
-    seeds, n_test, cuts = 3, len(pools.test), []
-    test_limit = None
-    if n_test > 500:
-        test_limit, n_test = 500, 500
-        cuts.append(f"a fixed subset of 500 of the {len(pools.test)} test examples (data.test_limit)")
-
-    def cost() -> float:
-        return estimate_seconds(rows, ks, seeds, len(pools.labels), n_test)
-
-    while cost() > seconds:
-        if n_test > 200:
-            test_limit = n_test = 200
-            cuts.append(f"test subset of 200 of {len(pools.test)} examples")
-        elif seeds > 1:
-            seeds -= 1
-            cuts.append(f"seeds: {seeds} instead of {seeds + 1}")
-        elif len(ks) > 1:
-            cuts.append(f"K={ks.pop()} dropped")
-        elif any(r in rows for r in DROP_ORDER):
-            gone = next(r for r in DROP_ORDER if r in rows)
-            rows.remove(gone)
-            cuts.append(f"strategy {gone[0]} ({gone[1]}) dropped")
-        else:
-            break
-    data = raw["data"]
-    data["shots"] = ks if len(ks) > 1 else ks[0]
-    if test_limit:
-        data["test_limit"] = test_limit
-    raw["seeds"] = list(range(seeds))
+    tokens = text_tokens([e.text + " " + (e.text_pair or "") for e in labelled[:1000]])
+    found.append(f"texts: about {tokens:.0f} tokens each (the time estimate reads it)")
+    n_labels = len(pools.labels)
+    whole = DataConfig(train=raw["data"].get("train") or "-", shots="all")
+    if not builtin and few_labels(whole, len(labelled), n_labels, min(counts.values())):
+        plan = _few_protocol(raw, len(labelled), n_labels, tokens, rows, found, seconds)
+    else:
+        plan = _curve_protocol(raw, pools, tokens, rows, found, seconds, builtin)
     if any(b == "smollm2" for _, b in rows) or ("zero-shot", "minilm") in rows:
         if not builtin:  # a built-in dataset's own prompt is filled in when the grid runs
             raw["prompt"] = prompt
@@ -392,10 +381,140 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
         descs = ", ".join(f"{lab} -> {prompt['label_descriptions'][lab]!r}" for lab in pools.labels)
         found.append(f"label descriptions (encoder zero-shot): {descs}")
     raw["strategies"] = _strategy_rows(rows)
-    found.append(
-        f"grid: {len(rows)} strategies, K {ks}, {seeds} seed(s): " + ", ".join(f"{n} ({b})" for n, b in rows)
+    return plan
+
+
+def _few_protocol(raw, n: int, n_labels: int, tokens: float, rows, found, seconds) -> Quickstart:
+    """Every label trains and is scored out of fold (``shots: all``, cross-validation), then the best row
+    is refitted on all of them into final/; the budget cuts seeds, then folds, then rows."""
+    from taskfit.compare.cost import Workload
+
+    seeds, folds, cuts = 3, 5, []
+
+    def cost() -> float:
+        w = Workload(train=n, dev=0, test=0, tokens=tokens, labels=n_labels, folds=folds, scored=n)
+        return estimate_seconds(rows, [None], seeds, w)
+
+    while cost() > seconds:
+        if seeds > 1:
+            seeds -= 1
+            cuts.append(f"seeds: {seeds} instead of {seeds + 1}")
+        elif folds > 3:
+            folds -= 1
+            cuts.append(f"folds: {folds} instead of {folds + 1}")
+        elif any(r in rows for r in DROP_ORDER):
+            gone = next(r for r in DROP_ORDER if r in rows)
+            rows.remove(gone)
+            cuts.append(f"strategy {gone[0]} ({gone[1]}) dropped")
+        else:
+            break
+    data = raw["data"]
+    data["shots"] = "all"
+    if folds != 5:
+        data["folds"] = folds
+    raw["seeds"] = list(range(seeds))
+    if found and found[0].startswith("data: "):  # the probe's dev/test carve does not happen here
+        found[0] = found[0].rsplit(",", 1)[0] + f", {n} labelled examples, none held out"
+    found.insert(
+        1,
+        f"protocol: {n} labelled examples (at most 200 per label): nothing is held out. {folds}-fold "
+        "cross-validation over every label ranks the rows, and its score and interval are the only estimate "
+        "(a carved test set this small would say little and take labels from training); the recommended row "
+        f"is then refitted on all {n} into final/",
     )
-    return Quickstart(raw, found, cuts, cost())
+    if seeds > 1:
+        found.insert(
+            2,
+            f"seeds: {seeds}; a seed changes the fold assignment, the trained rows' initialisation and "
+            "in-context's demonstrations, and the report gives the spread over seeds. Every row runs seed 0 "
+            "first; a row clearly behind the leader there is not run on the others (race: false turns that "
+            "off)",
+        )
+    quick = Quickstart(raw, found, cuts, cost())
+    if seeds > 1:  # every row's first seed, then the later seeds of the prompting rows only
+        w = Workload(train=n, dev=0, test=0, tokens=tokens, labels=n_labels, folds=folds, scored=n)
+        prompting = [r for r in rows if r[0] == "in-context"]
+        quick.raced_s = estimate_seconds(rows, [None], 1, w) + estimate_seconds(
+            prompting, [None], seeds - 1, w
+        )
+    quick.found.append(
+        f"grid: {len(rows)} strategies, every label, {seeds} seed(s): "
+        + ", ".join(f"{name} ({b})" for name, b in rows)
+    )
+    return quick
+
+
+def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin) -> Quickstart:
+    """Dev and test held out; K per class on a learning curve that reaches all of the training split (a
+    built-in dataset keeps the benchmark's K = 8, 16, 32). The budget cuts the test subset, seeds, the
+    middle of the curve, rows, and last the full size (then the pick is an extrapolation, said so)."""
+    from collections import Counter
+
+    from taskfit.compare.cost import Workload
+
+    counts = Counter(e.label for e in pools.train)
+    smallest = min(counts[lab] for lab in pools.labels)
+    if builtin:
+        ks: list = [k for k in (8, 16, 32) if k <= smallest] or [max(1, smallest)]
+    else:
+        ks = [k for k in (8, 32, 128) if k < smallest] + [None]
+    seeds, n_test, cuts = 3, len(pools.test), []
+    test_limit = None
+    if n_test > 500:
+        test_limit, n_test = 500, 500
+        cuts.append(f"a fixed subset of 500 of the {len(pools.test)} test examples (data.test_limit)")
+    n_labels = len(pools.labels)
+
+    def cost() -> float:
+        w = Workload(len(pools.train), len(pools.dev), n_test, tokens, n_labels, scored=len(pools.dev))
+        return estimate_seconds(rows, ks, seeds, w)
+
+    while cost() > seconds:
+        if n_test > 200:
+            test_limit = n_test = 200
+            cuts.append(f"test subset of 200 of {len(pools.test)} examples")
+        elif seeds > 1:
+            seeds -= 1
+            cuts.append(f"seeds: {seeds} instead of {seeds + 1}")
+        elif len(ks) > 2 or (len(ks) == 2 and ks[-1] is not None):
+            gone = ks.pop(-2 if ks[-1] is None else -1)
+            cuts.append(f"K={gone} dropped")
+        elif any(r in rows for r in DROP_ORDER):
+            gone = next(r for r in DROP_ORDER if r in rows)
+            rows.remove(gone)
+            cuts.append(f"strategy {gone[0]} ({gone[1]}) dropped")
+        elif ks[-1] is None and smallest > 8:
+            ks[-1] = max(k for k in (8, 32, 128) if k < smallest)
+            cuts.append(
+                f"K=all dropped: the grid stops at K={ks[-1]} per class, so its pick for the final model "
+                f"(trained on all {len(pools.train) + len(pools.dev)} labels) is an extrapolation from there"
+            )
+            ks = sorted(set(ks))
+        else:
+            break
+    data = raw["data"]
+    shots = ["all" if k is None else k for k in ks]
+    data["shots"] = shots if len(shots) > 1 else shots[0]
+    if test_limit:
+        data["test_limit"] = test_limit
+    raw["seeds"] = list(range(seeds))
+    if not builtin:
+        found.insert(
+            1,
+            f"protocol: {len(pools.train) + len(pools.dev) + len(pools.test)} labelled examples: test (20%) and "
+            f"dev (10%) held out; a learning curve at K = {', '.join(map(str, shots))} per class"
+            + (
+                ": the recommendation is made at all of train, the size the final model trains on"
+                if ks[-1] is None
+                else f" (an extrapolation to all of train from K={ks[-1]})"
+            ),
+        )
+    quick = Quickstart(raw, found, cuts, cost())
+    quick.found.append(
+        f"grid: {len(rows)} strategies, K {shots}, {seeds} seed(s): "
+        + ", ".join(f"{name} ({b})" for name, b in rows)
+    )
+    return quick
 
 
 def validate_config_data(raw: dict):

@@ -100,6 +100,46 @@ class _Grid:
         self.total = 0
         self.finished = 0
         self.progress: GridProgress | None = None  # set once the cells to run are known
+        self.race = None  # compare.racing.Race in cross-validated grids with several seeds
+
+    def race_check(self, queue: deque) -> None:
+        """Once a K's first-seed cells have all ended: drop the pending cells of the rows the race stopped."""
+        if self.race is None:
+            return
+        from taskfit.compare.racing import STOPPED
+
+        records = store.rows(self.db, cells=self.race.cells)
+        for item, reason in self.race.stopped_cells(records, list(queue)):
+            queue.remove(item)
+            cell, spec = item
+            store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
+            if self.progress:
+                self.progress.pending.pop(cell.path, None)
+                self.progress.total -= 1
+            self.total -= 1
+            self.say(f"  stop   {cell.label}: {reason}")
+        self.race.prioritise(records, queue)
+
+    def stop_running(self, running: dict) -> None:
+        """A later seed started while its row's first seed was still running (a worker was free), and the
+        race has now stopped the row: end it; its result would never be used."""
+        if self.race is None:
+            return
+        from taskfit.compare.racing import STOPPED
+
+        for sentinel, (cell, spec, process, _) in list(running.items()):
+            reason = self.race.stops(cell)
+            if reason is None:
+                continue
+            process.terminate()
+            process.join(30)
+            del running[sentinel]
+            store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
+            if self.progress:
+                self.progress.running.pop(cell.path, None)
+                self.progress.total -= 1
+            self.total -= 1
+            self.say(f"  stop   {cell.label} (running): {reason}")
 
     def say(self, text: str) -> None:
         print((self.progress.clear() if self.progress else "") + text, file=self.stream, flush=True)
@@ -149,6 +189,7 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) 
         context = multiprocessing.get_context("spawn")
     queue = deque(todo)
     running: dict[int, tuple[Cell, CellSpec, multiprocessing.process.BaseProcess, float]] = {}
+    grid.race_check(queue)  # a rerun: the deciding cells may have finished before
     try:
         while queue or running:
             while queue and len(running) < workers:
@@ -164,9 +205,13 @@ def _run_isolated(grid: _Grid, todo: list[tuple[Cell, CellSpec]], workers: int) 
             if grid.progress:
                 grid.progress.tick()
             for sentinel in multiprocessing.connection.wait(list(running), timeout=1.0):
+                if sentinel not in running:  # ended by the race a moment ago (stop_running)
+                    continue
                 cell, spec, process, started = running.pop(sentinel)  # type: ignore[call-overload]
                 process.join()
                 grid.ended(cell, spec, process.exitcode, time.perf_counter() - started)
+                grid.race_check(queue)
+                grid.stop_running(running)
     except BaseException:
         for cell, _spec, process, _ in running.values():
             process.terminate()  # a training cell writes a checkpoint at its next step, then stops
@@ -180,7 +225,10 @@ def _run_in_process(grid: _Grid, todo: list[tuple[Cell, CellSpec]]) -> None:
     from taskfit.strategies import BackboneCache
 
     backbones = BackboneCache(grid.config.trust_remote_code, grid.config.device)
-    for cell, spec in todo:
+    queue = deque(todo)
+    grid.race_check(queue)
+    while queue:
+        cell, spec = queue.popleft()
         grid.started(cell, spec)
         started = time.perf_counter()
         try:
@@ -194,6 +242,7 @@ def _run_in_process(grid: _Grid, todo: list[tuple[Cell, CellSpec]]) -> None:
             write_failure(grid.out / cell.path, exc)
             code = 1
         grid.ended(cell, spec, code, time.perf_counter() - started)
+        grid.race_check(queue)
 
 
 def run_experiment(
@@ -216,12 +265,8 @@ def run_experiment(
     data_warnings = data_problems(config, pools)
     task_metric = get_task(config.task).metric(config.metric, pools.labels)
     prior = label_shares([*pools.train, *pools.dev]) if pools.labels else None  # the shares rows rank at
-    cells = plan_cells(
-        config,
-        data_fingerprint(pools),
-        yardstick(task_metric, config.metric, pools, data_warnings).key,
-        prior,
-    )
+    ranking = yardstick(task_metric, config.metric, pools, data_warnings)
+    cells = plan_cells(config, data_fingerprint(pools), ranking.key, prior)
     if not is_main_process():
         return _follow_main(config, out, cells, resume)
     show_data_problems(data_warnings, stream)
@@ -266,12 +311,19 @@ def run_experiment(
                 "here each search cell runs its trials one after another",
                 file=stream,
             )
+    if config.race and config.data.selection == "cv" and len(config.seeds) > 1 and pools.labels:
+        if executor is None:  # Ray runs every cell it is given (not raced yet)
+            from taskfit.compare.racing import Race
+
+            grid.race = Race(cells, config.seeds, list(pools.labels), ranking.key, ranking.label, prior)
+            todo = grid.race.order(todo, _cost_prior(config, pools, todo))
     grid.total = len(todo)
     grid.progress = GridProgress(
         [(c.path, f"{c.strategy.run_id}/{c.strategy.backbone}", shots_label(c.shots)) for c in todo],
         workers if isolate else 1,
         stream,
         out,
+        prior=_cost_prior(config, pools, todo),
     )
     print(
         f"{config.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished"
@@ -291,6 +343,16 @@ def run_experiment(
     else:
         _run_in_process(grid, specs)
     return summarise_grid(grid, cells, pools, config_yaml, data_warnings)
+
+
+def _cost_prior(config: ExperimentConfig, pools, todo: list[Cell]) -> dict | None:
+    """The cost model's estimate of each cell (text classification, the strategies the cost model prices;
+    other tasks estimate from finished cells)."""
+    if not get_task(config.task).describes_labels or not pools.labels:
+        return None
+    from taskfit.compare.cost import grid_prior
+
+    return grid_prior(config, pools, todo)
 
 
 def _follow_main(config: ExperimentConfig, out: Path, cells: list[Cell], resume: bool) -> dict:

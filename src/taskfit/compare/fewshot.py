@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 
+from taskfit.compare.cv import FOLD_PATIENCE
 from taskfit.compare.prior import reweighting_lines, weights_for
 from taskfit.compare.selection import BOOTSTRAP_SAMPLES, _score, label_indices
 
@@ -114,12 +115,26 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
             "examples) never chose and is the independent check."
         )
     lines += reweighting_lines(best, groups)
+    stops = sorted(
+        {
+            (c["stopped_at"], c.get("epochs"))
+            for g in groups
+            for r in g.ok
+            if (c := (r.get("metrics") or {}).get("cv") or {}).get("stopped_at")
+        }
+    )
+    stopped = (
+        " Their fold curves were stopped together once the mean held-out score had not improved for "
+        f"{FOLD_PATIENCE} epochs (at epoch {', '.join(str(a) for a, _ in stops)}), and each fold was scored at the "
+        "epoch the other folds chose, so no fold is scored where its own held-out labels chose."
+        if stops
+        else ""
+    )
     lines.append(
-        f"- **Cost of cross-validation:** each trained candidate was fitted {2 * folds[-1] + 1} times per "
-        f"seed ({k} fold fits to choose the number of epochs, {k} more with that number to estimate without "
-        "choosing on the held-out fold, then one fit on every label; strategies with no epochs to choose "
-        f"{folds[-1] + 1}; in-context with one demonstration prefix once, scored on every label that is not "
-        "one of its demonstrations); fit s counts them all. "
+        f"- **Cost of cross-validation:** each trained candidate was fitted {folds[-1] + 1} times per seed "
+        f"({k} fold fits, trained in lockstep, then one fit on every label that stops at the chosen epoch); "
+        "in-context with one demonstration prefix once, scored on every label that is not one of its "
+        f"demonstrations; fit s counts them all.{stopped} "
         "Strategies that learn nothing (K=0) are never fitted: they run once, predicting every seed's "
         "labelled pool (the labels the cross-validated rows are ranked on, so they can join their "
         "ensembles)."

@@ -58,7 +58,11 @@ def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dic
         for key in chosen[0]:
             update[key] = Counter(json.dumps(c.get(key)) for c in chosen).most_common(1)[0][0]
             update[key] = json.loads(update[key])
-    if "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
+    stopped = [e["epoch"] for log in logs for e in log if e.get("event") == "stopped_at_chosen_epoch"]
+    stop_at = None
+    if stopped:  # cross-validated cells trained on the full schedule and stopped at their chosen epoch
+        stop_at = max(1, round(statistics.median(stopped)))
+    elif "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
         update["epochs"] = n
     if getattr(strategy, "calibration", None) == "auto":
         # the row's calibration, decided over its seeds (compare.cv.pool_calibrations: a seed's departures
@@ -78,7 +82,10 @@ def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dic
         )
         if picks:
             update["calibration"] = Counter(picks).most_common(1)[0][0]
-    return strategy.model_copy(update=update), update
+    config = strategy.model_copy(update=update)
+    if stop_at is not None and stop_at < config.epochs:
+        update["stopped_at_epoch"] = stop_at  # not a config setting: the fit is stopped there (fit_final)
+    return config, update
 
 
 def check_final(config) -> None:
@@ -176,6 +183,11 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         backbones=BackboneCache(config.trust_remote_code, config.device),
         no_relation_label=config.data.no_relation_label,
     )
+    if "stopped_at_epoch" in changed:  # the procedure the folds scored: config.epochs' schedule, cut there
+        from dataclasses import replace
+
+        stop_at = changed["stopped_at_epoch"]
+        ctx.run = replace(ctx.run, epoch_end=lambda epoch: epoch >= stop_at)
     strategy = build_strategy(settings, ctx)
     started = time.perf_counter()
     strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
@@ -230,6 +242,11 @@ def card_text(card: dict, label: str) -> str:
             why
             for key, why in (
                 ("epochs", " (the number of epochs the grid chose: nothing is held out here to stop early)"),
+                (
+                    "stopped_at_epoch",
+                    " (trained on the grid's learning-rate schedule and stopped at the epoch its folds chose, "
+                    "as the cross-validated estimate was measured)",
+                ),
                 ("calibration", " (the calibration the grid's row chose over its seeds)"),
             )
             if key in (card["changed_from_grid"] or {})

@@ -46,6 +46,8 @@ class Group:
     shots: str  # "0" (no training data), "8", ..., "all"
     ok: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    # cells not run because the race stopped the row after its first seed (compare.racing): never recommended
+    stopped: list[dict] = field(default_factory=list)
     metric: Metric = field(default_factory=_default_metric)
     # what ranks the rows: "dev" (each cell's score on data it did not test on: the selection score) when
     # every row recorded one, else "test" (run folders written before taskfit recorded dev scores)
@@ -128,6 +130,7 @@ class Group:
             "shots": self.shots,
             "runs": len(self.ok),
             "failed": len(self.failed),
+            "stopped": self.stopped[0]["error"] if self.stopped else None,
             **{
                 f"{key}_{stat}": getattr(self, stat)(key)
                 for key in (self.metric.key, self.metric.second, *(k for k, _ in self.metric.extra))
@@ -157,7 +160,7 @@ def group_records(records: list[dict], metric: Metric | None = None) -> list[Gro
         g = groups.setdefault(
             key, Group(r["strategy"], r["backbone"], r["method"], r["shots"], metric=metric)
         )
-        (g.ok if r["status"] == "ok" else g.failed).append(r)
+        {"ok": g.ok, "stopped": g.stopped}.get(r["status"], g.failed).append(r)
     finished = [g for g in groups.values() if g.ok]
     if finished and all(g.selection is not None for g in finished):  # never mix dev- and test-ranked rows
         for g in groups.values():
@@ -197,6 +200,7 @@ def leaderboard(groups: list[Group], majority: dict | None = None, ensembles: li
     for g in [*groups, *ensembles]:
         d = g.as_dict()
         runs = f"{d['runs']}" + (f" ({d['failed']} failed)" if d["failed"] else "")
+        runs += f" ({len(g.stopped)} stopped)" if g.stopped else ""
         runs += f" ({g.fits} fits)" if g.ensemble else ""
         scores = [_fmt(d["selection_mean"], d["selection_std"], m)] if dev else []
         scores += [
@@ -377,7 +381,8 @@ def _at_reference(
     m = at_ref[0].metric
     # a row no better than always answering the majority label is never recommended, however high its score
     floor_rows = [g for g in at_ref if (f := g.floor(majority)) is not None and g.rank <= m.ranked(f) + 1e-9]
-    return ref, at_ref, floor_rows, [g for g in at_ref if g not in floor_rows]
+    # a row the race stopped ran fewer seeds on evidence that it is behind: never recommended
+    return ref, at_ref, floor_rows, [g for g in at_ref if g not in floor_rows and not g.stopped]
 
 
 def recommended_row(groups: list[Group], majority: dict | None) -> Group | None:
@@ -452,6 +457,13 @@ def recommend(
                     else " (the chosen row is also the best on test)."
                 )
             )
+    raced = [g for g in at_ref if g.stopped]
+    if raced:
+        lines.append(
+            "- **Stopped by the race** (run on one seed, never recommended): "
+            + "; ".join(f"{g.name}: {g.stopped[0]['error']}" for g in raced)
+            + "."
+        )
     if floor_rows:
         lines.append(
             f"- Not recommended, at or below the majority-class predictor on {m.label}{on}: "

@@ -190,6 +190,12 @@ class ExperimentConfig(Strict):
         "auto = the recommended row (classification), a strategy id names another, none skips it; unset = auto "
         "for your own file of up to 2,000 labels, none for built-in datasets and larger pools",
     )
+    race: bool = Field(
+        True,
+        description="cross-validated grids with several seeds: every row runs its first seed, and a row clearly "
+        "behind the leader on that seed's held-out predictions (3 bootstrap standard errors) is not run on the "
+        "other seeds; the report says which, when and why, and a stopped row is never recommended",
+    )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="precision, checkpoints, trackers of the training loop"
     )

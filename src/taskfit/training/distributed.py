@@ -7,6 +7,7 @@ launcher's environment and sets up DDP, FSDP or DeepSpeed. Launched plainly, the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class RunOptions:
     report_to: list[str] = field(default_factory=list)
     tracking_dir: Path | None = None
     run_name: str = "taskfit"
+    # called after each epoch with its number; True stops training there (cross-validated folds run in
+    # lockstep and stop together once their mean curve has stopped improving: compare/lockstep.py)
+    epoch_end: Callable[[int], bool] | None = None
 
 
 def make_accelerator(run: RunOptions, device: torch.device):

@@ -290,7 +290,8 @@ def fit_epochs(
             if run.report_to:
                 accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
             state.update(epoch=epoch + 1, step=0, losses=[])
-            if dev and state["stale"] >= s.patience:
+            told_to_stop = run.epoch_end is not None and run.epoch_end(epoch)
+            if (dev and state["stale"] >= s.patience) or told_to_stop:
                 advance((s.epochs - epoch) * steps_per_epoch)
                 break
     if best_state is not None:

@@ -1,0 +1,124 @@
+"""What a cell costs, from the data (issue 38): the texts' token lengths, how many examples each step trains
+on or scores, and the protocol's fits (k folds stopped early, then one fit on all). Used by ``taskfit init``
+/ ``compare FILE`` to size a grid to its budget, and by the progress line until cells of a kind have
+finished (then their measured times take over).
+
+The constants are seconds on one core with two cells at once (the default on 2 CPU cores), measured on
+the packaged backbones (BENCHMARKS.md, issue 38): minilm trains an example of T tokens for one epoch in about
+0.006 + 0.0011 T s and predicts it in a third of that; smollm2 scores a prompt of T tokens in 0.05 + 0.003 T s
+(about 10 short reviews/s, 0.7 news articles/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOAD = {"minilm": 3.0, "smollm2": 6.0}
+EPOCHS_SEEN = 15  # a dev-stopped or fold-stopped curve of 30 epochs ends near here (patience 8 / 5)
+EPOCHS_CHOSEN = 8  # and the epoch it keeps
+
+
+def text_tokens(texts: list[str]) -> float:
+    """Mean tokens per text, approximated without a tokenizer: one per Han/kana/hangul character (BERT's
+    vocabulary splits them so), 1.3 per word of the rest, plus the special tokens."""
+    if not texts:
+        return 32.0
+    total = 0.0
+    for t in texts:
+        cjk = sum(1 for c in t if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af")
+        rest = "".join(" " if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" else c for c in t)
+        total += cjk + 1.3 * len(rest.split()) + 2
+    return total / len(texts)
+
+
+def train_seconds(tokens: float, max_length: int = 256) -> float:
+    return 0.006 + 0.0011 * min(tokens, max_length)
+
+
+def encode_seconds(tokens: float, max_length: int = 256) -> float:
+    return train_seconds(tokens, max_length) / 3
+
+
+def lm_seconds(tokens: float, max_length: int = 1024) -> float:
+    return 0.05 + 0.003 * min(tokens, max_length)
+
+
+@dataclass
+class Workload:
+    """What one cell sees: ``train`` examples it learns from (the pool under cross-validation), ``dev``
+    examples it is chosen on, ``scored`` examples a row without training data predicts (pool or dev),
+    ``test`` examples, ``folds`` (0: no cross-validation), ``tokens`` per text, ``labels``."""
+
+    train: int
+    dev: int
+    test: int
+    tokens: float
+    labels: int
+    folds: int = 0
+    scored: int = 0
+
+
+def cell_seconds(
+    strategy: str, backbone: str, w: Workload, demos_per_class: int = 1, iterations: int = 5
+) -> float:
+    """Seconds one cell of ``strategy`` on ``backbone`` takes (load, fit, predict)."""
+    load = LOAD.get(backbone, 6.0)
+    t = w.tokens
+    if strategy == "zero-shot":
+        per = lm_seconds(t + 8) if backbone == "smollm2" else encode_seconds(t)
+        return load + (w.scored + w.test) * per
+    if strategy == "in-context":
+        demos = demos_per_class * w.labels
+        per = lm_seconds(demos * (t + 8) + t + 8)
+        held = max(0, w.train - demos) if w.folds else w.dev
+        return load + (held + w.test) * per
+    step = train_seconds(t)
+    if strategy == "contrastive":  # a positive and a negative pair per example and iteration: 4 texts
+        per_fit = lambda n: 4 * iterations * n * step  # noqa: E731
+        epochs_cost = per_fit
+    else:
+        epochs_cost = None
+    predict = encode_seconds(t)
+    if w.folds:
+        k, n = w.folds, w.train
+        fold_train = n * (k - 1) / k
+        if epochs_cost is not None:
+            fits = k * epochs_cost(fold_train) + epochs_cost(n)
+        else:
+            fits = k * EPOCHS_SEEN * (fold_train * step + n / k * predict) + EPOCHS_CHOSEN * n * step
+        return load * (k + 1) + fits + w.test * predict
+    if epochs_cost is not None:
+        return load + epochs_cost(w.train) + (w.dev + w.test) * predict
+    return load + EPOCHS_SEEN * (w.train * step + w.dev * predict) + w.test * predict
+
+
+def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
+    """The cost model's seconds per (``strategy/backbone``, K label) of a grid's cells, for the progress
+    line (``progress.prior_estimate``)."""
+    labels = len(pools.labels) or 1
+    texts = [e.text for e in [*pools.train, *pools.dev][:1000] if isinstance(getattr(e, "text", None), str)]
+    tokens = text_tokens(texts)
+    cv = config.data.selection == "cv"
+    pool = len(pools.train) + len(pools.dev)
+    test = min(len(pools.test), config.data.test_limit or len(pools.test))
+    out = {}
+    for c in cells:
+        k = c.shots
+        train = pool if k is None else k * labels
+        if cv:
+            w = Workload(train, 0, test, tokens, labels, folds=config.data.folds, scored=pool)
+        else:
+            dev = len(pools.dev) if k is None else min(len(pools.dev), k * labels)
+            w = Workload(train, dev, test, tokens, labels, scored=len(pools.dev))
+        settings = c.strategy.model_dump()
+        seconds = cell_seconds(
+            c.strategy.name,
+            c.strategy.backbone,
+            w,
+            demos_per_class=settings.get("demos_per_class") or 1,
+            iterations=settings.get("num_iterations") or 5,
+        )
+        out[(f"{c.strategy.run_id}/{c.strategy.backbone}", "all" if k is None else str(k))] = (
+            seconds  # plan.shots_label
+        )
+    return out
