@@ -443,6 +443,7 @@ def summarise_grid(
             f"rows are ranked by {metric.label} on each cell's dev sample (for trained strategies the dev set "
             "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
         )
+    notes += _class_weight_notes(config, pools)
     notes += task.report_notes()
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(
@@ -501,6 +502,30 @@ def summarise_grid(
         summary["final"] = {k: card[k] for k in ("row", "backbone", "why", "labelled_examples", "estimate")}
         write_json_atomic(out / "results.json", summary)
     return summary
+
+
+def _class_weight_notes(config: ExperimentConfig, pools) -> list[str]:
+    """What the trained rows did about imbalanced labels (issue 36), when the labelled data is imbalanced."""
+    shares = label_shares([*pools.train, *pools.dev]) if pools.labels else {}
+    if not shares or max(shares.values()) - min(shares.values()) < 0.1:
+        return []
+    weighted, plain = [], []
+    for s in config.strategies:
+        choice = s.model_dump().get("class_weight")
+        if choice is not None:
+            (weighted if choice == "balanced" else plain).append(s.run_id)
+    lines = []
+    shown = ", ".join(f"{lab} {v:.0%}" for lab, v in shares.items())
+    if weighted:
+        lines.append(
+            f"imbalanced labels ({shown}): {', '.join(dict.fromkeys(weighted))} trained with class_weight: "
+            "balanced (each label's examples weigh n / (labels x its count), contrastive's pairs anchor each "
+            "label as often), so a rare label counts in training as much as a frequent one; their "
+            "probabilities lean towards the rare labels accordingly"
+        )
+    if plain:
+        lines.append(f"imbalanced labels ({shown}): {', '.join(dict.fromkeys(plain))} trained unweighted")
+    return lines
 
 
 def final_model(config: ExperimentConfig, out: Path, groups, majority, pools, stream) -> dict | None:

@@ -190,6 +190,19 @@ def unset_options(strategy: StrategyBase) -> set[str]:
     return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
 
 
+def unweighted(strategy: StrategyBase, k: int | None, per_class: bool, cv: bool) -> set[str]:
+    """``class_weight`` (issue 36) left out of the key where it cannot change a result, so that finished
+    cells keep their keys there: ``none`` (what every cell did before it existed), and a sample of K per
+    class trained without folds (every label's weight is 1). Under cross-validation the folds' shares
+    differ slightly, and ``shots: all`` holds the data's own shares: there it is keyed."""
+    value = strategy.model_dump().get("class_weight")
+    if value is None:
+        return set()
+    if value == "none" or (per_class and isinstance(k, int) and k > 0 and not cv):
+        return {"class_weight"}
+    return set()
+
+
 def unset_data(data) -> set[str]:
     """Data options added after cells were first keyed, left out of the key while unset (as KEYED_WHEN_SET).
     An unresolved ``auto`` counts as unset: ``resolve_selection`` turns it into None or cv before planning."""
@@ -292,7 +305,14 @@ def plan_cells(
             weighted_by = choice_prior(config, s, k, prior)
             resolved = {
                 "format": CELL_FORMAT,
-                "strategy": s.model_dump(mode="json", exclude={"id", *unset_options(s)}),
+                "strategy": s.model_dump(
+                    mode="json",
+                    exclude={
+                        "id",
+                        *unset_options(s),
+                        *unweighted(s, k, task.per_class, config.data.selection == "cv"),
+                    },
+                ),
                 "data": config.data.for_shots(k).model_dump(mode="json", exclude=unset_data(config.data))
                 if k != 0
                 else None,

@@ -7,7 +7,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from taskfit.config.augment import AdversarialConfig, AugmentConfig, adversarial_field, augment_field
-from taskfit.config.base import LOOP_OPTIONS, StrategyBase, TrainingOptions, option, training_options
+from taskfit.config.base import (
+    LOOP_OPTIONS,
+    StrategyBase,
+    TrainingOptions,
+    class_weight_field,
+    option,
+    training_options,
+)
 from taskfit.config.prompt import (
     CALIBRATION_HELP,
     ENCODER_MAX_LENGTH_HELP,
@@ -124,6 +131,7 @@ class EncoderTrainingConfig(TrainingOptions, StrategyBase):
     """What every encoder + classification-head strategy shares: the training loop's settings."""
 
     backbone: str = "minilm"
+    class_weight: Literal["balanced", "none"] = class_weight_field()
     augment: AugmentConfig | None = augment_field()
     adversarial: AdversarialConfig | None = adversarial_field()
 
@@ -161,6 +169,7 @@ class ContrastiveConfig(
     name: Literal["contrastive"]
     backbone: str = "minilm"
     num_iterations: int = Field(20, ge=1, description="positive + negative pair per example, this many times")
+    class_weight: Literal["balanced", "none"] = class_weight_field()
     head_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
     augment: AugmentConfig | None = augment_field()
 
@@ -187,6 +196,7 @@ class PromptFinetuneConfig(
         "few-shot dev set)",
     )
     tuning: Literal["lora", "full"] = "lora"
+    class_weight: Literal["balanced", "none"] = class_weight_field()
     demos_per_class: int = Field(0, ge=0, description="demonstrations in the context (LM-BFF); 0 = none")
     scoring: Literal["sum", "mean"] = "sum"
     r: int = Field(8, ge=1)

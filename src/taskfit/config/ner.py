@@ -23,6 +23,8 @@ class NerTask(Strict):
 class NerOptions(NerTask):
     """What every trained NER strategy adds: how tags are encoded and how sentences meet the model's limit."""
 
+    class_weight: Literal["none"] = Field("none", description="sentence classification only (not tags)")
+
     scheme: Literal["bio", "iobes", "io"] = Field(
         "bio", description="tags the model predicts (the data may use any; it is converted)"
     )

@@ -15,6 +15,10 @@ from taskfit.config.classification import (
     LoraStrategyConfig,
 )
 
+RELATION_CLASS_WEIGHT = Field(
+    "none", description="balanced weighs each relation type's examples by n / (types x its count)"
+)
+
 
 class RelationOptions(Strict):
     """task: relation. Entity markers [E1] [/E1] [E2] [/E2] are inserted and trained as new tokens."""
@@ -29,21 +33,31 @@ class RelationOptions(Strict):
 class RelationHeadFinetuneConfig(HeadFinetuneConfig, RelationOptions):
     """Full fine-tuning of the encoder with an entity-start relation head."""
 
+    class_weight: Literal["balanced", "none"] = RELATION_CLASS_WEIGHT  # as before issue 36
+
 
 class RelationLoraConfig(LoraStrategyConfig, RelationOptions):
     """LoRA through peft; the marker embeddings train too (peft trainable_token_indices)."""
+
+    class_weight: Literal["balanced", "none"] = RELATION_CLASS_WEIGHT  # as before issue 36
 
 
 class RelationBitFitConfig(BitFitConfig, RelationOptions):
     """Bias terms, the marker embeddings and the head train."""
 
+    class_weight: Literal["balanced", "none"] = RELATION_CLASS_WEIGHT  # as before issue 36
+
 
 class RelationAdapterConfig(AdapterStrategyConfig, RelationOptions):
     """Houlsby adapters, the marker embeddings and the head train."""
 
+    class_weight: Literal["balanced", "none"] = RELATION_CLASS_WEIGHT  # as before issue 36
+
 
 class ExtractiveQAOptions(Strict):
     """task: extractive-qa. Long contexts are split into overlapping windows; the best span over all wins."""
+
+    class_weight: Literal["none"] = Field("none", description="label classification only (not spans)")
 
     max_length: int = Field(384, ge=32, description="question + context window, in tokens")
     doc_stride: int = Field(128, ge=1, description="tokens shared by consecutive windows of a long context")

@@ -216,3 +216,16 @@ def probs_to_predictions(scores: torch.Tensor, labels: list[str]) -> Predictions
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
     params = list(module.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def balanced_class_weights(examples: list, labels: list[str]) -> torch.Tensor:
+    """Per label, n / (labels present x its count) (scikit-learn's ``class_weight='balanced'``, with the
+    labels absent from ``examples`` at 1: they have no examples to weigh); all 1 on equal shares."""
+    counts = {lab: 0 for lab in labels}
+    for e in examples:
+        counts[e.label] = counts.get(e.label, 0) + 1
+    present = [lab for lab in labels if counts[lab]]
+    n = sum(counts[lab] for lab in present)
+    return torch.tensor(
+        [n / (len(present) * counts[lab]) if counts[lab] else 1.0 for lab in labels], dtype=torch.float
+    )

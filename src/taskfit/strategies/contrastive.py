@@ -38,21 +38,41 @@ ENCODER_FILE = "encoder.safetensors"
 HEAD_FILE = "head.safetensors"
 
 
-def make_pairs(examples: list[Example], iterations: int, seed: int) -> list[tuple[int, int, float]]:
-    """Per iteration and anchor: one positive (same label) and one negative pair, as SetFit samples them."""
+def make_pairs(
+    examples: list[Example], iterations: int, seed: int, balanced: bool = False
+) -> list[tuple[int, int, float]]:
+    """Per iteration and anchor: one positive (same label) and one negative pair, as SetFit samples them.
+    Every example anchors once per iteration; ``balanced``: every label anchors as often instead (the
+    same number of anchors in all, each label's drawn in a seeded cycle through its examples), so that on
+    27/13 data the minority label is not the other end of most pairs only."""
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
         by_label.setdefault(e.label, []).append(i)  # type: ignore[arg-type]
     # each label's complement, computed once rather than per anchor and iteration
     others = {lab: [j for other, idx in by_label.items() if other != lab for j in idx] for lab in by_label}
+    cycles = {lab: [] for lab in by_label}
+    per_label = -(-len(examples) // len(by_label)) if by_label else 0
+
+    def anchors() -> list[int]:
+        if not balanced:
+            return list(range(len(examples)))
+        out = []
+        for lab in sorted(by_label):
+            for _ in range(per_label):
+                if not cycles[lab]:
+                    cycles[lab] = rng.sample(by_label[lab], len(by_label[lab]))
+                out.append(cycles[lab].pop())
+        return out
+
     pairs = []
     for _ in range(iterations):
-        for i, e in enumerate(examples):
-            same = [j for j in by_label[e.label] if j != i] or [i]  # type: ignore[index]
+        for i in anchors():
+            label = examples[i].label
+            same = [j for j in by_label[label] if j != i] or [i]  # type: ignore[index]
             pairs.append((i, rng.choice(same), 1.0))
-            if others[e.label]:  # type: ignore[index]
-                pairs.append((i, rng.choice(others[e.label]), 0.0))  # type: ignore[index]
+            if others[label]:  # type: ignore[index]
+                pairs.append((i, rng.choice(others[label]), 0.0))  # type: ignore[index]
     rng.shuffle(pairs)
     return pairs
 
@@ -102,7 +122,8 @@ class Contrastive:
 
         c = self.config
         torch.manual_seed(self.ctx.seed)
-        pairs = make_pairs(train, c.num_iterations, self.ctx.seed)
+        balanced = c.class_weight == "balanced"
+        pairs = make_pairs(train, c.num_iterations, self.ctx.seed, balanced)
         steps = -(-len(pairs) // c.batch_size) * c.epochs
         params = [p for p in self.encoder.parameters() if p.requires_grad]
         optimizer = adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr)
@@ -139,7 +160,9 @@ class Contrastive:
                 )
         features = self.embed(train).numpy()
         labels = [self.ctx.labels.index(e.label) for e in train]
-        head = LogisticRegression(C=c.head_c, max_iter=1000).fit(features, labels)
+        head = LogisticRegression(
+            C=c.head_c, max_iter=1000, class_weight="balanced" if balanced else None
+        ).fit(features, labels)
         coef, intercept = (
             torch.tensor(head.coef_, dtype=torch.float),
             torch.tensor(head.intercept_, dtype=torch.float),

@@ -23,6 +23,7 @@ from taskfit.strategies.base import (
     Context,
     ExtraLoss,
     Predictions,
+    balanced_class_weights,
     count_parameters,
     probs_to_predictions,
     write_strategy_file,
@@ -222,7 +223,10 @@ class HeadFinetune(TrainedEncoder):
     def fit(self, train: list[Example], dev: list[Example]) -> None:
         c = self.config
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        weight = None
+        if c.class_weight == "balanced":
+            weight = balanced_class_weights(train, list(self.ctx.labels)).to(self.device)
+        loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
 
         def batch_loss(batch: list[Example]) -> torch.Tensor:
             targets = torch.tensor([label_index[e.label] for e in batch], device=self.device)

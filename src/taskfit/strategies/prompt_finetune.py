@@ -22,6 +22,7 @@ from taskfit.prompts.demonstrations import render_demonstrations, select_fixed
 from taskfit.strategies.base import (
     Context,
     Predictions,
+    balanced_class_weights,
     count_parameters,
     probs_to_predictions,
     read_demonstrations,
@@ -103,11 +104,17 @@ class PromptFinetune:
         run_prompt_search(self, self.lm, self.tokenizer, train, dev)  # judged on the untrained model
         label_index = {lab: i for i, lab in enumerate(self.ctx.labels)}
         params = [p for p in self.lm.parameters() if p.requires_grad]
+        weight = (
+            balanced_class_weights(train, list(self.ctx.labels)) if c.class_weight == "balanced" else None
+        )
 
         def batch_loss(batch: list[Example]) -> torch.Tensor:
             scores = self._label_scores(batch, grad=True)  # (B, C) log-probabilities of the labels
             targets = torch.tensor([label_index[e.label] for e in batch])
-            return torch.nn.functional.cross_entropy(scores, targets, label_smoothing=c.label_smoothing)
+            w = None if weight is None else weight.to(scores.device)
+            return torch.nn.functional.cross_entropy(
+                scores, targets, weight=w, label_smoothing=c.label_smoothing
+            )
 
         fit_epochs(
             adamw(params, fused=self.ctx.run.fused_optimizer, lr=c.lr, weight_decay=c.weight_decay),
