@@ -335,3 +335,23 @@ def test_the_progress_estimate_starts_from_the_cost_model_and_follows_finished_c
     assert cell_estimate("a/m", "all", finished, prior) == pytest.approx(200)
     assert cell_estimate("z/m", "0", finished, prior) == pytest.approx(10)  # a row that trains nothing: not
     assert estimate_left([], [], [("a/m", "all")], 1) is None  # without a prior: from the first cell on
+
+
+def test_a_label_with_one_example_does_not_turn_the_protocol_into_a_carve(tmp_path):
+    """On a 40-row trec file ABBR had one example: the file was split 29/3/8 instead of cross-validated."""
+    from taskfit.compare.cv import _fold_count
+    from taskfit.config import validate_config
+    from taskfit.data.readers import Example
+    from taskfit.tasks import load_pools
+
+    rows = [{"text": f"{WORDS[i % 20]} {i}", "label": "ab"[i % 2]} for i in range(39)]
+    rows.append({"text": "rare one", "label": "c"})
+    csv = write_csv(tmp_path / "few.csv", rows)
+    quick = quickstart.plan(str(csv))
+    assert quick.raw["data"]["shots"] == "all"
+    config = validate_config(quick.raw)
+    pools = load_pools(config.data, config.task)
+    assert pools.test == [] and len(pools.train) == 40 and pools.selection == "cv"
+    assert any("'c' have 1 labelled example" in note for note in pools.notes)
+    pool = [Example("x", "a")] * 10 + [Example("y", "b")] * 10 + [Example("z", "c")]
+    assert _fold_count(pool, 5) == 5  # the singleton does not cut the folds to 2

@@ -118,8 +118,10 @@ def _curve(log: list[dict]) -> dict[int, float]:
 
 
 def _fold_count(pool: list, folds: int) -> int:
-    """``folds``, fewer when a label has fewer examples than that, at least 2."""
-    smallest = min((sum(e.label == lab for e in pool) for lab in set(e.label for e in pool)), default=2)
+    """``folds``, fewer when a label has fewer examples than that, at least 2. A label with one example
+    does not lower it: it can only ever be in one fold."""
+    counts = [sum(e.label == lab for e in pool) for lab in set(e.label for e in pool)]
+    smallest = min((c for c in counts if c > 1), default=2)
     return max(2, min(folds, smallest))
 
 

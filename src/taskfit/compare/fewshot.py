@@ -97,6 +97,11 @@ def cv_lines(best, groups: list, n_test: int, labels: list[str]) -> list[str]:
             seeds = len(cv_runs(best))
             over = f"{len(scores)} folds" + (f" ({seeds} seeds × {k})" if seeds > 1 else "")
             width = f"{m.label} {statistics.mean(scores):.3f} ± {std:.3f} (mean ± std over {over})"
+            if seeds > 1:
+                width += (
+                    " (with every label in the pool a seed changes only the fold assignment, the "
+                    "initialisation and in-context's demonstrations, so the spread over seeds measures those)"
+                )
             interval = oof_interval(best, m.key, labels)
             if interval:
                 width += f", 95% interval {interval[0]:.3f}-{interval[1]:.3f} (bootstrap over its out-of-fold predictions)"

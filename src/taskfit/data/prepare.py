@@ -132,6 +132,12 @@ def load_classification_pools(cfg: DataConfig) -> Pools:
                 + ("" if test else " (no test either)")
                 + f"; {cfg.folds}-fold cross-validation over all of them chooses and estimates"
             )
+            single = [lab for lab, n in label_counts(train).items() if n == 1]
+            if single:
+                notes.append(
+                    f"label(s) {', '.join(map(repr, single))} have 1 labelled example: each sits in one fold, "
+                    "whose fits never learn it (label a few more to measure it)"
+                )
         else:
             train, dev, test = _hold_out(cfg, train, dev, test, notes, "examples")
     train, dev = _dedupe(cfg, train, dev, test, notes, "examples", "text")
@@ -156,10 +162,11 @@ def few_labels(cfg: DataConfig, n_train: int, n_labels: int, smallest: int = 2) 
     too small to check anything (80 examples give about ±9 points of accuracy at 95%) and both would be
     taken from the model's training data, while each of the 2k+1 fits per candidate is cheap: the folds use
     every label and are the estimate. A K grid (``shots: [8, 16]``) samples from the file, whose other
-    examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count; folds need
-    two of each (below that, holding out fails with its own clear message)."""
+    examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count."""
     small = cfg.train is not None and not cfg.dev and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
-    small = small and smallest >= 2
+    # a label with one example stays in (issue 38: on a 40-row trec file ABBR had one, and carving dev and
+    # test instead took 12 of the 40 labels): it sits in one fold, whose fits never learn it, as they would not
+    small = small and smallest >= 1
     if cfg.selection == "cv":
         return small
     return cfg.selection == "auto" and cfg.shot_grid() == [None] and small

@@ -139,8 +139,13 @@ class Contrastive:
                 started, losses = time.perf_counter(), []
                 for start in range(0, len(pairs), c.batch_size):
                     batch = pairs[start : start + c.batch_size]
-                    left = self._embed(rows=[rows[i] for i, _, _ in batch])
-                    right = self._embed(rows=[rows[j] for _, j, _ in batch])
+                    # each text of the batch encoded once, however many of its pairs it is in (16 pairs
+                    # drawn from a few dozen texts repeat about a third of them)
+                    unique = list(dict.fromkeys([i for i, _, _ in batch] + [j for _, j, _ in batch]))
+                    at = {u: n for n, u in enumerate(unique)}
+                    embedded = self._embed(rows=[rows[u] for u in unique])  # (U, H)
+                    left = embedded[[at[i] for i, _, _ in batch]]
+                    right = embedded[[at[j] for _, j, _ in batch]]
                     target = torch.tensor([t for _, _, t in batch], device=self.device)
                     loss = torch.nn.functional.mse_loss((left * right).sum(-1), target)
                     optimizer.zero_grad(set_to_none=True)
