@@ -348,7 +348,7 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     its training split, so that the recommendation is made at the size the final model trains on."""
     from collections import Counter
 
-    from taskfit.compare.cost import text_tokens
+    from taskfit.compare.cost import cjk_share, text_tokens
     from taskfit.config import DataConfig
     from taskfit.data.prepare import few_labels
 
@@ -366,13 +366,14 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     if is_cjk(" ".join(texts)):
         found.append("note: minilm reads few Chinese characters (many [UNK]); smollm2 is byte-level")
     tokens = text_tokens([e.text + " " + (e.text_pair or "") for e in labelled[:1000]])
+    cjk = cjk_share([e.text for e in labelled[:200]])
     found.append(f"texts: about {tokens:.0f} tokens each (the time estimate reads it)")
     n_labels = len(pools.labels)
     whole = DataConfig(train=raw["data"].get("train") or "-", shots="all")
     if not builtin and few_labels(whole, len(labelled), n_labels, min(counts.values())):
-        plan = _few_protocol(raw, len(labelled), n_labels, tokens, rows, found, seconds)
+        plan = _few_protocol(raw, len(labelled), n_labels, tokens, rows, found, seconds, cjk)
     else:
-        plan = _curve_protocol(raw, pools, tokens, rows, found, seconds, builtin)
+        plan = _curve_protocol(raw, pools, tokens, rows, found, seconds, builtin, cjk)
     if any(b == "smollm2" for _, b in rows) or ("zero-shot", "minilm") in rows:
         if not builtin:  # a built-in dataset's own prompt is filled in when the grid runs
             raw["prompt"] = prompt
@@ -384,7 +385,9 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     return plan
 
 
-def _few_protocol(raw, n: int, n_labels: int, tokens: float, rows, found, seconds) -> Quickstart:
+def _few_protocol(
+    raw, n: int, n_labels: int, tokens: float, rows, found, seconds, cjk: float = 0.0
+) -> Quickstart:
     """Every label trains and is scored out of fold (``shots: all``, cross-validation), then the best row
     is refitted on all of them into final/; the budget cuts seeds, then folds, then rows."""
     from taskfit.compare.cost import Workload
@@ -395,7 +398,7 @@ def _few_protocol(raw, n: int, n_labels: int, tokens: float, rows, found, second
     seeds, folds, cuts = 2, 5, []
 
     def cost() -> float:
-        w = Workload(train=n, dev=0, test=0, tokens=tokens, labels=n_labels, folds=folds, scored=n)
+        w = Workload(n, 0, 0, tokens, n_labels, folds=folds, scored=n, cjk=cjk)
         return estimate_seconds(rows, [None], seeds, w)
 
     while cost() > seconds:
@@ -435,7 +438,7 @@ def _few_protocol(raw, n: int, n_labels: int, tokens: float, rows, found, second
         )
     quick = Quickstart(raw, found, cuts, cost())
     if seeds > 1:  # every row's first seed, then the later seeds of the prompting rows only
-        w = Workload(train=n, dev=0, test=0, tokens=tokens, labels=n_labels, folds=folds, scored=n)
+        w = Workload(n, 0, 0, tokens, n_labels, folds=folds, scored=n, cjk=cjk)
         prompting = [r for r in rows if r[0] == "in-context"]
         quick.raced_s = estimate_seconds(rows, [None], 1, w) + estimate_seconds(
             prompting, [None], seeds - 1, w
@@ -447,7 +450,7 @@ def _few_protocol(raw, n: int, n_labels: int, tokens: float, rows, found, second
     return quick
 
 
-def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin) -> Quickstart:
+def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin, cjk: float = 0.0) -> Quickstart:
     """Dev and test held out; K per class on a learning curve that reaches all of the training split (a
     built-in dataset keeps the benchmark's K = 8, 16, 32). The budget cuts the test subset, seeds, the
     middle of the curve, rows, and last the full size (then the pick is an extrapolation, said so)."""
@@ -469,7 +472,9 @@ def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin) ->
     n_labels = len(pools.labels)
 
     def cost() -> float:
-        w = Workload(len(pools.train), len(pools.dev), n_test, tokens, n_labels, scored=len(pools.dev))
+        w = Workload(
+            len(pools.train), len(pools.dev), n_test, tokens, n_labels, scored=len(pools.dev), cjk=cjk
+        )
         return estimate_seconds(rows, ks, seeds, w)
 
     while cost() > seconds:

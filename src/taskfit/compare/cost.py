@@ -18,6 +18,13 @@ EPOCHS_SEEN = 15  # a dev-stopped or fold-stopped curve of 30 epochs ends near h
 EPOCHS_CHOSEN = 8  # and the epoch it keeps
 
 
+def cjk_share(texts: list[str]) -> float:
+    """The share of Han/kana/hangul characters among the letters of ``texts``."""
+    letters = [c for t in texts for c in t if c.isalpha()]
+    cjk = sum(1 for c in letters if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af")
+    return cjk / len(letters) if letters else 0.0
+
+
 def text_tokens(texts: list[str]) -> float:
     """Mean tokens per text, approximated without a tokenizer: one per Han/kana/hangul character (BERT's
     vocabulary splits them so), 1.3 per word of the rest, plus the special tokens."""
@@ -43,6 +50,12 @@ def lm_seconds(tokens: float, max_length: int = 1024) -> float:
     return 0.05 + 0.003 * min(tokens, max_length)
 
 
+# smollm2's byte-level BPE spends about 1.7 tokens on a Chinese character (1.3 on an English word, as BERT's
+# word pieces do), and a label word in Chinese is several tokens, scored label by label (measured on the
+# zh-sentiment reviews: 140 smollm2 tokens for 81 characters; "负面" is 5 tokens, " positive" one)
+LM_CJK_TOKENS = 1.7
+
+
 @dataclass
 class Workload:
     """What one cell sees: ``train`` examples it learns from (the pool under cross-validation), ``dev``
@@ -56,6 +69,15 @@ class Workload:
     labels: int
     folds: int = 0
     scored: int = 0
+    cjk: float = 0.0  # the share of Han/kana/hangul characters (cjk_share): the causal LM reads those dearer
+
+    def lm_tokens(self, tokens: float) -> float:
+        return tokens * (1 + (LM_CJK_TOKENS - 1) * self.cjk)
+
+    def lm_passes(self) -> float:
+        """Forward passes per text to score every label: one for single-token label words (English), one per
+        label for the multi-token words of Chinese labels."""
+        return 1 + (self.labels - 1) * (self.cjk > 0.3)
 
 
 def cell_seconds(
@@ -65,11 +87,11 @@ def cell_seconds(
     load = LOAD.get(backbone, 6.0)
     t = w.tokens
     if strategy == "zero-shot":
-        per = lm_seconds(t + 8) if backbone == "smollm2" else encode_seconds(t)
+        per = lm_seconds(w.lm_tokens(t) + 8) * w.lm_passes() if backbone == "smollm2" else encode_seconds(t)
         return load + (w.scored + w.test) * per
     if strategy == "in-context":
         demos = demos_per_class * w.labels
-        per = lm_seconds(demos * (t + 8) + t + 8)
+        per = lm_seconds(demos * (w.lm_tokens(t) + 8) + w.lm_tokens(t) + 8) * w.lm_passes()
         held = max(0, w.train - demos) if w.folds else w.dev
         return load + (held + w.test) * per
     step = train_seconds(t)
@@ -97,7 +119,7 @@ def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
     line (``progress.prior_estimate``)."""
     labels = len(pools.labels) or 1
     texts = [e.text for e in [*pools.train, *pools.dev][:1000] if isinstance(getattr(e, "text", None), str)]
-    tokens = text_tokens(texts)
+    tokens, cjk = text_tokens(texts), cjk_share(texts[:200])
     cv = config.data.selection == "cv"
     pool = len(pools.train) + len(pools.dev)
     test = min(len(pools.test), config.data.test_limit or len(pools.test))
@@ -106,10 +128,10 @@ def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
         k = c.shots
         train = pool if k is None else k * labels
         if cv:
-            w = Workload(train, 0, test, tokens, labels, folds=config.data.folds, scored=pool)
+            w = Workload(train, 0, test, tokens, labels, folds=config.data.folds, scored=pool, cjk=cjk)
         else:
             dev = len(pools.dev) if k is None else min(len(pools.dev), k * labels)
-            w = Workload(train, dev, test, tokens, labels, scored=len(pools.dev))
+            w = Workload(train, dev, test, tokens, labels, scored=len(pools.dev), cjk=cjk)
         settings = c.strategy.model_dump()
         seconds = cell_seconds(
             c.strategy.name,
