@@ -348,7 +348,7 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
     its training split, so that the recommendation is made at the size the final model trains on."""
     from collections import Counter
 
-    from taskfit.compare.cost import cjk_share, text_tokens
+    from taskfit.compare.cost import cjk_share, padded_tokens, text_tokens
     from taskfit.config import DataConfig
     from taskfit.data.prepare import few_labels
 
@@ -367,13 +367,15 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
         found.append("note: minilm reads few Chinese characters (many [UNK]); smollm2 is byte-level")
     tokens = text_tokens([e.text + " " + (e.text_pair or "") for e in labelled[:1000]])
     cjk = cjk_share([e.text for e in labelled[:200]])
+    joined = [e.text + " " + (e.text_pair or "") for e in labelled[:1000]]
+    padded = (padded_tokens(joined), padded_tokens(joined, 24))
     found.append(f"texts: about {tokens:.0f} tokens each (the time estimate reads it)")
     n_labels = len(pools.labels)
     whole = DataConfig(train=raw["data"].get("train") or "-", shots="all")
     if not builtin and few_labels(whole, len(labelled), n_labels, min(counts.values())):
-        plan = _few_protocol(raw, len(labelled), n_labels, tokens, rows, found, seconds, cjk)
+        plan = _few_protocol(raw, len(labelled), n_labels, tokens, rows, found, seconds, (cjk, padded))
     else:
-        plan = _curve_protocol(raw, pools, tokens, rows, found, seconds, builtin, cjk)
+        plan = _curve_protocol(raw, pools, tokens, rows, found, seconds, builtin, (cjk, padded))
     if any(b == "smollm2" for _, b in rows) or ("zero-shot", "minilm") in rows:
         if not builtin:  # a built-in dataset's own prompt is filled in when the grid runs
             raw["prompt"] = prompt
@@ -386,7 +388,7 @@ def _plan_classification(raw: dict, pools, texts: list[str], found: list[str], s
 
 
 def _few_protocol(
-    raw, n: int, n_labels: int, tokens: float, rows, found, seconds, cjk: float = 0.0
+    raw, n: int, n_labels: int, tokens: float, rows, found, seconds, reads=(0.0, (None, None))
 ) -> Quickstart:
     """Every label trains and is scored out of fold (``shots: all``, cross-validation), then the best row
     is refitted on all of them into final/; the budget cuts seeds, then folds, then rows."""
@@ -398,7 +400,18 @@ def _few_protocol(
     seeds, folds, cuts = 2, 5, []
 
     def cost() -> float:
-        w = Workload(n, 0, 0, tokens, n_labels, folds=folds, scored=n, cjk=cjk)
+        w = Workload(
+            n,
+            0,
+            0,
+            tokens,
+            n_labels,
+            folds=folds,
+            scored=n,
+            cjk=reads[0],
+            padded=reads[1][0],
+            padded_pairs=reads[1][1],
+        )
         return estimate_seconds(rows, [None], seeds, w)
 
     while cost() > seconds:
@@ -438,7 +451,18 @@ def _few_protocol(
         )
     quick = Quickstart(raw, found, cuts, cost())
     if seeds > 1:  # every row's first seed, then the later seeds of the prompting rows only
-        w = Workload(n, 0, 0, tokens, n_labels, folds=folds, scored=n, cjk=cjk)
+        w = Workload(
+            n,
+            0,
+            0,
+            tokens,
+            n_labels,
+            folds=folds,
+            scored=n,
+            cjk=reads[0],
+            padded=reads[1][0],
+            padded_pairs=reads[1][1],
+        )
         prompting = [r for r in rows if r[0] == "in-context"]
         quick.raced_s = estimate_seconds(rows, [None], 1, w) + estimate_seconds(
             prompting, [None], seeds - 1, w
@@ -450,7 +474,9 @@ def _few_protocol(
     return quick
 
 
-def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin, cjk: float = 0.0) -> Quickstart:
+def _curve_protocol(
+    raw, pools, tokens: float, rows, found, seconds, builtin, reads=(0.0, (None, None))
+) -> Quickstart:
     """Dev and test held out; K per class on a learning curve that reaches all of the training split (a
     built-in dataset keeps the benchmark's K = 8, 16, 32). The budget cuts the test subset, seeds, the
     middle of the curve, rows, and last the full size (then the pick is an extrapolation, said so)."""
@@ -473,7 +499,15 @@ def _curve_protocol(raw, pools, tokens: float, rows, found, seconds, builtin, cj
 
     def cost() -> float:
         w = Workload(
-            len(pools.train), len(pools.dev), n_test, tokens, n_labels, scored=len(pools.dev), cjk=cjk
+            len(pools.train),
+            len(pools.dev),
+            n_test,
+            tokens,
+            n_labels,
+            scored=len(pools.dev),
+            cjk=reads[0],
+            padded=reads[1][0],
+            padded_pairs=reads[1][1],
         )
         return estimate_seconds(rows, ks, seeds, w)
 

@@ -5,7 +5,7 @@ finished (then their measured times take over).
 
 The constants are seconds on one core with two cells at once (the default on 2 CPU cores), measured on
 the packaged backbones (BENCHMARKS.md, issue 38): minilm trains an example of T tokens for one epoch in about
-0.006 + 0.0011 T s and predicts it in a third of that; smollm2 scores a prompt of T tokens in 0.05 + 0.003 T s
+0.004 + 0.0006 T s (T: the tokens its batch is padded to) and predicts it in a third of that; smollm2 scores a prompt of T tokens in 0.05 + 0.003 T s
 (about 10 short reviews/s, 0.7 news articles/s).
 """
 
@@ -25,21 +25,39 @@ def cjk_share(texts: list[str]) -> float:
     return cjk / len(letters) if letters else 0.0
 
 
-def text_tokens(texts: list[str]) -> float:
-    """Mean tokens per text, approximated without a tokenizer: one per Han/kana/hangul character (BERT's
-    vocabulary splits them so), 1.3 per word of the rest, plus the special tokens."""
-    if not texts:
-        return 32.0
-    total = 0.0
+def _lengths(texts: list[str]) -> list[float]:
+    out = []
     for t in texts:
         cjk = sum(1 for c in t if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af")
         rest = "".join(" " if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" else c for c in t)
-        total += cjk + 1.3 * len(rest.split()) + 2
-    return total / len(texts)
+        out.append(cjk + 1.3 * len(rest.split()) + 2)
+    return out
+
+
+def text_tokens(texts: list[str]) -> float:
+    """Mean tokens per text, approximated without a tokenizer: one per Han/kana/hangul character (BERT's
+    vocabulary splits them so), 1.3 per word of the rest, plus the special tokens."""
+    lengths = _lengths(texts)
+    return sum(lengths) / len(lengths) if lengths else 32.0
+
+
+def padded_tokens(texts: list[str], batch: int = 8) -> float:
+    """Tokens a training batch computes per text: every text is padded to its batch's longest, so a few
+    long texts cost much more than their share (zh reviews: mean 84, but 95% under 203 and batches padded
+    to near that). The mean over batches of the longest of ``batch`` texts drawn in a seeded order."""
+    import random
+
+    lengths = _lengths(texts)
+    if not lengths:
+        return 32.0
+    order = lengths[:]
+    random.Random(0).shuffle(order)
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    return sum(max(b) for b in batches) / len(batches)
 
 
 def train_seconds(tokens: float, max_length: int = 256) -> float:
-    return 0.006 + 0.0011 * min(tokens, max_length)
+    return 0.004 + 0.0006 * min(tokens, max_length)
 
 
 def encode_seconds(tokens: float, max_length: int = 256) -> float:
@@ -70,6 +88,8 @@ class Workload:
     folds: int = 0
     scored: int = 0
     cjk: float = 0.0  # the share of Han/kana/hangul characters (cjk_share): the causal LM reads those dearer
+    padded: float | None = None  # tokens a training batch computes per text (padded_tokens); else tokens
+    padded_pairs: float | None = None  # the same for contrastive's pair batches (about 24 distinct texts)
 
     def lm_tokens(self, tokens: float) -> float:
         return tokens * (1 + (LM_CJK_TOKENS - 1) * self.cjk)
@@ -94,13 +114,14 @@ def cell_seconds(
         per = lm_seconds(demos * (w.lm_tokens(t) + 8) + w.lm_tokens(t) + 8) * w.lm_passes()
         held = max(0, w.train - demos) if w.folds else w.dev
         return load + (held + w.test) * per
-    step = train_seconds(t)
+    step = train_seconds(w.padded or t)
     if strategy == "contrastive":  # a positive and a negative pair per example and iteration: 4 texts
-        per_fit = lambda n: 4 * iterations * n * step  # noqa: E731
+        pair_step = train_seconds(w.padded_pairs or w.padded or t)
+        per_fit = lambda n: 4 * iterations * n * pair_step  # noqa: E731
         epochs_cost = per_fit
     else:
         epochs_cost = None
-    predict = encode_seconds(t)
+    predict = encode_seconds(w.padded or t)
     if w.folds:
         k, n = w.folds, w.train
         fold_train = n * (k - 1) / k
@@ -119,7 +140,8 @@ def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
     line (``progress.prior_estimate``)."""
     labels = len(pools.labels) or 1
     texts = [e.text for e in [*pools.train, *pools.dev][:1000] if isinstance(getattr(e, "text", None), str)]
-    tokens, cjk = text_tokens(texts), cjk_share(texts[:200])
+    tokens, cjk, padded = text_tokens(texts), cjk_share(texts[:200]), padded_tokens(texts)
+    pairs = padded_tokens(texts, 24)
     cv = config.data.selection == "cv"
     pool = len(pools.train) + len(pools.dev)
     test = min(len(pools.test), config.data.test_limit or len(pools.test))
@@ -128,10 +150,22 @@ def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
         k = c.shots
         train = pool if k is None else k * labels
         if cv:
-            w = Workload(train, 0, test, tokens, labels, folds=config.data.folds, scored=pool, cjk=cjk)
+            w = Workload(
+                train, 0, test, tokens, labels, folds=config.data.folds, scored=pool, cjk=cjk, padded=padded
+            )
         else:
             dev = len(pools.dev) if k is None else min(len(pools.dev), k * labels)
-            w = Workload(train, dev, test, tokens, labels, scored=len(pools.dev), cjk=cjk)
+            w = Workload(
+                train,
+                dev,
+                test,
+                tokens,
+                labels,
+                scored=len(pools.dev),
+                cjk=cjk,
+                padded=padded,
+                padded_pairs=pairs,
+            )
         settings = c.strategy.model_dump()
         seconds = cell_seconds(
             c.strategy.name,
