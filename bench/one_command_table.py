@@ -11,7 +11,9 @@ import sys
 
 def main(path: str) -> None:
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.startswith("{")]
-    print("| file | labels (shares) | wall | init's estimate | final/ row | final/ on unseen | best row on unseen | regret | stopped by the race |")
+    print(
+        "| file | labels (shares) | wall | init's estimate | final/ row | final/ on unseen | best row on unseen | regret | stopped by the race |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         key = r["ranked_by"]
@@ -24,7 +26,9 @@ def main(path: str) -> None:
         )
     regrets = [r["regret"] for r in rows if r["regret"] is not None]
     if regrets:
-        print(f"\nmean regret {sum(regrets) / len(regrets):+.3f} over {len(regrets)} draws; worst {min(regrets):+.3f}")
+        print(
+            f"\nmean regret {sum(regrets) / len(regrets):+.3f} over {len(regrets)} draws; worst {min(regrets):+.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def draw(dataset: str, n: int, seed: int, share: dict[str, float] | None = None)
     if not share:
         chosen = order[:n]
     else:
-        (label, fraction), = share.items()
+        ((label, fraction),) = share.items()
         want = round(n * fraction)
         inside = [e for e in order if e.label == label][:want]
         outside = [e for e in order if e.label != label][: n - want]
