@@ -247,15 +247,17 @@ def estimate_seconds(
 
     from taskfit.compare.cost import cell_seconds
 
-    total = 0.0
+    total, longest = 0.0, 0.0
     for name, backbone in rows:
         if name == "zero-shot":  # no training data: one cell
             total += cell_seconds(name, backbone, w)
             continue
         for k in ks:
             cell = w if k is None else replace(w, train=k * w.labels, dev=min(w.dev, k * w.labels))
-            total += seeds * cell_seconds(name, backbone, cell)
-    return total / min(2, workers or os.cpu_count() or 1)
+            one = cell_seconds(name, backbone, cell)
+            total, longest = total + seeds * one, max(longest, one)
+    # two cells at once, but never sooner than its longest cell (zh's contrastive alone took 15 minutes)
+    return max(total / min(2, workers or os.cpu_count() or 1), longest)
 
 
 def _source(data: str, fmt: str | None) -> tuple[dict, str, str]:
