@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from taskfit.compare.cost import DROP_ORDER, estimate_seconds
 from taskfit.errors import TaskfitError
 from taskfit.progress import format_duration
 
@@ -226,38 +226,6 @@ def _str(dumper: yaml.SafeDumper, value: str):
 
 
 _Dumper.add_representer(str, _str)
-
-
-# Dropped first when the grid is over budget: the slowest per point of information first.
-DROP_ORDER = [
-    ("in-context", "smollm2"),
-    ("contrastive", "minilm"),
-    ("lora", "minilm"),
-    ("zero-shot", "smollm2"),
-]
-
-
-def estimate_seconds(
-    rows: list[tuple[str, str]], ks: list, seeds: int, w, workers: int | None = None
-) -> float:
-    """Wall time of a grid on this machine (two cells at once on 2 cores): ``w`` is the
-    ``compare.cost.Workload`` of one cell, with ``train`` replaced by K per class for each K of ``ks``
-    (None: all of it)."""
-    from dataclasses import replace
-
-    from taskfit.compare.cost import cell_seconds
-
-    total, longest = 0.0, 0.0
-    for name, backbone in rows:
-        if name == "zero-shot":  # no training data: one cell
-            total += cell_seconds(name, backbone, w)
-            continue
-        for k in ks:
-            cell = w if k is None else replace(w, train=k * w.labels, dev=min(w.dev, k * w.labels))
-            one = cell_seconds(name, backbone, cell)
-            total, longest = total + seeds * one, max(longest, one)
-    # two cells at once, but never sooner than its longest cell (zh's contrastive alone took 15 minutes)
-    return max(total / min(2, workers or os.cpu_count() or 1), longest)
 
 
 def _source(data: str, fmt: str | None) -> tuple[dict, str, str]:

@@ -11,6 +11,7 @@ the packaged backbones (BENCHMARKS.md, issue 38): minilm trains an example of T 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 LOAD = {"minilm": 3.0, "smollm2": 6.0}
@@ -179,3 +180,33 @@ def grid_prior(config, pools, cells) -> dict[tuple[str, str], float]:
             seconds  # plan.shots_label
         )
     return out
+
+
+# Dropped first when the grid is over budget: the slowest per point of information first.
+DROP_ORDER = [
+    ("in-context", "smollm2"),
+    ("contrastive", "minilm"),
+    ("lora", "minilm"),
+    ("zero-shot", "smollm2"),
+]
+
+
+def estimate_seconds(
+    rows: list[tuple[str, str]], ks: list, seeds: int, w, workers: int | None = None
+) -> float:
+    """Wall time of a grid on this machine (two cells at once on 2 cores): ``w`` is the
+    ``compare.cost.Workload`` of one cell, with ``train`` replaced by K per class for each K of ``ks``
+    (None: all of it)."""
+    from dataclasses import replace
+
+    total, longest = 0.0, 0.0
+    for name, backbone in rows:
+        if name == "zero-shot":  # no training data: one cell
+            total += cell_seconds(name, backbone, w)
+            continue
+        for k in ks:
+            cell = w if k is None else replace(w, train=k * w.labels, dev=min(w.dev, k * w.labels))
+            one = cell_seconds(name, backbone, cell)
+            total, longest = total + seeds * one, max(longest, one)
+    # two cells at once, but never sooner than its longest cell (zh's contrastive alone took 15 minutes)
+    return max(total / min(2, workers or os.cpu_count() or 1), longest)
