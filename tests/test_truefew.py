@@ -57,7 +57,8 @@ def test_auto_stays_dev_with_a_dev_file_a_large_pool_or_an_explicit_choice(tmp_p
     data = _config(csv).data
     assert few_labels(data, FEW_PER_LABEL * 2, 2) and not few_labels(data, FEW_PER_LABEL * 2 + 1, 2)
     assert not few_labels(data, FEW_MAX + 1, 20)  # 2000 in all, however many labels
-    assert not few_labels(data, 3, 2, smallest=1)  # a label seen once cannot be in two folds
+    assert not few_labels(data, 3, 2, smallest=1)  # under two examples a label: no folds can be made
+    assert few_labels(data, 40, 6, smallest=1)  # one rare label among many: it sits in one fold (issue 38)
     builtin = validate_config({"name": "b", "data": {"dataset": "mr"}, "strategies": [{"name": "zero-shot"}]})
     assert not few_labels(builtin.data, 40, 2)  # built-in datasets keep their own splits and dev
 

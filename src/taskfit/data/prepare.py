@@ -165,8 +165,10 @@ def few_labels(cfg: DataConfig, n_train: int, n_labels: int, smallest: int = 2) 
     examples can be held out, so auto keeps dev there. ``smallest``: the rarest label's count."""
     small = cfg.train is not None and not cfg.dev and n_train <= min(FEW_PER_LABEL * n_labels, FEW_MAX)
     # a label with one example stays in (issue 38: on a 40-row trec file ABBR had one, and carving dev and
-    # test instead took 12 of the 40 labels): it sits in one fold, whose fits never learn it, as they would not
-    small = small and smallest >= 1
+    # test instead took 12 of the 40 labels): it sits in one fold, whose fits never learn it. A file with
+    # fewer than two examples per label on average cannot make folds at all: it is held out as before (and
+    # says which split comes out empty)
+    small = small and (smallest >= 2 or n_train >= 2 * n_labels)
     if cfg.selection == "cv":
         return small
     return cfg.selection == "auto" and cfg.shot_grid() == [None] and small
