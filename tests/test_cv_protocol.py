@@ -355,3 +355,14 @@ def test_a_label_with_one_example_does_not_turn_the_protocol_into_a_carve(tmp_pa
     assert any("'c' have 1 labelled example" in note for note in pools.notes)
     pool = [Example("x", "a")] * 10 + [Example("y", "b")] * 10 + [Example("z", "c")]
     assert _fold_count(pool, 5) == 5  # the singleton does not cut the folds to 2
+
+
+def test_the_stop_rule_reads_only_the_epochs_reached_so_far():
+    """Folds run one after another: fold 0's curve goes further than fold 1 has; its later epochs must not
+    keep fold 1 training (review finding)."""
+    from taskfit.compare.cv import stop_rule
+
+    done = {e: (0.9 if e == 20 else 0.5) for e in range(1, 31)}  # fold 0 peaked late, at 20
+    running = {e: (0.8 if e == 2 else 0.5) for e in range(1, 8)}  # fold 1 peaked at 2, now at 7
+    assert stop_rule([done, running], 7, 5)  # up to epoch 7 the mean peaks at 2: stop
+    assert not stop_rule([done, running], 6, 5)

@@ -94,3 +94,11 @@ def test_class_weight_is_declared_where_it_applies():
             assert field is not None and field.default == "balanced", entry.name
         elif entry.task in ("ner", "extractive-qa", "relation") and field is not None:
             assert field.default == "none", (entry.task, entry.name)  # tags, spans: not weighted
+
+
+def test_balanced_pairs_on_equal_shares_are_the_pairs_drawn_before():
+    """K per class: the cell key leaves class_weight out, so the pairs must be the very ones drawn before it."""
+    from taskfit.strategies.contrastive import make_pairs
+
+    examples = _toy(40, 20)
+    assert make_pairs(examples, 3, seed=4, balanced=True) == make_pairs(examples, 3, seed=4, balanced=False)

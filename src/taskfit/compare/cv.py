@@ -316,7 +316,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
 
     update: dict = {}
     calibration = None
-    stopped = None
+    stopped, lockstep = None, False
     # in-context with a prompt search: its default calibration unless the other clearly wins over the folds
     # (per-query prefixes, selection: similar, take none)
     if getattr(config, "calibration", None) == "auto" and getattr(config, "selection", None) != "similar":
@@ -329,13 +329,18 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         calibration = {**choose_non_default(kept, changed, key), "default": default, "by": ctx.choose_by}
         update["calibration"] = other if calibration["chosen"] else default
         scores = changed if calibration["chosen"] else kept
-    elif trains_by_epoch:
+    elif trains_by_epoch and getattr(config, "calibration", "none") == "none":
+        # (a calibrated prompt-finetune is calibrated after its fit: scored mid-fit it would not be, so it
+        # keeps the curves-then-refits path below)
         curves, scores, oof[""], stopped = _epoch_curves(config, ctx, pool, index, fold_ctx, task, build)
+        lockstep = True
     else:
         curves, scores = run_folds(fold_config)
     epochs = choose_epochs(curves) if trains_by_epoch else None
     final_ctx = ctx
-    if epochs is not None and trains_by_epoch and not calibration:
+    if epochs is not None and lockstep and stopped is None:
+        pass  # trained outside the loop's epochs (contrastive): its folds ran the whole fit, nothing to cut
+    elif epochs is not None and lockstep:
         # trained as the folds were (the same learning-rate schedule over config.epochs), stopped at the
         # chosen epoch: the deployed model is the procedure the folds scored
         final_ctx = replace(ctx, run=replace(ctx.run, epoch_end=lambda epoch: epoch >= epochs))
@@ -349,7 +354,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     final_config = config.model_copy(update=update)
     strategy = build(final_config, final_ctx)
     strategy.fit(pool, [])
-    if final_ctx is not ctx and epochs < config.epochs:
+    if final_ctx is not ctx:  # every such cell says it, so final/ takes the median over all the seeds
         strategy.log.append({"event": "stopped_at_chosen_epoch", "epoch": epochs, "of": config.epochs})
     metrics: dict = {}
     for key in ("dev_accuracy", "dev_macro_f1"):
@@ -370,7 +375,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         "folds": k,
         "pool": len(pool),
         "epochs": epochs,
-        **({"stopped_at": stopped} if trains_by_epoch and not calibration else {}),
+        **({"stopped_at": stopped} if stopped is not None else {}),
         **({"calibration": {**calibration, "chosen": update["calibration"]}} if calibration else {}),
         "mean_curve": mean_curve(curves),
         "fold_scores": scores,
@@ -390,8 +395,9 @@ def _floats(curves: list[dict[int, dict]], key: str) -> list[dict[int, float]]:
 
 
 def stop_rule(curves: list[dict[int, float]], epoch: int, patience: int) -> bool:
-    """Stop once the mean held-out curve's best epoch (the earliest on a tie) is ``patience`` epochs back."""
-    curve = mean_curve([c for c in curves if c])
+    """Stop once the mean held-out curve's best epoch (the earliest on a tie) is ``patience`` epochs back.
+    Only epochs up to ``epoch`` count (folds run one after another have curves that go further)."""
+    curve = mean_curve([{e: v for e, v in c.items() if e <= epoch} for c in curves if c])
     if not curve:
         return False
     best = max(curve.values())
@@ -419,8 +425,8 @@ def _epoch_curves(config, ctx, pool: list, index: list[list[int]], fold_ctx, tas
     scored: list[dict[int, dict]] = [{} for _ in index]
     rows: list[dict[int, list[dict]]] = [{} for _ in index]
     keep_rows = len(pool) <= OOF_MAX
-    first = build(config, fold_ctx)  # fold 0's model: its size says whether k of them fit at once
-    together = fits_at_once(len(index), *first.trainable_parameters())
+    first = [build(config, fold_ctx)]  # fold 0's model: its size says whether k of them fit at once
+    together = fits_at_once(len(index), *first[0].trainable_parameters())
     state = {"epoch": 0}
 
     def decide(epoch: int) -> bool:
@@ -443,8 +449,8 @@ def _epoch_curves(config, ctx, pool: list, index: list[list[int]], fold_ctx, tas
 
         fold_ctx_i = replace(fold_ctx, run=replace(fold_ctx.run, epoch_end=epoch_end))
         if fold == 0:
-            first.ctx = fold_ctx_i
-            strategy = first
+            strategy = first.pop()  # not held past its fold (folds one after another: memory is tight)
+            strategy.ctx = fold_ctx_i
         else:
             strategy = build(config, fold_ctx_i)
         holder["strategy"] = strategy

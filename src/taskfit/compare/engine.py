@@ -133,6 +133,9 @@ class _Grid:
                 continue
             process.terminate()
             process.join(30)
+            if process.is_alive():  # still in a slow step: its result is not needed
+                process.kill()
+                process.join()
             del running[sentinel]
             store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
             if self.progress:
@@ -312,7 +315,9 @@ def run_experiment(
                 file=stream,
             )
     if config.race and config.data.selection == "cv" and len(config.seeds) > 1 and pools.labels:
-        if executor is None:  # Ray runs every cell it is given (not raced yet)
+        # Ray runs every cell it is given (not raced yet); under accelerate launch every process must run
+        # the same cells in the same order (_follow_main), so the main process may not drop or reorder any
+        if executor is None and world_size() == 1:
             from taskfit.compare.racing import Race
 
             grid.race = Race(cells, config.seeds, list(pools.labels), ranking.key, ranking.label, prior)

@@ -160,6 +160,7 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         json.dumps(
             [
                 settings.model_dump(mode="json"),
+                changed.get("stopped_at_epoch"),
                 [(e.text, e.label) for e in labelled],
                 config.prompt and config.prompt.model_dump(mode="json"),
             ],

@@ -193,7 +193,7 @@ class ExperimentConfig(Strict):
     race: bool = Field(
         True,
         description="cross-validated grids with several seeds: every row runs its first seed, and a row clearly "
-        "behind the leader on that seed's held-out predictions (3 bootstrap standard errors) is not run on the "
+        "behind the leader on that seed's held-out predictions (2 bootstrap standard errors) is not run on the "
         "other seeds; the report says which, when and why, and a stopped row is never recommended",
     )
     training: TrainingConfig = Field(

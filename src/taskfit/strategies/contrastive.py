@@ -54,8 +54,10 @@ def make_pairs(
     cycles = {lab: [] for lab in by_label}
     per_label = -(-len(examples) // len(by_label)) if by_label else 0
 
+    equal = len({len(idx) for idx in by_label.values()}) <= 1  # already balanced: the pairs as before
+
     def anchors() -> list[int]:
-        if not balanced:
+        if not balanced or equal:
             return list(range(len(examples)))
         out = []
         for lab in sorted(by_label):
