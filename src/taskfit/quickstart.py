@@ -369,20 +369,12 @@ def _few_protocol(
     # and a third cost a 40-row file 2 more minutes (6m50s against the 5 minutes issue 38 sets)
     seeds, folds, cuts = 2, 5, []
 
+    def workload() -> Workload:
+        cjk, (padded, pairs) = reads
+        return Workload(n, 0, 0, tokens, n_labels, folds, n, cjk, padded, pairs)
+
     def cost() -> float:
-        w = Workload(
-            n,
-            0,
-            0,
-            tokens,
-            n_labels,
-            folds=folds,
-            scored=n,
-            cjk=reads[0],
-            padded=reads[1][0],
-            padded_pairs=reads[1][1],
-        )
-        return estimate_seconds(rows, [None], seeds, w)
+        return estimate_seconds(rows, [None], seeds, workload())
 
     while cost() > seconds:
         if seeds > 1:
@@ -421,18 +413,7 @@ def _few_protocol(
         )
     quick = Quickstart(raw, found, cuts, cost())
     if seeds > 1:  # every row's first seed, then the later seeds of the prompting rows only
-        w = Workload(
-            n,
-            0,
-            0,
-            tokens,
-            n_labels,
-            folds=folds,
-            scored=n,
-            cjk=reads[0],
-            padded=reads[1][0],
-            padded_pairs=reads[1][1],
-        )
+        w = workload()
         prompting = [r for r in rows if r[0] == "in-context"]
         quick.raced_s = estimate_seconds(rows, [None], 1, w) + estimate_seconds(
             prompting, [None], seeds - 1, w

@@ -106,27 +106,29 @@ class _Grid:
         """Once a K's first-seed cells have all ended: drop the pending cells of the rows the race stopped."""
         if self.race is None:
             return
-        from taskfit.compare.racing import STOPPED
-
         records = store.rows(self.db, cells=self.race.cells)
         for item, reason in self.race.stopped_cells(records, list(queue)):
             queue.remove(item)
-            cell, spec = item
-            store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
-            if self.progress:
-                self.progress.pending.pop(cell.path, None)
-                self.progress.total -= 1
-            self.total -= 1
-            self.say(f"  stop   {cell.label}: {reason}")
+            self._stopped(*item, reason, "")
         self.race.prioritise(records, queue)
+
+    def _stopped(self, cell: Cell, spec: CellSpec, reason: str, how: str) -> None:
+        """A cell the race stopped: recorded as such, out of the progress line's count."""
+        from taskfit.compare.racing import STOPPED
+
+        store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
+        if self.progress:
+            self.progress.pending.pop(cell.path, None)
+            self.progress.running.pop(cell.path, None)
+            self.progress.total -= 1
+        self.total -= 1
+        self.say(f"  stop   {cell.label}{how}: {reason}")
 
     def stop_running(self, running: dict) -> None:
         """A later seed started while its row's first seed was still running (a worker was free), and the
         race has now stopped the row: end it; its result would never be used."""
         if self.race is None:
             return
-        from taskfit.compare.racing import STOPPED
-
         for sentinel, (cell, spec, process, _) in list(running.items()):
             reason = self.race.stops(cell)
             if reason is None:
@@ -137,12 +139,7 @@ class _Grid:
                 process.kill()
                 process.join()
             del running[sentinel]
-            store.upsert(self.db, cell_record(cell, STOPPED, error=reason, spec=spec))
-            if self.progress:
-                self.progress.running.pop(cell.path, None)
-                self.progress.total -= 1
-            self.total -= 1
-            self.say(f"  stop   {cell.label} (running): {reason}")
+            self._stopped(cell, spec, reason, " (running)")
 
     def say(self, text: str) -> None:
         print((self.progress.clear() if self.progress else "") + text, file=self.stream, flush=True)
