@@ -53,12 +53,20 @@ def _quickstart(args: argparse.Namespace):
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from taskfit.config import validate_config
+    from taskfit.data.inspect import InspectReport, scan_files
     from taskfit.quickstart import write_config
 
     quick = _quickstart(args)
     path = Path(args.output or f"{quick.raw['name']}.yaml")
     write_config(quick, args.config, path, overwrite=args.force)
     print(quick.describe(), file=sys.stderr)
+    # the raw-file part of compare's data check: a stray quote reads without an error, so say it here,
+    # before the user edits a grid over records that are not there
+    report = InspectReport()
+    scan_files(validate_config(quick.raw).data, report)
+    for line in report.problem_lines():
+        print(f"data check: {line}", file=sys.stderr)
     print(f"wrote {path}; run it with:\n  taskfit compare {path}")
     return 0
 

@@ -386,7 +386,7 @@ def data_problems(config: ExperimentConfig, pools) -> list[str]:
     lengths = [s.max_length for s in config.strategies if getattr(s, "max_length", None) is not None]
     backbones = list(dict.fromkeys(s.backbone for s in config.strategies))
     check_pools(config.data, pools, backbones, min(lengths, default=256), report)
-    return [f"{f.check}: {f.message}" for f in report.problems]
+    return report.problem_lines()
 
 
 def show_data_problems(warnings: list[str], stream) -> None:
