@@ -102,3 +102,113 @@ def test_balanced_pairs_on_equal_shares_are_the_pairs_drawn_before():
 
     examples = _toy(40, 20)
     assert make_pairs(examples, 3, seed=4, balanced=True) == make_pairs(examples, 3, seed=4, balanced=False)
+
+
+def _skewed_probs(seed: int = 0):
+    """Held-out probabilities of a model that learned the prior: on 90/10 labels the rare label's examples
+    get a higher probability of it than the others (0.32-0.48 against 0.05-0.30) but never the top one."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    gold = ["maj"] * 90 + ["min"] * 10
+    p_min = np.r_[rng.uniform(0.05, 0.30, 90), rng.uniform(0.32, 0.48, 10)]
+    return gold, np.c_[1 - p_min, p_min]
+
+
+def test_the_correction_recovers_the_rare_label_a_model_never_answers():
+    from taskfit.compare.correction import choose_correction
+
+    gold, probs = _skewed_probs()
+    assert (probs.argmax(1) == 1).sum() == 0  # uncorrected: the majority label for every example
+    record, crossed = choose_correction(gold, probs, ["maj", "min"], "macro_f1")
+    assert record["chosen"] and "decision" in record["applied"], record
+    assert record["decision"]["min"] > 0 > record["decision"]["maj"]
+    predicted = crossed.argmax(1)  # cross-fitted: each part's offsets were fitted on the other parts
+    assert (predicted[90:] == 1).sum() >= 8 and (predicted[:90] == 1).sum() <= 5, predicted
+    # accuracy is the metric: no decision offsets (the calibrated top label is already the best guess)
+    record, _ = choose_correction(gold, probs, ["maj", "min"], "accuracy")
+    assert "decision" not in record["applied"] and set(record["decision"].values()) == {0.0}
+
+
+def test_no_correction_when_the_model_already_decides_well():
+    import numpy as np
+
+    from taskfit.compare.correction import choose_correction
+
+    rng = np.random.default_rng(1)
+    gold = ["a"] * 30 + ["b"] * 30
+    p_b = np.r_[rng.uniform(0.05, 0.45, 30), rng.uniform(0.55, 0.95, 30)]
+    record, crossed = choose_correction(gold, np.c_[1 - p_b, p_b], ["a", "b"], "macro_f1")
+    assert not record["chosen"] and "decision" not in record["applied"]
+    assert (crossed.argmax(1) == np.r_[np.zeros(30), np.ones(30)]).all()  # the model's own labels
+    assert choose_correction(gold[:8], np.c_[1 - p_b, p_b][:8], ["a", "b"], "macro_f1") is None  # too few
+
+
+def test_the_shares_offsets_calibrate_probabilities_to_the_data_shares():
+    import numpy as np
+    import torch
+
+    from taskfit.compare.correction import choose_correction
+    from taskfit.strategies.base import Predictions
+    from taskfit.strategies.corrected import apply_correction
+
+    # a model trained with balanced weights on 80/20 data: it says 50/50 on average
+    rng = np.random.default_rng(2)
+    gold = ["maj"] * 80 + ["min"] * 20
+    p_min = np.r_[rng.uniform(0.2, 0.6, 80), rng.uniform(0.4, 0.8, 20)]
+    probs = np.c_[1 - p_min, p_min]
+    record, _ = choose_correction(gold, probs, ["maj", "min"], "macro_f1")
+    assert "shares" in record["applied"] and record["log_loss"]["shares"] < record["log_loss"]["model"]
+    preds = apply_correction(
+        Predictions(["maj"] * 100, torch.tensor(probs, dtype=torch.float), ["maj", "min"]), record
+    )
+    assert preds.probabilities is not None
+    assert abs(float(preds.probabilities[:, 1].mean()) - 0.2) < 0.05  # the data's share, not 0.5
+    assert float(torch.tensor(probs)[:, 1].mean()) > 0.35
+
+
+def test_a_cross_validated_cell_chooses_its_correction_out_of_fold_and_its_saved_model_keeps_it(
+    tiny_bert_dir, tmp_path
+):
+    from taskfit.compare.cv import cv_fit
+    from taskfit.config import validate_config
+    from taskfit.serving.predictor import Predictor
+    from taskfit.strategies import Context, build_strategy, load_strategy
+    from taskfit.strategies.corrected import Corrected
+    from taskfit.tasks import get_task
+
+    raw = {
+        "name": "x",
+        "data": {"train": "x.csv"},
+        "strategies": [
+            {
+                "name": "head-finetune",
+                "backbone": str(tiny_bert_dir),
+                "epochs": 3,
+                "class_weight": "none",
+                "freeze_embeddings": False,
+                "lr": 1e-3,
+                "head_lr": 1e-2,
+            }
+        ],
+    }
+    config = validate_config(raw).strategies[0]
+    ctx = Context(labels=["neg", "pos"], seed=0, choose_by="macro_f1")
+    strategy, metrics = cv_fit(config, ctx, _toy(60, 8), [], 4, get_task("classification"), build_strategy)
+    record = metrics["cv"]["correction"]
+    assert record["on"] == 60 and record["metric"] == "macro_f1"
+    oof = [max(o["probs"], key=o["probs"].get) for o in metrics["oof"]]
+    # unweighted, the folds answered the majority label throughout (macro-F1 at the floor); the offsets
+    # chosen on the other parts' out-of-fold predictions recover some of the rare label
+    assert record["before"]["dev_macro_f1"] < 0.5 and "decision" in record["applied"], record
+    assert isinstance(strategy, Corrected) and oof.count("neg") >= 3  # the corrected out-of-fold rows
+    assert metrics["dev_macro_f1"] > record["before"]["dev_macro_f1"] + 0.1  # selection: corrected, crossed
+    test = _toy(30, 15, seed=3)
+    strategy = Corrected(getattr(strategy, "inner", strategy), {**record, "applied": ["shares", "decision"]})
+    expected = strategy.predict(test)
+    strategy.save(tmp_path / "model")
+    loaded = load_strategy(tmp_path / "model")
+    assert isinstance(loaded, Corrected) and loaded.predict(test).labels == expected.labels
+    served = Predictor.load(tmp_path / "model", device="cpu").predict(test[:2])
+    assert set(served[0]) == {"label", "scores", "probabilities"}
+    assert abs(sum(served[0]["probabilities"].values()) - 1) < 1e-5

@@ -18,7 +18,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-from taskfit.data.folds import stratified_folds
+from taskfit.compare.selection import choose_on_resamples
+from taskfit.data.folds import fold_count, stratified_folds
 
 OOF_MAX = 2000  # out-of-fold probabilities are kept in metrics.json for pools up to this size
 # epochs without a better mean fold score before the folds stop: the mean of k curves is smoother than one
@@ -73,39 +74,6 @@ def across_seeds(verdicts: list[dict]) -> dict | None:
     return {**rule, "seeds": len(gains)}
 
 
-def choose_on_resamples(
-    gold: list[str],
-    default: list[str],
-    other: list[str],
-    labels: list[str],
-    key: str,
-    samples: int = 1000,
-    weight=None,
-) -> dict:
-    """``choose_non_default``'s rule for a score that is not a mean over examples (macro-F1), where there are
-    no per-example differences, or for one whose examples are weighted: the gain on all the examples against
-    one standard error of it, from a paired bootstrap over those examples (Koehn, 2004; seeded), each
-    example counted ``weight`` times (``compare.prior``; default once). For unweighted accuracy it gives
-    about the same standard error as the per-example paired differences. {chosen, gain, noise}. (Written
-    here: scikit-learn has no paired bootstrap of a difference.)"""
-    import numpy as np
-
-    from taskfit.compare.selection import _score
-
-    index = {label: i for i, label in enumerate(labels)}
-    g, d, o = (np.array([index[x] for x in xs]) for xs in (gold, default, other))
-    w = np.ones(len(g)) if weight is None else np.asarray(weight, dtype=float)
-    n = len(labels)
-    gain = _score(g, o, n, key, w) - _score(g, d, n, key, w)
-    rng = np.random.default_rng(0)
-    diffs = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(g), len(g))
-        diffs.append(_score(g[rows], o[rows], n, key, w[rows]) - _score(g[rows], d[rows], n, key, w[rows]))
-    noise = float(np.std(diffs, ddof=1))
-    return {"chosen": bool(gain > 0 and gain > noise), "gain": float(gain), "noise": noise}
-
-
 def _curve(log: list[dict]) -> dict[int, float]:
     out = {}
     for record in log:
@@ -118,11 +86,7 @@ def _curve(log: list[dict]) -> dict[int, float]:
 
 
 def _fold_count(pool: list, folds: int) -> int:
-    """``folds``, fewer when a label has fewer examples than that, at least 2. A label with one example
-    does not lower it: it can only ever be in one fold."""
-    counts = [sum(e.label == lab for e in pool) for lab in set(e.label for e in pool)]
-    smallest = min((c for c in counts if c > 1), default=2)
-    return max(2, min(folds, smallest))
+    return fold_count([e.label for e in pool], folds)
 
 
 def uses_one_prefix(config) -> bool:
@@ -158,6 +122,7 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
     (``ctx.choose_by``) and, when the data's label shares differ from the pool's (``ctx.prior``), at the
     data's shares, by a paired bootstrap (``choose_on_resamples``)."""
     from taskfit.compare.prior import weights_for
+    from taskfit.strategies.corrected import corrected_strategy
 
     auto = config.calibration == "auto"
     # fitted as calibration none (auto's fit would log "no dev set to choose on"), then chosen below
@@ -223,6 +188,7 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
     else:
         preds = strategy.predict(examples)
     metrics = _held_out_metrics(pool, held, examples, preds, ctx, folds)
+    strategy = corrected_strategy(strategy, metrics["cv"].get("correction"))
     if calibration:
         metrics["cv"]["calibration"] = calibration
     if alternative:
@@ -233,25 +199,37 @@ def _held_out_of_demonstrations(config, ctx, pool: list, folds: int, build) -> t
 def _held_out_metrics(pool: list, held: list[int], examples: list, preds, ctx, folds: int) -> dict:
     """The held-out examples' scores (``dev_*``), their spread over fold-sized parts and the pool's
     out-of-fold probabilities, from the predictions of a one-prefix in-context cell."""
+    from taskfit.compare.correction import correct_held_out
     from taskfit.tasks.classification import selection_scores
 
     k = _fold_count(examples, folds)
-    parts = stratified_folds([e.label for e in examples], k, ctx.seed)
+    gold = [e.label for e in examples]
+    parts = stratified_folds(gold, k, ctx.seed)
+    rows = [dict(zip(preds.label_names, map(float, p))) for p in preds.probs.tolist()]
+    # the decision correction, chosen on these held-out predictions (compare.correction); its record says
+    # which offsets the cell's model applies (worker._alternative reads the other calibration's)
+    _, corrected, rows, correction = correct_held_out(None, gold, rows, ctx, parts)
+    predicted = [max(r, key=r.get) for r in rows]
     scores = [
-        selection_scores([examples[i].label for i in part], [preds.labels[i] for i in part], ctx.labels)
-        for part in parts
+        selection_scores([gold[i] for i in part], [predicted[i] for i in part], ctx.labels) for part in parts
     ]
     metrics = {
         key: value
-        for key, value in selection_scores([e.label for e in examples], preds.labels, ctx.labels).items()
+        for key, value in selection_scores(gold, predicted, ctx.labels).items()
         if key != "dev_examples_scored"
     }
-    probs = dict(zip(held, preds.probs.tolist()))
+    if corrected is not None:
+        correction["before"] = {
+            key: value
+            for key, value in selection_scores(gold, preds.labels, ctx.labels).items()
+            if key in ("dev_accuracy", "dev_macro_f1")
+        }
+    probs = dict(zip(held, rows))
     if len(pool) <= OOF_MAX:  # the demonstrations have no held-out prediction: None, skipped by ensembles
         metrics["oof"] = [
             {
                 "gold": e.label,
-                "probs": dict(zip(preds.label_names, map(float, probs[i]))) if i in probs else None,
+                "probs": probs.get(i),
             }
             for i, e in enumerate(pool)
         ]
@@ -264,7 +242,21 @@ def _held_out_metrics(pool: list, held: list[int], examples: list, preds, ctx, f
         "mean_curve": {},
         "fold_scores": scores,
         "fold_std": _fold_std(scores),
+        **({"correction": correction} if correction else {}),
     }
+    return metrics
+
+
+def _mean_scores(scores: list[dict]) -> dict:
+    """The folds' mean ``dev_*`` scores and majority floor: a cross-validated cell's selection scores."""
+    metrics: dict = {}
+    for key in ("dev_accuracy", "dev_macro_f1"):
+        values = [s[key] for s in scores if key in s]
+        if values:
+            metrics[key] = statistics.mean(values)
+    floors = [s["dev_majority"] for s in scores if "dev_majority" in s]
+    if floors:
+        metrics["dev_majority"] = {key: statistics.mean(f[key] for f in floors) for key in floors[0]}
     return metrics
 
 
@@ -356,20 +348,22 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     strategy.fit(pool, [])
     if final_ctx is not ctx:  # every such cell says it, so final/ takes the median over all the seeds
         strategy.log.append({"event": "stopped_at_chosen_epoch", "epoch": epochs, "of": config.epochs})
-    metrics: dict = {}
-    for key in ("dev_accuracy", "dev_macro_f1"):
-        values = [s[key] for s in scores if key in s]
-        if values:
-            metrics[key] = statistics.mean(values)
-    floors = [s["dev_majority"] for s in scores if "dev_majority" in s]
-    if floors:
-        metrics["dev_majority"] = {key: statistics.mean(f[key] for f in floors) for key in floors[0]}
     kept = oof.get(update.get("calibration", getattr(config, "calibration", "") or "")) or next(
         iter(oof.values()), None
     )
-    if kept is not None and all(
-        p is not None for p in kept
-    ):  # for an ensemble's weights: no label used twice
+    complete = kept is not None and all(p is not None for p in kept)
+    correction = None
+    if complete:  # the decision correction, chosen on the out-of-fold predictions (compare.correction)
+        from taskfit.compare.correction import correct_held_out
+
+        strategy, corrected, kept, correction = correct_held_out(
+            strategy, [e.label for e in pool], kept, ctx, index
+        )
+        if corrected is not None:
+            correction["before"] = _mean_scores(scores)
+            scores = corrected
+    metrics: dict = _mean_scores(scores)
+    if complete:  # for an ensemble's weights: no label used twice
         metrics["oof"] = [{"gold": e.label, "probs": p} for e, p in zip(pool, kept)]
     metrics["cv"] = {
         "folds": k,
@@ -377,6 +371,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         "epochs": epochs,
         **({"stopped_at": stopped} if stopped is not None else {}),
         **({"calibration": {**calibration, "chosen": update["calibration"]}} if calibration else {}),
+        **({"correction": correction} if correction else {}),
         "mean_curve": mean_curve(curves),
         "fold_scores": scores,
         "fold_std": _fold_std(scores),

@@ -446,6 +446,7 @@ def summarise_grid(
             "also chose their best epoch, so it is optimistic); test is reported beside it and never chooses"
         )
     notes += _class_weight_notes(config, pools)
+    notes += correction_notes(groups)
     notes += task.report_notes()
     loads = sorted({(r["metrics"].get("workers", 1), r["metrics"].get("threads")) for r in ok}, key=str)
     notes.append(
@@ -527,6 +528,25 @@ def _class_weight_notes(config: ExperimentConfig, pools) -> list[str]:
         )
     if plain:
         lines.append(f"imbalanced labels ({shown}): {', '.join(dict.fromkeys(plain))} trained unweighted")
+    return lines
+
+
+def correction_notes(groups) -> list[str]:
+    """Per row, the decision correction its cells chose on their held-out predictions (issue 36)."""
+    from taskfit.compare.correction import cell_correction, describe
+
+    lines = []
+    for g in groups:
+        records = [(r, c) for r in g.ok if (c := cell_correction(r.get("metrics") or {}))]
+        if not records:
+            continue
+        shifted = sum("decision" in c["applied"] for _, c in records)
+        first, record = records[0]
+        lines.append(
+            f"decision correction, {g.name}: {shifted} of {len(records)} cell(s) shifted the labels "
+            f"(their selection scores are the cross-fitted corrected ones); seed {first.get('seed')}: "
+            + describe(record)
+        )
     return lines
 
 

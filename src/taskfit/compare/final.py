@@ -122,8 +122,10 @@ def pick_row(groups, final: str | None):
 
 def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dict | None:
     """Refit the chosen row on train + dev and write ``out/final``; returns the card (None: skipped)."""
+    from taskfit.compare.correction import row_correction
     from taskfit.compare.fewshot import cv_runs
     from taskfit.strategies import BackboneCache, Context, build_strategy
+    from taskfit.strategies.corrected import corrected_strategy
 
     stream = stream or sys.stdout
     if config.final == "none":
@@ -193,6 +195,8 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
     started = time.perf_counter()
     strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
     fit_seconds = time.perf_counter() - started
+    correction = row_correction(group.ok)  # the row's cells chose it on their held-out predictions
+    strategy = corrected_strategy(strategy, correction)
     strategy.save(directory / "model")
     write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
     m = group.metric
@@ -222,6 +226,7 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
             "test_interval_95": d["test_interval"],
         },
         "fit_seconds": fit_seconds,
+        "correction": correction,
     }
     write_json_atomic(card_path, card)
     write_text_atomic(directory / "README.md", card_text(card, m.label))
@@ -269,8 +274,25 @@ def card_text(card: dict, label: str) -> str:
             + ", the only estimate: no test split"
         )
         + ". This model itself has no held-out score: every label trained it.",
+        correction_line(card.get("correction")),
         "",
         f"Use it: `taskfit predict {Path('runs') / '<name>'} --input FILE`, `taskfit serve`, `taskfit export` "
         "given the grid folder use this folder.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def correction_line(correction: dict | None) -> str:
+    """The card's line on the decision correction the final model applies (issue 36)."""
+    if not correction or not correction["applied"]:
+        return "- **Decision correction:** none (no cell of the row chose one on its held-out predictions)."
+    parts = []
+    if "decision" in correction["applied"]:
+        offsets = ", ".join(f"{k} {v:+.2f}" for k, v in correction["decision"].items())
+        parts.append(
+            f"labels decided with per-label offsets for {correction['metric']} ({offsets}; the median over "
+            f"the {correction['decision_cells']} of {correction['cells']} grid cells that chose them out of fold)"
+        )
+    if "shares" in correction["applied"]:
+        parts.append("`probabilities` (predict and serve) calibrated to the data's label shares")
+    return "- **Decision correction:** " + "; ".join(parts) + "."

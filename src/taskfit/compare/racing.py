@@ -1,7 +1,7 @@
 """Racing the rows of a cross-validated grid (issue 38): every row runs its first seed; a row whose
 held-out predictions on that seed's labelled pool are clearly behind the leader's is not run on the other
 seeds. "Clearly": the leader's gain in the grid's ranking metric (at the data's label shares) exceeds
-``Z`` standard errors of a paired bootstrap over the same pool examples (``cv.choose_on_resamples``), so a
+``Z`` standard errors of a paired bootstrap over the same pool examples (``selection.choose_on_resamples``), so a
 row is stopped only on evidence that a few more seeds would not overturn. A stopped row keeps its first
 seed's result in the leaderboard, is marked stopped with that evidence, and is never recommended.
 
@@ -50,8 +50,8 @@ def race(records: list[dict], pool: str, labels: list[str], key: str, prior=None
     """The verdicts on one seed's cells (``records``: finished cells of that seed, and the rows without
     training data) over the labelled pool ``pool`` ("all/0"). Rows whose predictions do not cover the same
     examples in the same order as the leader's are left running."""
-    from taskfit.compare.cv import choose_on_resamples
     from taskfit.compare.prior import weights_for
+    from taskfit.compare.selection import choose_on_resamples
 
     rows = {}
     for r in records:

@@ -223,6 +223,11 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         else:
             strategy.fit(splits.train, splits.dev)
     fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
+    selection: dict = {}
+    dev_rows: list[dict] = []
+    if not cv_metrics:  # before test: the dev predictions choose the decision correction test is read with
+        selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
+        strategy, selection, dev_rows = _correct_on_dev(strategy, selection, dev_rows, ctx, spec)
     started = time.perf_counter()
     metrics, rows = task.evaluate(strategy, splits, data)
     predict_seconds = time.perf_counter() - started
@@ -231,12 +236,10 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         metrics.update({"texts_truncated": truncation["texts_truncated"], "truncation": truncation})
         if truncation["texts_truncated"]:
             print(truncation_line(truncation), flush=True)
-    dev_rows: list[dict] = []
     alternative = _alternative(strategy, task, splits, data, cv_metrics)
     if cv_metrics:
         metrics.update(cv_metrics)
     else:
-        selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
         metrics.update(selection)
         # label probabilities (classification) on every pool: out of fold by construction, it trained on none
         if pool_positions and dev_rows and "probs" in dev_rows[0]:
@@ -295,16 +298,43 @@ def _alternative(strategy, task, splits, data, cv_metrics: dict) -> tuple[dict, 
     (its held-out scores are in ``cv_metrics``, popped from there): the grid decides the calibration over
     the seeds and may read the cell this way (``compare.cv.pool_calibrations``). Its label scores were
     kept while predicting test, so this is a correction of them, not another pass of the LM."""
+    from taskfit.strategies.corrected import corrected_strategy
+
     alternative = cv_metrics.pop(ALTERNATIVE, None)
     if alternative is None:
         return None
     chosen = strategy.calibration
     strategy.calibration = alternative["cv"]["calibration"]["applied"]
+    # read with the decision correction chosen on that calibration's held-out predictions, not this one's
+    other = corrected_strategy(getattr(strategy, "inner", strategy), alternative["cv"].get("correction"))
     try:
-        metrics, rows = task.evaluate(strategy, splits, data)
+        metrics, rows = task.evaluate(other, splits, data)
     finally:
         strategy.calibration = chosen
     return {**metrics, **alternative}, rows
+
+
+def _correct_on_dev(strategy, selection: dict, dev_rows: list[dict], ctx, spec: CellSpec):
+    """A cell chosen on dev (or, at K=0, on the pools): the decision correction chosen on its dev
+    predictions (``compare.correction``, cross-fitted over stratified parts of them), the selection scores
+    and dev rows then those of the corrected labels. Not for continual updates (their old head is kept)."""
+    if spec.is_update or not dev_rows or "probs" not in dev_rows[0]:
+        return strategy, selection, dev_rows
+    from taskfit.compare.correction import correct_held_out
+
+    gold = [r["gold"] for r in dev_rows]
+    strategy, _, probs, record = correct_held_out(strategy, gold, [r["probs"] for r in dev_rows], ctx, None)
+    if record is None:
+        return strategy, selection, dev_rows
+    if "decision" in record["applied"]:
+        from taskfit.tasks.classification import selection_scores
+
+        before = {k: v for k, v in selection.items() if k in ("dev_accuracy", "dev_macro_f1")}
+        predicted = [max(p, key=p.get) for p in probs]
+        selection = {**selection, **selection_scores(gold, predicted, ctx.labels)}
+        dev_rows = [{**r, "predicted": p, "probs": q} for r, p, q in zip(dev_rows, predicted, probs)]
+        record["before"] = before
+    return strategy, {**selection, "correction": record}, dev_rows
 
 
 def truncation_line(t: dict) -> str:

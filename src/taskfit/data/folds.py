@@ -27,3 +27,11 @@ def stratified_folds(labels: list[str], k: int, seed: int) -> list[list[int]]:
             folds[position % k].append(i)
             position += 1
     return [sorted(f) for f in folds]
+
+
+def fold_count(labels: list[str], folds: int) -> int:
+    """``folds``, fewer when a label has fewer examples than that, at least 2. A label with one example
+    does not lower it: it can only ever be in one fold."""
+    counts = [labels.count(lab) for lab in set(labels)]
+    smallest = min((c for c in counts if c > 1), default=2)
+    return max(2, min(folds, smallest))

@@ -13,6 +13,7 @@ from taskfit.strategies.base import (
     Strategy,
     read_strategy_file,
 )
+from taskfit.strategies.corrected import CORRECTION_KEY, Corrected
 from taskfit.strategies.generation import Generations
 
 
@@ -33,7 +34,10 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
     config = entry.config.model_validate(saved["strategy"])
     prompt = PromptConfig.model_validate(saved["prompt"]) if saved.get("prompt") else None
     ctx = Context(labels=saved["labels"], prompt=prompt, backbones=backbones or BackboneCache())
-    return entry.load().load(directory, config, ctx, saved)
+    strategy = entry.load().load(directory, config, ctx, saved)
+    if saved.get(CORRECTION_KEY):  # a decision correction chosen on held-out predictions (issue 36)
+        return Corrected(strategy, saved[CORRECTION_KEY])
+    return strategy
 
 
 __all__ = [

@@ -37,8 +37,11 @@ STRATEGY_FILE = "strategy.json"
 @dataclass
 class Predictions:
     labels: list[str]
-    probs: torch.Tensor  # (N, C) probabilities over ``label_names``
+    probs: torch.Tensor  # (N, C) probabilities over ``label_names``; the label is their top
     label_names: list[str]
+    # (N, C) probabilities calibrated to the data's label shares, where a decision correction fitted them
+    # (``strategies.corrected``); None: ``probs`` are the model's own
+    probabilities: torch.Tensor | None = None
 
 
 class BackboneCache:

@@ -33,11 +33,19 @@ def label_rows(test: list, preds: Any, text=lambda e: e.text) -> list[dict]:
 
 
 def label_scores(strategy: Any, examples: list) -> list[dict]:
-    """Served label predictions: the label and the score of every label."""
+    """Served label predictions: the label and the score of every label (the label is the top score), and,
+    when a decision correction calibrated them (``strategies.corrected``), ``probabilities``: every label's
+    probability at the data's label shares, the numbers to put a threshold on."""
     preds = strategy.predict(examples)
+    names = preds.label_names
+    calibrated = preds.probabilities.tolist() if preds.probabilities is not None else [None] * len(examples)
     return [
-        {"label": label, "scores": dict(zip(preds.label_names, map(float, probs)))}
-        for label, probs in zip(preds.labels, preds.probs.tolist())
+        {
+            "label": label,
+            "scores": dict(zip(names, map(float, probs))),
+            **({"probabilities": dict(zip(names, map(float, shares)))} if shares is not None else {}),
+        }
+        for label, probs, shares in zip(preds.labels, preds.probs.tolist(), calibrated)
     ]
 
 
