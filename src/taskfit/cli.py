@@ -16,18 +16,33 @@ DEFAULT_GRID = Path(__file__).parent / "compare" / "default.yaml"
 def _load(args: argparse.Namespace):
     from taskfit.config import load_config
 
-    config = load_config(args.config or DEFAULT_GRID, args.set)
-    if getattr(args, "workers", None):
-        config = config.model_copy(update={"workers": args.workers})
-    if getattr(args, "executor", None):
-        config = config.model_copy(update={"executor": args.executor})
-    if getattr(args, "address", None):
-        from taskfit.errors import TaskfitError
+    return with_run_options(load_config(args.config or DEFAULT_GRID, args.set), args)
 
+
+def with_run_options(config, args: argparse.Namespace):
+    """The config with --workers, --executor and --address applied: the one place for a YAML config and a
+    data file alike (the flags are not written into a derived config: they say how this run runs)."""
+    from taskfit.errors import TaskfitError
+
+    config = config.model_copy(deep=True)  # assignments below are validated (validate_assignment)
+    if args.workers is not None:
+        config.workers = args.workers
+    if args.executor:
+        config.executor = args.executor
+    if args.address:
         if config.executor != "ray":
             raise TaskfitError("--address is the Ray cluster's: add --executor ray (or executor: ray)")
-        config = config.model_copy(update={"ray": config.ray.model_copy(update={"address": args.address})})
+        config.ray.address = args.address
     return config
+
+
+def workers_option(text: str) -> int | str:
+    """--workers: cells at once, as the config's ``workers`` takes it (0 and negatives mean nothing)."""
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, or auto; got {text!r}")
 
 
 def _quickstart(args: argparse.Namespace):
@@ -81,7 +96,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from taskfit.quickstart import write_config
 
         quick = _quickstart(args)
-        config = validate_config(quick.raw)
+        config = with_run_options(validate_config(quick.raw), args)
         out = Path(args.output or config.output_dir or Path("runs") / config.name)
         path = out / "taskfit.yaml"
         print(quick.describe(), file=sys.stderr)
@@ -91,8 +106,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{path} differed from this run's config (edited?): kept as {kept}", file=sys.stderr)
         write_config(quick, args.config, path, overwrite=True)
         print(f"config: {path} (edit it and rerun with: taskfit compare {path})", file=sys.stderr, flush=True)
-        if args.workers:
-            config = config.model_copy(update={"workers": args.workers})
         summary = run_experiment(config, out, isolate=not args.in_process, resume=args.resume)
         print(f"\nrerun or continue: taskfit compare {path}", file=sys.stderr)
         return 1 if sum(r["failed"] for r in summary["strategies"]) else 0
@@ -402,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config value, e.g. --set seeds=[0] --set strategies.0.epochs=5",
         )
         p.add_argument("--output", help="output folder (default: output_dir from the config, or runs/<name>)")
-        p.add_argument("--workers", type=int, help="cells at once, each in its own process (default: auto)")
+        p.add_argument(
+            "--workers",
+            type=workers_option,
+            help="cells at once, each in its own process: a whole number of at least 1, or auto (the default)",
+        )
         p.add_argument(
             "--in-process", action="store_true", help="run cells one by one in this process (debugging)"
         )
