@@ -96,3 +96,25 @@ def test_every_shipped_example_config_validates(path):
 
 def test_examples_exist():
     assert any(p.name == "quickstart.yaml" for p in EXAMPLES)
+
+
+def test_no_config_class_declares_a_field_twice():
+    """A second ``lr: float = ...`` in a class body silently replaces the first (issue 32: prompt-tuning's
+    ``option("lr", ...)`` was overridden by a bare Field two lines below)."""
+    import ast
+
+    import taskfit.config
+
+    twice = []
+    for path in sorted(Path(taskfit.config.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            seen: set[str] = set()
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    name = statement.target.id
+                    if name in seen:
+                        twice.append(f"{path.name}:{statement.lineno}: {node.name}.{name}")
+                    seen.add(name)
+    assert not twice, twice

@@ -94,8 +94,6 @@ class GenerationPromptTuningConfig(SupervisedFinetuneBase):
 
     name: Literal["prompt-tuning"]
     lr: float = option("lr", 3e-2)
-    name: Literal["prompt-tuning"]
-    lr: float = Field(3e-2, gt=0)
     num_virtual_tokens: int = Field(16, ge=1)
     init_text: str | None = Field(
         None, description="start the soft prompt from this text's embeddings (default: random vocabulary)"
