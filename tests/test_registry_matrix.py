@@ -44,8 +44,6 @@ SMALL = {
     "decoding": {"max_new_tokens": 4},
     "eval_batch_size": 4,
 }
-# entries that read the training data but train no weights (they choose demonstrations)
-UNTRAINED_WEIGHTS = {"zero-shot", "in-context"}
 
 
 def classification(n: int, offset: int = 0) -> list[Example]:
@@ -131,7 +129,7 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     raw = {"name": entry.name, "backbone": str(backbone), **{k: v for k, v in SMALL.items() if k in fields}}
     if entry.name == "lora" and entry.accepts("encoder"):
         raw["target_modules"] = ["query", "value"]
-    if entry.task == "classification" and entry.name in UNTRAINED_WEIGHTS:
+    if entry.task == "classification" and not entry.trains_weights:
         raw.pop("max_length")  # a prompt budget: 32 tokens is less than the template and demonstrations
     config = entry.config.model_validate(raw)
     train, test, labels, prompt = data(entry.task)
@@ -143,7 +141,7 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     if entry.task == "generation":
         assert isinstance(strategy, ScoresPerplexity)
     if entry.task == "ner":
-        prompted = not entry.trains or entry.name in UNTRAINED_WEIGHTS
+        prompted = not entry.trains_weights
         assert isinstance(strategy, CountsParsing if prompted else ReportsAlignment)
     if entry.key == ("classification", "in-context"):
         assert isinstance(strategy, Diagnoses)
@@ -152,7 +150,7 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
 
     trained, total = strategy.trainable_parameters()
     assert total > 0
-    if entry.trains and entry.name not in UNTRAINED_WEIGHTS:
+    if entry.trains_weights:
         assert trained > 0
     else:
         assert trained == 0
@@ -163,7 +161,7 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     if model is not None:
         frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
 
-    strategy.fit(train if entry.trains else [], [])
+    strategy.fit(train if entry.uses_examples else [], [])
     for name, value in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], value), f"{name} moved"
     before = comparable(entry.task, strategy.predict(test))
@@ -173,3 +171,16 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     again = load_strategy(tmp_path / "model", BackboneCache())
     assert type(again) is type(strategy)
     assert same(comparable(entry.task, again.predict(test)), before)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_what_an_entry_learns_is_declared_once_and_export_reads_it(entry):
+    """Issue 32: export decided 'trains nothing' from a missing lr while the entry's `trains` meant 'reads
+    the K-shot sample' (in-context: yes and no). One declaration, ``learns``, and both derived from it."""
+    from taskfit.export import trains_nothing
+
+    assert entry.learns in ("nothing", "demonstrations", "weights")
+    assert trains_nothing(entry.task, entry.name) is (not entry.trains_weights)
+    assert entry.uses_examples is (entry.learns != "nothing")
+    # the declaration agrees with the config class: what fits weights by gradient descent has a learning rate
+    assert ("lr" in entry.config.model_fields) is entry.trains_weights

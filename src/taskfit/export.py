@@ -65,11 +65,11 @@ def export_form(task: str, name: str) -> str | None:
 
 
 def trains_nothing(task: str, name: str) -> bool:
-    """A prompted strategy (zero-shot, in-context): its config has no learning rate, it fits no weights."""
+    """A prompted strategy (zero-shot, in-context): its registry entry declares that it fits no weights."""
     from taskfit.registry import REGISTRY
 
     entry = next((e for e in REGISTRY.entries(task) if e.name == name), None)
-    return entry is not None and "lr" not in entry.config.model_fields
+    return entry is not None and not entry.trains_weights
 
 
 def export_run(

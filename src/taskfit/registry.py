@@ -65,6 +65,10 @@ CAUSAL_LM: tuple[Kind, ...] = ("causal-lm",)
 #   virtual: peft prompt learning (virtual tokens, never mergeable); modules: Houlsby adapters (taskfit-only);
 #   None: nothing trained (the backbone plus a prompt) or a head no plain transformers class holds.
 ExportForm = Literal["full", "peft", "virtual", "modules"] | None
+# What a strategy learns from its labelled examples, declared once: nothing (zero-shot: its result cannot
+# change with the K-shot sample, one K=0 cell), the demonstrations it shows (in-context: the sample changes
+# its prompt, no weight moves, nothing to export) or weights.
+Learns = Literal["nothing", "demonstrations", "weights"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class StrategyEntry:
     config: type  # the pydantic model of its config block (a StrategyBase subclass)
     implementation: str  # "module:Class", imported on first use
     kinds: tuple[Kind, ...] = EITHER  # backbone kinds it accepts
-    trains: bool = True  # whether its result can change with the K-shot sample (else: one K=0 cell)
+    learns: Learns = "weights"
     export: ExportForm = None
     incremental: bool = False  # a saved run can be the start of a `from:` update
     options: dict[str, Any] = field(default_factory=dict)  # for the implementation, e.g. {"tuning": "lora"}
@@ -82,6 +86,16 @@ class StrategyEntry:
     @property
     def key(self) -> tuple[str, str]:
         return (self.task, self.name)
+
+    @property
+    def uses_examples(self) -> bool:
+        """Whether its result can change with the K-shot sample (else: one K=0 cell)."""
+        return self.learns != "nothing"
+
+    @property
+    def trains_weights(self) -> bool:
+        """Whether a saved run holds weights it fitted (else the backbone plus a prompt: nothing to export)."""
+        return self.learns == "weights"
 
     def load(self) -> type:
         """The implementing class (imports torch and the strategy's module)."""
@@ -109,8 +123,8 @@ ENTRIES: tuple[StrategyEntry, ...] = (
     # classification. head-finetune, lora, ia3, prompt-tuning and prefix-tuning take either kind: a causal LM
     # becomes a classifier on its last token's hidden state. bitfit needs bias terms (Llama-style LMs have
     # none); adapters and the SetFit recipe are defined for sentence encoders.
-    _e("classification", "zero-shot", ZeroShotConfig, "zero_shot:ZeroShot", trains=False),
-    _e("classification", "in-context", InContextConfig, "in_context:InContext", kinds=CAUSAL_LM),
+    _e("classification", "zero-shot", ZeroShotConfig, "zero_shot:ZeroShot", learns="nothing"),
+    _e("classification", "in-context", InContextConfig, "in_context:InContext", kinds=CAUSAL_LM, learns="demonstrations"),
     _e("classification", "head-finetune", HeadFinetuneConfig, "head_finetune:HeadFinetune", options=FULL, export="full", incremental=True),
     _e("classification", "lora", LoraStrategyConfig, "head_finetune:HeadFinetune", options=LORA, export="peft", incremental=True),
     _e("classification", "ia3", IA3StrategyConfig, "head_finetune:HeadFinetune", options=IA3, export="peft", incremental=True),
@@ -121,8 +135,8 @@ ENTRIES: tuple[StrategyEntry, ...] = (
     _e("classification", "contrastive", ContrastiveConfig, "contrastive:Contrastive", kinds=ENCODER, export="full"),
     _e("classification", "prompt-finetune", PromptFinetuneConfig, "prompt_finetune:PromptFinetune", kinds=CAUSAL_LM),
     # generation: a causal LM writes the target text
-    _e("generation", "zero-shot", GenerationZeroShotConfig, "generation:GenerationPrompting", kinds=CAUSAL_LM, trains=False),
-    _e("generation", "in-context", GenerationInContextConfig, "generation:GenerationFewShot", kinds=CAUSAL_LM),
+    _e("generation", "zero-shot", GenerationZeroShotConfig, "generation:GenerationPrompting", kinds=CAUSAL_LM, learns="nothing"),
+    _e("generation", "in-context", GenerationInContextConfig, "generation:GenerationFewShot", kinds=CAUSAL_LM, learns="demonstrations"),
     _e("generation", "full-finetune", GenerationFullConfig, "supervised_finetune:SupervisedFinetune", options=FULL, kinds=CAUSAL_LM, export="full"),
     _e("generation", "lora", GenerationLoraConfig, "supervised_finetune:SupervisedFinetune", options=LORA, kinds=CAUSAL_LM, export="peft"),
     _e("generation", "prompt-tuning", GenerationPromptTuningConfig, "supervised_finetune:SupervisedFinetune", options=PROMPT_TUNING, kinds=CAUSAL_LM, export="virtual"),
@@ -131,8 +145,8 @@ ENTRIES: tuple[StrategyEntry, ...] = (
     _e("ner", "lora", NerLoraConfig, "ner:NerTagger", options=LORA),
     _e("ner", "bitfit", NerBitFitConfig, "ner:NerTagger", options=BITFIT, kinds=ENCODER),
     _e("ner", "adapter", NerAdapterConfig, "ner:NerTagger", options=ADAPTER, kinds=ENCODER),
-    _e("ner", "zero-shot", NerZeroShotConfig, "ner_prompting:NerPrompting", kinds=CAUSAL_LM, trains=False),
-    _e("ner", "in-context", NerInContextConfig, "ner_prompting:NerFewShot", kinds=CAUSAL_LM),
+    _e("ner", "zero-shot", NerZeroShotConfig, "ner_prompting:NerPrompting", kinds=CAUSAL_LM, learns="nothing"),
+    _e("ner", "in-context", NerInContextConfig, "ner_prompting:NerFewShot", kinds=CAUSAL_LM, learns="demonstrations"),
     # span tasks read encoder token states
     _e("relation", "head-finetune", RelationHeadFinetuneConfig, "relation:RelationStrategy", options=FULL, kinds=ENCODER),
     _e("relation", "lora", RelationLoraConfig, "relation:RelationStrategy", options=LORA, kinds=ENCODER),

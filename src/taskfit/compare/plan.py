@@ -51,7 +51,7 @@ def shots_label(k: int | None) -> str:
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
     entry = REGISTRY.entry_of(strategy)
-    return entry.trains or getattr(strategy, "prompt_search", None) is not None
+    return entry.uses_examples or getattr(strategy, "prompt_search", None) is not None
 
 
 def scored_pools(config: ExperimentConfig) -> tuple[tuple[int | None, int], ...]:
