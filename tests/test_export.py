@@ -17,6 +17,7 @@ from taskfit.config import validate_config
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.export import export_run
+from taskfit.registry import REGISTRY
 from taskfit.strategies import load_strategy
 from tests.test_generation import gen_config
 
@@ -210,3 +211,32 @@ def test_an_export_never_overwrites_or_half_writes(tiny_bert_dir, sentiment_csv,
     assert (empty / "model.safetensors").exists()
     with pytest.raises(TaskfitError, match=r"is not a saved run"):
         export_run(tmp_path / "exports", tmp_path / "x")
+
+
+# why each strategy that trains weights yet has no export form is refused (issue 32: every one was said to
+# "score label words with a prompt", taggers and span heads included)
+NO_EXPORT_REASONS = {
+    "classification": "scores label words",
+    "ner": "tag per word",
+    "relation": "entity markers",
+    "extractive-qa": "start/end span head",
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(e, id=f"{e.task}/{e.name}")
+        for e in REGISTRY.entries()
+        if e.trains_weights and e.export is None
+    ],
+)
+def test_a_refused_export_gives_the_strategys_own_reason(entry, tmp_path):
+    from taskfit.export import exportable_form
+
+    with pytest.raises(TaskfitError) as refused:
+        exportable_form(entry.task, entry.name, "minilm", True, False, tmp_path)
+    message = str(refused.value)
+    assert NO_EXPORT_REASONS[entry.task] in message, message
+    wrong = [reason for task, reason in NO_EXPORT_REASONS.items() if task != entry.task and reason in message]
+    assert not wrong, message

@@ -137,6 +137,17 @@ def find_model_dir(run_dir: str | Path) -> Path:
     )
 
 
+# A strategy that trains weights yet has no export form, and why (a task's own refusals, e.g. ner's taggers
+# or relation's marker head, are its Task.check_export's)
+WHY_NOT_EXPORTED = {
+    (
+        "classification",
+        "prompt-finetune",
+    ): "it scores label words with a prompt and verbalizer: the classifier "
+    "is the fine-tuned causal LM together with its template, which no plain model carries",
+}
+
+
 def exportable_form(task: str, name: str, backbone: str, merge: bool, onnx: bool, where: Path) -> str:
     """Refuse what cannot be exported before anything loads, saying why and what works instead."""
     serve = f"or serve the run itself with taskfit (taskfit.strategies.load_strategy('{where}'))"
@@ -148,9 +159,10 @@ def exportable_form(task: str, name: str, backbone: str, merge: bool, onnx: bool
         )
     get_task(task).check_export(name, form, onnx, serve)  # the task's own refusals (span heads, onnx LMs)
     if form is None:
+        reason = WHY_NOT_EXPORTED.get((task, name), "its registry entry declares no export form")
         raise TaskfitError(
             f"export covers generation fine-tunes and encoder classifiers, not {task} strategy '{name}' "
-            f"(it scores label words with a prompt and verbalizer that no plain model carries); {serve}"
+            f"({reason}); {serve}"
         )
     if merge and form == "virtual":
         what = (

@@ -22,6 +22,15 @@ class Ner(Task):
     per_class = False  # a sentence holds entities of several types: K sentences in all
     tags_words = True
 
+    def check_export(self, name: str, form, onnx: bool, serve: str) -> None:
+        from taskfit.errors import TaskfitError
+
+        raise TaskfitError(
+            "export covers generation fine-tunes and encoder classifiers, not ner runs: a tagger predicts a "
+            "tag per word from its first sub-token's state and merges the overlapping windows of a long "
+            f"sentence, which no plain transformers class does; {serve}"
+        )
+
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_ner_pools
 

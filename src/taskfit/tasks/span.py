@@ -11,11 +11,10 @@ from taskfit.tasks.base import Task
 from taskfit.tasks.classification import label_metric, label_scores
 
 
-def _no_export(task: str, serve: str) -> TaskfitError:
+def _no_export(task: str, head: str, serve: str) -> TaskfitError:
     return TaskfitError(
-        f"export covers generation fine-tunes and encoder classifiers, not {task} runs: their head (entity "
-        f"markers + entity-start states, or a start/end span head with windowed post-processing) has no "
-        f"plain transformers class to export to; {serve}"
+        f"export covers generation fine-tunes and encoder classifiers, not {task} runs: {head} has no plain "
+        f"transformers class to export to; {serve}"
     )
 
 
@@ -57,7 +56,8 @@ class Relation(Task):
         return label_scores(strategy, examples)  # text: the sentence with [E1]..[/E1] and [E2]..[/E2]
 
     def check_export(self, name: str, form, onnx: bool, serve: str) -> None:
-        raise _no_export(self.name, serve)
+        head = "their head reads the states of entity markers inserted around the two entities"
+        raise _no_export(self.name, head, serve)
 
 
 class ExtractiveQA(Task):
@@ -101,7 +101,8 @@ class ExtractiveQA(Task):
         ]
 
     def check_export(self, name: str, form, onnx: bool, serve: str) -> None:
-        raise _no_export(self.name, serve)
+        head = "their start/end span head, with post-processing over overlapping context windows,"
+        raise _no_export(self.name, head, serve)
 
 
 RELATION = Relation()
