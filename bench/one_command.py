@@ -30,11 +30,12 @@ def score(run_dir: Path, examples, labels) -> dict:
     from taskfit.serving.predictor import Predictor
 
     predictor = Predictor.load(run_dir, device="cpu")
-    predicted = []
+    served = []
     for start in range(0, len(examples), 64):
-        predicted += [r["label"] for r in predictor.predict(examples[start : start + 64])]
-    m = classification_metrics([e.label for e in examples], predicted, labels)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        served += predictor.predict(examples[start : start + 64])
+    m = classification_metrics([e.label for e in examples], [r["label"] for r in served], labels)
+    # the scores too (bench.json's "scores"): ensembles of rows can be scored on unseen texts afterwards
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "scores": [r["scores"] for r in served]}
 
 
 def main() -> None:
@@ -91,6 +92,9 @@ def main() -> None:
         "rows": rows,
         "stopped": [s["strategy"] for s in results["strategies"] if s.get("stopped")],
     }
+    scores = {name: r.pop("scores") for name, r in [*rows.items(), *([("final/", final)] if final else [])]}
+    record["gold"] = [e.label for e in unseen]
+    (out / "unseen_scores.json").write_text(json.dumps({"gold": record.pop("gold"), "scores": scores}))
     (out / "bench.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(json.dumps(record))
 

@@ -241,13 +241,21 @@ def _chooses_on_held_out(config: ExperimentConfig, strategy: StrategyBase, k: in
     )
 
 
+def _corrects_on_held_out(config: ExperimentConfig) -> bool:
+    """A label cell chooses its decision correction on held-out predictions (``compare.correction``)."""
+    return config.task == "classification" and not config.from_run
+
+
 def choice_metric(
     config: ExperimentConfig, strategy: StrategyBase, k: int | None, ranked_by: str
 ) -> str | None:
     """The metric a cell's own choices are made on when it must follow the grid's ranking metric: on a grid
-    ranked by macro-F1 (imbalanced labels) a calibration chosen on accuracy can be the one macro-F1 then
-    marks down (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key unchanged."""
-    if ranked_by == "accuracy" or not _chooses_on_held_out(config, strategy, k):
+    ranked by macro-F1 (imbalanced labels) a calibration or a decision correction chosen on accuracy can be
+    the one macro-F1 then marks down (BENCHMARKS.md, issue 18: trec). None: accuracy, and the cell key
+    unchanged."""
+    if ranked_by == "accuracy":
+        return None
+    if not (_chooses_on_held_out(config, strategy, k) or _corrects_on_held_out(config)):
         return None
     return ranked_by
 
@@ -255,20 +263,17 @@ def choice_metric(
 def choice_prior(
     config: ExperimentConfig, strategy: StrategyBase, k: int | None, prior: dict[str, float] | None
 ) -> dict[str, float] | None:
-    """The data's label shares a one-prefix in-context cell of a K-shot grid weights its calibration choice
-    by (importance weights, ``compare.prior``), when they are not the balanced shares of its pool: the grid
+    """The data's label shares a label cell of a K-shot grid weights its held-out choices by (a one-prefix
+    in-context cell's calibration, every cell's decision correction; importance weights, ``compare.prior``),
+    when they are not the balanced shares of its pool: the grid
     ranks the rows at the data's shares, so the cell chooses at them too. On trec (K=16) the unweighted
     choice kept contextual on a seed where the weighted held-out gain of none was +0.074 and none was
     0.087 better on test (BENCHMARKS.md, issue 18). None: unweighted, and the cell key unchanged."""
     from taskfit.compare.cv import uses_one_prefix
     from taskfit.compare.prior import TOLERANCE
 
-    if (
-        not prior
-        or k is None
-        or not uses_one_prefix(strategy)
-        or not _chooses_on_held_out(config, strategy, k)
-    ):
+    one_prefix = uses_one_prefix(strategy) and _chooses_on_held_out(config, strategy, k)
+    if not prior or k is None or not (one_prefix or _corrects_on_held_out(config)):
         return None
     if all(abs(share - 1 / len(prior)) <= TOLERANCE for share in prior.values()):
         return None  # balanced data: a K-shot pool already has its shares
