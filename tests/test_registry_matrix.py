@@ -111,6 +111,39 @@ def comparable(task: str, predictions):
     return [(a.text, a.start, a.end, round(a.score, 5)) for a in predictions]
 
 
+def check_predictions(task: str, predictions, test: list, labels: list[str]) -> None:
+    """One prediction per input, of the task's shape: known labels with probabilities that sum to 1 and
+    whose top is the label, one tag per word, answers that are spans of their context."""
+    if task in ("classification", "relation"):
+        assert len(predictions.labels) == len(test) and set(predictions.labels) <= set(labels)
+        assert predictions.probs.shape == (len(test), len(predictions.label_names))
+        assert torch.allclose(predictions.probs.sum(-1), torch.ones(len(test)), atol=1e-4)
+        top = [predictions.label_names[i] for i in predictions.probs.argmax(-1).tolist()]
+        assert top == predictions.labels
+    elif task == "generation":
+        assert len(predictions.texts) == len(test) and all(isinstance(t, str) for t in predictions.texts)
+    elif task == "ner":
+        assert len(predictions) == len(test)
+        known = {"O"} | {f"{p}-{t}" for p in "BI" for t in labels}
+        for p, e in zip(predictions, test):
+            assert len(p["tags"]) == len(e.tokens) and set(p["tags"]) <= known, p
+    else:  # extractive-qa
+        assert len(predictions) == len(test)
+        for a, e in zip(predictions, test):
+            assert e.text_pair[a.start : a.end] == a.text
+
+
+def as_gold(task: str, test: list, predictions) -> list:
+    """``test`` relabelled with the strategy's own predictions."""
+    from dataclasses import replace
+
+    if task in ("classification", "relation"):
+        return [replace(e, label=label) for e, label in zip(test, predictions.labels)]
+    if task == "ner":
+        return [replace(e, tags=tuple(p["tags"])) for e, p in zip(test, predictions)]
+    return [replace(e, answers=((a.text, a.start),)) for e, a in zip(test, predictions)]
+
+
 def same(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return torch.allclose(a, b, atol=1e-5)
@@ -164,9 +197,16 @@ def test_every_entry_fits_saves_and_reloads_identically(entry, tiny_bert_dir, ti
     strategy.fit(train if entry.uses_examples else [], [])
     for name, value in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], value), f"{name} moved"
-    before = comparable(entry.task, strategy.predict(test))
+    predictions = strategy.predict(test)
+    check_predictions(entry.task, predictions, test, labels)
+    before = comparable(entry.task, predictions)
     if isinstance(strategy, DevScored):  # what early stopping and a search read
-        assert strategy.dev_metric.startswith("dev_") and 0 <= strategy.dev_score(test) <= 100
+        assert strategy.dev_metric.startswith("dev_")
+        # scored against its own predictions, a strategy agrees with itself at least as well as with the gold
+        assert strategy.dev_score(as_gold(entry.task, test, predictions)) >= strategy.dev_score(test)
+        if entry.task == "classification":  # dev_accuracy: the share of labels right, counted here
+            right = sum(p == e.label for p, e in zip(predictions.labels, test)) / len(test)
+            assert strategy.dev_score(test) == pytest.approx(right)
     strategy.save(tmp_path / "model")
     again = load_strategy(tmp_path / "model", BackboneCache())
     assert type(again) is type(strategy)

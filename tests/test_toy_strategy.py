@@ -32,7 +32,7 @@ def test_a_new_strategy_is_one_module_and_one_registry_entry(
         yaml.safe_dump(
             {
                 "name": "toy",
-                "data": {"train": str(sentiment_csv), "shots": [4], "dev_shots": 2},
+                "data": {"train": str(sentiment_csv), "shots": [16], "dev_shots": 2},
                 "seeds": [0],
                 "output_dir": str(tmp_path / "run"),
                 "strategies": [{"name": "nearest-centroid", "backbone": str(tiny_bert_dir)}],
@@ -52,11 +52,15 @@ def test_a_new_strategy_is_one_module_and_one_registry_entry(
         run
         / "nearest-centroid"
         / next(p.name for p in (run / "nearest-centroid").iterdir())
-        / "k4"
+        / "k16"
         / "seed-0"
     )
     metrics = json.loads((cell / "metrics.json").read_text())
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["trainable_params"] > 0
+    # nearest centroid on a separable set (each label has its own words) beats the balanced test set's 0.5
+    # by far (11 of 12 with the tiny encoder; 9 of 12 leaves room for another torch's random init); the
+    # head is the fitted part: labels x (hidden + 1) of the tiny encoder's 32 dimensions
+    assert metrics["accuracy"] >= 0.75, metrics
+    assert metrics["trainable_params"] == 2 * (32 + 1)
     assert "nearest-centroid" in (run / "report.md").read_text()
     assert "nearest-centroid" in (run / "report.html").read_text()
 
@@ -64,8 +68,11 @@ def test_a_new_strategy_is_one_module_and_one_registry_entry(
     texts.write_text("text\ngood great fun\nbad awful boring\n")
     assert main(["predict", str(cell), "--input", str(texts), "--output", str(tmp_path / "p.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [r["label"] for r in rows] == [r["label"] for r in rows if r["label"] in ("positive", "negative")]
-    assert len(rows) == 2
+    assert [r["label"] for r in rows] == ["positive", "negative"]  # one text of each label's own words
+    for r in rows:
+        assert set(r["scores"]) == {"positive", "negative"}
+        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(r["scores"], key=r["scores"].get) == r["label"]
 
     assert main(["export", str(cell), "--output", str(tmp_path / "exported")]) == 0
     meta = json.loads((tmp_path / "exported" / "taskfit_head.json").read_text())
