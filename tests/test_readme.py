@@ -175,6 +175,6 @@ def test_readme_few_labels_section_runs_as_written(tmp_path, tiny_bert_dir, tiny
     card = json.loads((tmp_path / "runs" / "few" / "final" / "final.json").read_text(encoding="utf-8"))
     assert card["labelled_examples"] == 40
     # what `taskfit serve runs/few` loads: the final model (tests/test_truefew.py serves it on loopback)
-    from taskfit.serving.predictor import model_dir
+    from taskfit.strategies.saved import find_model_dir
 
-    assert model_dir(tmp_path / "runs" / "few") == tmp_path / "runs" / "few" / "final" / "model"
+    assert find_model_dir(tmp_path / "runs" / "few") == tmp_path / "runs" / "few" / "final" / "model"

@@ -43,3 +43,19 @@ def test_a_run_saved_before_the_redesign_loads_and_predicts_the_same(run, tmp_pa
         train = [Example(t, LABELS[i % 2 == 0]) for i, t in enumerate(TEXTS * 3)]
         probs = strategy.predict(train).probs
         assert torch.allclose(probs, torch.tensor(EXPECTED[run]), atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["model", "cell/model", "grid/final/model"])
+def test_predict_export_and_from_updates_find_the_saved_model_the_same_way(layout, tmp_path):
+    """Issue 32: the rule was written three times, and a `from:` update did not look in a grid's final/."""
+    from taskfit import export
+    from taskfit.continual.incremental import saved_model_dir
+    from taskfit.serving import predictor
+    from taskfit.strategies.saved import find_model_dir
+
+    assert export.find_model_dir is predictor.find_model_dir is find_model_dir  # one rule
+    saved = tmp_path / layout
+    saved.mkdir(parents=True)
+    (saved / "strategy.json").write_text("{}")
+    given = tmp_path / layout.split("/")[0] if "/" in layout else saved
+    assert find_model_dir(given) == saved_model_dir(given) == saved

@@ -38,6 +38,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies.base import STRATEGY_FILE, BackboneCache, read_strategy_file
 from taskfit.strategies.peft_encoder import ADAPTER_DIR
+from taskfit.strategies.saved import find_model_dir
 from taskfit.tasks import get_task
 
 HEAD_FILE = "head.safetensors"
@@ -88,7 +89,9 @@ def export_run(
     None), "onnx_max_abs_diff", "parity_max_abs_diff" (export reloaded from disk vs the run: logits for
     causal LMs, label probabilities for classifiers)}.
     """
-    model_dir = find_model_dir(run_dir)
+    model_dir = find_model_dir(
+        run_dir, "; give a grid cell folder (e.g. runs/NAME/lora/minilm/k8/seed-0) or a grid"
+    )
     saved = read_strategy_file(model_dir)
     task, name = saved.get("task", "classification"), saved["strategy"]["name"]
     backbone = saved["strategy"].get("backbone", "?")
@@ -124,17 +127,6 @@ def export_run(
         **result,
         "onnx": str(onnx_path) if onnx_path else None,
     }
-
-
-def find_model_dir(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    for candidate in (run_dir, run_dir / "model", run_dir / "final" / "model"):  # a grid: its final model
-        if (candidate / STRATEGY_FILE).exists():
-            return candidate
-    raise TaskfitError(
-        f"{run_dir} is not a saved run: expected a grid cell folder holding model/{STRATEGY_FILE} "
-        f"(e.g. runs/NAME/lora/minilm/k8/seed-0) or that model/ folder itself"
-    )
 
 
 # A strategy that trains weights yet has no export form, and why (a task's own refusals, e.g. ner's taggers

@@ -14,7 +14,8 @@ from pathlib import Path
 from taskfit.continual.methods import METHODS, Tools
 from taskfit.errors import TaskfitError
 from taskfit.registry import REGISTRY
-from taskfit.strategies.base import STRATEGY_FILE, read_strategy_file
+from taskfit.strategies.base import read_strategy_file
+from taskfit.strategies.saved import find_model_dir
 
 # encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
 # into a trainable model
@@ -36,14 +37,13 @@ def saved_model_dir(path: str | Path) -> Path:
             f"from: {path} does not exist; give a finished classification cell folder "
             "(runs/<name>/<strategy>/<backbone>/k<K>/seed-<s>) or its model/ folder"
         )
-    if (p / "model" / STRATEGY_FILE).exists():
-        p = p / "model"
-    if not (p / STRATEGY_FILE).exists():
+    try:
+        return find_model_dir(p)
+    except TaskfitError as exc:
         raise TaskfitError(
-            f"from: {path} holds no saved model ({STRATEGY_FILE} missing); is the run finished? "
-            "Give a cell folder with model/ inside, or that model/ folder"
-        )
-    return p
+            f"from: {path} holds no saved model ({exc}). Give a cell folder with model/ inside, that model/ "
+            "folder, or a grid with a final model"
+        ) from None
 
 
 def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:

@@ -23,17 +23,9 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.models.backbones import resolve_device
 from taskfit.strategies import BackboneCache, load_strategy, read_strategy_file
+from taskfit.strategies.saved import find_model_dir
 from taskfit.tasks import get_task
 from taskfit.training.precision import autocast
-
-
-def model_dir(path: str | Path) -> Path:
-    """A run cell folder or its ``model/`` folder -> the folder holding strategy.json."""
-    path = Path(path)
-    for candidate in (path, path / "model", path / "final" / "model"):  # a grid folder: its final model
-        if (candidate / "strategy.json").exists():
-            return candidate
-    raise TaskfitError(f"{path}: not a saved run; expected strategy.json here or in {path / 'model'}")
 
 
 @dataclass
@@ -56,7 +48,7 @@ class Predictor:
 
     @classmethod
     def load(cls, run_dir: str | Path, trust_remote_code: bool = False, device: str = "auto") -> Predictor:
-        directory = model_dir(run_dir)
+        directory = find_model_dir(run_dir)
         saved = read_strategy_file(directory)
         strategy = load_strategy(directory, BackboneCache(trust_remote_code, device))
         return cls(
