@@ -366,3 +366,45 @@ def test_the_stop_rule_reads_only_the_epochs_reached_so_far():
     running = {e: (0.8 if e == 2 else 0.5) for e in range(1, 8)}  # fold 1 peaked at 2, now at 7
     assert stop_rule([done, running], 7, 5)  # up to epoch 7 the mean peaks at 2: stop
     assert not stop_rule([done, running], 6, 5)
+
+
+def test_final_averages_the_rows_the_grid_cannot_tell_apart(tmp_path, tiny_bert_dir):
+    """Two rows within noise of each other: final/ refits both and averages them; it loads and serves as one
+    model, and its card names the members and the average's own cross-validated estimate."""
+    import json
+
+    from taskfit.compare.engine import run_experiment
+    from taskfit.config import validate_config
+    from taskfit.data.readers import Example
+    from taskfit.serving.predictor import Predictor
+
+    csv = _reviews(tmp_path / "few.csv", 40)
+    row = {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 2, "lr": 1e-3, "head_lr": 1e-2}
+    config = validate_config(
+        {
+            "name": "close",
+            "data": {"train": str(csv), "shots": "all", "folds": 2},
+            "seeds": [0, 1],
+            "race": False,
+            "strategies": [{**row, "id": "first"}, {**row, "id": "second", "dropout": 0.2}],
+        }
+    )
+    summary = run_experiment(config, tmp_path / "out", isolate=False)
+    card = json.loads((tmp_path / "out" / "final" / "final.json").read_text())
+    assert card["row"] == "ensemble", card
+    assert sorted(m["row"] for m in card["members"]) == ["first", "second"]
+    assert card["estimate"]["ensemble"]["seeds"] == 2 and card["estimate"]["ensemble"]["std"] is not None
+    assert "Members" in (tmp_path / "out" / "final" / "README.md").read_text()
+    saved = json.loads((tmp_path / "out" / "final" / "model" / "strategy.json").read_text())
+    assert saved["members"] == ["members/0", "members/1"]
+    predictor = Predictor.load(tmp_path / "out")
+    out = predictor.predict([Example("good great fun"), Example("bad awful boring")])
+    assert [set(o["scores"]) for o in out] == [{"neg", "pos"}] * 2
+    assert abs(sum(out[0]["scores"].values()) - 1) < 1e-5
+    assert "ensemble" in summary["final"]["row"]
+    # one row alone when final_members is 1
+    config = config.model_copy(update={"final_members": 1})
+    run_experiment(config, tmp_path / "out", isolate=False)
+    card = json.loads((tmp_path / "out" / "final" / "final.json").read_text())
+    assert card["row"] in ("first", "second") and "members" not in card
+    assert not (tmp_path / "out" / "final" / "model" / "members").exists()

@@ -39,7 +39,7 @@ from taskfit.compare.plan import (
 from taskfit.compare.prior import label_shares, reweight_records
 from taskfit.compare.report import write_report
 from taskfit.compare.selection import bootstrap_interval, yardstick
-from taskfit.compare.summary import group_records, leaderboard, recommend, recommended_row
+from taskfit.compare.summary import final_members, group_records, leaderboard, recommend, recommended_row
 from taskfit.compare.worker import (
     CELL_FILE,
     ERROR_FILE,
@@ -558,7 +558,8 @@ def final_model(config: ExperimentConfig, out: Path, groups, majority, pools, st
     if config.final == "none" or not get_task(config.task).fits_final or config.from_run or world_size() > 1:
         return None  # for now: classification grids, one process, not incremental updates
     try:
-        return fit_final(config, out, groups, recommended_row(groups, majority), pools, stream)
+        members = final_members(groups, majority, config.final_members)
+        return fit_final(config, out, groups, recommended_row(groups, majority), pools, stream, members[1:])
     except TaskfitError:
         raise
     except Exception as exc:  # the comparison itself succeeded: say what failed and keep its results

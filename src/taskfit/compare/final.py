@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -120,12 +121,11 @@ def pick_row(groups, final: str | None):
     return None, ""
 
 
-def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dict | None:
-    """Refit the chosen row on train + dev and write ``out/final``; returns the card (None: skipped)."""
-    from taskfit.compare.correction import row_correction
+def fit_final(config, out: Path, groups, recommended, pools, stream=None, close: list = ()) -> dict | None:
+    """Refit the chosen row on train + dev and write ``out/final``; returns the card (None: skipped).
+    ``close``: rows not distinguishable from ``recommended`` (``summary.final_members``): with ``final:
+    auto`` they are refitted too and ``final/`` averages them with equal weights."""
     from taskfit.compare.fewshot import cv_runs
-    from taskfit.strategies import BackboneCache, Context, build_strategy
-    from taskfit.strategies.corrected import corrected_strategy
 
     stream = stream or sys.stdout
     if config.final == "none":
@@ -144,25 +144,27 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         )
         return None
     group, why = pick_row(groups, config.final)
+    members = [group] if group is not None else []
     if group is None:
         if recommended is None:
             print("final: nothing was recommended, so no final model is fitted", file=stream)
             return None
         on = "cross-validated" if cv_runs(recommended) else "on dev"
         group, why = recommended, f"the recommended row (best {on}, above the majority-class predictor)"
-    strategy_config = next(  # the row's own backbone: one strategy id may list several (backbone: [a, b])
-        (s for s in config.strategies if s.run_id == group.strategy and s.backbone == group.backbone),
-        next((s for s in config.strategies if s.run_id == group.strategy), None),
-    )
-    if strategy_config is None:
+        members = [recommended, *[g for g in close if g is not recommended]][: config.final_members]
+    plans = [p for g in members if (p := _member_plan(config, out, g)) is not None]
+    if not plans or plans[0][0] is not group:
         return None
-    logs = _logs(out, group)
-    settings, changed = final_settings(strategy_config, group, logs)
+    if len(plans) > 1:
+        why = (
+            f"{why}, averaged with equal weights with the row(s) not distinguishable from it "
+            f"({', '.join(g.name for g, _, _ in plans[1:])}; paired over seeds, p >= 0.05): on this many labels "
+            "the pick among them is close to a coin toss, and their average needs no labels to weigh it"
+        )
     key = hashlib.sha256(
         json.dumps(
             [
-                settings.model_dump(mode="json"),
-                changed.get("stopped_at_epoch"),
+                [[s.model_dump(mode="json"), c.get("stopped_at_epoch")] for _, s, c in plans],
                 [(e.text, e.label) for e in labelled],
                 config.prompt and config.prompt.model_dump(mode="json"),
             ],
@@ -177,34 +179,33 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
         if card.get("key") == key:
             print(f"final: {directory} is up to date", file=stream)
             return card
-    print(f"final: fitting {group.name} on all {len(labelled)} labelled examples -> {directory}", file=stream)
-    seed = config.seeds[0]
-    ctx = Context(
-        labels=list(pools.labels),
-        prompt=config.prompt,
-        seed=seed,
-        backbones=BackboneCache(config.trust_remote_code, config.device),
-        no_relation_label=config.data.no_relation_label,
-    )
-    if "stopped_at_epoch" in changed:  # the procedure the folds scored: config.epochs' schedule, cut there
-        from dataclasses import replace
+    names = " + ".join(g.name for g, _, _ in plans)
+    print(f"final: fitting {names} on all {len(labelled)} labelled examples -> {directory}", file=stream)
+    fitted = [_fit_member(config, g, settings, changed, pools, labelled) for g, settings, changed in plans]
+    fit_seconds = sum(f[1] for f in fitted)
+    if len(fitted) == 1:
+        model = fitted[0][0]
+        log = model.log
+    else:
+        from taskfit.strategies.averaged import Averaged
 
-        stop_at = changed["stopped_at_epoch"]
-        ctx.run = replace(ctx.run, epoch_end=lambda epoch: epoch >= stop_at)
-    strategy = build_strategy(settings, ctx)
-    started = time.perf_counter()
-    strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
-    fit_seconds = time.perf_counter() - started
-    correction = row_correction(group.ok)  # the row's cells chose it on their held-out predictions
-    strategy = corrected_strategy(strategy, correction)
-    strategy.save(directory / "model")
-    write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
+        model = Averaged([f[0] for f in fitted], [g.name for g, _, _ in plans], list(pools.labels))
+        log = [{**e, "member": g.name} for (g, _, _), (m, _, _) in zip(plans, fitted) for e in m.log]
+    staging = directory / ".model.tmp"  # the earlier final model stays until this one is whole
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save(staging)
+    shutil.rmtree(directory / "model", ignore_errors=True)  # an earlier final/'s members would linger
+    staging.rename(directory / "model")
+    write_jsonl_atomic(directory / "train_log.jsonl", log)
     m = group.metric
     d = group.as_dict()
+    _, settings, changed = plans[0]
     card = {
         "key": key,
-        "row": group.strategy,
-        "backbone": group.backbone,
+        "row": group.strategy if len(plans) == 1 else "ensemble",
+        "backbone": group.backbone
+        if len(plans) == 1
+        else " + ".join(dict.fromkeys(g.backbone for g, _, _ in plans)),
         "why": why,
         # cross-validated rows keep their fold scores as dev_*: say which it was
         "ranked_by": d["ranked_by"].replace(" on dev", " cross-validated")
@@ -226,21 +227,128 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None) -> dic
             "test_interval_95": d["test_interval"],
         },
         "fit_seconds": fit_seconds,
-        "correction": correction,
+        "correction": fitted[0][2],
     }
+    if len(plans) > 1:
+        card["members"] = [
+            {
+                "row": g.strategy,
+                "backbone": g.backbone,
+                "settings": s.model_dump(mode="json"),
+                "changed_from_grid": c,
+                "correction": f[2],
+            }
+            for (g, s, c), f in zip(plans, fitted)
+        ]
+        card["estimate"]["ensemble"] = ensemble_estimate([g for g, _, _ in plans], list(pools.labels), m.key)
     write_json_atomic(card_path, card)
     write_text_atomic(directory / "README.md", card_text(card, m.label))
     return card
+
+
+def _member_plan(config, out: Path, group):
+    """(the row, its final settings, what changed from the grid's) for one row of final/; None when the
+    config has no such strategy."""
+    strategy_config = next(  # the row's own backbone: one strategy id may list several (backbone: [a, b])
+        (s for s in config.strategies if s.run_id == group.strategy and s.backbone == group.backbone),
+        next((s for s in config.strategies if s.run_id == group.strategy), None),
+    )
+    if strategy_config is None:
+        return None
+    settings, changed = final_settings(strategy_config, group, _logs(out, group))
+    return group, settings, changed
+
+
+def _fit_member(config, group, settings, changed: dict, pools, labelled: list):
+    """One row fitted on every label, with the decision correction its cells chose: (strategy, fit
+    seconds, the correction or None)."""
+    from taskfit.compare.correction import row_correction
+    from taskfit.strategies import BackboneCache, Context, build_strategy
+    from taskfit.strategies.corrected import corrected_strategy
+
+    ctx = Context(
+        labels=list(pools.labels),
+        prompt=config.prompt,
+        seed=config.seeds[0],
+        backbones=BackboneCache(config.trust_remote_code, config.device),
+        no_relation_label=config.data.no_relation_label,
+    )
+    if "stopped_at_epoch" in changed:  # the procedure the folds scored: config.epochs' schedule, cut there
+        from dataclasses import replace
+
+        stop_at = changed["stopped_at_epoch"]
+        ctx.run = replace(ctx.run, epoch_end=lambda epoch: epoch >= stop_at)
+    strategy = build_strategy(settings, ctx)
+    started = time.perf_counter()
+    strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
+    fit_seconds = time.perf_counter() - started
+    correction = row_correction(group.ok)  # the row's cells chose it on their held-out predictions
+    return corrected_strategy(strategy, correction), fit_seconds, correction
+
+
+def ensemble_estimate(members: list, labels: list[str], key: str) -> dict | None:
+    """The equal-weight average's cross-validated score: per seed, the members' held-out predictions on the
+    same labelled pool (out-of-fold, or a row without training data's predictions on that pool) averaged
+    and scored; the mean and spread over the seeds every member has. None when some member kept none."""
+    import numpy as np
+
+    from taskfit.compare.selection import _score
+
+    trained = [g for g in members if g.shots != "0"]
+    seeds = sorted({r.get("seed") for g in trained for r in g.ok if r.get("seed") is not None})
+    shots = trained[0].shots if trained else None
+    index = {label: i for i, label in enumerate(labels)}
+    scores = []
+    for seed in seeds or [None]:
+        rows = []
+        for g in members:
+            if g.shots == "0":
+                record = g.ok[0] if g.ok else {}
+                pools = (record.get("metrics") or {}).get("pool_predictions") or {}
+                held = pools.get(f"{shots}/{seed}") if shots else next(iter(pools.values()), None)
+            else:
+                record = next((r for r in g.ok if r.get("seed") == seed), {})
+                held = (record.get("metrics") or {}).get("oof")
+            if not held or any(r.get("probs") is None for r in held):
+                return None
+            rows.append(held)
+        golds = [[r["gold"] for r in member] for member in rows]
+        if any(g != golds[0] for g in golds):
+            return None  # not the same examples in the same order
+        gold = np.array([index[r["gold"]] for r in rows[0]])
+        mean = sum(np.array([[r["probs"][label] for label in labels] for r in held]) for held in rows)
+        scores.append(_score(gold, mean.argmax(1), len(labels), key))
+    return {
+        "metric": key,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
+        "seeds": len(scores),
+        "on": "held-out predictions of the grid's cells (out of fold), averaged with equal weights",
+    }
 
 
 def card_text(card: dict, label: str) -> str:
     est = card["estimate"]
     fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     interval = est["test_interval_95"]
+    members = card.get("members") or []
     lines = [
         f"# Final model: {card['row']} ({card['backbone']})",
         "",
         f"- **Why this row:** {card['why']}; ranked by {card['ranked_by']}.",
+        *(
+            [
+                "- **Members** (each refitted on every label; the label is the top of their averaged scores): "
+                + "; ".join(
+                    f"{mem['row']} ({mem['backbone']}), changed from the grid: {mem['changed_from_grid'] or 'none'}"
+                    for mem in members
+                )
+                + ".",
+                ensemble_line(est.get("ensemble"), label),
+            ]
+            if members
+            else []
+        ),
         f"- **Trained on** every labelled example: {card['labelled_examples']} "
         f"({card['train_examples']} train + {card['dev_examples']} dev), not the grid's K={card['grid_row']['K']} sample.",
         f"- **Settings changed from the grid's:** {card['changed_from_grid'] or 'none'}"
@@ -296,3 +404,14 @@ def correction_line(correction: dict | None) -> str:
     if "shares" in correction["applied"]:
         parts.append("`probabilities` (predict and serve) calibrated to the data's label shares")
     return "- **Decision correction:** " + "; ".join(parts) + "."
+
+
+def ensemble_line(estimate: dict | None, label: str) -> str:
+    if not estimate:
+        return "- **Estimate of the average:** none (a member kept no held-out predictions to average)."
+    spread = f" ± {estimate['std']:.3f}" if estimate.get("std") is not None else ""
+    return (
+        f"- **Estimate of the average's {label}:** {estimate['mean']:.3f}{spread} over {estimate['seeds']} "
+        "seed(s), from the members' held-out predictions averaged (the estimate below is the recommended row's "
+        "alone)."
+    )

@@ -391,6 +391,18 @@ def recommended_row(groups: list[Group], majority: dict | None) -> Group | None:
     return _at_reference(ok, majority)[3][0] if ok and _at_reference(ok, majority)[3] else None
 
 
+def final_members(groups: list[Group], majority: dict | None, most: int) -> list[Group]:
+    """The rows ``final/`` averages: the recommended row and, best first, the rows the report calls not
+    distinguishable from it (paired over seeds, p ≥ NOISE_P), ``most`` in all; [] when nothing is
+    recommended. Stopped rows and rows at the majority floor are never among them."""
+    ok = [g for g in groups if g.ok]
+    candidates = _at_reference(ok, majority)[3] if ok else []
+    if not candidates:
+        return []
+    close = _comparisons(candidates[0], candidates[1:], 0)[1]
+    return [candidates[0], *sorted(close, key=lambda g: -g.rank)][: max(1, most)]
+
+
 def _majority_line(at_ref: list[Group], majority: dict | None) -> list[str]:
     m = at_ref[0].metric
     if not (majority and majority.get(m.key) is not None and m.key in ("accuracy", "macro_f1")):

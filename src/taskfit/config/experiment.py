@@ -190,6 +190,15 @@ class ExperimentConfig(Strict):
         "auto = the recommended row (classification), a strategy id names another, none skips it; unset = auto "
         "for your own file of up to 2,000 labels, none for built-in datasets and larger pools",
     )
+    final_members: int = Field(
+        3,
+        ge=1,
+        le=5,
+        description="with final: auto, when rows cannot be told apart from the recommended one (the report's "
+        "'not distinguishable', p >= 0.05 paired over seeds), final/ refits up to this many of them in all and "
+        "averages their label scores with equal weights (no labels spent on weights); 1 = the recommended row "
+        "alone. On a few dozen labels the pick among such rows is close to a coin toss",
+    )
     race: bool = Field(
         True,
         description="cross-validated grids with several seeds: every row runs its first seed, and a row clearly "

@@ -27,6 +27,11 @@ def load_strategy(directory: str | Path, backbones: BackboneCache | None = None)
 
     directory = Path(directory)
     saved = read_strategy_file(directory)
+    if saved.get("members"):  # several saved models averaged (a final/ of rows the grid could not tell apart)
+        from taskfit.strategies.averaged import load_averaged
+
+        backbones = backbones or BackboneCache()
+        return load_averaged(directory, saved, lambda folder: load_strategy(folder, backbones))
     entry = REGISTRY.get(saved.get("task", "classification"), saved["strategy"]["name"])
     if "label_token" in entry.config.model_fields and "label_token" not in saved["strategy"]:
         # a NER tagger saved before label_token existed read every word off its first token
