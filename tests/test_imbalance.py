@@ -212,3 +212,20 @@ def test_a_cross_validated_cell_chooses_its_correction_out_of_fold_and_its_saved
     served = Predictor.load(tmp_path / "model", device="cpu").predict(test[:2])
     assert set(served[0]) == {"label", "scores", "probabilities"}
     assert abs(sum(served[0]["probabilities"].values()) - 1) < 1e-5
+
+
+def test_correction_false_leaves_the_model_as_it_is_and_changes_the_cell_key():
+    from taskfit.compare.correction import correct_held_out
+    from taskfit.compare.plan import plan_cells
+    from taskfit.config import validate_config
+    from taskfit.strategies import Context
+
+    gold, probs = _skewed_probs()
+    rows = [{"maj": float(a), "min": float(b)} for a, b in probs]
+    on = Context(labels=["maj", "min"], seed=0, choose_by="macro_f1")
+    assert correct_held_out("model", gold, rows, on, None)[3]["applied"]
+    off = Context(labels=["maj", "min"], seed=0, choose_by="macro_f1", correct=False)
+    assert correct_held_out("model", gold, rows, off, None) == ("model", None, rows, None)
+    raw = {"name": "x", "data": {"train": "x.csv"}, "strategies": [{"name": "head-finetune"}]}
+    keys = [plan_cells(validate_config({**raw, **extra}), "f")[0].key for extra in ({}, {"correction": False})]
+    assert keys[0] != keys[1]

@@ -56,6 +56,8 @@ class CellSpec(BaseModel):
     choose_by: str | None = None
     # the label shares those choices are weighted to (plan.choice_prior)
     prior: dict[str, float] | None = None
+    # false: no decision correction (``correction: false`` in the config; compare.correction)
+    correct: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +88,7 @@ class CellSpec(BaseModel):
                 *(() if self.pools else ("pools",)),
                 *(() if self.choose_by else ("choose_by",)),
                 *(() if self.prior else ("prior",)),
+                *(("correct",) if self.correct else ()),
             },
         )
         if self.parallel_search is not None:  # only then: a local cell's cell.json stays as it was
@@ -127,6 +130,7 @@ class CellSpec(BaseModel):
             pools=list(getattr(cell, "pools", ())) or None,
             choose_by=getattr(cell, "choose_by", None),
             prior=dict(getattr(cell, "prior", ())) or None,
+            correct=config.correction,
         )
 
 

@@ -282,7 +282,8 @@ def _fit_member(config, group, settings, changed: dict, pools, labelled: list):
     started = time.perf_counter()
     strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
     fit_seconds = time.perf_counter() - started
-    correction = row_correction(group.ok)  # the row's cells chose it on their held-out predictions
+    # the row's cells chose it on their held-out predictions
+    correction = row_correction(group.ok) if config.correction else None
     return corrected_strategy(strategy, correction), fit_seconds, correction
 
 

@@ -340,6 +340,7 @@ def plan_cells(
                 ),
                 **({"choose_by": choose_by} if choose_by else {}),
                 **({"choice_prior": weighted_by} if weighted_by else {}),
+                **({"correction": False} if not config.correction else {}),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

@@ -163,6 +163,7 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         run=run,
         no_relation_label=data.no_relation_label,
         choose_by=spec.choose_by or "accuracy",
+        correct=spec.correct,
         prior=spec.prior,
     )
     from taskfit.progress import make_progress

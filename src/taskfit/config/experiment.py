@@ -199,6 +199,12 @@ class ExperimentConfig(Strict):
         "averages their label scores with equal weights (no labels spent on weights); 1 = the recommended row "
         "alone. On a few dozen labels the pick among such rows is close to a coin toss",
     )
+    correction: bool = Field(
+        True,
+        description="classification: each cell chooses per-label offsets on its held-out predictions "
+        "(cross-fitted, kept only past their bootstrap noise) for the ranking metric, and calibrates its "
+        "probabilities to the data's label shares; false = the models' own labels and scores",
+    )
     race: bool = Field(
         True,
         description="cross-validated grids with several seeds: every row runs its first seed, and a row clearly "

@@ -80,6 +80,8 @@ class Context:
     choose_by: str = "accuracy"
     # the labelled data's label shares a cross-validated cell weights its held-out choices to (compare.prior)
     prior: dict[str, float] | None = None
+    # whether a label cell chooses a decision correction on its held-out predictions (compare.correction)
+    correct: bool = True
 
     def template(self) -> Template:
         if self.prompt is None:
