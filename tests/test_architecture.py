@@ -116,3 +116,56 @@ def test_no_module_is_over_600_lines():
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def _sources() -> dict[Path, str]:
+    root = SRC.parent
+    paths = [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "bench").rglob("*.py")]
+    here = Path(__file__).resolve()  # its docstrings name the dead code they describe
+    return {p: p.read_text(encoding="utf-8") for p in paths if p.resolve() != here}
+
+
+def test_no_dead_constants_shims_or_marker_classes():
+    """Issue 32's dead code, as three rules: a module-level CONSTANT nothing reads (PAIR_NAMES, HUB_IDS,
+    incremental.SUPPORTED); a module that only re-exports another (the peft_encoder shim); a class with an
+    empty body that nothing checks for (NerTask)."""
+    import re
+
+    sources = _sources()
+    corpus = "\n".join(sources.values())
+
+    def uses(name: str) -> int:
+        return len(re.findall(rf"\b{name}\b", corpus))
+
+    bases = {  # the classes other classes inherit from
+        ast.unparse(b)
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(sources[path]))
+        if isinstance(node, ast.ClassDef)
+        for b in node.bases
+    }
+    dead = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(sources[path])
+        where = str(path.relative_to(SRC))
+        body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        reexports = all(
+            isinstance(n, ast.Import | ast.ImportFrom)
+            or (isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == ["__all__"])
+            for n in body
+        )
+        if body and reexports and path.name not in ("__init__.py", "__main__.py"):
+            dead.append(f"{where}: only re-exports other modules")
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            for t in targets:
+                if isinstance(t, ast.Name) and re.fullmatch(r"[A-Z][A-Z0-9_]+", t.id) and uses(t.id) == 1:
+                    dead.append(f"{where}:{node.lineno}: {t.id} is never read")
+            marker = (  # an empty class others inherit from: it adds nothing unless something checks for it
+                isinstance(node, ast.ClassDef)
+                and node.name in bases
+                and all(isinstance(n, ast.Expr | ast.Pass) for n in node.body)
+            )
+            if marker and not re.search(rf"(isinstance|issubclass|except)\b[^\n]*\b{node.name}\b", corpus):
+                dead.append(f"{where}:{node.lineno}: class {node.name} has no body and nothing checks for it")
+    assert not dead, dead

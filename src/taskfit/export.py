@@ -37,8 +37,8 @@ from torch import nn
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies.base import STRATEGY_FILE, BackboneCache, read_strategy_file
-from taskfit.strategies.peft_encoder import ADAPTER_DIR
 from taskfit.strategies.saved import find_model_dir
+from taskfit.strategies.tuning import ADAPTER_DIR
 from taskfit.tasks import get_task
 
 HEAD_FILE = "head.safetensors"

@@ -55,7 +55,6 @@ LABEL_WORDS = {
 SENTIMENT_WORDS = {"positive", "negative", "neutral", "mixed"}
 TEXT_NAMES = ("text", "sentence", "review", "content", "comment", "body", "document", "question", "tweet")
 LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "polarity", "y", "tag")
-PAIR_NAMES = ("text_pair", "sentence2", "hypothesis", "text_b")
 
 
 def label_word(label: str) -> str:

@@ -99,7 +99,6 @@ from taskfit.config.ner import (
     NerLoraConfig,
     NerOptions,
     NerPromptingConfig,
-    NerTask,
     NerZeroShotConfig,
 )
 from taskfit.config.prompt import (
@@ -186,7 +185,6 @@ __all__ = [
     "NerLoraConfig",
     "NerOptions",
     "NerPromptingConfig",
-    "NerTask",
     "NerZeroShotConfig",
     "ParaphraseConfig",
     "PerTaskAdapterMethod",

@@ -16,11 +16,7 @@ from taskfit.config.classification import (
 )
 
 
-class NerTask(Strict):
-    """Marks a strategy config of task: ner."""
-
-
-class NerOptions(NerTask):
+class NerOptions(Strict):
     """What every trained NER strategy adds: how tags are encoded and how sentences meet the model's limit."""
 
     class_weight: Literal["none"] = Field("none", description="sentence classification only (not tags)")
@@ -80,7 +76,7 @@ class NerAdapterConfig(NerOptions, AdapterStrategyConfig):
     """Houlsby adapters and the tag classifier train."""
 
 
-class NerPromptingConfig(NerTask, StrategyBase):
+class NerPromptingConfig(StrategyBase):
     """A causal LM asked for the entities as 'TYPE: text' lines, zero-shot or with K demonstrations; the
     answer is parsed back into character spans (unparseable lines are counted, not fatal)."""
 

@@ -17,16 +17,12 @@ from taskfit.registry import REGISTRY
 from taskfit.strategies.base import read_strategy_file
 from taskfit.strategies.saved import find_model_dir
 
-# encoder classifiers sharing head-finetune's fit (which adds the method's loss); their saved format reloads
-# into a trainable model
-
 
 def updatable(task: str) -> list[str]:
     """The strategies of a task whose saved runs a `from:` update can start from (the registry says)."""
     return [e.name for e in REGISTRY.entries(task) if e.incremental]
 
 
-SUPPORTED = tuple(updatable("classification"))
 OLD = "old"  # the one "task" of an update: old and new data share it
 
 

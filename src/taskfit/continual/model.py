@@ -20,7 +20,7 @@ from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError, did_you_mean
 from taskfit.io import save_safetensors_atomic, write_json_atomic
 from taskfit.strategies.head_finetune import EncoderClassifier
-from taskfit.strategies.peft_encoder import Bottleneck, lora_config
+from taskfit.strategies.tuning import Bottleneck, lora_config
 
 MODEL_FILE = "continual.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -78,7 +78,7 @@ class TaskAdapters(nn.Module):
 
 def add_task_adapters(encoder: nn.Module, method, tasks: list[str]) -> None:
     """The adapter strategy's placement (ADAPTER_MODULES), with one bottleneck per task at each place."""
-    from taskfit.strategies.peft_encoder import ADAPTER_MODULES, check_targets
+    from taskfit.strategies.tuning import ADAPTER_MODULES, check_targets
 
     model_type = getattr(encoder.config, "model_type", "")
     suffixes = method.adapter_modules or ADAPTER_MODULES.get(model_type)

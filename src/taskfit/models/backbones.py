@@ -25,10 +25,6 @@ BackboneKind = Literal["encoder", "causal-lm"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_BACKBONES: dict[str, BackboneKind] = {"minilm": "encoder", "smollm2": "causal-lm"}
-HUB_IDS = {
-    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
-    "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
-}
 
 
 @dataclass
