@@ -34,6 +34,20 @@ def draw(dataset: str, n: int, seed: int, share: dict[str, float] | None = None)
     return chosen, [e for e in every if id(e) not in taken]
 
 
+def draw_balanced(dataset: str, n: int, seed: int):
+    """N labelled texts, as many of every label as the data allows (n / labels each), and the rest."""
+    ds = load_builtin(dataset)
+    every = [*ds.train, *ds.dev, *ds.test]
+    rng = random.Random(f"{dataset}/{n}/{seed}/balanced")
+    order = every[:]
+    rng.shuffle(order)
+    labels = sorted({e.label for e in every})
+    chosen = [e for label in labels for e in [x for x in order if x.label == label][: n // len(labels)]]
+    rng.shuffle(chosen)
+    taken = {id(e) for e in chosen}
+    return chosen, [e for e in every if id(e) not in taken]
+
+
 def write(path: Path, examples) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

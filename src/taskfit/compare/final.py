@@ -310,14 +310,20 @@ def ensemble_estimate(members: list, labels: list[str], key: str) -> dict | None
             else:
                 record = next((r for r in g.ok if r.get("seed") == seed), {})
                 held = (record.get("metrics") or {}).get("oof")
-            if not held or any(r.get("probs") is None for r in held):
+            if not held:
                 return None
             rows.append(held)
         golds = [[r["gold"] for r in member] for member in rows]
         if any(g != golds[0] for g in golds):
             return None  # not the same examples in the same order
-        gold = np.array([index[r["gold"]] for r in rows[0]])
-        mean = sum(np.array([[r["probs"][label] for label in labels] for r in held]) for held in rows)
+        # the examples every member predicted held out (in-context has none for its demonstrations)
+        kept = [i for i in range(len(golds[0])) if all(member[i].get("probs") for member in rows)]
+        if len(kept) < 2:
+            return None
+        gold = np.array([index[golds[0][i]] for i in kept])
+        mean = sum(
+            np.array([[member[i]["probs"][label] for label in labels] for i in kept]) for member in rows
+        )
         scores.append(_score(gold, mean.argmax(1), len(labels), key))
     return {
         "metric": key,
