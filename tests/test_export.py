@@ -240,3 +240,49 @@ def test_a_refused_export_gives_the_strategys_own_reason(entry, tmp_path):
     assert NO_EXPORT_REASONS[entry.task] in message, message
     wrong = [reason for task, reason in NO_EXPORT_REASONS.items() if task != entry.task and reason in message]
     assert not wrong, message
+
+
+def test_a_corrected_model_exports_with_its_offsets_in_the_head_and_an_average_is_refused(
+    tiny_bert_dir, sentiment_csv, tmp_path
+):
+    """A decision correction (issue 36) shifts the head's bias: the export answers the run's corrected labels."""
+    from taskfit.strategies.corrected import CORRECTION_KEY
+
+    cell = train(
+        sentiment_csv,
+        tmp_path / "out",
+        [
+            {"name": "head-finetune", "backbone": str(tiny_bert_dir), "epochs": 1},
+            {"name": "contrastive", "backbone": str(tiny_bert_dir), "num_iterations": 1, "epochs": 1},
+        ],
+    )
+    for name in ("head-finetune", "contrastive"):
+        model = cell[name] / "model"
+        saved = json.loads((model / "strategy.json").read_text())
+        saved[CORRECTION_KEY] = {
+            "applied": ["shares", "decision"],
+            "metric": "macro_f1",
+            "shares": {"negative": 0.4, "positive": -0.4},
+            "decision": {"negative": 1.5, "positive": -1.5},
+        }
+        (model / "strategy.json").write_text(json.dumps(saved))
+        result = export_run(model, tmp_path / f"export-{name}")
+        assert result["parity_max_abs_diff"] < 1e-5  # against the corrected run's scores
+        expected = load_strategy(model).predict([Example(text=t) for t in TEXTS])
+        got = readme_classify(tmp_path / f"export-{name}")(TEXTS)
+        assert torch.allclose(got, expected.probs, atol=1e-5, rtol=0)
+        assert expected.labels.count("negative") >= 3  # the +1.9 shift answers the rare label: not vacuous
+    averaged = tmp_path / "avg"
+    averaged.mkdir()
+    (averaged / "strategy.json").write_text(
+        json.dumps(
+            {
+                "members": ["members/0", "members/1"],
+                "member_names": ["a", "b"],
+                "labels": ["x"],
+                "strategy": {"name": "ensemble"},
+            }
+        )
+    )
+    with pytest.raises(TaskfitError, match="averages 2 models .*export a member instead"):
+        export_run(averaged, tmp_path / "export-avg")

@@ -93,6 +93,12 @@ def export_run(
         run_dir, "; give a grid cell folder (e.g. runs/NAME/lora/minilm/k8/seed-0) or a grid"
     )
     saved = read_strategy_file(model_dir)
+    if saved.get("members"):  # strategies.averaged: several models, none of them alone is this run
+        raise TaskfitError(
+            f"{model_dir} averages {len(saved['members'])} models ({', '.join(saved.get('member_names') or [])}) "
+            f"and export writes one; export a member instead, e.g. taskfit export {model_dir / saved['members'][0]}"
+            " (or refit with final_members: 1 for a single final model)"
+        )
     task, name = saved.get("task", "classification"), saved["strategy"]["name"]
     backbone = saved["strategy"].get("backbone", "?")
     form = exportable_form(task, name, backbone, merge, onnx, model_dir)
@@ -374,10 +380,27 @@ def classifier_parts(strategy) -> tuple[nn.Module, dict[str, torch.Tensor], str,
     """(encoder, head state as weight/bias, pooling, normalize) of a head-style or contrastive strategy."""
     from taskfit.strategies.contrastive import Contrastive
 
+    correction = getattr(
+        strategy, "correction", None
+    )  # strategies.corrected: offsets on the log-probabilities
+    strategy = getattr(strategy, "inner", strategy)
     if isinstance(strategy, Contrastive):  # logistic regression on L2-normalised mean-pooled states
-        return strategy.encoder, {"weight": strategy.coef, "bias": strategy.intercept}, "mean", True
-    head = {k: v.detach() for k, v in strategy.model.head.state_dict().items()}
-    return strategy.model.encoder, head, strategy.model.pooling, False
+        parts = strategy.encoder, {"weight": strategy.coef, "bias": strategy.intercept}, "mean", True
+    else:
+        head = {k: v.detach() for k, v in strategy.model.head.state_dict().items()}
+        parts = strategy.model.encoder, head, strategy.model.pooling, False
+    if correction:
+        # softmax(log softmax(logits) + offsets) = softmax(logits + offsets): the decision correction is a
+        # shift of the head's bias, so the exported classifier answers the run's corrected labels
+        from taskfit.strategies.corrected import offsets
+
+        labels = list(strategy.ctx.labels)
+        shift = sum(
+            o for key in ("shares", "decision") if (o := offsets(correction, key, labels)) is not None
+        )
+        bias = parts[1]["bias"]
+        parts[1]["bias"] = bias + torch.as_tensor(shift, dtype=bias.dtype)
+    return parts
 
 
 def model_inputs(strategy, form: str) -> list[str]:
