@@ -408,3 +408,17 @@ def test_final_averages_the_rows_the_grid_cannot_tell_apart(tmp_path, tiny_bert_
     card = json.loads((tmp_path / "out" / "final" / "final.json").read_text())
     assert card["row"] in ("first", "second") and "members" not in card
     assert not (tmp_path / "out" / "final" / "model" / "members").exists()
+
+
+def test_a_row_that_alone_would_take_most_of_the_budget_goes_before_seeds_and_folds(tmp_path):
+    """Long texts (issue 38: 50 news articles ran 23 minutes against 15): contrastive's pairs cost the square
+    of the length, so it is dropped first, and the rows that stay keep more of the protocol."""
+    rows = [
+        {"text": " ".join(["word", "news", "market"] * 180) + f" {i}", "label": "abcde"[i % 5]}
+        for i in range(50)
+    ]
+    long = quickstart.plan(str(write_csv(tmp_path / "long.csv", rows)))
+    assert long.cuts[0].startswith("strategy contrastive (minilm) dropped: alone it would take"), long.cuts
+    assert long.estimate_s <= 15 * 60
+    short = quickstart.plan(str(_reviews(tmp_path / "short.csv", 40)))
+    assert not any("dropped" in c for c in short.cuts), short.cuts  # short texts: nothing that heavy
