@@ -191,13 +191,15 @@ class ExperimentConfig(Strict):
         "for your own file of up to 2,000 labels, none for built-in datasets and larger pools",
     )
     final_members: int = Field(
-        3,
+        5,
         ge=1,
-        le=5,
+        le=8,
         description="with final: auto, when rows cannot be told apart from the recommended one (the report's "
         "'not distinguishable', p >= 0.05 paired over seeds), final/ refits up to this many of them in all and "
         "averages their label scores with equal weights (no labels spent on weights); 1 = the recommended row "
-        "alone. On a few dozen labels the pick among such rows is close to a coin toss",
+        "alone. On a few dozen labels the pick among such rows is close to a coin toss; on trec's 40-label file "
+        "the average of all five such rows scored 0.630 macro-F1 on unseen questions, of the top three 0.523, "
+        "the best single row 0.586",
     )
     correction: bool = Field(
         True,
