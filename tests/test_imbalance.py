@@ -227,5 +227,80 @@ def test_correction_false_leaves_the_model_as_it_is_and_changes_the_cell_key():
     off = Context(labels=["maj", "min"], seed=0, choose_by="macro_f1", correct=False)
     assert correct_held_out("model", gold, rows, off, None) == ("model", None, rows, None)
     raw = {"name": "x", "data": {"train": "x.csv"}, "strategies": [{"name": "head-finetune"}]}
-    keys = [plan_cells(validate_config({**raw, **extra}), "f")[0].key for extra in ({}, {"correction": False})]
+    keys = [
+        plan_cells(validate_config({**raw, **extra}), "f")[0].key for extra in ({}, {"correction": False})
+    ]
     assert keys[0] != keys[1]
+
+
+def test_the_label_decision_is_shares_plus_decision_even_where_only_the_decision_is_applied():
+    """The decision offsets were fitted and scored on top of the shares: the deployed labels must be those."""
+    import torch
+
+    from taskfit.strategies.base import Predictions
+    from taskfit.strategies.corrected import apply_correction
+
+    probs = torch.tensor([[0.70, 0.30], [0.55, 0.45], [0.9, 0.1]])
+    record = {"shares": {"a": -0.3, "b": 0.3}, "decision": {"a": -0.1, "b": 0.1}}
+    preds = Predictions(["a", "a", "a"], probs, ["a", "b"])
+    decided = apply_correction(preds, {**record, "applied": ["decision"]})
+    expected = torch.softmax(torch.log(probs) + torch.tensor([-0.4, 0.4]), dim=-1)
+    assert torch.allclose(decided.probs, expected) and decided.labels == ["a", "b", "a"]
+    assert decided.probabilities is None  # shares not applied to the probabilities
+    calibrated = apply_correction(preds, {**record, "applied": ["shares"]})
+    assert calibrated.labels == ["a", "a", "a"] and torch.equal(calibrated.probs, probs)  # shares: no label
+    assert torch.allclose(
+        calibrated.probabilities, torch.softmax(torch.log(probs) + torch.tensor([-0.3, 0.3]), -1)
+    )
+
+
+def test_correction_false_also_leaves_the_cells_choices_on_accuracy(tmp_path):
+    """Off, a cell chooses as before the correction existed (no ranking metric or label shares in its key)."""
+    from taskfit.compare.plan import plan_cells
+    from taskfit.config import validate_config
+
+    raw = {"name": "x", "data": {"train": "x.csv"}, "strategies": [{"name": "head-finetune"}]}
+    shares = {"a": 0.8, "b": 0.2}
+    on = plan_cells(validate_config(raw), "f", ranked_by="macro_f1", prior=shares)[0]
+    off = plan_cells(validate_config({**raw, "correction": False}), "f", ranked_by="macro_f1", prior=shares)[
+        0
+    ]
+    assert on.choose_by == "macro_f1" and off.choose_by is None
+
+
+def test_an_average_aligns_its_members_labels_and_averages_their_scores():
+    import torch
+
+    from taskfit.strategies.averaged import Averaged
+    from taskfit.strategies.base import Predictions
+
+    class Fixed:
+        def __init__(self, probs, names):
+            self.probs, self.names, self.config = torch.tensor(probs), names, None
+
+        def predict(self, examples):
+            return Predictions([self.names[int(i)] for i in self.probs.argmax(-1)], self.probs, self.names)
+
+    a = Fixed([[0.9, 0.1], [0.4, 0.6]], ["x", "y"])
+    b = Fixed([[0.2, 0.8], [0.3, 0.7]], ["y", "x"])  # the other label order
+    out = Averaged([a, b], ["a", "b"], ["x", "y"]).predict([None, None])
+    assert torch.allclose(out.probs, torch.tensor([[0.85, 0.15], [0.55, 0.45]]))
+    assert out.labels == ["x", "x"] and out.probabilities is None
+
+
+def test_an_update_from_an_averaged_final_model_names_a_member(tmp_path):
+    import json
+
+    import pytest
+
+    from taskfit.continual.incremental import check_saved_run
+    from taskfit.errors import TaskfitError
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "strategy.json").write_text(
+        json.dumps(
+            {"members": ["members/0"], "member_names": ["lora (minilm)"], "strategy": {"name": "ensemble"}}
+        )
+    )
+    with pytest.raises(TaskfitError, match="average of 1 models .*members/0"):
+        check_saved_run(str(tmp_path), None)

@@ -37,6 +37,7 @@ from torch import nn
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies.base import STRATEGY_FILE, BackboneCache, read_strategy_file
+from taskfit.strategies.corrected import label_shift
 from taskfit.strategies.saved import find_model_dir
 from taskfit.strategies.tuning import ADAPTER_DIR
 from taskfit.tasks import get_task
@@ -376,13 +377,24 @@ class WithProbabilities(nn.Module):
         return logits, torch.softmax(logits.float(), dim=-1)
 
 
+class ShiftedLogits(nn.Module):
+    """A classifier whose logits get a fixed per-label shift (a run's decision correction)."""
+
+    def __init__(self, classifier: nn.Module, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("shift", shift.float())
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.classifier(*args, **kwargs) + self.shift
+
+
 def classifier_parts(strategy) -> tuple[nn.Module, dict[str, torch.Tensor], str, bool]:
     """(encoder, head state as weight/bias, pooling, normalize) of a head-style or contrastive strategy."""
     from taskfit.strategies.contrastive import Contrastive
 
-    correction = getattr(
-        strategy, "correction", None
-    )  # strategies.corrected: offsets on the log-probabilities
+    # strategies.corrected: offsets on the log-probabilities
+    correction = getattr(strategy, "correction", None)
     strategy = getattr(strategy, "inner", strategy)
     if isinstance(strategy, Contrastive):  # logistic regression on L2-normalised mean-pooled states
         parts = strategy.encoder, {"weight": strategy.coef, "bias": strategy.intercept}, "mean", True
@@ -390,16 +402,12 @@ def classifier_parts(strategy) -> tuple[nn.Module, dict[str, torch.Tensor], str,
         head = {k: v.detach() for k, v in strategy.model.head.state_dict().items()}
         parts = strategy.model.encoder, head, strategy.model.pooling, False
     if correction:
-        # softmax(log softmax(logits) + offsets) = softmax(logits + offsets): the decision correction is a
-        # shift of the head's bias, so the exported classifier answers the run's corrected labels
-        from taskfit.strategies.corrected import offsets
-
-        labels = list(strategy.ctx.labels)
-        shift = sum(
-            o for key in ("shares", "decision") if (o := offsets(correction, key, labels)) is not None
-        )
-        bias = parts[1]["bias"]
-        parts[1]["bias"] = bias + torch.as_tensor(shift, dtype=bias.dtype)
+        # softmax(log softmax(logits) + offsets) = softmax(logits + offsets): the label decision is a shift
+        # of the head's bias, so the exported classifier answers the run's corrected labels
+        shift = label_shift(correction, list(strategy.ctx.labels))
+        if shift is not None:  # shares alone changes only the probabilities a run reports, not its labels
+            bias = parts[1]["bias"]
+            parts[1]["bias"] = bias + shift.to(bias.dtype)
     return parts
 
 
@@ -437,6 +445,9 @@ def export_classifier(
     }
     if form == "modules":  # Houlsby adapters: ONNX is the export (exportable_form allowed only that)
         classifier, parity = strategy.model.eval(), None
+        shift = label_shift(getattr(strategy, "correction", None) or {}, list(saved["labels"]))
+        if shift is not None:  # the decision correction, added to the logits the ONNX graph returns
+            classifier = ShiftedLogits(classifier, shift).eval()
     else:
         head = nn.Linear(*reversed(head_state["weight"].shape))
         head.load_state_dict(head_state)

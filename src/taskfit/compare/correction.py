@@ -8,7 +8,10 @@ cross-validation, else the dev or pool predictions) choose per-label offsets on 
 - ``shares``: a prior shift fitted by (weighted) log loss, so that the probabilities a user reads are
   calibrated to the data's label shares (Saerens et al., 2002, in its simplest form: one bias per label);
 - ``decision``: offsets on top of it that maximise the grid's ranking metric on those predictions (for
-  accuracy none: the calibrated top label is already the best guess).
+  accuracy zero: the top label of the calibrated probabilities is already the best guess). Applied, the
+  label is the top of ``shares + decision``, whether or not ``shares`` is also applied to the probabilities.
+
+A cross-validated pool over ``cv.OOF_MAX`` examples keeps no out-of-fold predictions and gets no correction.
 
 Whether the decision offsets are used is itself chosen honestly: they are cross-fitted (each part of the
 held-out predictions corrected by offsets fitted on the other parts) and taken only when the cross-fitted

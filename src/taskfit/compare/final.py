@@ -5,7 +5,9 @@ deploys should learn from every label they have. Nothing is held out for early s
 number of epochs is the one the grid's cells chose on dev (the median of their restored best epochs), and
 in-context's ``calibration: auto`` takes the row's choice (decided over its seeds). The folder ``runs/NAME/final/`` is a
 normal run folder (``model/``) with a card (``final.json``, ``README.md``) saying what was chosen, why, on
-how many labels, and the grid's estimate of its score.
+how many labels, and the grid's estimate of its score. When the report cannot tell other rows apart from the
+recommended one, they are refitted too and final/ averages them with equal weights (``final_members``;
+``strategies.averaged``), each carrying the decision correction its cells chose (``compare.correction``).
 """
 
 from __future__ import annotations
@@ -164,7 +166,10 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
     key = hashlib.sha256(
         json.dumps(
             [
-                [[s.model_dump(mode="json"), c.get("stopped_at_epoch")] for _, s, c in plans],
+                [
+                    [s.model_dump(mode="json"), c.get("stopped_at_epoch"), member_correction(config, g, s)]
+                    for g, s, c in plans
+                ],
                 [(e.text, e.label) for e in labelled],
                 config.prompt and config.prompt.model_dump(mode="json"),
             ],
@@ -181,7 +186,13 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
             return card
     names = " + ".join(g.name for g, _, _ in plans)
     print(f"final: fitting {names} on all {len(labelled)} labelled examples -> {directory}", file=stream)
-    fitted = [_fit_member(config, g, settings, changed, pools, labelled) for g, settings, changed in plans]
+    from taskfit.strategies import BackboneCache
+
+    backbones = BackboneCache(config.trust_remote_code, config.device)  # members on one LM load it once
+    fitted = [
+        _fit_member(config, g, settings, changed, pools, labelled, backbones)
+        for g, settings, changed in plans
+    ]
     fit_seconds = sum(f[1] for f in fitted)
     if len(fitted) == 1:
         model = fitted[0][0]
@@ -194,6 +205,7 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
     staging = directory / ".model.tmp"  # the earlier final model stays until this one is whole
     shutil.rmtree(staging, ignore_errors=True)
     model.save(staging)
+    card_path.unlink(missing_ok=True)  # a crash before the new card is written must not pass as up to date
     shutil.rmtree(directory / "model", ignore_errors=True)  # an earlier final/'s members would linger
     staging.rename(directory / "model")
     write_jsonl_atomic(directory / "train_log.jsonl", log)
@@ -259,18 +271,34 @@ def _member_plan(config, out: Path, group):
     return group, settings, changed
 
 
-def _fit_member(config, group, settings, changed: dict, pools, labelled: list):
+def member_correction(config, group, settings) -> dict | None:
+    """The decision correction a row's final model carries: the one its cells chose on their held-out
+    predictions (``correction.row_correction``), from the cells read with the calibration the final model
+    uses (in-context's two calibrations give different scores to correct)."""
+    from taskfit.compare.correction import row_correction
+
+    if not config.correction:
+        return None
+    calibration = getattr(settings, "calibration", None)
+
+    def same(r: dict) -> bool:
+        applied = (((r.get("metrics") or {}).get("cv") or {}).get("calibration") or {}).get("applied")
+        return applied is None or calibration in (None, "auto") or applied == calibration
+
+    return row_correction([r for r in group.ok if same(r)])
+
+
+def _fit_member(config, group, settings, changed: dict, pools, labelled: list, backbones):
     """One row fitted on every label, with the decision correction its cells chose: (strategy, fit
     seconds, the correction or None)."""
-    from taskfit.compare.correction import row_correction
-    from taskfit.strategies import BackboneCache, Context, build_strategy
+    from taskfit.strategies import Context, build_strategy
     from taskfit.strategies.corrected import corrected_strategy
 
     ctx = Context(
         labels=list(pools.labels),
         prompt=config.prompt,
         seed=config.seeds[0],
-        backbones=BackboneCache(config.trust_remote_code, config.device),
+        backbones=backbones,
         no_relation_label=config.data.no_relation_label,
     )
     if "stopped_at_epoch" in changed:  # the procedure the folds scored: config.epochs' schedule, cut there
@@ -282,8 +310,7 @@ def _fit_member(config, group, settings, changed: dict, pools, labelled: list):
     started = time.perf_counter()
     strategy.fit(labelled, [])  # no dev: every label trains; the epoch count was chosen by the grid
     fit_seconds = time.perf_counter() - started
-    # the row's cells chose it on their held-out predictions
-    correction = row_correction(group.ok) if config.correction else None
+    correction = member_correction(config, group, settings)
     return corrected_strategy(strategy, correction), fit_seconds, correction
 
 
@@ -296,7 +323,12 @@ def ensemble_estimate(members: list, labels: list[str], key: str) -> dict | None
     from taskfit.compare.selection import _score
 
     trained = [g for g in members if g.shots != "0"]
-    seeds = sorted({r.get("seed") for g in trained for r in g.ok if r.get("seed") is not None})
+    # the seeds every trained member ran (the race may have stopped one after its first)
+    seeds = (
+        sorted(set.intersection(*[{r.get("seed") for r in g.ok} for g in trained]) - {None})
+        if trained
+        else []
+    )
     shots = trained[0].shots if trained else None
     index = {label: i for i, label in enumerate(labels)}
     scores = []

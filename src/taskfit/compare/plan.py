@@ -241,9 +241,13 @@ def _chooses_on_held_out(config: ExperimentConfig, strategy: StrategyBase, k: in
     )
 
 
-def _corrects_on_held_out(config: ExperimentConfig) -> bool:
-    """A label cell chooses its decision correction on held-out predictions (``compare.correction``)."""
-    return config.task == "classification" and not config.from_run
+CORRECTION_VERSION = 1  # in the cell key of a label cell: cells saved before the correction ran again
+
+
+def _corrects_on_held_out(config: ExperimentConfig, off_too: bool = False) -> bool:
+    """A label cell chooses its decision correction on held-out predictions (``compare.correction``);
+    ``off_too``: whether it would, were ``correction`` on."""
+    return config.task == "classification" and not config.from_run and (off_too or config.correction)
 
 
 def choice_metric(
@@ -340,7 +344,12 @@ def plan_cells(
                 ),
                 **({"choose_by": choose_by} if choose_by else {}),
                 **({"choice_prior": weighted_by} if weighted_by else {}),
-                **({"correction": False} if not config.correction else {}),
+                # the decision correction changes a label cell's labels and scores (compare.correction)
+                **(
+                    {"correction": CORRECTION_VERSION if config.correction else False}
+                    if _corrects_on_held_out(config, True)
+                    else {}
+                ),
             }
             key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
             path = f"{s.run_id}/{slugs[s.backbone]}/k{shots_label(k)}" + (

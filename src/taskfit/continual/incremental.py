@@ -45,6 +45,12 @@ def saved_model_dir(path: str | Path) -> Path:
 def check_saved_run(from_run: str, config, where: str = "this cell") -> dict:
     """The saved run's strategy file, once it is known to fit ``config`` (same strategy and backbone)."""
     saved = read_strategy_file(saved_model_dir(from_run))
+    if saved.get("members"):  # strategies.averaged: several models, and an update continues one
+        raise TaskfitError(
+            f"from: {from_run} is an average of {len(saved['members'])} models "
+            f"({', '.join(saved.get('member_names') or [])}); an update continues one of them: give its folder, "
+            f"e.g. from: {saved_model_dir(from_run) / saved['members'][0]}"
+        )
     was = saved["strategy"]
     task = saved.get("task", "classification")
     if not updatable(task):

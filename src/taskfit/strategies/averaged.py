@@ -1,7 +1,8 @@
 """Several saved label models behind one: their label scores averaged with equal weights (``final/`` when the
 grid cannot tell its top rows apart; ``compare.final``).
 
-Equal weights need no labels to fit them, so none is used twice. The label is the top of the averaged
+Equal weights need no labels to fit them (the same labels chose the members, as they chose the single row
+the grid would otherwise refit). The label is the top of the averaged
 scores; ``probabilities`` average the members' calibrated ones when every member has them.
 """
 

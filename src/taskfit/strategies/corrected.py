@@ -7,9 +7,9 @@ Two offset vectors, both added to the model's log-probabilities:
   trained with balanced class weights otherwise reports probabilities for a world where every label is
   equally common.
 - ``decision``: on top of ``shares``, the offsets chosen for the grid's ranking metric (macro-F1 on an
-  imbalanced file: the rare label is worth answering more often than its probability says). The label is the
-  top of ``shares + decision``, and so are ``Predictions.probs`` (the scores every other part of taskfit
-  reads its labels from).
+  imbalanced file: the rare label is worth answering more often than its probability says). When it is
+  applied, the label is the top of ``shares + decision``, and so are ``Predictions.probs`` (the scores every
+  other part of taskfit reads its labels from); when not, the labels are the model's own.
 
 Written here: scikit-learn has no post-hoc multi-class threshold/prior shift for a fixed model
 (``TunedThresholdClassifierCV`` is binary and refits the model).
@@ -73,27 +73,35 @@ def saved_part(correction: dict) -> dict:
     return {k: correction[k] for k in ("shares", "decision", "metric", "applied") if k in correction}
 
 
-def offsets(correction: dict, key: str, names: list[str]) -> torch.Tensor | None:
-    """One offset vector of a correction in ``names`` order (0 for a label it lacks); None when not applied."""
-    if key not in (correction.get("applied") or []):
-        return None
+def offsets(correction: dict, key: str, names: list[str]) -> torch.Tensor:
+    """One offset vector of a correction in ``names`` order (0 for a label it lacks, or when it has none)."""
     values = correction.get(key) or {}
     return torch.tensor([float(values.get(n, 0.0)) for n in names])
 
 
+def label_shift(correction: dict, names: list[str]) -> torch.Tensor | None:
+    """What the label decision adds to the log-probabilities: ``shares + decision`` (the decision offsets
+    were fitted and scored on top of the shares), None when the decision is not applied."""
+    if "decision" not in (correction.get("applied") or []):
+        return None
+    return offsets(correction, "shares", names) + offsets(correction, "decision", names)
+
+
 def apply_correction(preds: Predictions, correction: dict) -> Predictions:
-    """The predictions with ``shares`` (probabilities at the data's shares) and ``decision`` (the label)."""
+    """The predictions with the label decision (``shares + decision``: the label and ``probs``, as the cell's
+    selection score measured them) and, where ``shares`` is applied, ``probabilities`` at the data's shares.
+    ``shares`` alone changes no label."""
     names = list(preds.label_names)
-    shares, decision = offsets(correction, "shares", names), offsets(correction, "decision", names)
-    if shares is None and decision is None:
+    applied = correction.get("applied") or []
+    shift = label_shift(correction, names)
+    if shift is None and "shares" not in applied:
         return preds
     log_p = torch.log(preds.probs.float().clamp_min(1e-9))
-    calibrated = log_p + shares if shares is not None else log_p
-    scores = torch.softmax(calibrated + decision if decision is not None else calibrated, dim=-1)
-    labels = [names[i] for i in scores.argmax(-1).tolist()] if decision is not None else list(preds.labels)
-    return Predictions(
-        labels,
-        scores if decision is not None else preds.probs,
-        names,
-        probabilities=torch.softmax(calibrated, dim=-1) if shares is not None else preds.probabilities,
-    )
+    labels, scores = list(preds.labels), preds.probs
+    if shift is not None:
+        scores = torch.softmax(log_p + shift, dim=-1)
+        labels = [names[i] for i in scores.argmax(-1).tolist()]
+    probabilities = preds.probabilities
+    if "shares" in applied:
+        probabilities = torch.softmax(log_p + offsets(correction, "shares", names), dim=-1)
+    return Predictions(labels, scores, names, probabilities=probabilities)

@@ -89,7 +89,10 @@ class Classification(Task):
         metrics = classification_metrics([e.label for e in test], preds.labels, splits.labels)
         from taskfit.strategies.base import Diagnoses
 
-        if isinstance(strategy, Diagnoses):  # e.g. in-context: share of predictions = last demo's label
+        # the model under a decision correction (runtime protocols read attributes statically from 3.12)
+        if isinstance(
+            getattr(strategy, "inner", strategy), Diagnoses
+        ):  # e.g. in-context: share of predictions = last demo's label
             metrics["diagnostics"] = strategy.diagnostics(preds.labels, [e.label for e in test])
         return metrics, label_rows(test, preds)
 
