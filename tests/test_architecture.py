@@ -169,3 +169,18 @@ def test_no_dead_constants_shims_or_marker_classes():
             if marker and not re.search(rf"(isinstance|issubclass|except)\b[^\n]*\b{node.name}\b", corpus):
                 dead.append(f"{where}:{node.lineno}: class {node.name} has no body and nothing checks for it")
     assert not dead, dead
+
+
+def test_no_class_is_known_under_a_second_name():
+    """Issue 32: ``NerLora = NerTagger``-style aliases said a LoRA tagger was its own class; the registry names
+    the one class each entry builds (its options pick the tuning method). A module-level assignment of a
+    class defined in the same module is an alias."""
+    aliases = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in classes:
+                names = ", ".join(ast.unparse(t) for t in node.targets)
+                aliases.append(f"{path.relative_to(SRC)}:{node.lineno}: {names} = {node.value.id}")
+    assert not aliases, "class aliases:\n" + "\n".join(aliases)

@@ -345,13 +345,13 @@ def _write_conll(path, sentences) -> str:
 def test_head_finetune_learns_toy_tags_and_reloads(tiny_bert_dir, tmp_path):
     from taskfit.config import NerHeadFinetuneConfig
     from taskfit.strategies import Context, load_strategy
-    from taskfit.strategies.ner import NerHeadFinetune
+    from taskfit.strategies.ner import NerTagger
 
     sentences = [from_tokens(t, g) for t, g in _toy_sentences(60)]
     cfg = NerHeadFinetuneConfig(
         name="head-finetune", backbone=str(tiny_bert_dir), epochs=8, lr=2e-3, head_lr=1e-2, patience=8
     )
-    s = NerHeadFinetune(cfg, Context(labels=["LOC", "PER"]))
+    s = NerTagger(cfg, Context(labels=["LOC", "PER"]))
     assert s.position == "first"  # label_token auto: an encoder reads a word off its first token
     s.fit(sentences[:50], sentences[50:])
     test = sentences[50:]
@@ -386,10 +386,10 @@ def test_parameter_efficient_taggers_train_only_their_part_and_reload(name, tiny
 def test_causal_lm_tagger_runs_on_left_context(tiny_llama_dir):
     from taskfit.config import NerLoraConfig
     from taskfit.strategies import Context
-    from taskfit.strategies.ner import NerLora
+    from taskfit.strategies.ner import NerTagger
 
     cfg = NerLoraConfig(name="lora", backbone=str(tiny_llama_dir), epochs=1, max_length=12, stride=2)
-    s = NerLora(cfg, Context(labels=["LOC", "PER"]))
+    s = NerTagger(cfg, Context(labels=["LOC", "PER"]))
     assert s.position == "last"  # label_token auto: a causal LM reads a word off its last token
     sentences = [from_tokens(t, g) for t, g in _toy_sentences(6)]
     s.fit(sentences[:4], sentences[4:])
@@ -402,10 +402,10 @@ def test_a_tagger_saved_before_label_token_existed_reloads_reading_first_tokens(
     from taskfit.config import NerLoraConfig
     from taskfit.strategies import Context, load_strategy
     from taskfit.strategies.base import STRATEGY_FILE
-    from taskfit.strategies.ner import NerLora
+    from taskfit.strategies.ner import NerTagger
 
     cfg = NerLoraConfig(name="lora", backbone=str(tiny_llama_dir), epochs=1)
-    s = NerLora(cfg, Context(labels=["LOC", "PER"]))
+    s = NerTagger(cfg, Context(labels=["LOC", "PER"]))
     s.fit([from_tokens(t, g) for t, g in _toy_sentences(4)], [])
     s.save(tmp_path / "new")
     assert load_strategy(tmp_path / "new").position == "last"

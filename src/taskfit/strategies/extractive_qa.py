@@ -91,7 +91,3 @@ class SpanQA(TrainedEncoder):
     def dev_score(self, examples: list[Example]) -> float:
         answers = self.predict(examples)
         return squad_metrics([a.text for a in answers], [[t for t, _ in e.answers] for e in examples])["f1"]
-
-
-# The registry's names for the span head with each tuning method (the entry's options pick it).
-QAHeadFinetune = QALora = SpanQA

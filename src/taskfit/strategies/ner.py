@@ -180,7 +180,3 @@ class NerTagger(TrainedEncoder):
             tags = continuation([self.tags[t] for t in ids], enc)
             out.append({"tags": tags, "entities": entities_of(s, tags)})
         return out
-
-
-# The registry's names for the tagger with each tuning method (the entry's options pick it); kept for imports.
-NerHeadFinetune = NerLora = NerBitFit = NerAdapter = NerTagger

@@ -92,7 +92,3 @@ class RelationStrategy(HeadFinetune):
         predicted = self.predict(examples).labels
         gold = [e.label for e in examples]
         return relation_metrics(gold, predicted, self.ctx.labels, self.ctx.no_relation_label)["micro_f1"]
-
-
-# The registry's names for the relation head with each tuning method (the entry's options pick it).
-RelationHeadFinetune = RelationLora = RelationBitFit = RelationAdapter = RelationStrategy
