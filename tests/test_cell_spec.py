@@ -47,18 +47,19 @@ for _raw in CONFIGS.values():
 # 51785ff91476aee0). Changed on purpose again for every classification cell: the decision correction (issue
 # 36, compare.correction) changes a label cell's labels and scores, so cells saved before it run again
 # (before: 020465f5a2b226ae, 92c99f81594d2baf, d6387af2a54b33a1, 619158d3a3783736, 5d7b35287c65a8d0,
-# 66a8ae1d8dfe92a2, 77ea9fc9f0e2fab7, aea9eeff1577caac, d21528ec44fff824).
+# 66a8ae1d8dfe92a2, 77ea9fc9f0e2fab7, aea9eeff1577caac, d21528ec44fff824); and once more when it took a
+# temperature (CORRECTION_VERSION 2).
 PINNED = {
     "classification": {
-        "head-finetune/minilm/k8/seed-0": "37e82707d11eb68c",
-        "head-finetune/minilm/k8/seed-1": "302a271c9415c994",
-        "head-finetune/minilm/k16/seed-0": "6646352d80cf68c3",
-        "head-finetune/minilm/k16/seed-1": "a78620b4b351b8e5",
-        "zero-shot/smollm2/k0": "07045a269a7cd638",
-        "lora-r4/minilm/k8/seed-0": "7a35afea7426c285",
-        "lora-r4/minilm/k8/seed-1": "f944eeaf54ce3feb",
-        "lora-r4/minilm/k16/seed-0": "1dbe41d54f754484",
-        "lora-r4/minilm/k16/seed-1": "409b7d664ad7dce9",
+        "head-finetune/minilm/k8/seed-0": "a0ee4d49da0915ac",
+        "head-finetune/minilm/k8/seed-1": "1319ead9d4df1fb9",
+        "head-finetune/minilm/k16/seed-0": "7086538f0dc1acda",
+        "head-finetune/minilm/k16/seed-1": "aa5a0b81591496f0",
+        "zero-shot/smollm2/k0": "404e5a96595768a9",
+        "lora-r4/minilm/k8/seed-0": "015d7f516ff95672",
+        "lora-r4/minilm/k8/seed-1": "646bdcfaf230aa8e",
+        "lora-r4/minilm/k16/seed-0": "083723674bc349ff",
+        "lora-r4/minilm/k16/seed-1": "beeece9dee71f9ae",
     },
     "ner": {"lora/minilm/k16/seed-0": "f7bd4650c2b826bc", "zero-shot/smollm2/k0": "0a66048b3f8bdb85"},
     "generation": {"lora/smollm2/k32/seed-0": "9aae76dbdadcf859"},

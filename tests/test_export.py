@@ -262,6 +262,7 @@ def test_a_corrected_model_exports_with_its_offsets_in_the_head_and_an_average_i
         saved[CORRECTION_KEY] = {
             "applied": ["shares", "decision"],
             "metric": "macro_f1",
+            "temperature": 2.0,
             "shares": {"negative": 0.4, "positive": -0.4},
             "decision": {"negative": 1.5, "positive": -1.5},
         }

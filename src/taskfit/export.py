@@ -37,7 +37,7 @@ from torch import nn
 from taskfit.data.readers import Example
 from taskfit.errors import TaskfitError
 from taskfit.strategies.base import STRATEGY_FILE, BackboneCache, read_strategy_file
-from taskfit.strategies.corrected import label_shift
+from taskfit.strategies.corrected import label_shift, temperature
 from taskfit.strategies.saved import find_model_dir
 from taskfit.strategies.tuning import ADAPTER_DIR
 from taskfit.tasks import get_task
@@ -378,15 +378,15 @@ class WithProbabilities(nn.Module):
 
 
 class ShiftedLogits(nn.Module):
-    """A classifier whose logits get a fixed per-label shift (a run's decision correction)."""
+    """A classifier whose logits are divided by a temperature and get a per-label shift (a run's correction)."""
 
-    def __init__(self, classifier: nn.Module, shift: torch.Tensor) -> None:
+    def __init__(self, classifier: nn.Module, shift: torch.Tensor, temperature: float = 1.0) -> None:
         super().__init__()
-        self.classifier = classifier
+        self.classifier, self.temperature = classifier, temperature
         self.register_buffer("shift", shift.float())
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self.classifier(*args, **kwargs) + self.shift
+        return self.classifier(*args, **kwargs) / self.temperature + self.shift
 
 
 def classifier_parts(strategy) -> tuple[nn.Module, dict[str, torch.Tensor], str, bool]:
@@ -404,10 +404,12 @@ def classifier_parts(strategy) -> tuple[nn.Module, dict[str, torch.Tensor], str,
     if correction:
         # softmax(log softmax(logits) + offsets) = softmax(logits + offsets): the label decision is a shift
         # of the head's bias, so the exported classifier answers the run's corrected labels
+        # logits / T (+ shares + decision when the decision applies): what the run's scores are
+        scale = 1.0 / temperature(correction)
         shift = label_shift(correction, list(strategy.ctx.labels))
-        if shift is not None:  # shares alone changes only the probabilities a run reports, not its labels
-            bias = parts[1]["bias"]
-            parts[1]["bias"] = bias + shift.to(bias.dtype)
+        weight, bias = parts[1]["weight"], parts[1]["bias"]
+        parts[1]["weight"] = weight * scale
+        parts[1]["bias"] = bias * scale + (shift.to(bias.dtype) if shift is not None else 0)
     return parts
 
 
@@ -445,9 +447,11 @@ def export_classifier(
     }
     if form == "modules":  # Houlsby adapters: ONNX is the export (exportable_form allowed only that)
         classifier, parity = strategy.model.eval(), None
-        shift = label_shift(getattr(strategy, "correction", None) or {}, list(saved["labels"]))
-        if shift is not None:  # the decision correction, added to the logits the ONNX graph returns
-            classifier = ShiftedLogits(classifier, shift).eval()
+        correction = getattr(strategy, "correction", None) or {}
+        if correction.get("applied"):  # the correction, applied to the logits the ONNX graph returns
+            shift = label_shift(correction, list(saved["labels"]))
+            shift = shift if shift is not None else torch.zeros(len(saved["labels"]))
+            classifier = ShiftedLogits(classifier, shift, temperature(correction)).eval()
     else:
         head = nn.Linear(*reversed(head_state["weight"].shape))
         head.load_state_dict(head_state)

@@ -34,25 +34,31 @@ def _log(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probs, 1e-9, 1.0))
 
 
-def fit_shares(z: np.ndarray, gold: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """One offset per label minimising the weighted log loss of softmax(z + offsets) (convex; L-BFGS)."""
+def fit_shares(z: np.ndarray, gold: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray]:
+    """(temperature T, one offset per label) minimising the weighted log loss of softmax(z / T + offsets):
+    temperature scaling (Guo et al., 2017) with a bias per label, on held-out predictions (L-BFGS; T kept
+    within [0.05, 20]). T tempers a model that is too sure of itself, which an average of several models
+    would otherwise follow (``strategies.averaged``); it never changes which label is on top."""
     from scipy.optimize import minimize
 
     n = z.shape[1]
     onehot = np.eye(n)[gold]
 
-    def loss(c: np.ndarray) -> tuple[float, np.ndarray]:
-        s = z + c
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        log_t, c = params[0], params[1:]
+        inv = np.exp(-log_t)
+        s = z * inv + c
         s = s - s.max(axis=1, keepdims=True)
         logq = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
         value = -(weight * (onehot * logq).sum(axis=1)).sum() / weight.sum() + RIDGE * (c @ c) / len(gold)
-        grad = (weight[:, None] * (np.exp(logq) - onehot)).sum(axis=0) / weight.sum() + 2 * RIDGE * c / len(
-            gold
-        )
-        return float(value), grad
+        residual = weight[:, None] * (np.exp(logq) - onehot) / weight.sum()  # d loss / d s
+        grad_c = residual.sum(axis=0) + 2 * RIDGE * c / len(gold)
+        grad_t = float((residual * z).sum() * -inv)  # d s / d log_t = -z / T
+        return float(value), np.concatenate([[grad_t], grad_c])
 
-    c = minimize(loss, np.zeros(n), jac=True, method="L-BFGS-B").x
-    return c - c.mean()
+    bounds = [(np.log(0.05), np.log(20.0))] + [(None, None)] * n
+    params = minimize(loss, np.zeros(n + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
+    return float(np.exp(params[0])), params[1:] - params[1:].mean()
 
 
 def fit_decision(z: np.ndarray, gold: np.ndarray, key: str, weight: np.ndarray) -> np.ndarray:
@@ -83,9 +89,9 @@ def fit_decision(z: np.ndarray, gold: np.ndarray, key: str, weight: np.ndarray) 
     return d - d.mean()
 
 
-def _offsets(z, gold, key, weight) -> tuple[np.ndarray, np.ndarray]:
-    shares = fit_shares(z, gold, weight)
-    return shares, fit_decision(z + shares, gold, key, weight)
+def _offsets(z, gold, key, weight) -> tuple[float, np.ndarray, np.ndarray]:
+    temperature, shares = fit_shares(z, gold, weight)
+    return temperature, shares, fit_decision(z / temperature + shares, gold, key, weight)
 
 
 def _log_loss(z: np.ndarray, gold: np.ndarray, weight: np.ndarray) -> float:
@@ -107,8 +113,9 @@ def choose_correction(
     fitted on the other parts) for held-out predictions ``probs`` (N x labels, in ``labels`` order); None
     when there are too few to choose on. ``parts`` defaults to stratified parts of ``gold``.
 
-    The record: ``applied`` (a list: "shares" and/or "decision"), the offsets fitted on every example
-    (``shares``, ``decision``: {label: offset}), the rule's ``gain``/``noise``/``chosen`` and the log losses.
+    The record: ``applied`` (a list: "shares" and/or "decision"), the temperature and offsets fitted on
+    every example (``temperature``; ``shares``, ``decision``: {label: offset}), the rule's
+    ``gain``/``noise``/``chosen`` and the log losses.
     """
     from taskfit.compare.selection import choose_on_resamples
     from taskfit.data.folds import fold_count, stratified_folds
@@ -127,13 +134,13 @@ def choose_correction(
         rest = np.setdiff1d(np.arange(len(y)), part)
         if len(set(y[rest].tolist())) < 2:
             return None
-        shares, decision = _offsets(z[rest], y[rest], key, w[rest])
-        crossed_shares[part] = z[part] + shares
-        crossed_decision[part] = z[part] + shares + decision
+        temperature, shares, decision = _offsets(z[rest], y[rest], key, w[rest])
+        crossed_shares[part] = z[part] / temperature + shares
+        crossed_decision[part] = z[part] / temperature + shares + decision
     before = [labels[i] for i in z.argmax(1)]
     after = [labels[i] for i in crossed_decision.argmax(1)]
     verdict = choose_on_resamples(list(gold), before, after, list(labels), key, weight=weight)
-    shares, decision = _offsets(z, y, key, w)
+    temperature, shares, decision = _offsets(z, y, key, w)
     loss = {"model": _log_loss(z, y, w), "shares": _log_loss(crossed_shares, y, w)}
     applied = [
         name
@@ -148,6 +155,7 @@ def choose_correction(
         "on": len(gold),
         "weighted": weight is not None,
         "log_loss": loss,
+        "temperature": temperature,
         "shares": dict(zip(labels, map(float, shares))),
         "decision": dict(zip(labels, map(float, decision))),
     }
@@ -221,10 +229,15 @@ def row_correction(records: list[dict]) -> dict | None:
     if not chosen:
         return None
     out: dict = {"applied": [], "metric": chosen[0]["metric"], "cells": len(chosen)}
+    used = [c for c in chosen if c["applied"]]
+    out["temperature"] = float(np.median([c.get("temperature") or 1.0 for c in used])) if used else 1.0
     for key in ("shares", "decision"):
         using = [c for c in chosen if key in c["applied"]]
         out[f"{key}_cells"] = len(using)
         if 2 * len(using) > len(chosen):
             out["applied"].append(key)
-            out[key] = {label: float(np.median([c[key][label] for c in using])) for label in using[0][key]}
+        # the decision offsets sit on top of the shares: both travel, whichever applies
+        pool = using or used
+        if pool:
+            out[key] = {label: float(np.median([c[key][label] for c in pool])) for label in pool[0][key]}
     return out

@@ -70,7 +70,8 @@ def corrected_strategy(strategy, record: dict | None):
 
 def saved_part(correction: dict) -> dict:
     """What a saved model needs of a correction record: the offsets it applies and what they were chosen for."""
-    return {k: correction[k] for k in ("shares", "decision", "metric", "applied") if k in correction}
+    keys = ("temperature", "shares", "decision", "metric", "applied")
+    return {k: correction[k] for k in keys if k in correction}
 
 
 def offsets(correction: dict, key: str, names: list[str]) -> torch.Tensor:
@@ -79,29 +80,33 @@ def offsets(correction: dict, key: str, names: list[str]) -> torch.Tensor:
     return torch.tensor([float(values.get(n, 0.0)) for n in names])
 
 
+def temperature(correction: dict) -> float:
+    """What the model's log-probabilities are divided by (1 when nothing is applied, or none was fitted)."""
+    return float(correction.get("temperature") or 1.0) if correction.get("applied") else 1.0
+
+
 def label_shift(correction: dict, names: list[str]) -> torch.Tensor | None:
-    """What the label decision adds to the log-probabilities: ``shares + decision`` (the decision offsets
-    were fitted and scored on top of the shares), None when the decision is not applied."""
+    """What the label decision adds to the tempered log-probabilities: ``shares + decision`` (the decision
+    offsets were fitted and scored on top of the shares), None when the decision is not applied."""
     if "decision" not in (correction.get("applied") or []):
         return None
     return offsets(correction, "shares", names) + offsets(correction, "decision", names)
 
 
 def apply_correction(preds: Predictions, correction: dict) -> Predictions:
-    """The predictions with the label decision (``shares + decision``: the label and ``probs``, as the cell's
-    selection score measured them) and, where ``shares`` is applied, ``probabilities`` at the data's shares.
-    ``shares`` alone changes no label."""
-    names = list(preds.label_names)
+    """The predictions under a correction: log-probabilities divided by its temperature (which changes no
+    label, only how sure ``probs`` are); with the decision applied, the label and ``probs`` from ``shares +
+    decision`` on top (as the cell's selection score measured them); with ``shares`` applied,
+    ``probabilities`` at the data's label shares. ``shares`` alone changes no label."""
     applied = correction.get("applied") or []
-    shift = label_shift(correction, names)
-    if shift is None and "shares" not in applied:
+    if not applied:
         return preds
-    log_p = torch.log(preds.probs.float().clamp_min(1e-9))
-    labels, scores = list(preds.labels), preds.probs
-    if shift is not None:
-        scores = torch.softmax(log_p + shift, dim=-1)
-        labels = [names[i] for i in scores.argmax(-1).tolist()]
+    names = list(preds.label_names)
+    tempered = torch.log(preds.probs.float().clamp_min(1e-9)) / temperature(correction)
+    shift = label_shift(correction, names)
+    scores = torch.softmax(tempered + shift if shift is not None else tempered, dim=-1)
+    labels = [names[i] for i in scores.argmax(-1).tolist()] if shift is not None else list(preds.labels)
     probabilities = preds.probabilities
     if "shares" in applied:
-        probabilities = torch.softmax(log_p + offsets(correction, "shares", names), dim=-1)
+        probabilities = torch.softmax(tempered + offsets(correction, "shares", names), dim=-1)
     return Predictions(labels, scores, names, probabilities=probabilities)
