@@ -184,3 +184,57 @@ def test_no_class_is_known_under_a_second_name():
                 names = ", ".join(ast.unparse(t) for t in node.targets)
                 aliases.append(f"{path.relative_to(SRC)}:{node.lineno}: {names} = {node.value.id}")
     assert not aliases, "class aliases:\n" + "\n".join(aliases)
+
+
+def test_compare_reads_what_a_strategy_declares_and_probes_no_config():
+    """Issue 32: what compare/ needs to know about a strategy (does it train by epochs, hold one
+    demonstration prefix, choose a calibration, augment its shots) is declared by its config
+    (``StrategyBase.trains_by_epoch`` and the methods beside it); compare/ never sniffs config fields with
+    getattr/hasattr or ``model_fields`` (it had 23 getattr probes and 6 model_fields checks)."""
+    config_names = {"config", "cfg", "s", "settings", "strategy_config", "fold_config", "final_config"}
+    probes = []
+    for path in sorted((PACKAGE / "compare").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(SRC)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Attribute) and node.attr == "model_fields":
+                probes.append(f"{where}: {ast.unparse(node)}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and node.args
+                and ast.unparse(node.args[0]).split(".")[0] in config_names
+            ):
+                probes.append(f"{where}: {ast.unparse(node)}")
+    assert not probes, "strategy configs probed in compare/:\n" + "\n".join(probes)
+
+
+def test_every_registered_config_declares_what_its_fields_say():
+    """The declarations agree, entry by entry, with what compare/ used to read off the config's fields."""
+    from taskfit.registry import ENTRIES
+
+    for entry in ENTRIES:
+        for extra in (
+            {},
+            {"selection": "similar", "calibration": "none"},
+            {"prompt_search": {"templates": ["{text} {answer}"]}},
+        ):
+            fields = entry.config.model_fields
+            if any(k not in fields for k in extra):
+                continue
+            config = entry.config.model_validate({"name": entry.name, **extra})
+            values = config.model_dump()
+            assert config.trains_by_epoch() == ("epochs" in fields), entry.name
+            assert (config.epoch_patience() is not None) == ("patience" in fields), entry.name
+            assert config.calibration_setting() == values.get("calibration"), entry.name
+            one_prefix = (
+                "demos_per_class" in fields
+                and "epochs" not in fields
+                and values.get("selection") != "similar"
+                and values.get("prompt_search") is None
+            )
+            assert config.holds_one_prefix() == one_prefix, (entry.task, entry.name, extra)
+            assert config.searches_prompts() == (values.get("prompt_search") is not None), entry.name
+            assert config.augmentation() == getattr(config, "augment", None), entry.name
+            assert config.token_budget() == values.get("max_length"), entry.name

@@ -196,7 +196,7 @@ def correct_held_out(strategy, gold: list[str], rows: list[dict], ctx, parts: li
     from taskfit.tasks.classification import selection_scores
 
     labels = list(ctx.labels)
-    if not getattr(ctx, "correct", True) or not labels or any(set(r) != set(labels) for r in rows):
+    if not ctx.correct or not labels or any(set(r) != set(labels) for r in rows):
         return strategy, None, rows, None
     probs = np.array([[r[label] for label in labels] for r in rows])
     chosen = choose_correction(

@@ -90,16 +90,9 @@ def _fold_count(pool: list, folds: int) -> int:
 
 
 def uses_one_prefix(config) -> bool:
-    """A prompting strategy whose fitted model is its demonstration prefix and nothing else: in-context with
-    a shared prefix (not ``selection: similar``, which draws each query's demonstrations from the whole pool)
-    and no prompt search (which chooses on held-out examples of its own)."""
-    fields = type(config).model_fields
-    return (
-        "demos_per_class" in fields
-        and "epochs" not in fields  # prompt-finetune places demonstrations too, but trains
-        and getattr(config, "selection", None) != "similar"
-        and getattr(config, "prompt_search", None) is None
-    )
+    """A prompting strategy whose fitted model is its demonstration prefix and nothing else, as its config
+    declares (``StrategyBase.holds_one_prefix``)."""
+    return config.holds_one_prefix()
 
 
 def calibration_default(demonstrations: int, labels: int) -> str:
@@ -276,11 +269,9 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         return _held_out_of_demonstrations(config, ctx, pool, folds, build)
     k = _fold_count(pool, folds)
     index = stratified_folds([e.label for e in pool], k, ctx.seed)
-    trains_by_epoch = "epochs" in type(config).model_fields
+    trains_by_epoch = config.trains_by_epoch()
     fold_config = config
-    if (
-        trains_by_epoch and "patience" in type(config).model_fields
-    ):  # full curves: every fold runs every epoch
+    if config.epoch_patience() is not None:  # full curves: every fold runs every epoch
         fold_config = config.model_copy(update={"patience": config.epochs})
     fold_ctx = replace(ctx, run=replace(ctx.run, checkpoint_dir=None), progress=None)
 
@@ -303,7 +294,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
                 preds = strategy.predict(fold_dev)
                 for i, probs in zip(held, preds.probs.tolist()):
                     held_out[i] = dict(zip(preds.label_names, map(float, probs)))
-        oof[getattr(cfg, "calibration", "") or ""] = held_out
+        oof[cfg.calibration_setting() or ""] = held_out
         return curves, scores
 
     update: dict = {}
@@ -311,9 +302,9 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     stopped, lockstep = None, False
     # in-context with a prompt search: its default calibration unless the other clearly wins over the folds
     # (per-query prefixes, selection: similar, take none)
-    if getattr(config, "calibration", None) == "auto" and getattr(config, "selection", None) != "similar":
+    if config.chooses_calibration():
         labels = len(set(e.label for e in pool))
-        default = calibration_default(getattr(config, "demos_per_class", 2) * labels, labels)
+        default = calibration_default(config.demonstrations_per_class() * labels, labels)
         other = other_calibration(default)
         _, kept = run_folds(fold_config.model_copy(update={"calibration": default}))
         curves, changed = run_folds(fold_config.model_copy(update={"calibration": other}))
@@ -321,7 +312,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         calibration = {**choose_non_default(kept, changed, key), "default": default, "by": ctx.choose_by}
         update["calibration"] = other if calibration["chosen"] else default
         scores = changed if calibration["chosen"] else kept
-    elif trains_by_epoch and getattr(config, "calibration", "none") == "none":
+    elif trains_by_epoch and (config.calibration_setting() or "none") == "none":
         # (a calibrated prompt-finetune is calibrated after its fit: scored mid-fit it would not be, so it
         # keeps the curves-then-refits path below)
         curves, scores, oof[""], stopped = _epoch_curves(config, ctx, pool, index, fold_ctx, task, build)
@@ -348,7 +339,7 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     strategy.fit(pool, [])
     if final_ctx is not ctx:  # every such cell says it, so final/ takes the median over all the seeds
         strategy.log.append({"event": "stopped_at_chosen_epoch", "epoch": epochs, "of": config.epochs})
-    kept = oof.get(update.get("calibration", getattr(config, "calibration", "") or "")) or next(
+    kept = oof.get(update.get("calibration", config.calibration_setting() or "")) or next(
         iter(oof.values()), None
     )
     complete = kept is not None and all(p is not None for p in kept)
@@ -414,9 +405,8 @@ def _epoch_curves(config, ctx, pool: list, index: list[list[int]], fold_ctx, tas
     from taskfit.compare.lockstep import fits_at_once, run_in_lockstep
 
     labels = ctx.labels
-    patience = (
-        min(config.patience, FOLD_PATIENCE) if "patience" in type(config).model_fields else config.epochs
-    )
+    own = config.epoch_patience()
+    patience = min(own, FOLD_PATIENCE) if own is not None else config.epochs
     scored: list[dict[int, dict]] = [{} for _ in index]
     rows: list[dict[int, list[dict]]] = [{} for _ in index]
     keep_rows = len(pool) <= OOF_MAX

@@ -278,7 +278,7 @@ def run_experiment(
     write_text_atomic(out / "config.yaml", config_yaml)
     for note in pools.notes:
         print(f"data: {note}", file=stream)
-    if any("synonym" in getattr(getattr(s, "augment", None), "ops", ()) for s in config.strategies):
+    if any(s.augmentation() is not None and "synonym" in s.augmentation().ops for s in config.strategies):
         from taskfit.data.augment import WORDNET_MISSING, wordnet
 
         if wordnet() is None:  # once per grid here; each cell's log.txt says it again
@@ -383,7 +383,7 @@ def data_problems(config: ExperimentConfig, pools) -> list[str]:
 
     report = InspectReport()
     scan_files(config.data, report)
-    lengths = [s.max_length for s in config.strategies if getattr(s, "max_length", None) is not None]
+    lengths = [n for s in config.strategies if (n := s.token_budget()) is not None]
     backbones = list(dict.fromkeys(s.backbone for s in config.strategies))
     check_pools(config.data, pools, backbones, min(lengths, default=256), report)
     return report.problem_lines()

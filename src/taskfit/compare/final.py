@@ -65,9 +65,9 @@ def final_settings(strategy, group, logs: list[list[dict]]) -> tuple[object, dic
     stop_at = None
     if stopped:  # cross-validated cells trained on the full schedule and stopped at their chosen epoch
         stop_at = max(1, round(statistics.median(stopped)))
-    elif "epochs" in type(strategy).model_fields and (n := chosen_epochs(logs)) is not None:
+    elif strategy.trains_by_epoch() and (n := chosen_epochs(logs)) is not None:
         update["epochs"] = n
-    if getattr(strategy, "calibration", None) == "auto":
+    if strategy.chooses_calibration():
         # the row's calibration, decided over its seeds (compare.cv.pool_calibrations: a seed's departures
         # are its own prefix's, and the final prefix is another), else what the cells were read with, else
         # what each cell chose on its own
@@ -279,7 +279,7 @@ def member_correction(config, group, settings) -> dict | None:
 
     if not config.correction:
         return None
-    calibration = getattr(settings, "calibration", None)
+    calibration = settings.calibration_setting()
 
     def same(r: dict) -> bool:
         applied = (((r.get("metrics") or {}).get("cv") or {}).get("calibration") or {}).get("applied")

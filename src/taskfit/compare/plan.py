@@ -51,7 +51,7 @@ def shots_label(k: int | None) -> str:
 def uses_shots(strategy: StrategyBase) -> bool:
     """Whether a strategy's result can change with the k-shot sample (zero-shot without search can't)."""
     entry = REGISTRY.entry_of(strategy)
-    return entry.uses_examples or getattr(strategy, "prompt_search", None) is not None
+    return entry.uses_examples or strategy.searches_prompts()
 
 
 def scored_pools(config: ExperimentConfig) -> tuple[tuple[int | None, int], ...]:
@@ -81,7 +81,7 @@ def resolve_prompt(config: ExperimentConfig, labels: list[str] | None = None) ->
             config = config.model_copy(update={"prompt": PromptConfig(**fields)})
     if labels is None or not get_task(config.task).describes_labels:
         return config
-    if not any(getattr(s, "name", None) == "zero-shot" for s in config.strategies):
+    if not any(s.name == "zero-shot" for s in config.strategies):
         return config
     from taskfit.quickstart import derive_prompt, derived_label_descriptions
 
@@ -126,7 +126,7 @@ def validate_plan(config: ExperimentConfig, pools: Pools) -> None:
                 + (" (try backbone: smollm2)" if wanted == "causal-lm" else " (try backbone: minilm)")
             )
         needs_prompt |= kind == "causal-lm"
-        augment = getattr(s, "augment", None)
+        augment = s.augmentation()
         if augment is not None:
             check_augment(s.run_id, augment, config.trust_remote_code, kinds)
     get_task(config.task).check_prompt(config.prompt, pools.labels, needs_prompt)
@@ -187,7 +187,8 @@ KEYED_WHEN_SET = ("augment", "adversarial", "max_length", "prompt_ensemble", "de
 
 
 def unset_options(strategy: StrategyBase) -> set[str]:
-    return {k for k in KEYED_WHEN_SET if k in type(strategy).model_fields and getattr(strategy, k) is None}
+    dumped = strategy.model_dump(include=set(KEYED_WHEN_SET))
+    return {k for k in KEYED_WHEN_SET if k in dumped and dumped[k] is None}
 
 
 def unweighted(strategy: StrategyBase, k: int | None, per_class: bool, cv: bool) -> set[str]:
@@ -234,9 +235,8 @@ def _chooses_on_held_out(config: ExperimentConfig, strategy: StrategyBase, k: in
     return not (
         config.data.selection != "cv"
         or k == 0
-        or getattr(strategy, "calibration", None) != "auto"
-        or getattr(strategy, "selection", None) == "similar"  # per-query prefixes: none, nothing chosen
-        or getattr(strategy, "search", None)  # a search cell chooses on dev, never on the held-out pool
+        or not strategy.chooses_calibration()  # (selection: similar, per-query prefixes, never does)
+        or strategy.search  # a search cell chooses on dev, never on the held-out pool
         or config.from_run  # an incremental update does not cross-validate
     )
 

@@ -154,7 +154,7 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         else:
             selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
         splits.train, splits.dev = [], []
-    augment = getattr(strategy_config, "augment", None)
+    augment = strategy_config.augmentation()
     ctx = Context(
         labels=splits.labels,
         prompt=prompt,
@@ -200,7 +200,8 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         )
         if main:
             write_jsonl_atomic(directory / "search.jsonl", trials)
-        chosen = {k: getattr(strategy.config, k) for k in strategy_config.search}
+        values = strategy.config.model_dump()
+        chosen = {k: values[k] for k in strategy_config.search}
     else:
         update = spec.is_update
         if update:

@@ -90,6 +90,46 @@ class StrategyBase(Strict):
         """Suffix naming settings that make this row a different method, so that rows differ by name."""
         return ""
 
+    # -- what compare/ needs to know about a strategy, declared by its config (overridden where it differs;
+    # compare/ never probes config fields: issue 32, tests/test_architecture.py) ---------------------------
+
+    def trains_by_epoch(self) -> bool:
+        """Fitted by the epoch loop, whose held-out curve cross-validation reads, stops and chooses from."""
+        return False
+
+    def epoch_patience(self) -> int | None:
+        """Epochs without a better held-out score before the fit stops early; None: it does not stop early."""
+        return None
+
+    def calibration_setting(self) -> str | None:
+        """Its ``calibration`` (``auto``: chosen on held-out labels); None: it has no calibration."""
+        return None
+
+    def chooses_calibration(self) -> bool:
+        """Chooses between two calibrations on held-out labels (``calibration: auto``)."""
+        return self.calibration_setting() == "auto"
+
+    def holds_one_prefix(self) -> bool:
+        """Its fitted model is one demonstration prefix and nothing else (in-context with a shared prefix and
+        no prompt search): cross-validation scores it on the labels that are not its demonstrations."""
+        return False
+
+    def demonstrations_per_class(self) -> int:
+        """Demonstrations per label it places before each query (0: none)."""
+        return 0
+
+    def searches_prompts(self) -> bool:
+        """Chooses its prompt on dev (``prompt_search``), so it needs labelled examples even at K=0."""
+        return False
+
+    def augmentation(self) -> Any:
+        """Its ``augment`` block (paraphrases, synonym swaps of the K shots), None when it takes none."""
+        return None
+
+    def token_budget(self) -> int | None:
+        """Its ``max_length`` (tokens per text or prompt), None when it declares none."""
+        return self.model_dump(include={"max_length"}).get("max_length")
+
     @model_validator(mode="after")
     def _searchable(self) -> StrategyBase:
         """Every searched name must be a setting of this strategy and every bound a valid value for it."""
@@ -115,7 +155,21 @@ class StrategyBase(Strict):
         return self
 
 
-class TrainingOptions(Strict):
+class ByEpoch(Strict):
+    """Declares a config fitted by the epoch loop (``StrategyBase.trains_by_epoch``)."""
+
+    def trains_by_epoch(self) -> bool:
+        return True
+
+
+class ByEpochWithPatience(ByEpoch):
+    """... that also stops early after ``patience`` epochs without a better dev score."""
+
+    def epoch_patience(self) -> int | None:
+        return self.patience  # type: ignore[attr-defined]
+
+
+class TrainingOptions(ByEpochWithPatience):
     """The settings of the shared training loop, declared once with the encoder classifiers' defaults. A
     strategy family that takes only some of them uses ``training_options(...)``; one whose default differs
     overrides it with ``option(name, default)``, which keeps the bounds declared here."""
@@ -177,4 +231,5 @@ def training_options(*names: str, **defaults: Any) -> type[Strict]:
                 else option(name, value)
             )
         fields[name] = (info.annotation, info)
-    return create_model(f"TrainingOptions_{'_'.join(names)}", __base__=Strict, **fields)
+    base = ByEpochWithPatience if "patience" in names else ByEpoch if "epochs" in names else Strict
+    return create_model(f"TrainingOptions_{'_'.join(names)}", __base__=base, **fields)

@@ -99,6 +99,14 @@ class InContextConfig(CalibratedPrompting, StrategyBase):
             raw = {**raw, "calibration": "none"}
         return raw
 
+    def holds_one_prefix(self) -> bool:
+        # selection: similar draws each query's demonstrations from the whole pool; a prompt search
+        # chooses on held-out examples of its own
+        return self.selection != "similar" and self.prompt_search is None
+
+    def demonstrations_per_class(self) -> int:
+        return self.demos_per_class
+
     def variant(self) -> str:
         orders = f"+{self.order_ensemble}-orders" if self.order_ensemble > 1 else ""
         sets = f"+{self.demo_sets}-demo-sets" if self.demo_sets else ""
@@ -133,6 +141,10 @@ class EncoderTrainingConfig(TrainingOptions, StrategyBase):
     backbone: str = "minilm"
     class_weight: Literal["balanced", "none"] = class_weight_field()
     augment: AugmentConfig | None = augment_field()
+
+    def augmentation(self) -> AugmentConfig | None:
+        return self.augment
+
     adversarial: AdversarialConfig | None = adversarial_field()
 
 
@@ -173,6 +185,9 @@ class ContrastiveConfig(
     head_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
     augment: AugmentConfig | None = augment_field()
 
+    def augmentation(self) -> AugmentConfig | None:
+        return self.augment
+
 
 class PromptFinetuneConfig(
     CalibratedPrompting,
@@ -204,6 +219,10 @@ class PromptFinetuneConfig(
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: Literal["attention", "all-linear"] | list[str] = "attention"
     augment: AugmentConfig | None = augment_field()
+
+    def augmentation(self) -> AugmentConfig | None:
+        return self.augment
+
     adversarial: AdversarialConfig | None = adversarial_field()
 
 

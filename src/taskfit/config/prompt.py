@@ -80,6 +80,12 @@ class CalibratedPrompting:
     """Rows of a prompting strategy whose calibration is not its default are named by it: ``zero-shot+pmi``,
     ``in-context+uncalibrated``; a prompt ensemble by its size: ``zero-shot+3-prompts``."""
 
+    def calibration_setting(self) -> str | None:
+        return self.calibration  # type: ignore[attr-defined]
+
+    def searches_prompts(self) -> bool:
+        return self.prompt_search is not None  # type: ignore[attr-defined]
+
     def variant(self) -> str:
         calibration = getattr(self, "calibration", "none")
         ensemble = getattr(self, "prompt_ensemble", None)
