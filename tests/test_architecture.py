@@ -238,3 +238,19 @@ def test_every_registered_config_declares_what_its_fields_say():
             assert config.searches_prompts() == (values.get("prompt_search") is not None), entry.name
             assert config.augmentation() == getattr(config, "augment", None), entry.name
             assert config.token_budget() == values.get("max_length"), entry.name
+
+
+def test_no_function_in_compare_is_over_100_lines():
+    """Issue 32: the cell worker as named steps, the final model's card apart from its fit; compare/'s
+    functions read in one screen or two. (serving/create_app and cli.build_parser are still over: issue 32.)"""
+    long = []
+    for path in sorted((PACKAGE / "compare").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.end_lineno - node.lineno >= 100
+            ):
+                long.append(
+                    f"{path.relative_to(SRC)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}"
+                )
+    assert not long, "functions over 100 lines:\n" + "\n".join(long)

@@ -342,17 +342,8 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
     kept = oof.get(update.get("calibration", config.calibration_setting() or "")) or next(
         iter(oof.values()), None
     )
-    complete = kept is not None and all(p is not None for p in kept)
-    correction = None
-    if complete:  # the decision correction, chosen on the out-of-fold predictions (compare.correction)
-        from taskfit.compare.correction import correct_held_out
-
-        strategy, corrected, kept, correction = correct_held_out(
-            strategy, [e.label for e in pool], kept, ctx, index
-        )
-        if corrected is not None:
-            correction["before"] = _mean_scores(scores)
-            scores = corrected
+    strategy, scores, kept, correction = _corrected(strategy, pool, kept, scores, ctx, index)
+    complete = kept is not None
     metrics: dict = _mean_scores(scores)
     if complete:  # for an ensemble's weights: no label used twice
         metrics["oof"] = [{"gold": e.label, "probs": p} for e, p in zip(pool, kept)]
@@ -368,6 +359,23 @@ def cv_fit(config, ctx, train: list, dev: list, folds: int, task, build) -> tupl
         "fold_std": _fold_std(scores),
     }
     return strategy, metrics
+
+
+def _corrected(strategy, pool: list, kept: list | None, scores: list[dict], ctx, index: list[list[int]]):
+    """The decision correction chosen on a cell's out-of-fold predictions (``compare.correction``): (the
+    strategy, wrapped when it applies; the fold scores and out-of-fold rows, corrected when its decision is;
+    its record). ``kept`` None (or with a gap) on return: no complete out-of-fold predictions."""
+    if kept is None or any(p is None for p in kept):
+        return strategy, scores, None, None
+    from taskfit.compare.correction import correct_held_out
+
+    strategy, corrected, kept, correction = correct_held_out(
+        strategy, [e.label for e in pool], kept, ctx, index
+    )
+    if corrected is not None:
+        correction["before"] = _mean_scores(scores)
+        scores = corrected
+    return strategy, scores, kept, correction
 
 
 def _epoch_key(curves: list[dict[int, dict]], choose_by: str) -> str:

@@ -193,7 +193,6 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
         _fit_member(config, g, settings, changed, pools, labelled, backbones)
         for g, settings, changed in plans
     ]
-    fit_seconds = sum(f[1] for f in fitted)
     if len(fitted) == 1:
         model = fitted[0][0]
         log = model.log
@@ -209,6 +208,17 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
     shutil.rmtree(directory / "model", ignore_errors=True)  # an earlier final/'s members would linger
     staging.rename(directory / "model")
     write_jsonl_atomic(directory / "train_log.jsonl", log)
+    card = _card(key, group, why, plans, fitted, labelled, pools)
+    write_json_atomic(card_path, card)
+    write_text_atomic(directory / "README.md", card_text(card, group.metric.label))
+    return card
+
+
+def _card(key: str, group, why: str, plans: list, fitted: list, labelled: list, pools) -> dict:
+    """final.json: what was chosen and why, on how many labels, the settings, and the grid's estimate."""
+    from taskfit.compare.fewshot import cv_runs
+
+    fit_seconds = sum(f[1] for f in fitted)
     m = group.metric
     d = group.as_dict()
     _, settings, changed = plans[0]
@@ -253,8 +263,6 @@ def fit_final(config, out: Path, groups, recommended, pools, stream=None, close:
             for (g, s, c), f in zip(plans, fitted)
         ]
         card["estimate"]["ensemble"] = ensemble_estimate([g for g, _, _ in plans], list(pools.labels), m.key)
-    write_json_atomic(card_path, card)
-    write_text_atomic(directory / "README.md", card_text(card, m.label))
     return card
 
 

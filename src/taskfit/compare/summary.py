@@ -419,6 +419,36 @@ def _majority_line(at_ref: list[Group], majority: dict | None) -> list[str]:
     ]
 
 
+def _curve_lines(ok: list[Group], trained_ks: list[str], m, n_test: int) -> list[str]:
+    """The report's lines on more than one K: the best row at each K, and what more labels gained per row."""
+    lines: list[str] = []
+    if len(trained_ks) > 1:
+        per_k = []
+        for k in trained_ks:
+            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
+            value, scored = (cands[0].score, "test") if n_test else (cands[0].selection, "cross-validated")
+            per_k.append(f"K={k}: {cands[0].name} {_num(value, '.3f')}")
+        chosen_on = "chosen on dev, " if n_test and cands[0].by == "dev" else ""
+        lines.append(f"- **Best at each K** ({chosen_on}{scored} {m.label} shown): " + "; ".join(per_k) + ".")
+        # A learning curve reads test: each K draws its own dev sample of 2K texts, so dev scores across K
+        # are different yardsticks (on mr dev fell 0.917 -> 0.792 from K=8 to K=32 while test rose).
+        gains = []
+        for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
+            curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
+            lo, hi = curve[0], curve[-1]
+            if len(curve) > 1 and (not n_test or None not in (lo.score, hi.score)):
+                gain = m.ranked(hi.score) - m.ranked(lo.score) if n_test else hi.rank - lo.rank
+                gains.append((gain, f"{s} ({b})", lo.shots, hi.shots))
+        if gains:
+            gains.sort(reverse=True)
+            lines.append(
+                f"- **More labels** ({m.label} on {'test' if n_test else 'the folds'}): "
+                + "; ".join(f"{n} {d:+.3f} from K={lo} to K={hi}" for d, n, lo, hi in gains)
+                + "."
+            )
+    return lines
+
+
 def recommend(
     groups: list[Group], budget: BudgetConfig, majority: dict | None, n_test: int, labels: list[str] = ()
 ) -> list[str]:
@@ -510,29 +540,6 @@ def recommend(
             f"{_num(d['trainable_params'], ',')} trainable parameters, fit {_num(d['fit_seconds_mean'], '.1f')} s, "
             f"{speed}. Set `budget:` in the config to choose under your own limits."
         )
-    if len(trained_ks) > 1:
-        per_k = []
-        for k in trained_ks:
-            cands = sorted((g for g in ok if g.shots in (k, "0")), key=lambda g: -g.rank)
-            value, scored = (cands[0].score, "test") if n_test else (cands[0].selection, "cross-validated")
-            per_k.append(f"K={k}: {cands[0].name} {_num(value, '.3f')}")
-        chosen_on = "chosen on dev, " if n_test and cands[0].by == "dev" else ""
-        lines.append(f"- **Best at each K** ({chosen_on}{scored} {m.label} shown): " + "; ".join(per_k) + ".")
-        # A learning curve reads test: each K draws its own dev sample of 2K texts, so dev scores across K
-        # are different yardsticks (on mr dev fell 0.917 -> 0.792 from K=8 to K=32 while test rose).
-        gains = []
-        for s, b in dict.fromkeys((g.strategy, g.backbone) for g in ok if g.shots != "0"):
-            curve = [g for g in ok if (g.strategy, g.backbone) == (s, b)]
-            lo, hi = curve[0], curve[-1]
-            if len(curve) > 1 and (not n_test or None not in (lo.score, hi.score)):
-                gain = m.ranked(hi.score) - m.ranked(lo.score) if n_test else hi.rank - lo.rank
-                gains.append((gain, f"{s} ({b})", lo.shots, hi.shots))
-        if gains:
-            gains.sort(reverse=True)
-            lines.append(
-                f"- **More labels** ({m.label} on {'test' if n_test else 'the folds'}): "
-                + "; ".join(f"{n} {d:+.3f} from K={lo} to K={hi}" for d, n, lo, hi in gains)
-                + "."
-            )
+    lines += _curve_lines(ok, trained_ks, m, n_test)
     lines += _majority_line(at_ref, majority)
     return lines

@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from taskfit.compare.cell import CellSpec
 from taskfit.compare.cv import ALTERNATIVE
@@ -129,8 +131,76 @@ def run_cell(spec: CellSpec | dict, directory: Path, backbones: BackboneCache | 
         return _run_cell(spec, directory, backbones)
 
 
+@dataclass
+class Prepared:
+    """A cell's data and context, before anything is fitted (``_prepare``)."""
+
+    task: Any
+    main: bool  # this process writes the cell's files (one per accelerate launch)
+    pools: Any
+    splits: Any
+    selection_dev: list  # what the grid ranks this cell by (never test)
+    pool_positions: dict[str, list[int]]  # a K=0 cell of a cross-validated grid: each pool's examples
+    ctx: Context
+    augment_seconds: float = 0.0
+    copies: int = 0  # augmented training examples
+
+
+@dataclass
+class Fitted:
+    """A cell's fitted strategy and what fitting it cost and chose (``_fit``)."""
+
+    strategy: Any
+    fit_seconds: float
+    load_seconds: float = 0.0
+    trials: list = field(default_factory=list)  # search trials
+    chosen: dict = field(default_factory=dict)  # the values a search chose
+    cv_metrics: dict = field(default_factory=dict)  # a cross-validated cell's held-out scores
+    incremental: dict | None = None  # a continual update's before-scores
+
+
 def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) -> dict:
+    """The cell's steps: prepare the data, fit (cross-validated, searched, updated or plain), choose the
+    decision correction on held-out predictions, score test, save. Returns metrics.json's content."""
+    prep = _prepare(spec, directory, backbones)
+    fitted = _fit(spec, prep, directory)
+    selection, dev_rows = _select(spec, prep, fitted)
+    started = time.perf_counter()
+    metrics, rows = prep.task.evaluate(fitted.strategy, prep.splits, spec.data)
+    predict_seconds = time.perf_counter() - started
+    truncation = getattr(fitted.strategy, "truncation", None)  # prompting strategies: what max_length cut
+    if truncation:
+        metrics.update({"texts_truncated": truncation["texts_truncated"], "truncation": truncation})
+        if truncation["texts_truncated"]:
+            print(truncation_line(truncation), flush=True)
+    alternative = _alternative(fitted.strategy, prep.task, prep.splits, spec.data, fitted.cv_metrics)
+    metrics.update(fitted.cv_metrics or selection)
+    if not fitted.cv_metrics and prep.pool_positions and dev_rows and "probs" in dev_rows[0]:
+        # label probabilities (classification) on every pool: out of fold by construction, it trained on none
+        metrics["pool_predictions"] = {
+            name: [{"gold": dev_rows[i]["gold"], "probs": dev_rows[i]["probs"]} for i in positions]
+            for name, positions in prep.pool_positions.items()
+        }
+    if prep.main:
+        fitted.strategy.save(directory / "model")
+        write_jsonl_atomic(directory / "predictions.jsonl", rows)
+        if dev_rows:  # the dev probabilities: a cross-strategy ensemble's weights are fitted on them
+            write_jsonl_atomic(directory / DEV_PREDICTIONS_FILE, dev_rows)
+        write_jsonl_atomic(directory / "train_log.jsonl", fitted.strategy.log)
+    metrics.update(_costs(spec, prep, fitted, predict_seconds, directory))
+    _gpu_peak(metrics)
+    if fitted.incremental is not None:
+        metrics["incremental"] = finish_update(fitted.incremental, fitted.strategy, prep.splits)
+    if prep.main:
+        _finish(directory, metrics, alternative)
+    return metrics
+
+
+def _prepare(spec: CellSpec, directory: Path, backbones: BackboneCache | None) -> Prepared:
+    """The cell's K-shot splits (at K=0 the examples it is scored on instead) and its context; the training
+    sample augmented when the strategy asks for it."""
     from taskfit.data.prepare import sample_splits
+    from taskfit.progress import make_progress
 
     task = get_task(spec.task)
     main = is_main_process()
@@ -139,11 +209,11 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         (directory / ERROR_FILE).unlink(missing_ok=True)
         if not run.resume:  # a fresh start: checkpoints of an earlier attempt would only mislead
             shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
-    strategy_config, data, prompt = spec.strategy, spec.data, spec.prompt  # validated once, in CellSpec
+    data = spec.data  # validated once, in CellSpec
     seed = spec.seed if spec.seed is not None else 0
     pools = task.load_pools(data)
     splits = sample_splits(pools, data, seed)
-    selection_dev = splits.dev  # what the grid ranks this cell by (never test)
+    selection_dev = splits.dev
     pool_positions: dict[str, list[int]] = {}
     if spec.shots == 0:  # no training data: nothing to sample, nothing to tune on
         # nothing fits on it: a plain held-out estimate (with no dev, true few-shot: every label is held out)
@@ -154,10 +224,9 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         else:
             selection_dev = dev_sample(splits.dev or (pools.train if pools.selection == "cv" else []), seed)
         splits.train, splits.dev = [], []
-    augment = strategy_config.augmentation()
     ctx = Context(
         labels=splits.labels,
-        prompt=prompt,
+        prompt=spec.prompt,
         seed=seed,
         backbones=backbones or BackboneCache(spec.trust_remote_code, spec.device),
         run=run,
@@ -166,133 +235,123 @@ def _run_cell(spec: CellSpec, directory: Path, backbones: BackboneCache | None) 
         correct=spec.correct,
         prior=spec.prior,
     )
-    from taskfit.progress import make_progress
-
     if main:
         ctx.progress = make_progress(sys.stderr)
-    augment_seconds, copies = 0.0, 0
+    prep = Prepared(task, main, pools, splits, selection_dev, pool_positions, ctx)
+    augment = spec.strategy.augmentation()
     if augment is not None and splits.train:  # the K-shot training sample only: dev and test stay as drawn
         started = time.perf_counter()
-        splits.train, copies = augment_training_data(splits.train, augment, ctx, directory, main)
-        augment_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    load_seconds = 0.0
-    incremental = None
-    cv_metrics: dict = {}
+        splits.train, prep.copies = augment_training_data(splits.train, augment, ctx, directory, main)
+        prep.augment_seconds = time.perf_counter() - started
+    return prep
+
+
+def _fit(spec: CellSpec, prep: Prepared, directory: Path) -> Fitted:
+    """The strategy fitted as the cell's protocol says: a search on dev, cross-validation over train + dev
+    (``compare.cv``), a continual update from a saved run, or one fit on train with dev to stop on."""
+    strategy_config, splits, ctx = spec.strategy, prep.splits, prep.ctx
     # cross-validated selection: cells that learn from the sample, when the labels allow folds
     cross_validate = (
-        "cv" in (data.selection, pools.selection)
+        "cv" in (spec.data.selection, prep.pools.selection)
         and bool(splits.train)
         and not spec.is_update
         and bool(splits.labels)
     )
     if strategy_config.search and spec.is_update:
         raise TaskfitError("from: (incremental update) cannot be combined with search yet; drop search:")
+    started = time.perf_counter()
     if strategy_config.search:  # every trial loads its own backbone: loading counts as fitting here
         from dataclasses import replace
 
         from taskfit.compare.ray_search import cluster_batch_runner
         from taskfit.compare.search import search_and_fit
 
-        ctx.run = replace(run, checkpoint_dir=None)  # trials are short and many: no checkpoints
+        ctx.run = replace(ctx.run, checkpoint_dir=None)  # trials are short and many: no checkpoints
         strategy, trials = search_and_fit(
             strategy_config, ctx, splits.train, splits.dev, spec.parallel_search, cluster_batch_runner
         )
-        if main:
+        if prep.main:
             write_jsonl_atomic(directory / "search.jsonl", trials)
         values = strategy.config.model_dump()
         chosen = {k: values[k] for k in strategy_config.search}
+        return Fitted(strategy, time.perf_counter() - started + prep.augment_seconds, 0.0, trials, chosen)
+    if spec.is_update:
+        from taskfit.continual.incremental import load_start
+
+        strategy = load_start(spec.from_run, strategy_config, ctx)
+        splits.labels = ctx.labels  # the saved head's label order
     else:
-        update = spec.is_update
-        if update:
-            from taskfit.continual.incremental import load_start
-
-            strategy = load_start(spec.from_run, strategy_config, ctx)
-            splits.labels = ctx.labels  # the saved head's label order
-        else:
-            strategy = None if cross_validate else build_strategy(strategy_config, ctx)
-        trials, chosen = [], {}
-        load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
-        incremental = start_update(spec, strategy, splits, seed) if update else None
-        started = time.perf_counter()
-        if cross_validate:  # k folds over train + dev choose; then one fit on all of them (compare/cv.py)
-            from taskfit.compare.cv import cv_fit
-
-            strategy, cv_metrics = cv_fit(
-                strategy_config, ctx, splits.train, splits.dev, data.folds, task, build_strategy
-            )
-            selection_dev = []  # the folds scored it: dev is in its training data now
-        else:
-            strategy.fit(splits.train, splits.dev)
-    fit_seconds = time.perf_counter() - started + augment_seconds  # paraphrasing is part of the cost
-    selection: dict = {}
-    dev_rows: list[dict] = []
-    if not cv_metrics:  # before test: the dev predictions choose the decision correction test is read with
-        selection, dev_rows = task.selection_with_rows(strategy, selection_dev, splits.labels)
-        strategy, selection, dev_rows = _correct_on_dev(strategy, selection, dev_rows, ctx, spec)
+        strategy = None if cross_validate else build_strategy(strategy_config, ctx)
+    load_seconds = time.perf_counter() - started  # the one-time GGUF conversion lands here, not in fit
+    incremental = start_update(spec, strategy, splits, ctx.seed) if spec.is_update else None
     started = time.perf_counter()
-    metrics, rows = task.evaluate(strategy, splits, data)
-    predict_seconds = time.perf_counter() - started
-    truncation = getattr(strategy, "truncation", None)  # prompting strategies: what max_length cut on test
-    if truncation:
-        metrics.update({"texts_truncated": truncation["texts_truncated"], "truncation": truncation})
-        if truncation["texts_truncated"]:
-            print(truncation_line(truncation), flush=True)
-    alternative = _alternative(strategy, task, splits, data, cv_metrics)
-    if cv_metrics:
-        metrics.update(cv_metrics)
+    cv_metrics: dict = {}
+    if cross_validate:  # k folds over train + dev choose; then one fit on all of them (compare/cv.py)
+        from taskfit.compare.cv import cv_fit
+
+        strategy, cv_metrics = cv_fit(
+            strategy_config, ctx, splits.train, splits.dev, spec.data.folds, prep.task, build_strategy
+        )
+        prep.selection_dev = []  # the folds scored it: dev is in its training data now
     else:
-        metrics.update(selection)
-        # label probabilities (classification) on every pool: out of fold by construction, it trained on none
-        if pool_positions and dev_rows and "probs" in dev_rows[0]:
-            metrics["pool_predictions"] = {
-                name: [{"gold": dev_rows[i]["gold"], "probs": dev_rows[i]["probs"]} for i in positions]
-                for name, positions in pool_positions.items()
-            }
-    trainable, total = strategy.trainable_parameters()
-    if main:
-        strategy.save(directory / "model")
-        write_jsonl_atomic(directory / "predictions.jsonl", rows)
-        if dev_rows:  # the dev probabilities: a cross-strategy ensemble's weights are fitted on them
-            write_jsonl_atomic(directory / DEV_PREDICTIONS_FILE, dev_rows)
-        write_jsonl_atomic(directory / "train_log.jsonl", strategy.log)
-    metrics.update(
-        {
-            "key": spec.key,
-            "load_seconds": load_seconds,
-            "fit_seconds": fit_seconds,
-            "predict_seconds": predict_seconds,
-            # None with no test split (true few-shot): nothing was timed, not an infinitely slow model
-            "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9) if splits.test else None,
-            "trainable_params": trainable,
-            "total_params": total,
-            "train_examples": len(splits.train),
-            **({"augmented_examples": copies, "augment_seconds": augment_seconds} if augment else {}),
-            "dev_examples": len(splits.dev),
-            "search_trials": len(trials),
-            "chosen": chosen,
-            "peak_rss_mb": peak_rss_mb(),
-            "saved_mb": folder_mb(directory / "model") if main else None,
-            "threads": spec.threads,
-            "workers": spec.workers,
-            "mixed_precision": spec.training.mixed_precision,  # not "precision": NER reports a metric of that name
-            "processes": world_size(),  # accelerate launch: processes that trained together
-            "notes": splits.notes,
-        }
+        strategy.fit(splits.train, splits.dev)
+    fit_seconds = time.perf_counter() - started + prep.augment_seconds  # paraphrasing is part of the cost
+    return Fitted(strategy, fit_seconds, load_seconds, cv_metrics=cv_metrics, incremental=incremental)
+
+
+def _select(spec: CellSpec, prep: Prepared, fitted: Fitted) -> tuple[dict, list[dict]]:
+    """A cell not cross-validated: its selection scores and rows on dev (or the pools), after the decision
+    correction chosen on them, which test is then read with (``fitted.strategy`` is replaced)."""
+    if fitted.cv_metrics:
+        return {}, []
+    selection, dev_rows = prep.task.selection_with_rows(
+        fitted.strategy, prep.selection_dev, prep.splits.labels
     )
-    _gpu_peak(metrics)
-    if incremental is not None:
-        metrics["incremental"] = finish_update(incremental, strategy, splits)
-    if main:
-        if alternative is not None:
-            alt_metrics, alt_rows = alternative
-            write_jsonl_atomic(directory / ALTERNATIVE / "predictions.jsonl", alt_rows)
-            write_json_atomic(directory / ALTERNATIVE / METRICS_FILE, {**metrics, **alt_metrics})
-        else:  # an earlier run's, for another calibration rule or config, would only mislead
-            shutil.rmtree(directory / ALTERNATIVE, ignore_errors=True)
-        write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
-        shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
-    return metrics
+    fitted.strategy, selection, dev_rows = _correct_on_dev(
+        fitted.strategy, selection, dev_rows, prep.ctx, spec
+    )
+    return selection, dev_rows
+
+
+def _costs(spec: CellSpec, prep: Prepared, fitted: Fitted, predict_seconds: float, directory: Path) -> dict:
+    """What the cell cost and on what: metrics.json's timings, sizes, counts and load."""
+    trainable, total = fitted.strategy.trainable_parameters()
+    splits = prep.splits
+    augmented = spec.strategy.augmentation() is not None
+    return {
+        "key": spec.key,
+        "load_seconds": fitted.load_seconds,
+        "fit_seconds": fitted.fit_seconds,
+        "predict_seconds": predict_seconds,
+        # None with no test split (true few-shot): nothing was timed, not an infinitely slow model
+        "predict_examples_per_s": len(splits.test) / max(predict_seconds, 1e-9) if splits.test else None,
+        "trainable_params": trainable,
+        "total_params": total,
+        "train_examples": len(splits.train),
+        **({"augmented_examples": prep.copies, "augment_seconds": prep.augment_seconds} if augmented else {}),
+        "dev_examples": len(splits.dev),
+        "search_trials": len(fitted.trials),
+        "chosen": fitted.chosen,
+        "peak_rss_mb": peak_rss_mb(),
+        "saved_mb": folder_mb(directory / "model") if prep.main else None,
+        "threads": spec.threads,
+        "workers": spec.workers,
+        "mixed_precision": spec.training.mixed_precision,  # not "precision": NER reports a metric of that name
+        "processes": world_size(),  # accelerate launch: processes that trained together
+        "notes": splits.notes,
+    }
+
+
+def _finish(directory: Path, metrics: dict, alternative) -> None:
+    """The cell's last files: the calibration it did not choose (or none), then metrics.json."""
+    if alternative is not None:
+        alt_metrics, alt_rows = alternative
+        write_jsonl_atomic(directory / ALTERNATIVE / "predictions.jsonl", alt_rows)
+        write_json_atomic(directory / ALTERNATIVE / METRICS_FILE, {**metrics, **alt_metrics})
+    else:  # an earlier run's, for another calibration rule or config, would only mislead
+        shutil.rmtree(directory / ALTERNATIVE, ignore_errors=True)
+    write_json_atomic(directory / METRICS_FILE, metrics)  # last: its presence marks a finished cell
+    shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)  # finished: the model folder is the result
 
 
 def _alternative(strategy, task, splits, data, cv_metrics: dict) -> tuple[dict, list[dict]] | None:
