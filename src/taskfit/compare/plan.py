@@ -241,7 +241,9 @@ def _chooses_on_held_out(config: ExperimentConfig, strategy: StrategyBase, k: in
     )
 
 
-CORRECTION_VERSION = 2  # in the cell key of a label cell: cells saved before it (or its temperature) run again
+CORRECTION_VERSION = (
+    2  # in the cell key of a label cell: cells saved before it (or its temperature) run again
+)
 
 
 def _corrects_on_held_out(config: ExperimentConfig, off_too: bool = False) -> bool:
