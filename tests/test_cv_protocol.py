@@ -116,15 +116,14 @@ def test_folds_stop_on_the_mean_curve_and_each_is_scored_at_the_epoch_the_other_
     fit runs the grid's schedule and stops at epoch 3."""
     from dataclasses import dataclass, field
 
-    from pydantic import BaseModel
-
     from taskfit.compare.cv import FOLD_PATIENCE, cv_fit
+    from taskfit.config.base import ByEpochWithPatience, StrategyBase
     from taskfit.data.readers import Example
     from taskfit.strategies import Context
     from taskfit.strategies.base import Predictions
     from taskfit.tasks import get_task
 
-    class Cfg(BaseModel):
+    class Cfg(ByEpochWithPatience, StrategyBase):  # declares that it trains by epochs and stops early
         epochs: int = 30
         patience: int = 8
 

@@ -125,12 +125,17 @@ def _cv_on(
 def test_cv_takes_contextual_calibration_only_when_it_wins_beyond_the_fold_noise():
     from dataclasses import dataclass, field
 
-    from pydantic import BaseModel
-
+    from taskfit.config.base import StrategyBase
     from taskfit.strategies.base import Predictions
 
-    class Cfg(BaseModel):  # in-context's setting that CV chooses
+    class Cfg(StrategyBase):  # in-context's setting that CV chooses, declared as InContextConfig does
         calibration: str = "auto"
+
+        def calibration_setting(self) -> str:
+            return self.calibration
+
+        def demonstrations_per_class(self) -> int:
+            return 2
 
     @dataclass
     class Fake:  # contextual is right on every example; none on half of them
@@ -200,16 +205,25 @@ def _prefix_fake(fixes: tuple, breaks: tuple = (), per_class: int = 1):
     from dataclasses import dataclass, field
 
     import torch
-    from pydantic import BaseModel
 
+    from taskfit.config.base import StrategyBase
     from taskfit.strategies.base import Predictions
 
-    class Cfg(BaseModel):
+    class Cfg(StrategyBase):  # one shared prefix, declared as InContextConfig does
         calibration: str = "auto"
         demos_per_class: int = per_class
         selection: str = "balanced"
         prompt_search: None = None
         demo_sets: int | None = None
+
+        def calibration_setting(self) -> str:
+            return self.calibration
+
+        def holds_one_prefix(self) -> bool:
+            return self.selection != "similar" and self.prompt_search is None
+
+        def demonstrations_per_class(self) -> int:
+            return self.demos_per_class
 
     @dataclass
     class Fake:
@@ -394,7 +408,7 @@ def test_on_imbalanced_labels_the_calibration_is_chosen_on_macro_f1_not_accuracy
     assert abs(rule["gain"] - (19 / 57 - 1.0)) < 1e-9  # none (always a) against contextual (all right)
 
 
-def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranking_metric(
+def test_with_the_correction_off_only_in_context_cells_choosing_on_the_pool_record_the_ranking_metric(
     sentiment_csv, tiny_bert_dir
 ):
     from taskfit.compare.plan import data_fingerprint, plan_cells
@@ -402,21 +416,7 @@ def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranki
     from taskfit.tasks import load_pools
 
     bb = str(tiny_bert_dir)
-    raw = {
-        "name": "keys",
-        "data": {"train": str(sentiment_csv), "shots": [2], "selection": "cv", "folds": 2},
-        "seeds": [0],
-        "prompt": {
-            "template": "{text} It was [MASK].",
-            "verbalizer": {"positive": "good", "negative": "bad"},
-        },
-        "strategies": [
-            {"name": "zero-shot", "backbone": bb},
-            {"name": "head-finetune", "backbone": bb, "epochs": 1},
-            {"name": "in-context", "backbone": bb, "demos_per_class": 1},
-            {"name": "in-context", "backbone": bb, "demos_per_class": 1, "calibration": "none"},
-        ],
-    }
+    raw = {**_KEYS_GRID(sentiment_csv, bb), "correction": False}  # every label cell corrects otherwise
     cfg = validate_config(raw)
     fingerprint = data_fingerprint(load_pools(cfg.data))
     on_accuracy = plan_cells(cfg, fingerprint)
@@ -444,6 +444,44 @@ def test_only_in_context_cells_that_choose_on_the_held_out_pool_record_the_ranki
     unweighted = plan_cells(every, fingerprint, "accuracy")
     weighted = plan_cells(every, fingerprint, "accuracy", {"negative": 0.7, "positive": 0.3})
     assert [c.key for c in weighted] == [c.key for c in unweighted]  # shots: all pools have the data's shares
+
+
+def _KEYS_GRID(csv, bb: str) -> dict:  # noqa: N802 (a constant-like builder)
+    return {
+        "name": "keys",
+        "data": {"train": str(csv), "shots": [2], "selection": "cv", "folds": 2},
+        "seeds": [0],
+        "prompt": {
+            "template": "{text} It was [MASK].",
+            "verbalizer": {"positive": "good", "negative": "bad"},
+        },
+        "strategies": [
+            {"name": "zero-shot", "backbone": bb},
+            {"name": "head-finetune", "backbone": bb, "epochs": 1},
+            {"name": "in-context", "backbone": bb, "demos_per_class": 1},
+            {"name": "in-context", "backbone": bb, "demos_per_class": 1, "calibration": "none"},
+        ],
+    }
+
+
+def test_every_label_cell_chooses_its_correction_on_the_ranking_metric_at_the_data_shares(
+    sentiment_csv, tiny_bert_dir
+):
+    """Issue 36: the decision correction is chosen on held-out predictions by every label cell, so each
+    records the grid's ranking metric and, on a K-shot grid of unbalanced data, the data's label shares."""
+    from taskfit.compare.plan import data_fingerprint, plan_cells
+    from taskfit.config import validate_config
+    from taskfit.tasks import load_pools
+
+    cfg = validate_config(_KEYS_GRID(sentiment_csv, str(tiny_bert_dir)))
+    fingerprint = data_fingerprint(load_pools(cfg.data))
+    on_accuracy = plan_cells(cfg, fingerprint)
+    on_f1 = plan_cells(cfg, fingerprint, "macro_f1")
+    assert [c.choose_by for c in on_accuracy] == [None] * 4
+    assert [c.choose_by for c in on_f1] == ["macro_f1"] * 4
+    assert all(c.key != d.key for c, d in zip(on_accuracy, on_f1))
+    skewed = plan_cells(cfg, fingerprint, "accuracy", {"negative": 0.7, "positive": 0.3})
+    assert all(c.prior == (("negative", 0.7), ("positive", 0.3)) for c in skewed)
 
 
 def _calibration_records(tmp_path, gains: list[float], noises: list[float], name: str = "in-context"):
