@@ -249,7 +249,7 @@ CORRECTION_VERSION = (
 def _corrects_on_held_out(config: ExperimentConfig, off_too: bool = False) -> bool:
     """A label cell chooses its decision correction on held-out predictions (``compare.correction``);
     ``off_too``: whether it would, were ``correction`` on."""
-    return config.task == "classification" and not config.from_run and (off_too or config.correction)
+    return get_task(config.task).corrects_decisions and not config.from_run and (off_too or config.correction)
 
 
 def choice_metric(

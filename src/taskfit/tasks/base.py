@@ -45,6 +45,8 @@ class Task:
     # whether `taskfit compare` refits the chosen row on every label into runs/NAME/final (its rows are ranked
     # on dev scores: ``selection_metrics``)
     fits_final: ClassVar[bool] = False
+    # whether a cell chooses a decision correction on its held-out label probabilities (compare.correction)
+    corrects_decisions: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class Classification(Task):
     describes_labels = True
     in_cell_key = False
     fits_final = True
+    corrects_decisions = True
 
     def load_pools(self, cfg):
         from taskfit.data.prepare import load_classification_pools
