@@ -4,6 +4,7 @@ and then it validates, runs in a comparison, appears in the report, predicts and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,3 +88,67 @@ def test_an_unregistered_strategy_is_an_error_naming_the_available_ones(tmp_path
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
     assert "unknown strategy 'nearest-centroid'" in err and "head-finetune" in err
+
+
+def _plugin_path(tmp_path: Path) -> str:
+    """An installed plugin package as importlib.metadata sees one: a module and a dist-info whose
+    entry_points.txt names its StrategyEntry in the ``taskfit.strategies`` group."""
+    site = tmp_path / "site"
+    (site / "toyplug-0.1.dist-info").mkdir(parents=True)
+    (site / "toyplug-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n"
+    )
+    (site / "toyplug-0.1.dist-info" / "entry_points.txt").write_text(
+        "[taskfit.strategies]\nnearest-centroid = toyplug:ENTRY\n"
+    )
+    (site / "toyplug.py").write_text("from toy_strategy import ENTRY\n")
+    here = Path(__file__).parent
+    return os.pathsep.join([str(site), str(here), os.environ.get("PYTHONPATH", "")])
+
+
+def test_a_plugin_strategy_runs_in_the_default_process_executor(tmp_path, sentiment_csv, tiny_bert_dir):
+    """Issue 32: a strategy from an installed package (entry points) is known to every process that runs
+    cells, not only to the one that registered it; before, forkserver cells rebuilt the registry from the
+    built-in list and rejected it."""
+    import json
+    import subprocess
+
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        "name: plug\n"
+        f"data: {{train: {sentiment_csv}, shots: [2]}}\n"
+        "seeds: [0]\n"
+        f"strategies:\n- {{name: nearest-centroid, backbone: {tiny_bert_dir}}}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": _plugin_path(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "taskfit", "compare", str(config), "--output", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(c["strategy"], c["status"]) for c in results["cells"]] == [("nearest-centroid", "ok")]
+    # and without the plugin, the same config is refused up front, naming the strategy
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    refused = subprocess.run(
+        [sys.executable, "-m", "taskfit", "validate", str(config)], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "nearest-centroid" in refused.stdout + refused.stderr
+
+
+def test_a_broken_plugin_names_itself(tmp_path):
+    import subprocess
+
+    path = _plugin_path(tmp_path)
+    (tmp_path / "site" / "toyplug.py").write_text("raise ImportError('no module named heavy_dependency')\n")
+    done = subprocess.run(
+        [sys.executable, "-c", "import taskfit.registry"],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "taskfit plugin 'nearest-centroid'" in done.stderr
+    assert "heavy_dependency" in done.stderr

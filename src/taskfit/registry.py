@@ -209,4 +209,38 @@ class Registry:
         raise TaskfitError(f"{type(config).__name__} is not a registered strategy config")
 
 
+PLUGIN_GROUP = "taskfit.strategies"  # the entry-point group an installed package registers strategies in
+
+
+def load_plugins(registry: Registry) -> list[str]:
+    """Register the strategies of installed packages: each entry point of the ``taskfit.strategies`` group
+    names a ``StrategyEntry``, a list of them, or a function returning either. Done when this module is
+    imported, so every process that runs cells (the default process executor's forkserver, Ray workers)
+    knows the same strategies; one registered with ``REGISTRY.register`` at run time lives only in the
+    process that registered it (``--in-process``). Returns the plugins' names."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            value = point.load()
+            value = value() if callable(value) and not isinstance(value, StrategyEntry) else value
+        except Exception as exc:  # a broken plugin names itself instead of breaking every command obscurely
+            raise TaskfitError(
+                f"the taskfit plugin '{point.name}' ({point.value}, from the package that declares it) failed "
+                f"to load: {type(exc).__name__}: {exc}; fix or uninstall it"
+            ) from exc
+        for entry in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(entry, StrategyEntry):
+                raise TaskfitError(
+                    f"the taskfit plugin '{point.name}' ({point.value}) gave {type(entry).__name__}, not a "
+                    "StrategyEntry"
+                )
+            if entry.key not in registry._entries:  # imported twice (a module reloaded): once is enough
+                registry.register(entry)
+        names.append(point.name)
+    return names
+
+
 REGISTRY = Registry(ENTRIES)
+PLUGINS = load_plugins(REGISTRY)  # names of the installed plugins whose strategies are registered
