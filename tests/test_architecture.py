@@ -254,3 +254,32 @@ def test_no_function_in_compare_is_over_100_lines():
                     f"{path.relative_to(SRC)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}"
                 )
     assert not long, "functions over 100 lines:\n" + "\n".join(long)
+
+
+def test_task_names_and_metrics_are_listed_once():
+    """Issue 32: the task names were declared four times (registry.TASKS, tasks._TASKS, the config's Task
+    Literal, TASK_METRICS' keys). One table, taskfit.tasks.catalog; the others read it."""
+    from typing import get_args
+
+    from taskfit import registry, tasks
+    from taskfit.config import TASK_METRICS
+    from taskfit.config.experiment import Task
+    from taskfit.tasks.catalog import TASK_NAMES
+
+    assert get_args(Task) == TASK_NAMES and registry.TASKS is TASK_NAMES and tasks.TASK_NAMES is TASK_NAMES
+    assert tuple(TASK_METRICS) == TASK_NAMES
+    assert all(tasks.get_task(name).metric_keys == TASK_METRICS[name] for name in TASK_NAMES)
+    listed = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "catalog.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            items = (
+                node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else getattr(node, "keys", None)
+            )
+            if items is None:
+                continue
+            names = {i.value for i in items if isinstance(i, ast.Constant) and i.value in TASK_NAMES}
+            if len(names) >= 3:
+                listed.append(f"{path.relative_to(SRC)}:{node.lineno}: {sorted(names)}")
+    assert not listed, "task names listed outside taskfit/tasks/catalog.py:\n" + "\n".join(listed)

@@ -54,8 +54,9 @@ from taskfit.config.span import (
     RelationLoraConfig,
 )
 from taskfit.errors import TaskfitError, did_you_mean
+from taskfit.tasks.catalog import TASK_NAMES
 
-TASKS = ("classification", "generation", "ner", "relation", "extractive-qa")
+TASKS = TASK_NAMES  # taskfit.tasks.catalog: the one list of task names
 Kind = Literal["encoder", "causal-lm"]
 EITHER: tuple[Kind, ...] = ("encoder", "causal-lm")
 ENCODER: tuple[Kind, ...] = ("encoder",)
@@ -243,4 +244,4 @@ def load_plugins(registry: Registry) -> list[str]:
 
 
 REGISTRY = Registry(ENTRIES)
-PLUGINS = load_plugins(REGISTRY)  # names of the installed plugins whose strategies are registered
+load_plugins(REGISTRY)  # installed packages' strategies, in every process that imports the registry

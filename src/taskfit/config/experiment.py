@@ -19,15 +19,9 @@ from taskfit.config.continual import UpdateMethod
 from taskfit.config.data import DataConfig
 from taskfit.config.prompt import PromptConfig
 from taskfit.errors import did_you_mean
+from taskfit.tasks.catalog import TASK_METRICS, TASK_NAMES
 
-Task = Literal["classification", "generation", "ner", "relation", "extractive-qa"]
-TASK_METRICS = {
-    "classification": ("accuracy", "macro_f1"),
-    "generation": ("chrf", "rougeL", "rouge1", "rouge2", "bleu", "exact_match", "perplexity"),
-    "ner": ("f1", "precision", "recall", "strict_f1", "token_accuracy"),
-    "relation": ("micro_f1", "macro_f1", "accuracy"),
-    "extractive-qa": ("f1", "exact_match"),
-}
+Task = Literal[TASK_NAMES]  # type: ignore[valid-type]  # the names of taskfit.tasks.catalog
 
 
 def strategy_configs(task: str = "classification") -> dict[str, type[StrategyBase]]:

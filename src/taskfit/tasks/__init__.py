@@ -10,26 +10,16 @@ import importlib
 
 from taskfit.errors import TaskfitError, did_you_mean
 from taskfit.tasks.base import Task
-
-# task name -> "module:attribute" of its task object
-_TASKS = {
-    "classification": "taskfit.tasks.classification:CLASSIFICATION",
-    "generation": "taskfit.tasks.generation:GENERATION",
-    "ner": "taskfit.tasks.ner:NER",
-    "relation": "taskfit.tasks.span:RELATION",
-    "extractive-qa": "taskfit.tasks.span:EXTRACTIVE_QA",
-}
-TASK_NAMES: tuple[str, ...] = tuple(_TASKS)
+from taskfit.tasks.catalog import CATALOG, TASK_NAMES
 
 
 def get_task(name: str) -> Task:
     """The task object of a task name (as in a config's ``task:``)."""
-    where = _TASKS.get(name)
-    if where is None:
+    if name not in CATALOG:
         raise TaskfitError(
             f"unknown task '{name}'; tasks: {', '.join(TASK_NAMES)}." + did_you_mean(name, TASK_NAMES)
         )
-    module, _, attr = where.partition(":")
+    module, _, attr = CATALOG[name][0].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

@@ -59,9 +59,9 @@ class Task:
     @property
     def metric_keys(self) -> tuple[str, ...]:
         """The values ``metric:`` accepts for this task (the first is the default ranking)."""
-        from taskfit.config import TASK_METRICS
+        from taskfit.tasks.catalog import TASK_METRICS
 
-        return tuple(TASK_METRICS[self.name])
+        return TASK_METRICS[self.name]
 
     def metric(self, key: str | None = None, labels: Sequence[str] = ()) -> Metric:
         """What the leaderboard ranks by; ``key`` picks another of ``metric_keys``; ``labels``: the pools'."""
