@@ -240,11 +240,12 @@ def test_every_registered_config_declares_what_its_fields_say():
             assert config.token_budget() == values.get("max_length"), entry.name
 
 
-def test_no_function_in_compare_is_over_100_lines():
-    """Issue 32: the cell worker as named steps, the final model's card apart from its fit; compare/'s
-    functions read in one screen or two. (serving/create_app and cli.build_parser are still over: issue 32.)"""
+def test_no_function_in_compare_or_serving_is_over_100_lines():
+    """Issue 32: the cell worker as named steps, the final model's card apart from its fit, the server's
+    routes grouped around one Service; functions read in one screen or two. (cli.build_parser is still
+    over: issue 32.)"""
     long = []
-    for path in sorted((PACKAGE / "compare").glob("*.py")):
+    for path in sorted([*(PACKAGE / "compare").glob("*.py"), *(PACKAGE / "serving").glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
