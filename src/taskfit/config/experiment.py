@@ -191,9 +191,9 @@ class ExperimentConfig(Strict):
         description="with final: auto, when rows cannot be told apart from the recommended one (the report's "
         "'not distinguishable', p >= 0.05 paired over seeds), final/ refits up to this many of them in all, best "
         "first, and averages their label scores with equal weights (no labels spent on weights); 1 = the "
-        "recommended row alone. Measured on two 40-label files (BENCHMARKS.md): 3 rows lost 0.036 and 0.063 "
-        "macro-F1 to the best single row on unseen texts where the single pick lost 0.160 and 0.123; up to 5 "
-        "lost 0.246 on one and gained 0.044 on the other (a weak member drags the average down)",
+        "recommended row alone. Over five 40-label files (BENCHMARKS.md) the recommended row alone lost 0.097 "
+        "macro-F1 on average to the best row on unseen texts, the average of up to three 0.054; with up to five "
+        "one file's average fell 0.13 further (a weak member drags it down)",
     )
     correction: bool = Field(
         True,
