@@ -193,7 +193,7 @@ class ExperimentConfig(Strict):
         "first, and averages their label scores with equal weights (no labels spent on weights); 1 = the "
         "recommended row alone. Over five 40-label files (BENCHMARKS.md) the recommended row alone lost 0.097 "
         "macro-F1 on average to the best row on unseen texts, the average of up to three 0.054; with up to five "
-        "one file's average fell 0.13 further (a weak member drags it down)",
+        "one file's average fell 0.21 further (a weak, overconfident member dragged it down)",
     )
     correction: bool = Field(
         True,
