@@ -220,6 +220,11 @@ def test_compare_runs_relation_end_to_end_and_predict_answers_marked_text(tiny_b
     cell = tmp_path / "out" / "lora" / tiny_bert_dir.name / "k2" / "seed-0"
     metrics = json.loads((cell / "metrics.json").read_text())
     assert metrics["no_relation_label"] == "no_relation" and metrics["train_examples"] == 6
+    # the decision correction is classification's (Task.corrects_decisions): a relation cell's labels and
+    # scores are its model's, as its cell key says
+    assert "correction" not in metrics and "correction" not in json.loads(
+        (cell / "model" / "strategy.json").read_text()
+    )
     predictions = [json.loads(line) for line in (cell / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 7 and predictions[0]["text"].startswith("[E2] Mark Zuckerberg [/E2] founded")
     assert "micro-F1" in (tmp_path / "out" / "results.md").read_text()

@@ -232,7 +232,7 @@ def _prepare(spec: CellSpec, directory: Path, backbones: BackboneCache | None) -
         run=run,
         no_relation_label=data.no_relation_label,
         choose_by=spec.choose_by or "accuracy",
-        correct=spec.correct,
+        correct=spec.correct and task.corrects_decisions,  # label tasks that choose one (compare.correction)
         prior=spec.prior,
     )
     if main:
