@@ -26,6 +26,22 @@ def _toy(n: int, minority: int, seed: int = 1):
     return out
 
 
+def _tiny_head(backbone, **settings):
+    """A head-finetune config on the tiny test encoder that learns the toy words in a few epochs."""
+    from taskfit.config import validate_config
+
+    row = {
+        "name": "head-finetune",
+        "backbone": str(backbone),
+        "freeze_embeddings": False,
+        "lr": 1e-3,
+        "head_lr": 1e-2,
+    }
+    return validate_config(
+        {"name": "x", "data": {"train": "x.csv"}, "strategies": [{**row, **settings}]}
+    ).strategies[0]
+
+
 def test_balanced_weights_are_one_on_equal_shares_and_inverse_frequency_otherwise():
     from taskfit.data.readers import Example
     from taskfit.strategies.base import balanced_class_weights
@@ -39,28 +55,13 @@ def test_balanced_weights_are_one_on_equal_shares_and_inverse_frequency_otherwis
 def test_on_90_10_the_unweighted_head_predicts_the_majority_and_the_balanced_one_recovers_the_minority(
     tiny_bert_dir,
 ):
-    from taskfit.config import validate_config
     from taskfit.strategies import Context, build_strategy
 
     train, test = _toy(60, 6), _toy(40, 20, seed=2)
     predicted = {}
     for weighting in ("none", "balanced"):
-        raw = {
-            "name": "x",
-            "data": {"train": "x.csv"},
-            "strategies": [
-                {
-                    "name": "head-finetune",
-                    "backbone": str(tiny_bert_dir),
-                    "epochs": 4,
-                    "class_weight": weighting,
-                    "freeze_embeddings": False,
-                    "lr": 1e-3,
-                    "head_lr": 1e-2,
-                }
-            ],
-        }
-        strategy = build_strategy(validate_config(raw).strategies[0], Context(labels=["neg", "pos"], seed=0))
+        config = _tiny_head(tiny_bert_dir, epochs=4, class_weight=weighting)
+        strategy = build_strategy(config, Context(labels=["neg", "pos"], seed=0))
         strategy.fit(train, [])
         labels = strategy.predict(test).labels
         predicted[weighting] = (Counter(labels)["neg"], sum(p == e.label for p, e in zip(labels, test)))
@@ -172,28 +173,12 @@ def test_a_cross_validated_cell_chooses_its_correction_out_of_fold_and_its_saved
     tiny_bert_dir, tmp_path
 ):
     from taskfit.compare.cv import cv_fit
-    from taskfit.config import validate_config
     from taskfit.serving.predictor import Predictor
     from taskfit.strategies import Context, build_strategy, load_strategy
     from taskfit.strategies.corrected import Corrected
     from taskfit.tasks import get_task
 
-    raw = {
-        "name": "x",
-        "data": {"train": "x.csv"},
-        "strategies": [
-            {
-                "name": "head-finetune",
-                "backbone": str(tiny_bert_dir),
-                "epochs": 3,
-                "class_weight": "none",
-                "freeze_embeddings": False,
-                "lr": 1e-3,
-                "head_lr": 1e-2,
-            }
-        ],
-    }
-    config = validate_config(raw).strategies[0]
+    config = _tiny_head(tiny_bert_dir, epochs=3, class_weight="none")
     ctx = Context(labels=["neg", "pos"], seed=0, choose_by="macro_f1")
     strategy, metrics = cv_fit(config, ctx, _toy(60, 8), [], 4, get_task("classification"), build_strategy)
     record = metrics["cv"]["correction"]
