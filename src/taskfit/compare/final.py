@@ -324,10 +324,12 @@ def _fit_member(config, group, settings, changed: dict, pools, labelled: list, b
 
 def ensemble_estimate(members: list, labels: list[str], key: str) -> dict | None:
     """The equal-weight average's cross-validated score: per seed, the members' held-out predictions on the
-    same labelled pool (out-of-fold, or a row without training data's predictions on that pool) averaged
-    and scored; the mean and spread over the seeds every member has. None when some member kept none."""
+    same labelled pool (out-of-fold, or a row without training data's predictions on that pool; aligned as
+    the report's ensembles align them, ``compare.ensemble``) averaged and scored; the mean and spread over
+    the seeds every trained member ran. None when some member kept none."""
     import numpy as np
 
+    from taskfit.compare.ensemble import _aligned, _fit_records, _matrix
     from taskfit.compare.selection import _score
 
     trained = [g for g in members if g.shots != "0"]
@@ -341,29 +343,19 @@ def ensemble_estimate(members: list, labels: list[str], key: str) -> dict | None
     index = {label: i for i, label in enumerate(labels)}
     scores = []
     for seed in seeds or [None]:
-        rows = []
+        fits = {}
         for g in members:
-            if g.shots == "0":
-                record = g.ok[0] if g.ok else {}
-                pools = (record.get("metrics") or {}).get("pool_predictions") or {}
-                held = pools.get(f"{shots}/{seed}") if shots else next(iter(pools.values()), None)
-            else:
-                record = next((r for r in g.ok if r.get("seed") == seed), {})
-                held = (record.get("metrics") or {}).get("oof")
-            if not held:
+            record = g.ok[0] if g.shots == "0" else next((r for r in g.ok if r.get("seed") == seed), {})
+            rows = _fit_records(record, "oof", None, labels, f"{shots}/{seed}")
+            if not rows:
                 return None
-            rows.append(held)
-        golds = [[r["gold"] for r in member] for member in rows]
-        if any(g != golds[0] for g in golds):
-            return None  # not the same examples in the same order
-        # the examples every member predicted held out (in-context has none for its demonstrations)
-        kept = [i for i in range(len(golds[0])) if all(member[i].get("probs") for member in rows)]
-        if len(kept) < 2:
+            fits[g.name] = rows
+        aligned = _aligned(fits, "oof")  # the examples every member predicted held out, in one order
+        if aligned is None:
             return None
-        gold = np.array([index[golds[0][i]] for i in kept])
-        mean = sum(
-            np.array([[member[i]["probs"][label] for label in labels] for i in kept]) for member in rows
-        )
+        first = next(iter(aligned.values()))
+        gold = np.array([index[r["gold"]] for r in first])
+        mean = sum(_matrix(rows, labels) for rows in aligned.values())
         scores.append(_score(gold, mean.argmax(1), len(labels), key))
     return {
         "metric": key,
